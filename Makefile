@@ -1,0 +1,43 @@
+# abono: `make run` brings the product up on its embedded default; `make test` runs the suite.
+SHELL := /bin/bash
+APP := .venv-app/bin
+TODAY ?= $(shell date +%F)
+TZ_EVAL ?= America/New_York
+EVAL ?= ../shared/eval/public_en.csv
+
+.PHONY: setup train run test test-unit lint i18n nlu-eval bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+train: setup
+	@bash scripts/train.sh
+
+run: train
+	@$(APP)/abono up --demo data/demo_accounts.csv
+
+test: train
+	@bash scripts/test.sh
+
+test-unit: setup
+	@$(APP)/python -m pytest tests/unit -q
+
+lint: setup
+	$(APP)/ruff check abono channels policies bot tests
+	$(APP)/ruff format --check abono channels policies bot tests
+	$(APP)/lint-imports
+	$(APP)/mypy
+
+i18n: setup
+	$(APP)/pybabel extract -F babel.cfg -o locales/messages.pot --no-location --sort-by-file --project abono --version 0.1 .
+	$(APP)/pybabel update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching --width 100
+	$(APP)/pybabel compile -d locales -D messages --statistics
+
+nlu-eval: train
+	$(APP)/abono nlu-eval $(EVAL) --today $(TODAY) --tz $(TZ_EVAL) > var/nlu-eval.jsonl
+
+bench: train
+	$(APP)/python -m tests.bench.turns
+
+clean:
+	rm -rf var models .venv-app .venv-engine

@@ -1,0 +1,114 @@
+"""Composition root: builds every dependency once from Settings and wires the FastAPI app.
+
+The edges are found through entry points (``abono.channels``, ``abono.actions``) so that the
+core never imports them; tests pass their own engine or clock where a real one cannot run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+import yaml
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+import policies
+from abono.api.nlg import nlg_router
+from abono.container import Container
+from abono.errors import AbonoError
+from abono.i18n import Catalogs
+from abono.integrations.action_server import action_router
+from abono.integrations.rasa_engine import RasaEngine
+from abono.ports import ConversationEngine
+from abono.services.dialogue import Dialogue, DialogueConfig
+from abono.services.pipeline import Pipeline, PipelineConfig
+from abono.settings import Settings
+from abono.store.db import make_engine, make_sessionmaker
+from policies.disclosures import DisclosurePolicy
+from policies.verification import VerificationRules
+
+log = structlog.get_logger(__name__)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def load_policy_file(name: str) -> Any:
+    path = Path(policies.__file__).resolve().parent / name
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def build_container(
+    settings: Settings,
+    engine: ConversationEngine | None = None,
+    clock: Callable[[], dt.datetime] = utc_now,
+) -> Container:
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    catalogs = Catalogs.load(settings.locales_dir)
+    if engine is None:
+        client = httpx.AsyncClient(timeout=settings.engine_timeout_seconds)
+        engine = RasaEngine(client, settings.engine_url, settings.engine_token)
+    rules = VerificationRules(settings.verification_method, settings.max_verification_failures)
+    dialogue = Dialogue(sessions, DialogueConfig(rules, settings.support_phone), clock)
+    pipeline = Pipeline(
+        sessions,
+        engine,
+        catalogs,
+        DisclosurePolicy.parse(load_policy_file("disclosures.yml")),
+        PipelineConfig(settings.collector_mode, settings.company_name, settings.support_phone),
+        clock,
+    )
+    return Container(settings, sessions, catalogs, engine, dialogue, pipeline, clock)
+
+
+def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
+    container = container or build_container(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        log.info("app.lifecycle.started", sandbox=settings.sandbox)
+        yield
+        log.info("app.lifecycle.stopped")
+
+    app = FastAPI(title="abono", version="0.1.0", lifespan=lifespan)
+    app.state.container = container
+    app.add_exception_handler(AbonoError, _abono_error)
+    defaults = {"company": settings.company_name, "support_phone": settings.support_phone}
+    app.include_router(nlg_router(container.sessions, container.catalogs,
+                                  settings.engine_token, defaults))
+    actions = [a for ep in entry_points(group="abono.actions") for a in ep.load()(container)]
+    app.include_router(action_router(actions, settings.engine_token))
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        checks = {"app": True, "database": _database_ready(container),
+                  "engine": await container.engine.ready()}
+        return JSONResponse({"ready": all(checks.values()), **checks},
+                            200 if all(checks.values()) else 503)
+
+    for ep in sorted(entry_points(group="abono.channels"), key=lambda e: e.name):
+        ep.load()(app, container)
+    return app
+
+
+def _database_ready(container: Container) -> bool:
+    try:
+        with container.sessions() as session:
+            session.execute(text("SELECT 1 FROM conversations LIMIT 1"))
+        return True
+    except Exception:  # any failure means "not ready"; the probe must not raise
+        return False
+
+
+async def _abono_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, AbonoError)
+    return JSONResponse({"error": error.code, "message": error.message}, error.status)

@@ -1,0 +1,156 @@
+"""The ``abono`` command: serve, migrate, import accounts, evaluate understanding, chat."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from abono.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    code: int = args.handler(args, Settings())
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="abono", description=__doc__)
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    everything = commands.add_parser("up", help="run engine and app together until Ctrl-C")
+    everything.add_argument("--demo", type=Path, default=None, help="accounts CSV to load first")
+    everything.set_defaults(handler=_up)
+
+    serve = commands.add_parser("serve", help="migrate the database and run the app")
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.set_defaults(handler=_migrate)
+
+    accounts = commands.add_parser("accounts", help="customer accounts")
+    accounts_commands = accounts.add_subparsers(metavar="ACTION")
+    importer = accounts_commands.add_parser("import", help="upsert accounts from a CSV file")
+    importer.add_argument("file", type=Path)
+    importer.set_defaults(handler=_import_accounts)
+
+    evaluate = commands.add_parser("nlu-eval", help="classify each row of a CSV (text,lang)")
+    evaluate.add_argument("input", type=Path)
+    evaluate.add_argument("--today", required=True, type=dt.date.fromisoformat)
+    evaluate.add_argument("--tz", required=True)
+    evaluate.set_defaults(handler=_nlu_eval)
+
+    chat = commands.add_parser("chat", help="talk to a running sandbox app as a customer")
+    chat.add_argument("--from", dest="address", required=True, help="phone number or email")
+    chat.add_argument("--channel", default="sms", choices=["sms", "email", "voice", "web"])
+    chat.add_argument("--url", default=None, help="the app's URL (default: ABONO_PUBLIC_URL)")
+    chat.set_defaults(handler=_chat)
+    return parser
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.runner import up
+
+    return up(settings, args.demo)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from abono.app import create_app
+    from abono.logs import configure_logging
+    from abono.store.db import make_engine, migrate
+
+    configure_logging(settings.log_level)
+    migrate(make_engine(settings.database_url))
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.store.db import make_engine, migrate
+
+    migrate(make_engine(settings.database_url))
+    print("database is up to date")
+    return 0
+
+
+def _import_accounts(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.errors import AbonoError
+    from abono.services.accounts_import import import_accounts
+    from abono.store.db import make_engine, make_sessionmaker, migrate
+
+    if not args.file.is_file():
+        print(f"error: no such file: {args.file}", file=sys.stderr)
+        return 2
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    try:
+        with args.file.open(newline="", encoding="utf-8-sig") as handle:
+            report = import_accounts(make_sessionmaker(engine), handle)
+    except AbonoError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    for row in report.rejected:
+        print(f"line {row.line} ({row.customer_id or '?'}): rejected: {'; '.join(row.reasons)}")
+    print(
+        f"{report.imported} imported, {report.updated} updated, "
+        f"{len(report.rejected)} rejected, {report.total} rows"
+    )
+    return 0 if not report.rejected else 1
+
+
+def _nlu_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.understanding.evaluation import evaluate_file
+
+    try:
+        ZoneInfo(args.tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        print(f"error: unknown timezone {args.tz!r}", file=sys.stderr)
+        return 2
+    if not args.input.is_file():
+        print(f"error: no such file: {args.input}", file=sys.stderr)
+        return 2
+    return asyncio.run(evaluate_file(settings, args.input, args.today, args.tz, sys.stdout))
+
+
+def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    import httpx
+
+    url = (args.url or settings.public_url).rstrip("/") + "/sandbox/chat"
+    print(f"Talking to {url} as {args.address} over {args.channel}. Ctrl-D to quit.")
+    with httpx.Client(timeout=60) as client:
+        for line in sys.stdin:
+            payload = {"channel": args.channel, "from": args.address, "text": line.rstrip("\n")}
+            try:
+                response = client.post(url, json=payload)
+            except httpx.HTTPError as error:
+                print(f"! the app did not answer ({type(error).__name__}); is it running?")
+                continue
+            body = response.json()
+            if response.status_code != 200:
+                print(f"! {body.get('message') or json.dumps(body.get('detail'))}")
+                continue
+            for reply in body["replies"]:
+                print(f"< {reply}")
+    return 0
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return list(csv.DictReader(handle))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""What the composition root builds once and the edges (channels, actions) are handed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from abono.i18n import Catalogs
+from abono.ports import ConversationEngine
+from abono.services.dialogue import Dialogue
+from abono.services.pipeline import Pipeline
+from abono.settings import Settings
+
+
+@dataclass(frozen=True)
+class Container:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    catalogs: Catalogs
+    engine: ConversationEngine
+    dialogue: Dialogue
+    pipeline: Pipeline
+    clock: Callable[[], dt.datetime]

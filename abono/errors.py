@@ -1,0 +1,34 @@
+"""The one error hierarchy of abono: each error carries a stable code for HTTP and conversations."""
+
+from __future__ import annotations
+
+
+class AbonoError(Exception):
+    """Base of every error we raise on purpose; `code` is stable so handlers can map it."""
+
+    code = "abono_error"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ImportFileError(AbonoError):
+    """The file as a whole cannot be imported (e.g. its header lacks required columns)."""
+
+    code = "import_file_invalid"
+
+
+class InvalidAddressError(AbonoError):
+    """An inbound message whose sender is neither a phone number nor an email address."""
+
+    code = "invalid_address"
+    status = 422
+
+
+class EngineUnavailableError(AbonoError):
+    """The dialogue engine did not answer; the customer gets an apology, nothing is lost."""
+
+    code = "engine_unavailable"
+    status = 503

@@ -1,0 +1,104 @@
+"""Starting the Rasa engine as a child process (its own Python 3.10 environment)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+
+from abono.errors import EngineUnavailableError
+from abono.integrations.rasa_engine import RasaEngine
+from abono.settings import ROOT, Settings
+
+STARTUP_SECONDS = 180.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def engine_command(settings: Settings, port: int, with_app: bool) -> list[str]:
+    """Loopback only, with the auth token; the app's callbacks only when an app is running."""
+    if not settings.model_path.is_file():
+        raise EngineUnavailableError(
+            f"no trained model at {settings.model_path}; run `make train` first"
+        )
+    command = [
+        str(settings.engine_python), "-m", "rasa", "run", "--enable-api",
+        "--auth-token", settings.engine_token, "--interface", "127.0.0.1",
+        "--port", str(port), "--model", str(settings.model_path), "--quiet",
+    ]
+    if with_app:
+        command += ["--credentials", str(ROOT / "bot" / "credentials.yml"),
+                    "--endpoints", str(ROOT / "bot" / "endpoints.yml")]
+    return command
+
+
+def engine_environment(settings: Settings, tracker_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "ABONO_APP_URL": f"http://127.0.0.1:{settings.port}",
+        "ABONO_ENGINE_TOKEN": settings.engine_token,
+        "ABONO_TRACKER_URL": tracker_url,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "RASA_TELEMETRY_ENABLED": "false",
+    })
+    return env
+
+
+def start_engine(
+    settings: Settings, port: int, tracker_url: str, log_path: Path | None = None,
+    with_app: bool = True,
+) -> subprocess.Popen[bytes]:
+    output = log_path.open("ab") if log_path else subprocess.DEVNULL
+    return subprocess.Popen(
+        engine_command(settings, port, with_app),
+        env=engine_environment(settings, tracker_url),
+        stdout=output, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+    )
+
+
+async def wait_ready(url: str, token: str, process: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient(timeout=5) as client:
+        engine = RasaEngine(client, url, token)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STARTUP_SECONDS
+        while loop.time() < deadline:
+            if process.poll() is not None:
+                raise EngineUnavailableError(f"the engine exited with code {process.returncode}")
+            if await engine.ready():
+                return
+            await asyncio.sleep(0.5)
+    raise EngineUnavailableError("the engine did not become ready in time")
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@asynccontextmanager
+async def temporary_engine(settings: Settings) -> AsyncIterator[str]:
+    """A parse-only engine on a spare port, stopped on the way out."""
+    port = free_port()
+    process = start_engine(settings, port, tracker_url="", with_app=False)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_ready(url, settings.engine_token, process)
+        yield url
+    finally:
+        stop(process)

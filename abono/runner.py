@@ -1,0 +1,82 @@
+"""``abono up``: the whole product on one machine — engine and app as children, ready or not.
+
+Migrates, loads the demo accounts, starts the engine (loopback, auth token) and the app,
+waits until ``/healthz`` says both are ready, prints the URLs, and stops both on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from abono.integrations.engine_process import start_engine, stop, wait_ready
+from abono.settings import ROOT, Settings
+
+READY_SECONDS = 240.0
+
+
+def tracker_url(settings: Settings) -> str:
+    """The engine keeps its trackers beside the app's data: SQLite file or the same server."""
+    if settings.database_url.startswith("sqlite"):
+        return f"sqlite:///{ROOT / 'var' / 'engine-trackers.db'}"
+    return settings.database_url
+
+
+def up(settings: Settings, demo_file: Path | None) -> int:
+    from abono.services.accounts_import import import_accounts
+    from abono.store.db import make_engine, make_sessionmaker, migrate
+
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    if demo_file is not None:
+        with demo_file.open(newline="", encoding="utf-8") as handle:
+            report = import_accounts(make_sessionmaker(engine), handle)
+        print(f"demo accounts: {report.imported} new, {report.updated} updated")
+    logs = ROOT / "var" / "log"
+    logs.mkdir(parents=True, exist_ok=True)
+    engine_port = int(settings.engine_url.rsplit(":", 1)[1].split("/")[0])
+    rasa = start_engine(settings, engine_port, tracker_url(settings), logs / "engine.log")
+    app = subprocess.Popen([sys.executable, "-m", "abono.cli", "serve"], cwd=ROOT,
+                           start_new_session=True)
+    try:
+        started = time.monotonic()
+        asyncio.run(wait_ready(settings.engine_url, settings.engine_token, rasa))
+        _wait_healthy(settings, app)
+        print(f"\nabono is ready in {time.monotonic() - started:.0f} s")
+        print(f"  web chat (sandbox):  {settings.public_url}/")
+        print(f"  API docs:            {settings.public_url}/docs")
+        print(f"  health:              {settings.public_url}/healthz")
+        print(f"  engine (loopback):   {settings.engine_url}  (log: {logs / 'engine.log'})")
+        print("Press Ctrl-C to stop.\n")
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while rasa.poll() is None and app.poll() is None:
+            time.sleep(0.5)
+        print("a process exited; stopping", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping…")
+        return 0
+    finally:
+        stop(app)
+        stop(rasa)
+        print("stopped")
+
+
+def _wait_healthy(settings: Settings, app: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        if app.poll() is not None:
+            raise SystemExit(f"the app exited with code {app.returncode}")
+        try:
+            if httpx.get(f"{settings.public_url}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the app did not become healthy in time")

@@ -1,0 +1,465 @@
+"""The operator's account import: a CSV of customers and their past-due accounts into the store.
+
+The file is streamed row by row and committed in batches, so a file of any size runs in flat
+memory; every row is validated in full before anything is written, so a row lands completely
+(customer, contact points, account) or not at all, and the report tells the operator why.
+Re-importing a file is an upsert: customers by ``customer_id``, accounts by ``account_number``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import functools
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from itertools import islice
+from typing import Any, TextIO
+from zoneinfo import available_timezones
+
+from babel.numbers import list_currencies
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from abono.errors import ImportFileError
+from abono.services.customers import normalize_email, normalize_phone
+from abono.store.models import Account, ContactPoint, Customer
+
+BATCH_SIZE = 500
+LANGUAGES = ("en", "es")
+MIN_DAYS_PAST_DUE = -30  # pre-bill reminders start before the due date (CONVERSATION.md)
+MAX_DAYS_PAST_DUE = 36_500
+_MAX_CENTS = 2**63 - 1  # BigInteger
+
+_YES = frozenset({"y", "yes", "true", "1"})
+_NO = frozenset({"n", "no", "false", "0"})
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ZIP = re.compile(r"^(\d{5})(?:-?\d{4})?$")
+_AMOUNT = re.compile(r"^(-?)(\d+)(?:\.(\d+))?$")
+_INTEGER = re.compile(r"^-?\d{1,9}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CONCURRENT = "row: changed by another writer during the import; import the file again"
+
+
+@dataclass
+class RowError:
+    """Why one line of the file was not imported; ``line`` is the file's line number."""
+
+    line: int
+    customer_id: str
+    reasons: list[str]
+
+
+@dataclass
+class ImportReport:
+    imported: int
+    updated: int
+    rejected: list[RowError]
+
+    @property
+    def total(self) -> int:
+        return self.imported + self.updated + len(self.rejected)
+
+
+class _Invalid(ValueError):
+    """A cell that cannot be accepted; the message is the reason shown to the operator."""
+
+
+@dataclass(frozen=True)
+class _AccountRow:
+    customer_id: str
+    first_name: str
+    last_name: str
+    language: str
+    timezone: str
+    phone: str | None
+    email: str | None
+    zip: str
+    dob: dt.date
+    account_number: str
+    balance_cents: int
+    currency: str
+    due_date: dt.date
+    days_past_due: int
+    segment: str
+    consent_sms: bool
+    consent_email: bool
+    consent_voice: bool
+
+    @property
+    def contacts(self) -> list[tuple[str, str]]:
+        pairs = (("phone", self.phone), ("email", self.email))
+        return [(kind, value) for kind, value in pairs if value is not None]
+
+
+# --- cell parsers: each takes a stripped, non-empty cell and returns its value or raises ---
+
+
+def _text(max_length: int) -> Callable[[str], str]:
+    # Lengths are checked here because PostgreSQL enforces them at flush, failing a whole batch.
+    def parse(value: str) -> str:
+        if len(value) > max_length:
+            raise _Invalid(f"longer than {max_length} characters")
+        return value
+
+    return parse
+
+
+def _language(value: str) -> str:
+    if value.lower() not in LANGUAGES:
+        raise _Invalid("must be en or es")
+    return value.lower()
+
+
+@functools.lru_cache(maxsize=1)
+def _timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _timezone(value: str) -> str:
+    if value not in _timezones():
+        raise _Invalid("unknown IANA time zone")
+    return value
+
+
+def _phone(value: str) -> str:
+    phone = normalize_phone(value)
+    if phone is None:
+        raise _Invalid("not a valid phone number")
+    return phone
+
+
+def _email(value: str) -> str:
+    email = normalize_email(value)
+    if email is None:
+        raise _Invalid("not a valid email address")
+    return email
+
+
+def _zip(value: str) -> str:
+    match = _ZIP.match(value)
+    if match is None:
+        raise _Invalid("must be 5 digits or ZIP+4")
+    return match.group(1)
+
+
+def _date(value: str) -> dt.date:
+    try:
+        if _DATE.match(value):
+            return dt.date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise _Invalid("must be a date as YYYY-MM-DD")
+
+
+def _cents(value: str) -> int:
+    match = _AMOUNT.match(value)
+    if match is None:
+        raise _Invalid("not a decimal amount")
+    sign, whole, fraction = match.group(1), match.group(2), match.group(3) or ""
+    if sign:
+        raise _Invalid("must not be negative")
+    if len(fraction.rstrip("0")) > 2:
+        raise _Invalid("more than 2 decimal places")
+    if len(whole.lstrip("0")) > 17:  # keeps the Decimal below exact (28 digits of precision)
+        raise _Invalid("too large")
+    cents = int(Decimal(f"{whole}.{fraction or '0'}") * 100)
+    if cents > _MAX_CENTS:
+        raise _Invalid("too large")
+    return cents
+
+
+@functools.lru_cache(maxsize=1)
+def _currencies() -> frozenset[str]:
+    return frozenset(list_currencies())
+
+
+def _currency(value: str) -> str:
+    code = value.upper()
+    if not _CURRENCY.match(code) or code not in _currencies():
+        raise _Invalid("must be a 3-letter ISO 4217 code")
+    return code
+
+
+def _days_past_due(value: str) -> int:
+    if not _INTEGER.match(value):
+        raise _Invalid("must be a whole number")
+    days = int(value)
+    if not MIN_DAYS_PAST_DUE <= days <= MAX_DAYS_PAST_DUE:
+        raise _Invalid(f"must be between {MIN_DAYS_PAST_DUE} and {MAX_DAYS_PAST_DUE}")
+    return days
+
+
+def _yes_no(value: str) -> bool:
+    if value.lower() in _YES:
+        return True
+    if value.lower() in _NO:
+        return False
+    raise _Invalid("must be y or n")
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "customer_id": _text(64),
+    "first_name": _text(100),
+    "last_name": _text(100),
+    "language": _language,
+    "timezone": _timezone,
+    "phone": _phone,
+    "email": _email,
+    "zip": _zip,
+    "dob": _date,
+    "account_number": _text(64),
+    "balance": _cents,
+    "currency": _currency,
+    "due_date": _date,
+    "days_past_due": _days_past_due,
+    "segment": _text(32),
+    "consent_sms": _yes_no,
+    "consent_email": _yes_no,
+    "consent_voice": _yes_no,
+}
+COLUMNS: tuple[str, ...] = tuple(_PARSERS)
+_OPTIONAL = frozenset({"phone", "email"})  # a customer needs one of them, not both
+
+
+def _parse(raw: dict[str | None, Any]) -> tuple[_AccountRow | None, list[str]]:
+    values: dict[str, Any] = {}
+    reasons: list[str] = []
+    for column, parse in _PARSERS.items():
+        cell = (raw.get(column) or "").strip()
+        if not cell:
+            values[column] = None
+            if column not in _OPTIONAL:
+                reasons.append(f"{column}: required")
+            continue
+        try:
+            values[column] = parse(cell)
+        except _Invalid as invalid:
+            reasons.append(f"{column}: {invalid}")
+    if not (raw.get("phone") or "").strip() and not (raw.get("email") or "").strip():
+        reasons.append("phone: required when there is no email")
+    if raw.get(None):  # csv.DictReader puts cells beyond the header under the key None
+        reasons.append("row: more values than columns in the header")
+    if reasons:
+        return None, reasons
+    values["balance_cents"] = values.pop("balance")
+    return _AccountRow(**values), []
+
+
+# --- writing ---
+
+
+class _AccountIds:
+    """Accounts this import wrote, as a bitmap over ids: about one bit per account in memory."""
+
+    def __init__(self) -> None:
+        self._bits = bytearray()
+
+    def add(self, account_id: int) -> None:
+        index = account_id >> 3
+        if index >= len(self._bits):
+            self._bits.extend(bytes(index + 1 - len(self._bits)))
+        self._bits[index] |= 1 << (account_id & 7)
+
+    def discard(self, account_id: int) -> None:
+        if account_id in self:
+            self._bits[account_id >> 3] &= ~(1 << (account_id & 7)) & 0xFF
+
+    def __contains__(self, account_id: object) -> bool:
+        if not isinstance(account_id, int) or (account_id >> 3) >= len(self._bits):
+            return False
+        return bool(self._bits[account_id >> 3] & (1 << (account_id & 7)))
+
+
+@dataclass
+class _Batch:
+    """What one batch did; merged into the report only once its transaction committed."""
+
+    imported: int = 0
+    updated: int = 0
+    rejected: list[RowError] = field(default_factory=list)
+    account_ids: list[int] = field(default_factory=list)
+
+
+def _conflicts(
+    session: Session,
+    row: _AccountRow,
+    customer: Customer | None,
+    account: Account | None,
+    written: _AccountIds,
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Why the row clashes with the store, and the contact points it would add."""
+    owner = None if customer is None else customer.id
+    if account is not None and account.customer_id == owner and account.id in written:
+        return ["customer_id: duplicate in file"], []
+    reasons = []
+    if account is not None and account.customer_id != owner:
+        reasons.append("account_number: already belongs to another customer")
+    new_contacts = []
+    for kind, value in row.contacts:
+        holder = session.scalar(
+            select(ContactPoint.customer_id).where(
+                ContactPoint.kind == kind, ContactPoint.value == value
+            )
+        )
+        if holder is None:
+            new_contacts.append((kind, value))
+        elif holder != owner:
+            reasons.append(f"{kind}: already belongs to another customer")
+    return reasons, new_contacts
+
+
+def _fill_customer(customer: Customer, row: _AccountRow) -> None:
+    # Assigning an equal value is not a change for SQLAlchemy, so a re-import touches nothing.
+    customer.external_id = row.customer_id
+    customer.first_name = row.first_name
+    customer.last_name = row.last_name
+    customer.language = row.language
+    customer.timezone = row.timezone
+    customer.zip = row.zip
+    customer.dob = row.dob
+    customer.consent_sms = row.consent_sms
+    customer.consent_email = row.consent_email
+    customer.consent_voice = row.consent_voice
+
+
+def _fill_account(account: Account, row: _AccountRow, customer: Customer) -> None:
+    account.customer_id = customer.id
+    account.account_number = row.account_number
+    account.balance_cents = row.balance_cents
+    account.currency = row.currency
+    account.due_date = row.due_date
+    account.days_past_due = row.days_past_due
+    account.segment = row.segment
+
+
+def _write(session: Session, row: _AccountRow, written: _AccountIds, batch: _Batch) -> list[str]:
+    """Upsert one validated row; returns the reasons it conflicts with the store, if any."""
+    customer = session.scalar(select(Customer).where(Customer.external_id == row.customer_id))
+    account = session.scalar(select(Account).where(Account.account_number == row.account_number))
+    reasons, new_contacts = _conflicts(session, row, customer, account, written)
+    if reasons:
+        return reasons
+    if customer is None:
+        customer = Customer()
+        session.add(customer)
+    _fill_customer(customer, row)
+    session.flush()  # a new customer needs its id for the rows below
+    # Contact points are only ever added: an old number may still be theirs, and deleting one
+    # would lose its wrong-party mark. One added meanwhile by another writer fails the flush.
+    for kind, value in new_contacts:
+        session.add(ContactPoint(customer_id=customer.id, kind=kind, value=value))
+    if account is None:
+        account = Account()
+        batch.imported += 1
+    else:
+        batch.updated += 1
+    _fill_account(account, row, customer)
+    session.add(account)
+    session.flush()
+    written.add(account.id)
+    batch.account_ids.append(account.id)
+    return []
+
+
+def _import_rows(
+    session: Session,
+    rows: list[tuple[int, dict[str | None, Any]]],
+    written: _AccountIds,
+    batch: _Batch,
+) -> None:
+    for line, raw in rows:
+        row, reasons = _parse(raw)
+        if row is not None:
+            reasons = _write(session, row, written, batch)
+        if reasons:
+            customer_id = (raw.get("customer_id") or "").strip()
+            batch.rejected.append(RowError(line, customer_id, reasons))
+
+
+def _commit_rows(
+    make_session: sessionmaker[Session],
+    rows: list[tuple[int, dict[str | None, Any]]],
+    written: _AccountIds,
+) -> _Batch:
+    """Import rows in one transaction; on a unique clash nothing of them is kept."""
+    batch = _Batch()
+    try:
+        with make_session() as session, session.begin():
+            _import_rows(session, rows, written, batch)
+        return batch
+    except IntegrityError:
+        for account_id in batch.account_ids:
+            written.discard(account_id)
+        raise
+
+
+def _import_batch(
+    make_session: sessionmaker[Session],
+    rows: list[tuple[int, dict[str | None, Any]]],
+    written: _AccountIds,
+    report: ImportReport,
+) -> None:
+    try:
+        batches = [_commit_rows(make_session, rows, written)]
+    except IntegrityError:
+        # Validation read the store before writing, so a clash means another writer got there
+        # in between; redo the batch one row per transaction to lose only the clashing rows.
+        batches = []
+        for line, raw in rows:
+            try:
+                batches.append(_commit_rows(make_session, [(line, raw)], written))
+            except IntegrityError:
+                customer_id = (raw.get("customer_id") or "").strip()
+                batches.append(_Batch(rejected=[RowError(line, customer_id, [_CONCURRENT])]))
+    for batch in batches:
+        report.imported += batch.imported
+        report.updated += batch.updated
+        report.rejected.extend(batch.rejected)
+
+
+def _check_header(reader: csv.DictReader[str]) -> None:
+    if reader.fieldnames is None:
+        raise ImportFileError(f"the file is empty; expected a header with {', '.join(COLUMNS)}")
+    names = [name.strip().lstrip("\ufeff").lower() for name in reader.fieldnames]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ImportFileError(f"columns appear more than once: {', '.join(duplicated)}")
+    missing = [column for column in COLUMNS if column not in names]
+    if missing:
+        raise ImportFileError(f"missing required columns: {', '.join(missing)}")
+    reader.fieldnames = names
+
+
+def _numbered(reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str | None, Any]]]:
+    for raw in reader:
+        yield reader.line_num, raw
+
+
+def import_accounts(
+    sessionmaker: sessionmaker[Session],
+    lines: Iterable[str] | TextIO,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Stream a CSV with ``COLUMNS`` into the store, committing every ``BATCH_SIZE`` rows.
+
+    Open files with ``newline=""`` (and ``encoding="utf-8-sig"`` for spreadsheet exports) so
+    quoted line breaks survive. A bad header raises ``ImportFileError`` before anything is
+    written; bad rows are reported, never raised. ``on_progress`` gets the rows done so far.
+    """
+    reader = csv.DictReader(lines)
+    _check_header(reader)
+    report = ImportReport(imported=0, updated=0, rejected=[])
+    written = _AccountIds()
+    rows = _numbered(reader)
+    done = 0
+    while batch := list(islice(rows, BATCH_SIZE)):
+        _import_batch(sessionmaker, batch, written, report)
+        done += len(batch)
+        if on_progress is not None:
+            on_progress(done)
+    return report

@@ -1,0 +1,78 @@
+"""Finding the customer behind an inbound address, and the account a conversation is about.
+
+Phones are stored in E.164 and emails lower-cased (see ``ContactPoint``), so every lookup
+normalizes the same way the account import does; the import reuses these normalizers.
+"""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from abono.store.models import Account, ContactPoint, Customer
+
+# Providers send US numbers without a country code often enough that the US is the default.
+DEFAULT_REGION = "US"
+
+# Deliberately basic: deliverability is the mail provider's job; this only rejects typos that
+# can never be an address, so a bad cell in an import is caught before it becomes a contact.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_MAX_EMAIL = 254
+
+
+def normalize_phone(value: str) -> str | None:
+    """E.164 form of a phone written in any common format, or None if it cannot be dialled."""
+    try:
+        number = phonenumbers.parse(value.strip(), DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_email(value: str) -> str | None:
+    """Lower-cased email, or None if it is plainly not an address."""
+    email = value.strip().lower()
+    if len(email) > _MAX_EMAIL or not _EMAIL.match(email):
+        return None
+    return email
+
+
+def normalize_address(address: str) -> tuple[str, str] | None:
+    """``("phone" | "email", normalized value)``, or None if the address is neither."""
+    if "@" in address:
+        email = normalize_email(address)
+        return None if email is None else ("email", email)
+    phone = normalize_phone(address)
+    return None if phone is None else ("phone", phone)
+
+
+def find_customer_by_address(session: Session, address: str) -> Customer | None:
+    """The customer an address reaches; None once someone said it is not theirs (wrong party)."""
+    normalized = normalize_address(address)
+    if normalized is None:
+        return None
+    kind, value = normalized
+    return session.scalar(
+        select(Customer)
+        .join(ContactPoint, ContactPoint.customer_id == Customer.id)
+        .where(
+            ContactPoint.kind == kind,
+            ContactPoint.value == value,
+            ContactPoint.wrong_party_at.is_(None),
+        )
+    )
+
+
+def primary_account(session: Session, customer_id: int) -> Account | None:
+    """The account to talk about first: the largest balance, ties broken by account number."""
+    return session.scalar(
+        select(Account)
+        .where(Account.customer_id == customer_id)
+        .order_by(Account.balance_cents.desc(), Account.account_number)
+        .limit(1)
+    )

@@ -1,0 +1,327 @@
+"""The decisions behind each turn: identity first, then what the customer asked for.
+
+The engine classifies the message and picks the action for the intent; the action hands the
+turn to this module, which reads the store, applies the rules and returns response keys with
+typed arguments (cents, ISO dates) plus the slot values to mirror. No display text here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from abono.services import audit, opt_outs
+from abono.services.customers import primary_account
+from abono.store.models import Account, ContactPoint, Conversation
+from abono.understanding.dates import parse_birth_date
+from policies.verification import (
+    VerificationRules,
+    dob_matches,
+    extract_last4,
+    extract_zip,
+    zip_and_last4_match,
+)
+
+DEBT_INTENTS = frozenset(
+    {"check_balance", "pay_full", "pay_partial", "request_payment_plan", "promise_to_pay",
+     "already_paid"}
+)
+# Intents that are never taken as an answer to a verification question.
+ESCAPE_INTENTS = frozenset(
+    {"opt_out", "wrong_party", "switch_language", "request_human", "goodbye", "dispute_charge",
+     "hardship"}
+)
+HANDOFF_REASONS = {
+    "dispute_charge": "dispute",
+    "hardship": "hardship",
+    "request_human": "customer_request",
+    "request_payment_plan": "plan_request",
+    "promise_to_pay": "promise_to_pay",
+    "already_paid": "already_paid",
+}
+
+
+@dataclass(frozen=True)
+class Turn:
+    conversation_id: str
+    intent: str
+    text: str
+    channel: str
+    address: str
+    awaiting: str | None = None
+    pending_intent: str | None = None
+    zip_answer: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    key: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    replies: list[Reply] = field(default_factory=list)
+    slots: dict[str, Any] = field(default_factory=dict)
+
+    def say(self, key: str, **args: Any) -> Outcome:
+        self.replies.append(Reply(key, args))
+        return self
+
+
+@dataclass(frozen=True)
+class DialogueConfig:
+    rules: VerificationRules
+    support_phone: str
+
+
+class Dialogue:
+    """One method per action; each opens its own transaction."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        config: DialogueConfig,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self._sessions = sessions
+        self._config = config
+        self._clock = clock
+
+    # -- entry points, one per engine action -------------------------------------------
+
+    def greet(self, turn: Turn) -> Outcome:
+        if turn.awaiting:
+            return self._ask(Outcome(), turn.awaiting, turn)
+        return Outcome().say("utter_greet")
+
+    def goodbye(self, turn: Turn) -> Outcome:
+        return Outcome().say("utter_goodbye")
+
+    def answer(self, turn: Turn) -> Outcome:
+        """affirm / deny / inform: meaningful only against the question we asked last."""
+        with self._sessions.begin() as session:
+            if turn.awaiting:
+                return self._verify_step(session, turn)
+        return Outcome().say("utter_how_can_i_help")
+
+    def debt_request(self, turn: Turn) -> Outcome:
+        with self._sessions.begin() as session:
+            conversation = session.get(Conversation, turn.conversation_id)
+            if conversation is None or conversation.customer_id is None:
+                return Outcome().say("utter_unknown_address", support_phone=self._phone)
+            if conversation.locked_at is not None:
+                return Outcome().say("utter_verification_locked", support_phone=self._phone)
+            if conversation.verified_at is None:
+                if turn.awaiting and _has_answer(turn.awaiting, turn.text):
+                    return self._verify_step(session, turn)
+                outcome = Outcome(slots={"pending_intent": turn.intent, "zip_answer": None})
+                return self._ask(outcome, self._config.rules.first_question(), turn)
+            return self._fulfil(session, conversation, turn.intent)
+
+    def hand_off(self, turn: Turn) -> Outcome:
+        reason = HANDOFF_REASONS.get(turn.intent, "customer_request")
+        with self._sessions.begin() as session:
+            conversation = session.get(Conversation, turn.conversation_id)
+            audit.record(
+                session, "handoff.requested", conversation, reason=reason, intent=turn.intent,
+                channel=turn.channel,
+            )
+        return Outcome(slots={"awaiting": None}).say("utter_handoff")
+
+    def opt_out(self, turn: Turn) -> Outcome:
+        with self._sessions.begin() as session:
+            opt_outs.opt_out(session, turn.address, turn.channel, source="free_text")
+            audit.record(
+                session, "consent.opt_out", session.get(Conversation, turn.conversation_id),
+                channel=turn.channel, source="free_text",
+            )
+        return Outcome(slots={"awaiting": None}).say("utter_opt_out_confirmed")
+
+    def wrong_party(self, turn: Turn) -> Outcome:
+        with self._sessions.begin() as session:
+            conversation = session.get(Conversation, turn.conversation_id)
+            if conversation is not None and conversation.customer_id is not None:
+                point = session.scalars(
+                    select(ContactPoint).where(
+                        ContactPoint.customer_id == conversation.customer_id,
+                        ContactPoint.value == turn.address,
+                    )
+                ).first()
+                if point is not None:
+                    point.wrong_party_at = self._clock()
+            audit.record(session, "contact.wrong_party", conversation, channel=turn.channel)
+        return Outcome(slots={"awaiting": None, "pending_intent": None}).say("utter_wrong_party")
+
+    def switch_language(self, turn: Turn) -> Outcome:
+        with self._sessions.begin() as session:
+            conversation = session.get(Conversation, turn.conversation_id)
+            if conversation is None:
+                return Outcome().say("utter_language_switched")
+            target = requested_language(turn.text, current=conversation.language)
+            conversation.language = target
+            if conversation.customer is not None:
+                conversation.customer.language = target
+            audit.record(session, "language.changed", conversation, language=target)
+        outcome = Outcome(slots={"language": target}).say("utter_language_switched")
+        return self._ask(outcome, turn.awaiting, turn) if turn.awaiting else outcome
+
+    def out_of_scope(self, turn: Turn) -> Outcome:
+        if turn.awaiting and _has_answer(turn.awaiting, turn.text):
+            with self._sessions.begin() as session:
+                return self._verify_step(session, turn)
+        outcome = Outcome().say("utter_out_of_scope")
+        return self._ask(outcome, turn.awaiting, turn) if turn.awaiting else outcome
+
+    # -- verification ------------------------------------------------------------------
+
+    @property
+    def _phone(self) -> str:
+        return self._config.support_phone
+
+    def _ask(self, outcome: Outcome, question: str, turn: Turn, hint: bool = False) -> Outcome:
+        outcome.slots["awaiting"] = question
+        return outcome.say(f"utter_ask_{question}_hint" if hint else f"utter_ask_{question}")
+
+    def _verify_step(self, session: Session, turn: Turn) -> Outcome:
+        conversation = session.get(Conversation, turn.conversation_id)
+        question = turn.awaiting or self._config.rules.first_question()
+        if conversation is None or conversation.customer is None:
+            return Outcome(slots={"awaiting": None}).say(
+                "utter_unknown_address", support_phone=self._phone
+            )
+        if conversation.locked_at is not None:
+            return Outcome(slots={"awaiting": None}).say(
+                "utter_verification_locked", support_phone=self._phone
+            )
+        if question == "zip":
+            return self._take_zip(session, conversation, turn)
+        if question == "last4":
+            return self._take_last4(session, conversation, turn)
+        return self._take_dob(session, conversation, turn)
+
+    def _take_zip(self, session: Session, conversation: Conversation, turn: Turn) -> Outcome:
+        zip_answer = extract_zip(turn.text)
+        if zip_answer is None:
+            return self._ask(Outcome(), "zip", turn, hint=True)
+        rest = turn.text.replace(zip_answer, " ", 1)
+        last4 = extract_last4(rest)
+        if last4 is not None:  # both answers in one message
+            return self._check_zip_last4(session, conversation, turn, zip_answer, last4)
+        return self._ask(Outcome(slots={"zip_answer": zip_answer}), "last4", turn)
+
+    def _take_last4(self, session: Session, conversation: Conversation, turn: Turn) -> Outcome:
+        last4 = extract_last4(turn.text)
+        if last4 is None or not turn.zip_answer:
+            return self._ask(Outcome(), "last4" if turn.zip_answer else "zip", turn, hint=True)
+        return self._check_zip_last4(session, conversation, turn, turn.zip_answer, last4)
+
+    def _check_zip_last4(
+        self, session: Session, conversation: Conversation, turn: Turn, zip_answer: str,
+        last4: str,
+    ) -> Outcome:
+        customer = conversation.customer
+        assert customer is not None
+        numbers = [a.account_number for a in customer.accounts]
+        passed = zip_and_last4_match(zip_answer, last4, customer.zip, numbers)
+        return self._conclude(session, conversation, turn, passed)
+
+    def _take_dob(self, session: Session, conversation: Conversation, turn: Turn) -> Outcome:
+        answer = parse_birth_date(turn.text, conversation.language)
+        if answer is None:
+            return self._ask(Outcome(), "dob", turn, hint=True)
+        customer = conversation.customer
+        assert customer is not None
+        return self._conclude(session, conversation, turn, dob_matches(answer, customer.dob))
+
+    def _conclude(
+        self, session: Session, conversation: Conversation, turn: Turn, passed: bool
+    ) -> Outcome:
+        cleared: dict[str, Any] = {"awaiting": None, "zip_answer": None}
+        rules = self._config.rules
+        if passed:
+            conversation.verified_at = self._clock()
+            conversation.verified_address = turn.address
+            audit.record(session, "verification.passed", conversation, channel=turn.channel)
+            customer = conversation.customer
+            assert customer is not None
+            outcome = Outcome(slots={**cleared, "verified": True, "pending_intent": None})
+            outcome.say("utter_verified", first_name=customer.first_name)
+            follow = self._fulfil(session, conversation, turn.pending_intent or "check_balance")
+            outcome.replies.extend(follow.replies)
+            return outcome
+        conversation.verification_failures += 1
+        audit.record(
+            session, "verification.failed", conversation, channel=turn.channel,
+            failures=conversation.verification_failures,
+        )
+        if rules.locked(conversation.verification_failures):
+            conversation.locked_at = self._clock()
+            audit.record(session, "verification.locked", conversation, channel=turn.channel)
+            return Outcome(slots=cleared).say(
+                "utter_verification_locked", support_phone=self._phone
+            )
+        left = rules.max_failures - conversation.verification_failures
+        outcome = Outcome(slots=cleared).say("utter_verification_failed", attempts_left=left)
+        return self._ask(outcome, rules.first_question(), turn)
+
+    # -- after verification --------------------------------------------------------------
+
+    def _fulfil(self, session: Session, conversation: Conversation, intent: str) -> Outcome:
+        customer_id = conversation.customer_id
+        account = primary_account(session, customer_id) if customer_id is not None else None
+        if account is None:
+            return Outcome().say("utter_balance_zero")
+        if intent in HANDOFF_REASONS:
+            audit.record(
+                session, "handoff.requested", conversation, reason=HANDOFF_REASONS[intent],
+                intent=intent,
+            )
+            return Outcome().say("utter_handoff")
+        outcome = balance_replies(account)
+        if intent in ("pay_full", "pay_partial") and account.balance_cents > 0:
+            outcome.say(
+                "utter_payment_by_phone", balance_cents=account.balance_cents,
+                currency=account.currency, support_phone=self._phone,
+            )
+        return outcome
+
+
+def balance_replies(account: Account) -> Outcome:
+    """What is owed, how much of it is late, and by when."""
+    if account.balance_cents <= 0:
+        return Outcome().say("utter_balance_zero")
+    args: dict[str, Any] = {
+        "balance_cents": account.balance_cents,
+        "currency": account.currency,
+        "due_date": account.due_date.isoformat(),
+    }
+    if account.days_past_due > 0:
+        return Outcome().say("utter_balance_past_due", past_due_cents=account.balance_cents, **args)
+    return Outcome().say("utter_balance", **args)
+
+
+def _has_answer(question: str, text: str) -> bool:
+    """Digits in a message misread as another intent ("1234" as an amount) still answer."""
+    return bool(re.search(r"\d", text))
+
+
+_SPANISH = re.compile(r"espa[nñ]ol|spanish|castellano", re.IGNORECASE)
+_ENGLISH = re.compile(r"ingl[eé]s|english", re.IGNORECASE)
+
+
+def requested_language(text: str, current: str) -> str:
+    """The language named in the request; with none named, the other one."""
+    wants_es, wants_en = bool(_SPANISH.search(text)), bool(_ENGLISH.search(text))
+    if wants_es and not wants_en:
+        return "es"
+    if wants_en and not wants_es:
+        return "en"
+    return "en" if current == "es" else "es"
+

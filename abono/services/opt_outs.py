@@ -1,0 +1,38 @@
+"""Opt-outs per address and channel: honoured at once, revoked (START) but never deleted."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from abono.store.models import OptOut, utcnow
+
+
+def _active(session: Session, address: str, channel: str) -> OptOut | None:
+    return session.scalars(
+        select(OptOut).where(
+            OptOut.address == address, OptOut.channel == channel, OptOut.revoked_at.is_(None)
+        )
+    ).first()
+
+
+def is_opted_out(session: Session, address: str, channel: str) -> bool:
+    return _active(session, address, channel) is not None
+
+
+def opt_out(session: Session, address: str, channel: str, source: str) -> bool:
+    """Record an opt-out; returns False when one was already in force (confirm only once)."""
+    if _active(session, address, channel) is not None:
+        return False
+    session.add(OptOut(address=address, channel=channel, source=source))
+    return True
+
+
+def opt_in(session: Session, address: str, channel: str, now: dt.datetime | None = None) -> bool:
+    active = _active(session, address, channel)
+    if active is None:
+        return False
+    active.revoked_at = now or utcnow()
+    return True

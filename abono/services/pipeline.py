@@ -1,0 +1,277 @@
+"""One pipeline for every channel: who wrote → opt-out keywords → redaction → engine → render → log.
+
+Every channel module (and the sandbox) hands its inbound message here, already decoded into our
+types, and sends back what this returns. Nothing about an account reaches an unknown address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from abono.errors import AbonoError, EngineUnavailableError, InvalidAddressError
+from abono.i18n import MEDIA, Catalogs
+from abono.ports import ConversationEngine
+from abono.redaction import redact_card_numbers
+from abono.services import audit, opt_outs
+from abono.services.customers import find_customer_by_address, normalize_address
+from abono.store.models import Conversation, Message
+from policies.disclosures import DisclosurePolicy, TurnState, disclosures_before, notice_after
+from policies.opt_out import Keyword, match_keyword
+
+log = structlog.get_logger(__name__)
+
+MAX_ENGINE_TEXT = 1000  # longer messages are cut for understanding, stored whole
+VERIFIED_FOR = dt.timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    channel: str
+    address: str
+    text: str
+    provider_id: str | None = None
+
+
+@dataclass
+class _Prepared:
+    conversation_id: str
+    address: str
+    language: str
+    text: str
+    found_card: bool
+    introduced: bool
+    customer_known: bool
+    keys: list[str] = field(default_factory=list)  # replies decided without the engine
+    use_engine: bool = True
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    collector_mode: str
+    company_name: str
+    support_phone: str
+
+
+class Pipeline:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        engine: ConversationEngine,
+        catalogs: Catalogs,
+        disclosures: DisclosurePolicy,
+        config: PipelineConfig,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self._sessions = sessions
+        self._engine = engine
+        self._catalogs = catalogs
+        self._disclosures = disclosures
+        self._config = config
+        self._clock = clock
+
+    async def handle(self, inbound: Inbound) -> list[str]:
+        """Run one inbound message through; returns the texts to send back, in order."""
+        if inbound.channel not in MEDIA:
+            raise AbonoError(f"unknown channel {inbound.channel!r}")
+        normalized = normalize_address(inbound.address)
+        if normalized is None:
+            raise InvalidAddressError("the sender is neither a phone number nor an email address")
+        prepared = await asyncio.to_thread(self._prepare, inbound, normalized[1])
+        if prepared.duplicate:
+            log.info("pipeline.message.duplicate", channel=inbound.channel)
+            return []
+        texts: list[str] = []
+        if prepared.use_engine:
+            texts = await self._ask_engine(prepared, inbound.channel)
+        return await asyncio.to_thread(self._finish, prepared, inbound.channel, texts)
+
+    # -- before the engine -----------------------------------------------------------------
+
+    def _prepare(self, inbound: Inbound, address: str) -> _Prepared:
+        redacted = redact_card_numbers(inbound.text or "")
+        with self._sessions.begin() as session:
+            if inbound.provider_id and _seen(session, inbound.channel, inbound.provider_id):
+                return _Prepared("", address, "en", "", False, True, False, duplicate=True)
+            conversation = self._conversation_for(session, address, inbound.channel)
+            session.add(_message(conversation, inbound.channel, "in", address,
+                                 redacted.text, inbound.provider_id))
+            prepared = _Prepared(
+                conversation.id, address, conversation.language, redacted.text.strip(),
+                redacted.found_card, conversation.introduced_at is not None,
+                conversation.customer_id is not None,
+            )
+            self._keywords(session, conversation, prepared, inbound.channel)
+        if redacted.found_card:
+            log.warning("pipeline.card_number.redacted", channel=inbound.channel)
+        return prepared
+
+    def _conversation_for(self, session: Session, address: str, channel: str) -> Conversation:
+        customer = find_customer_by_address(session, address)
+        if customer is not None:
+            found = session.scalars(
+                select(Conversation).where(Conversation.customer_id == customer.id)
+            ).first()
+            language = customer.language
+        else:
+            found = session.scalars(
+                select(Conversation).where(Conversation.unknown_address == address)
+            ).first()
+            language = "en"
+        if found is None:
+            found = Conversation(
+                customer_id=customer.id if customer else None,
+                unknown_address=None if customer else address,
+                language=language,
+                last_channel=channel,
+            )
+            session.add(found)
+            session.flush()
+        found.last_channel = channel
+        self._expire_verification(session, found, address)
+        return found
+
+    def _expire_verification(
+        self, session: Session, conversation: Conversation, address: str
+    ) -> None:
+        """Verification holds for the address that passed it, for a limited time."""
+        if conversation.verified_at is None:
+            return
+        stale = self._clock() - conversation.verified_at > VERIFIED_FOR
+        if stale or conversation.verified_address != address:
+            conversation.verified_at = None
+            conversation.verified_address = None
+            audit.record(session, "verification.expired", conversation,
+                         reason="stale" if stale else "new_address")
+
+    def _keywords(
+        self, session: Session, conversation: Conversation, prepared: _Prepared, channel: str
+    ) -> None:
+        """Carrier keywords are honoured before anything else, and never reach the engine."""
+        matched = match_keyword(prepared.text)
+        opted_out = opt_outs.is_opted_out(session, prepared.address, channel)
+        if matched is not None:
+            keyword, language = matched
+            if keyword is Keyword.OPT_OUT:
+                prepared.use_engine = False
+                if opt_outs.opt_out(session, prepared.address, channel, source="keyword"):
+                    audit.record(session, "consent.opt_out", conversation, channel=channel,
+                                 source="keyword")
+                    prepared.language = _keyword_language(language, conversation.language)
+                    prepared.keys = ["utter_opt_out_confirmed"]
+                return
+            if keyword is Keyword.OPT_IN and opted_out:
+                opt_outs.opt_in(session, prepared.address, channel, self._clock())
+                audit.record(session, "consent.opt_in", conversation, channel=channel)
+                prepared.use_engine = False
+                prepared.keys = ["reply_opted_in"]
+                return
+            if keyword is Keyword.HELP:
+                prepared.use_engine = False
+                prepared.language = _keyword_language(language, conversation.language)
+                prepared.keys = ["reply_help"]
+                return
+        if opted_out:
+            prepared.use_engine = False  # the channel is closed: log what came in, say nothing
+        elif not prepared.text:
+            prepared.use_engine = False
+            prepared.keys = ["reply_empty"]
+
+    # -- the engine ------------------------------------------------------------------------
+
+    async def _ask_engine(self, prepared: _Prepared, channel: str) -> list[str]:
+        metadata = {
+            "channel": channel,
+            "language": prepared.language,
+            "address": prepared.address,
+            "customer_known": prepared.customer_known,
+        }
+        try:
+            return await self._engine.send(
+                prepared.conversation_id, prepared.text[:MAX_ENGINE_TEXT], metadata
+            )
+        except EngineUnavailableError:
+            log.error("pipeline.engine.unavailable", channel=channel)
+            prepared.keys = ["reply_engine_unavailable"]
+            return []
+
+    # -- after the engine ------------------------------------------------------------------
+
+    def _finish(self, prepared: _Prepared, channel: str, engine_texts: list[str]) -> list[str]:
+        with self._sessions.begin() as session:
+            conversation = session.get(Conversation, prepared.conversation_id)
+            assert conversation is not None
+            language = prepared.language if prepared.keys else conversation.language
+            texts = [self._render(key, language, channel) for key in prepared.keys]
+            texts += engine_texts
+            if prepared.found_card:
+                texts.insert(0, self._render("reply_card_number_removed", language, channel))
+            if texts:
+                closed = opt_outs.is_opted_out(session, prepared.address, channel)
+                texts = self._disclose(session, conversation, channel, language, texts, closed)
+            for text in texts:
+                session.add(_message(conversation, channel, "out", prepared.address, text, None))
+        return texts
+
+    def _disclose(
+        self, session: Session, conversation: Conversation, channel: str, language: str,
+        texts: list[str], closed: bool
+    ) -> list[str]:
+        """Policy's disclosures before the replies; the opt-out line after, while it applies."""
+        state = TurnState(
+            mode=self._config.collector_mode,
+            channel=channel,
+            introduced=conversation.introduced_at is not None,
+            verified=conversation.verified_at is not None,
+            initial_disclosure_given=conversation.initial_disclosure_at is not None,
+        )
+        keys = disclosures_before(self._disclosures, state)
+        now = self._clock()
+        for key in keys:
+            audit.record(session, "disclosure.given", conversation, key=key, channel=channel)
+        if keys and conversation.introduced_at is None:
+            conversation.introduced_at = now
+        if state.verified and conversation.initial_disclosure_at is None:
+            conversation.initial_disclosure_at = now
+        said = [self._render(key, language, channel) for key in keys]
+        notice = None if closed else notice_after(self._disclosures, channel)
+        if notice:
+            texts = texts[:-1] + [f"{texts[-1]} {self._render(notice, language, channel)}"]
+        if said:
+            texts = [" ".join(said + [texts[0]])] + texts[1:]
+        return texts
+
+    def _render(self, key: str, language: str, channel: str) -> str:
+        return self._catalogs.render(
+            key, language, channel,
+            {"company": self._config.company_name, "support_phone": self._config.support_phone},
+        )
+
+
+def _seen(session: Session, channel: str, provider_id: str) -> bool:
+    found = session.scalars(
+        select(Message.id).where(Message.channel == channel, Message.provider_id == provider_id)
+    ).first()
+    return found is not None
+
+
+def _message(
+    conversation: Conversation, channel: str, direction: str, address: str, text: str,
+    provider_id: str | None,
+) -> Message:
+    return Message(
+        conversation_id=conversation.id, channel=channel, direction=direction, address=address,
+        language=conversation.language, text=text, provider_id=provider_id,
+    )
+
+
+def _keyword_language(keyword_language: str, conversation_language: str) -> str:
+    # "STOP" from a Spanish speaker is answered in Spanish; "BAJA" always is.
+    return "es" if keyword_language == "es" else conversation_language

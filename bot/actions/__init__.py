@@ -1,0 +1,90 @@
+"""Rasa custom actions: thin adapters from the engine's tracker to the app's dialogue service.
+
+Each action builds a ``Turn`` from the tracker (intent, text, mirrored slots, channel and
+address from the message metadata), lets ``abono.services.dialogue`` decide, and turns the
+outcome into response keys for the NLG endpoint and slot events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from abono.container import Container
+from abono.services.dialogue import Dialogue, Outcome, Turn
+
+MIRRORED = ("language", "channel")
+
+
+def turn_from(tracker: Tracker) -> Turn:
+    message = tracker.latest_message or {}
+    metadata = message.get("metadata") or {}
+    return Turn(
+        conversation_id=tracker.sender_id,
+        intent=str((message.get("intent") or {}).get("name") or "out_of_scope"),
+        text=str(message.get("text") or ""),
+        channel=str(metadata.get("channel") or "web"),
+        address=str(metadata.get("address") or ""),
+        awaiting=tracker.get_slot("awaiting"),
+        pending_intent=tracker.get_slot("pending_intent"),
+        zip_answer=tracker.get_slot("zip_answer"),
+    )
+
+
+def slot_events(tracker: Tracker, outcome: Outcome) -> list[EventType]:
+    """The outcome's slots, plus channel and language mirrored from the message metadata."""
+    metadata = (tracker.latest_message or {}).get("metadata") or {}
+    wanted: dict[str, Any] = {k: metadata[k] for k in MIRRORED if metadata.get(k)}
+    wanted.update(outcome.slots)
+    return [SlotSet(name, value) for name, value in wanted.items()
+            if tracker.get_slot(name) != value]
+
+
+class DialogueAction(Action):
+    """One engine action backed by one ``Dialogue`` method."""
+
+    def __init__(self, action_name: str, decide: Callable[[Turn], Outcome]) -> None:
+        self._name = action_name
+        self._decide = decide
+
+    def name(self) -> str:
+        return self._name
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        # The store is synchronous; keep the event loop free for the engine's other calls.
+        outcome = await asyncio.to_thread(self._decide, turn_from(tracker))
+        for reply in outcome.replies:
+            dispatcher.utter_message(response=reply.key, **dict(reply.args))
+        return slot_events(tracker, outcome)
+
+
+def dialogue_actions(dialogue: Dialogue) -> list[Action]:
+    table: dict[str, Callable[[Turn], Outcome]] = {
+        "action_greet": dialogue.greet,
+        "action_goodbye": dialogue.goodbye,
+        "action_answer": dialogue.answer,
+        "action_check_balance": dialogue.debt_request,
+        "action_pay": dialogue.debt_request,
+        "action_request_plan": dialogue.debt_request,
+        "action_promise_to_pay": dialogue.debt_request,
+        "action_already_paid": dialogue.debt_request,
+        "action_hand_off": dialogue.hand_off,
+        "action_opt_out": dialogue.opt_out,
+        "action_mark_wrong_party": dialogue.wrong_party,
+        "action_switch_language": dialogue.switch_language,
+        "action_out_of_scope": dialogue.out_of_scope,
+    }
+    return [DialogueAction(name, decide) for name, decide in table.items()]
+
+
+def build_actions(container: Container) -> list[Action]:
+    """Entry point ``abono.actions``: the composition root registers these."""
+    return dialogue_actions(container.dialogue)
