@@ -32,11 +32,9 @@ DEBT_INTENTS = frozenset(
     {"check_balance", "pay_full", "pay_partial", "request_payment_plan", "promise_to_pay",
      "already_paid"}
 )
-# Intents that are never taken as an answer to a verification question.
-ESCAPE_INTENTS = frozenset(
-    {"opt_out", "wrong_party", "switch_language", "request_human", "goodbye", "dispute_charge",
-     "hardship"}
-)
+VERIFICATION_QUESTIONS = frozenset({"zip", "last4", "dob"})
+# Below this the classifier may have mistaken noise for "stop": ask instead of acting.
+OPT_OUT_CONFIDENCE = 0.7
 HANDOFF_REASONS = {
     "dispute_charge": "dispute",
     "hardship": "hardship",
@@ -54,6 +52,7 @@ class Turn:
     text: str
     channel: str
     address: str
+    confidence: float = 1.0
     awaiting: str | None = None
     pending_intent: str | None = None
     zip_answer: str | None = None
@@ -106,6 +105,10 @@ class Dialogue:
 
     def answer(self, turn: Turn) -> Outcome:
         """affirm / deny / inform: meaningful only against the question we asked last."""
+        if turn.awaiting == "opt_out_confirmation":
+            if turn.intent == "affirm":
+                return self._record_opt_out(turn)
+            return Outcome(slots={"awaiting": None}).say("utter_how_can_i_help")
         with self._sessions.begin() as session:
             if turn.awaiting:
                 return self._verify_step(session, turn)
@@ -136,6 +139,14 @@ class Dialogue:
         return Outcome(slots={"awaiting": None}).say("utter_handoff")
 
     def opt_out(self, turn: Turn) -> Outcome:
+        """Free-text opt-outs are honoured at once when clear; a doubtful one is asked about."""
+        if turn.confidence < OPT_OUT_CONFIDENCE:
+            return Outcome(slots={"awaiting": "opt_out_confirmation"}).say(
+                "utter_confirm_opt_out"
+            )
+        return self._record_opt_out(turn)
+
+    def _record_opt_out(self, turn: Turn) -> Outcome:
         with self._sessions.begin() as session:
             opt_outs.opt_out(session, turn.address, turn.channel, source="free_text")
             audit.record(
@@ -186,7 +197,10 @@ class Dialogue:
         return self._config.support_phone
 
     def _ask(self, outcome: Outcome, question: str, turn: Turn, hint: bool = False) -> Outcome:
+        """Ask (again) the question the conversation is waiting on."""
         outcome.slots["awaiting"] = question
+        if question not in VERIFICATION_QUESTIONS:
+            return outcome.say("utter_confirm_opt_out")
         return outcome.say(f"utter_ask_{question}_hint" if hint else f"utter_ask_{question}")
 
     def _verify_step(self, session: Session, turn: Turn) -> Outcome:
@@ -309,7 +323,7 @@ def balance_replies(account: Account) -> Outcome:
 
 def _has_answer(question: str, text: str) -> bool:
     """Digits in a message misread as another intent ("1234" as an amount) still answer."""
-    return bool(re.search(r"\d", text))
+    return question in VERIFICATION_QUESTIONS and bool(re.search(r"\d", text))
 
 
 _SPANISH = re.compile(r"espa[nñ]ol|spanish|castellano", re.IGNORECASE)

@@ -25,9 +25,11 @@ MIRRORED = ("language", "channel")
 def turn_from(tracker: Tracker) -> Turn:
     message = tracker.latest_message or {}
     metadata = message.get("metadata") or {}
+    intent = message.get("intent") or {}
     return Turn(
         conversation_id=tracker.sender_id,
-        intent=str((message.get("intent") or {}).get("name") or "out_of_scope"),
+        intent=str(intent.get("name") or "out_of_scope"),
+        confidence=float(intent.get("confidence") or 0.0),
         text=str(message.get("text") or ""),
         channel=str(metadata.get("channel") or "web"),
         address=str(metadata.get("address") or ""),
