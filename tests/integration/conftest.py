@@ -7,90 +7,19 @@ for every response's text, exactly as in production.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from abono.integrations.engine_process import free_port, start_engine, stop, wait_ready
-from abono.settings import ROOT, Settings
-
-DEMO = ROOT / "data" / "demo_accounts.csv"
-
-
-class Product:
-    """The running product, as a customer and an operator reach it."""
-
-    def __init__(self, url: str, settings: Settings, env: dict[str, str]) -> None:
-        self.url = url
-        self.settings = settings
-        self.env = env
-        self.client = httpx.Client(base_url=url, timeout=60)
-
-    def say(self, address: str, text: str, channel: str = "sms") -> list[str]:
-        response = self.client.post(
-            "/sandbox/chat", json={"channel": channel, "from": address, "text": text}
-        )
-        assert response.status_code == 200, response.text
-        replies: list[str] = response.json()["replies"]
-        return replies
+from tests.support import Product, running_product
 
 
 @pytest.fixture(scope="session")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
-    work = tmp_path_factory.mktemp("product")
-    app_port, engine_port = free_port(), free_port()
-    env = dict(os.environ)
-    env.update({
-        "ABONO_DATABASE_URL": f"sqlite:///{work / 'abono.db'}",
-        "ABONO_PORT": str(app_port),
-        "ABONO_PUBLIC_URL": f"http://127.0.0.1:{app_port}",
-        "ABONO_ENGINE_URL": f"http://127.0.0.1:{engine_port}",
-        "ABONO_ENGINE_TOKEN": "integration-token",
-        "ABONO_LOG_LEVEL": "WARNING",
-    })
-    settings = Settings(
-        database_url=env["ABONO_DATABASE_URL"], port=app_port,
-        engine_url=env["ABONO_ENGINE_URL"], engine_token="integration-token",
-    )
-    python = sys.executable
-    subprocess.run([python, "-m", "abono.cli", "accounts", "import", str(DEMO)],
-                   env=env, check=True, capture_output=True)
-    log = work / "engine.log"
-    engine = start_engine(settings, engine_port, f"sqlite:///{work / 'trackers.db'}", log)
-    app = subprocess.Popen([python, "-m", "abono.cli", "serve"], env=env,
-                           stdout=(work / "app.log").open("wb"), stderr=subprocess.STDOUT)
-    try:
-        asyncio.run(wait_ready(settings.engine_url, settings.engine_token, engine))
-        _wait_healthy(f"http://127.0.0.1:{app_port}", app)
-        yield Product(f"http://127.0.0.1:{app_port}", settings, env)
-    except Exception:
-        sys.stderr.write(log.read_text(errors="replace")[-4000:])
-        sys.stderr.write((work / "app.log").read_text(errors="replace")[-4000:])
-        raise
-    finally:
-        stop(app)
-        stop(engine)
-
-
-def _wait_healthy(url: str, app: subprocess.Popen[bytes], seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert app.poll() is None, "the app exited during start-up"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("the app never became healthy")
+    with running_product(tmp_path_factory.mktemp("product")) as running:
+        yield running
 
 
 def db_path(product: Product) -> Path:
-    return Path(product.settings.database_url.removeprefix("sqlite:///"))
+    return product.database

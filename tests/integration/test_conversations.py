@@ -11,7 +11,8 @@ import sqlite3
 import httpx
 import pytest
 
-from tests.integration.conftest import Product, db_path
+from tests.integration.conftest import db_path
+from tests.support import Product
 
 pytestmark = pytest.mark.integration
 

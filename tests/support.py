@@ -1,0 +1,98 @@
+"""Starting the real product (engine + app on spare loopback ports) for tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from abono.integrations.engine_process import free_port, start_engine, stop, wait_ready
+from abono.settings import ROOT, Settings
+
+DEMO = ROOT / "data" / "demo_accounts.csv"
+
+
+class Product:
+    """The running product, as a customer and an operator reach it."""
+
+    def __init__(self, url: str, settings: Settings, env: dict[str, str], timings: dict[str, float]) -> None:
+        self.url = url
+        self.settings = settings
+        self.env = env
+        self.timings = timings
+        self.client = httpx.Client(base_url=url, timeout=60)
+
+    def say(self, address: str, text: str, channel: str = "sms") -> list[str]:
+        response = self.client.post(
+            "/sandbox/chat", json={"channel": channel, "from": address, "text": text}
+        )
+        assert response.status_code == 200, response.text
+        replies: list[str] = response.json()["replies"]
+        return replies
+
+    @property
+    def database(self) -> Path:
+        return Path(self.settings.database_url.removeprefix("sqlite:///"))
+
+
+@contextmanager
+def running_product(work: Path, **overrides: str) -> Iterator[Product]:
+    """Fresh SQLite database with the demo accounts, the trained model, app as its own process."""
+    app_port, engine_port = free_port(), free_port()
+    env = dict(os.environ)
+    env.update({
+        "ABONO_DATABASE_URL": f"sqlite:///{work / 'abono.db'}",
+        "ABONO_PORT": str(app_port),
+        "ABONO_PUBLIC_URL": f"http://127.0.0.1:{app_port}",
+        "ABONO_ENGINE_URL": f"http://127.0.0.1:{engine_port}",
+        "ABONO_ENGINE_TOKEN": "integration-token",
+        "ABONO_LOG_LEVEL": "WARNING",
+        **{f"ABONO_{k.upper()}": v for k, v in overrides.items()},
+    })
+    settings = Settings(
+        database_url=env["ABONO_DATABASE_URL"], port=app_port,
+        engine_url=env["ABONO_ENGINE_URL"], engine_token="integration-token",
+    )
+    python = sys.executable
+    subprocess.run([python, "-m", "abono.cli", "accounts", "import", str(DEMO)],
+                   env=env, check=True, capture_output=True)
+    log, app_log = work / "engine.log", work / "app.log"
+    started = time.monotonic()
+    engine = start_engine(settings, engine_port, f"sqlite:///{work / 'trackers.db'}", log)
+    app = subprocess.Popen([python, "-m", "abono.cli", "serve"], env=env,
+                           stdout=app_log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        asyncio.run(wait_ready(settings.engine_url, settings.engine_token, engine))
+        engine_ready = time.monotonic() - started
+        url = f"http://127.0.0.1:{app_port}"
+        _wait_healthy(url, app)
+        timings = {"engine_ready_s": engine_ready, "healthy_s": time.monotonic() - started}
+        yield Product(url, settings, env, timings)
+    except Exception:
+        sys.stderr.write(log.read_text(errors="replace")[-4000:])
+        sys.stderr.write(app_log.read_text(errors="replace")[-4000:])
+        raise
+    finally:
+        stop(app)
+        stop(engine)
+
+
+def _wait_healthy(url: str, app: subprocess.Popen[bytes], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if app.poll() is not None:
+            raise RuntimeError("the app exited during start-up")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("the app never became healthy")
