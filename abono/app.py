@@ -83,17 +83,22 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     app.add_exception_handler(AbonoError, _abono_error)
     defaults = {"company": settings.company_name, "support_phone": settings.support_phone}
-    app.include_router(nlg_router(container.sessions, container.catalogs,
-                                  settings.engine_token, defaults))
+    app.include_router(
+        nlg_router(container.sessions, container.catalogs, settings.engine_token, defaults)
+    )
     actions = [a for ep in entry_points(group="abono.actions") for a in ep.load()(container)]
     app.include_router(action_router(actions, settings.engine_token))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        checks = {"app": True, "database": _database_ready(container),
-                  "engine": await container.engine.ready()}
-        return JSONResponse({"ready": all(checks.values()), **checks},
-                            200 if all(checks.values()) else 503)
+        checks = {
+            "app": True,
+            "database": _database_ready(container),
+            "engine": await container.engine.ready(),
+        }
+        return JSONResponse(
+            {"ready": all(checks.values()), **checks}, 200 if all(checks.values()) else 503
+        )
 
     for ep in sorted(entry_points(group="abono.channels"), key=lambda e: e.name):
         ep.load()(app, container)

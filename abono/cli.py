@@ -75,8 +75,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level)
     migrate(make_engine(settings.database_url))
     # websockets is pinned old by rasa_sdk's sanic; the app serves no websockets.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                ws="none")
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None, ws="none"
+    )
     return 0
 
 

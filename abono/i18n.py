@@ -77,7 +77,8 @@ def _read_catalog(path: Path) -> dict[str, str]:
         if not message.id or not message.context or message.fuzzy:
             continue
         msgid = message.id if isinstance(message.id, str) else message.id[0]
-        msgstr = message.string if isinstance(message.string, str) else message.string[0]
+        string = message.string
+        msgstr = string if isinstance(string, str) else (string[0] if string else "")
         texts[message.context] = msgstr or msgid
     return texts
 

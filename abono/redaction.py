@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# 13 to 19 digits, optionally grouped by spaces or dashes (how people type card numbers).
-_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ \-.]?){12,18}\d(?!\d)")
+# Runs of digit groups joined by single spaces, dashes or dots (how people type card numbers,
+# often followed by the expiry or the CVV in the same run).
+_RUN = re.compile(r"(?<!\d)\d+(?:[ \-.]\d+)*(?!\d)")
+_GROUP = re.compile(r"\d+")
 MASK = "[card number removed]"
 
 
@@ -28,16 +30,43 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _card_spans(run: str) -> list[tuple[int, int]]:
+    """Spans of consecutive whole groups with 13-19 digits that pass Luhn, longest first."""
+    groups = [(m.start(), m.end(), m.group(0)) for m in _GROUP.finditer(run)]
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while start < len(groups):
+        found = None
+        digits = ""
+        for end in range(start, len(groups)):
+            digits += groups[end][2]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and luhn_valid(digits):
+                found = end
+        if found is None:
+            start += 1
+            continue
+        spans.append((groups[start][0], groups[found][1]))
+        start = found + 1
+    return spans
+
+
 def redact_card_numbers(text: str) -> Redacted:
-    """Replace anything that passes the Luhn check as a 13-19 digit card number."""
+    """Replace every 13-19 digit card number (Luhn-valid), however it is grouped."""
     found = False
 
     def replace(match: re.Match[str]) -> str:
         nonlocal found
-        digits = re.sub(r"\D", "", match.group(0))
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            found = True
-            return MASK
-        return match.group(0)
+        run = match.group(0)
+        spans = _card_spans(run)
+        if not spans:
+            return run
+        found = True
+        pieces, last = [], 0
+        for begin, end in spans:
+            pieces += [run[last:begin], MASK]
+            last = end
+        return "".join(pieces) + run[last:]
 
-    return Redacted(_CANDIDATE.sub(replace, text), found)
+    return Redacted(_RUN.sub(replace, text), found)

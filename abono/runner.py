@@ -42,8 +42,9 @@ def up(settings: Settings, demo_file: Path | None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     engine_port = int(settings.engine_url.rsplit(":", 1)[1].split("/")[0])
     rasa = start_engine(settings, engine_port, tracker_url(settings), logs / "engine.log")
-    app = subprocess.Popen([sys.executable, "-m", "abono.cli", "serve"], cwd=ROOT,
-                           start_new_session=True)
+    app = subprocess.Popen(
+        [sys.executable, "-m", "abono.cli", "serve"], cwd=ROOT, start_new_session=True
+    )
     try:
         started = time.monotonic()
         asyncio.run(wait_ready(settings.engine_url, settings.engine_token, rasa))

@@ -19,9 +19,7 @@ PAGE = Path(__file__).resolve().parent / "templates" / "chat.html"
 def install(app: FastAPI, container: Container) -> None:
     if not container.settings.sandbox:
         return
-    html = PAGE.read_text(encoding="utf-8").replace(
-        "{{company}}", container.settings.company_name
-    )
+    html = PAGE.read_text(encoding="utf-8").replace("{{company}}", container.settings.company_name)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def chat_page() -> str:

@@ -39,7 +39,9 @@ class DisclosurePolicy:
             channels = frozenset(raw.get("subsequent_channels") or [])
             if not channels <= CHANNELS:
                 unknown = ", ".join(sorted(channels - CHANNELS))
-                raise PolicyError(f"disclosures.modes.{name}.subsequent_channels: unknown {unknown}")
+                raise PolicyError(
+                    f"disclosures.modes.{name}.subsequent_channels: unknown {unknown}"
+                )
             modes[name] = ModeDisclosures(
                 raw.get("intro"), raw.get("initial"), raw.get("subsequent"), channels
             )

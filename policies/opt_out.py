@@ -15,10 +15,14 @@ class Keyword(Enum):
 
 # Twilio's defaults in English; the Spanish ones are ours to honour (COMPLIANCE.md).
 _KEYWORDS: dict[str, tuple[Keyword, str]] = {
-    **{w: (Keyword.OPT_OUT, "en") for w in (
-        "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT")},
-    **{w: (Keyword.OPT_OUT, "es") for w in (
-        "BAJA", "ALTO", "PARAR", "PARE", "CANCELAR", "DETENER", "FIN")},
+    **{
+        w: (Keyword.OPT_OUT, "en")
+        for w in ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT")
+    },
+    **{
+        w: (Keyword.OPT_OUT, "es")
+        for w in ("BAJA", "ALTO", "PARAR", "PARE", "CANCELAR", "DETENER", "FIN")
+    },
     **{w: (Keyword.OPT_IN, "en") for w in ("START", "YES", "UNSTOP")},
     "HELP": (Keyword.HELP, "en"),
     "INFO": (Keyword.HELP, "en"),

@@ -22,7 +22,9 @@ DEMO = ROOT / "data" / "demo_accounts.csv"
 class Product:
     """The running product, as a customer and an operator reach it."""
 
-    def __init__(self, url: str, settings: Settings, env: dict[str, str], timings: dict[str, float]) -> None:
+    def __init__(
+        self, url: str, settings: Settings, env: dict[str, str], timings: dict[str, float]
+    ) -> None:
         self.url = url
         self.settings = settings
         self.env = env
@@ -47,27 +49,39 @@ def running_product(work: Path, **overrides: str) -> Iterator[Product]:
     """Fresh SQLite database with the demo accounts, the trained model, app as its own process."""
     app_port, engine_port = free_port(), free_port()
     env = dict(os.environ)
-    env.update({
-        "ABONO_DATABASE_URL": f"sqlite:///{work / 'abono.db'}",
-        "ABONO_PORT": str(app_port),
-        "ABONO_PUBLIC_URL": f"http://127.0.0.1:{app_port}",
-        "ABONO_ENGINE_URL": f"http://127.0.0.1:{engine_port}",
-        "ABONO_ENGINE_TOKEN": "integration-token",
-        "ABONO_LOG_LEVEL": "WARNING",
-        **{f"ABONO_{k.upper()}": v for k, v in overrides.items()},
-    })
+    env.update(
+        {
+            "ABONO_DATABASE_URL": f"sqlite:///{work / 'abono.db'}",
+            "ABONO_PORT": str(app_port),
+            "ABONO_PUBLIC_URL": f"http://127.0.0.1:{app_port}",
+            "ABONO_ENGINE_URL": f"http://127.0.0.1:{engine_port}",
+            "ABONO_ENGINE_TOKEN": "integration-token",
+            "ABONO_LOG_LEVEL": "WARNING",
+            **{f"ABONO_{k.upper()}": v for k, v in overrides.items()},
+        }
+    )
     settings = Settings(
-        database_url=env["ABONO_DATABASE_URL"], port=app_port,
-        engine_url=env["ABONO_ENGINE_URL"], engine_token="integration-token",
+        database_url=env["ABONO_DATABASE_URL"],
+        port=app_port,
+        engine_url=env["ABONO_ENGINE_URL"],
+        engine_token="integration-token",
     )
     python = sys.executable
-    subprocess.run([python, "-m", "abono.cli", "accounts", "import", str(DEMO)],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [python, "-m", "abono.cli", "accounts", "import", str(DEMO)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     log, app_log = work / "engine.log", work / "app.log"
     started = time.monotonic()
     engine = start_engine(settings, engine_port, f"sqlite:///{work / 'trackers.db'}", log)
-    app = subprocess.Popen([python, "-m", "abono.cli", "serve"], env=env,
-                           stdout=app_log.open("wb"), stderr=subprocess.STDOUT)
+    app = subprocess.Popen(
+        [python, "-m", "abono.cli", "serve"],
+        env=env,
+        stdout=app_log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         asyncio.run(wait_ready(settings.engine_url, settings.engine_token, engine))
         engine_ready = time.monotonic() - started

@@ -33,37 +33,60 @@ def engine_command(settings: Settings, port: int, with_app: bool) -> list[str]:
             f"no trained model at {settings.model_path}; run `make train` first"
         )
     command = [
-        str(settings.engine_python), "-m", "rasa", "run", "--enable-api",
-        "--auth-token", settings.engine_token, "--interface", "127.0.0.1",
-        "--port", str(port), "--model", str(settings.model_path), "--quiet",
+        str(settings.engine_python),
+        "-m",
+        "rasa",
+        "run",
+        "--enable-api",
+        "--auth-token",
+        settings.engine_token,
+        "--interface",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model",
+        str(settings.model_path),
+        "--quiet",
     ]
     if with_app:
-        command += ["--credentials", str(ROOT / "bot" / "credentials.yml"),
-                    "--endpoints", str(ROOT / "bot" / "endpoints.yml")]
+        command += [
+            "--credentials",
+            str(ROOT / "bot" / "credentials.yml"),
+            "--endpoints",
+            str(ROOT / "bot" / "endpoints.yml"),
+        ]
     return command
 
 
 def engine_environment(settings: Settings, tracker_url: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "ABONO_APP_URL": f"http://127.0.0.1:{settings.port}",
-        "ABONO_ENGINE_TOKEN": settings.engine_token,
-        "ABONO_TRACKER_URL": tracker_url,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "RASA_TELEMETRY_ENABLED": "false",
-    })
+    env.update(
+        {
+            "ABONO_APP_URL": f"http://127.0.0.1:{settings.port}",
+            "ABONO_ENGINE_TOKEN": settings.engine_token,
+            "ABONO_TRACKER_URL": tracker_url,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "RASA_TELEMETRY_ENABLED": "false",
+        }
+    )
     return env
 
 
 def start_engine(
-    settings: Settings, port: int, tracker_url: str, log_path: Path | None = None,
+    settings: Settings,
+    port: int,
+    tracker_url: str,
+    log_path: Path | None = None,
     with_app: bool = True,
 ) -> subprocess.Popen[bytes]:
     output = log_path.open("ab") if log_path else subprocess.DEVNULL
     return subprocess.Popen(
         engine_command(settings, port, with_app),
         env=engine_environment(settings, tracker_url),
-        stdout=output, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=True,
     )
 
 

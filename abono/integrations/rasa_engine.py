@@ -17,9 +17,7 @@ class RasaEngine:
         self._base = base_url.rstrip("/")
         self._token = token
 
-    async def send(
-        self, conversation_id: str, text: str, metadata: Mapping[str, Any]
-    ) -> list[str]:
+    async def send(self, conversation_id: str, text: str, metadata: Mapping[str, Any]) -> list[str]:
         payload = {"sender": conversation_id, "message": text, "metadata": dict(metadata)}
         data = await self._call("POST", "/webhooks/rest/webhook", json=payload, auth=False)
         return [str(m["text"]) for m in data if isinstance(m, dict) and m.get("text")]
@@ -27,8 +25,9 @@ class RasaEngine:
     async def parse(self, text: str) -> Understanding:
         data = await self._call("POST", "/model/parse", json={"text": text})
         intent = data.get("intent") or {}
-        return Understanding(str(intent.get("name") or "nlu_fallback"), float(
-            intent.get("confidence") or 0.0))
+        return Understanding(
+            str(intent.get("name") or "nlu_fallback"), float(intent.get("confidence") or 0.0)
+        )
 
     async def ready(self) -> bool:
         try:
@@ -46,4 +45,6 @@ class RasaEngine:
             response.raise_for_status()
             return response.json()
         except (httpx.HTTPError, ValueError) as error:
-            raise EngineUnavailableError(f"engine call {path} failed: {type(error).__name__}") from error
+            raise EngineUnavailableError(
+                f"engine call {path} failed: {type(error).__name__}"
+            ) from error

@@ -29,8 +29,14 @@ from policies.verification import (
 )
 
 DEBT_INTENTS = frozenset(
-    {"check_balance", "pay_full", "pay_partial", "request_payment_plan", "promise_to_pay",
-     "already_paid"}
+    {
+        "check_balance",
+        "pay_full",
+        "pay_partial",
+        "request_payment_plan",
+        "promise_to_pay",
+        "already_paid",
+    }
 )
 VERIFICATION_QUESTIONS = frozenset({"zip", "last4", "dob"})
 # Below this the classifier may have mistaken noise for "stop": ask instead of acting.
@@ -133,7 +139,11 @@ class Dialogue:
         with self._sessions.begin() as session:
             conversation = session.get(Conversation, turn.conversation_id)
             audit.record(
-                session, "handoff.requested", conversation, reason=reason, intent=turn.intent,
+                session,
+                "handoff.requested",
+                conversation,
+                reason=reason,
+                intent=turn.intent,
                 channel=turn.channel,
             )
         return Outcome(slots={"awaiting": None}).say("utter_handoff")
@@ -141,17 +151,18 @@ class Dialogue:
     def opt_out(self, turn: Turn) -> Outcome:
         """Free-text opt-outs are honoured at once when clear; a doubtful one is asked about."""
         if turn.confidence < OPT_OUT_CONFIDENCE:
-            return Outcome(slots={"awaiting": "opt_out_confirmation"}).say(
-                "utter_confirm_opt_out"
-            )
+            return Outcome(slots={"awaiting": "opt_out_confirmation"}).say("utter_confirm_opt_out")
         return self._record_opt_out(turn)
 
     def _record_opt_out(self, turn: Turn) -> Outcome:
         with self._sessions.begin() as session:
             opt_outs.opt_out(session, turn.address, turn.channel, source="free_text")
             audit.record(
-                session, "consent.opt_out", session.get(Conversation, turn.conversation_id),
-                channel=turn.channel, source="free_text",
+                session,
+                "consent.opt_out",
+                session.get(Conversation, turn.conversation_id),
+                channel=turn.channel,
+                source="free_text",
             )
         return Outcome(slots={"awaiting": None}).say("utter_opt_out_confirmed")
 
@@ -237,7 +248,11 @@ class Dialogue:
         return self._check_zip_last4(session, conversation, turn, turn.zip_answer, last4)
 
     def _check_zip_last4(
-        self, session: Session, conversation: Conversation, turn: Turn, zip_answer: str,
+        self,
+        session: Session,
+        conversation: Conversation,
+        turn: Turn,
+        zip_answer: str,
         last4: str,
     ) -> Outcome:
         customer = conversation.customer
@@ -272,7 +287,10 @@ class Dialogue:
             return outcome
         conversation.verification_failures += 1
         audit.record(
-            session, "verification.failed", conversation, channel=turn.channel,
+            session,
+            "verification.failed",
+            conversation,
+            channel=turn.channel,
             failures=conversation.verification_failures,
         )
         if rules.locked(conversation.verification_failures):
@@ -294,15 +312,20 @@ class Dialogue:
             return Outcome().say("utter_balance_zero")
         if intent in HANDOFF_REASONS:
             audit.record(
-                session, "handoff.requested", conversation, reason=HANDOFF_REASONS[intent],
+                session,
+                "handoff.requested",
+                conversation,
+                reason=HANDOFF_REASONS[intent],
                 intent=intent,
             )
             return Outcome().say("utter_handoff")
         outcome = balance_replies(account)
         if intent in ("pay_full", "pay_partial") and account.balance_cents > 0:
             outcome.say(
-                "utter_payment_by_phone", balance_cents=account.balance_cents,
-                currency=account.currency, support_phone=self._phone,
+                "utter_payment_by_phone",
+                balance_cents=account.balance_cents,
+                currency=account.currency,
+                support_phone=self._phone,
             )
         return outcome
 
@@ -338,4 +361,3 @@ def requested_language(text: str, current: str) -> str:
     if wants_en and not wants_es:
         return "en"
     return "en" if current == "es" else "es"
-

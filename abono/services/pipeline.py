@@ -101,11 +101,18 @@ class Pipeline:
             if inbound.provider_id and _seen(session, inbound.channel, inbound.provider_id):
                 return _Prepared("", address, "en", "", False, True, False, duplicate=True)
             conversation = self._conversation_for(session, address, inbound.channel)
-            session.add(_message(conversation, inbound.channel, "in", address,
-                                 redacted.text, inbound.provider_id))
+            session.add(
+                _message(
+                    conversation, inbound.channel, "in", address, redacted.text, inbound.provider_id
+                )
+            )
             prepared = _Prepared(
-                conversation.id, address, conversation.language, redacted.text.strip(),
-                redacted.found_card, conversation.introduced_at is not None,
+                conversation.id,
+                address,
+                conversation.language,
+                redacted.text.strip(),
+                redacted.found_card,
+                conversation.introduced_at is not None,
                 conversation.customer_id is not None,
             )
             self._keywords(session, conversation, prepared, inbound.channel)
@@ -148,8 +155,12 @@ class Pipeline:
         if stale or conversation.verified_address != address:
             conversation.verified_at = None
             conversation.verified_address = None
-            audit.record(session, "verification.expired", conversation,
-                         reason="stale" if stale else "new_address")
+            audit.record(
+                session,
+                "verification.expired",
+                conversation,
+                reason="stale" if stale else "new_address",
+            )
 
     def _keywords(
         self, session: Session, conversation: Conversation, prepared: _Prepared, channel: str
@@ -162,8 +173,9 @@ class Pipeline:
             if keyword is Keyword.OPT_OUT:
                 prepared.use_engine = False
                 if opt_outs.opt_out(session, prepared.address, channel, source="keyword"):
-                    audit.record(session, "consent.opt_out", conversation, channel=channel,
-                                 source="keyword")
+                    audit.record(
+                        session, "consent.opt_out", conversation, channel=channel, source="keyword"
+                    )
                     prepared.language = _keyword_language(language, conversation.language)
                     prepared.keys = ["utter_opt_out_confirmed"]
                 return
@@ -221,8 +233,13 @@ class Pipeline:
         return texts
 
     def _disclose(
-        self, session: Session, conversation: Conversation, channel: str, language: str,
-        texts: list[str], closed: bool
+        self,
+        session: Session,
+        conversation: Conversation,
+        channel: str,
+        language: str,
+        texts: list[str],
+        closed: bool,
     ) -> list[str]:
         """Policy's disclosures before the replies; the opt-out line after, while it applies."""
         state = TurnState(
@@ -250,7 +267,9 @@ class Pipeline:
 
     def _render(self, key: str, language: str, channel: str) -> str:
         return self._catalogs.render(
-            key, language, channel,
+            key,
+            language,
+            channel,
             {"company": self._config.company_name, "support_phone": self._config.support_phone},
         )
 
@@ -263,12 +282,21 @@ def _seen(session: Session, channel: str, provider_id: str) -> bool:
 
 
 def _message(
-    conversation: Conversation, channel: str, direction: str, address: str, text: str,
+    conversation: Conversation,
+    channel: str,
+    direction: str,
+    address: str,
+    text: str,
     provider_id: str | None,
 ) -> Message:
     return Message(
-        conversation_id=conversation.id, channel=channel, direction=direction, address=address,
-        language=conversation.language, text=text, provider_id=provider_id,
+        conversation_id=conversation.id,
+        channel=channel,
+        direction=direction,
+        address=address,
+        language=conversation.language,
+        text=text,
+        provider_id=provider_id,
     )
 
 

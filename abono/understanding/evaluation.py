@@ -87,8 +87,13 @@ def _report(rows: list[dict[str, str]], results: list[dict[str, Any]]) -> None:
         total[row["intent"]] += 1
         right[row["intent"]] += row["intent"] == result["intent"]
     overall = sum(right.values()) / max(1, sum(total.values()))
-    print(f"intent accuracy: {overall:.1%} ({sum(right.values())}/{sum(total.values())})",
-          file=sys.stderr)
+    print(
+        f"intent accuracy: {overall:.1%} ({sum(right.values())}/{sum(total.values())})",
+        file=sys.stderr,
+    )
     for intent in sorted(total):
-        print(f"  {intent:22} {right[intent] / total[intent]:6.1%}  "
-              f"({right[intent]}/{total[intent]})", file=sys.stderr)
+        print(
+            f"  {intent:22} {right[intent] / total[intent]:6.1%}  "
+            f"({right[intent]}/{total[intent]})",
+            file=sys.stderr,
+        )

@@ -44,8 +44,9 @@ def slot_events(tracker: Tracker, outcome: Outcome) -> list[EventType]:
     metadata = (tracker.latest_message or {}).get("metadata") or {}
     wanted: dict[str, Any] = {k: metadata[k] for k in MIRRORED if metadata.get(k)}
     wanted.update(outcome.slots)
-    return [SlotSet(name, value) for name, value in wanted.items()
-            if tracker.get_slot(name) != value]
+    return [
+        SlotSet(name, value) for name, value in wanted.items() if tracker.get_slot(name) != value
+    ]
 
 
 class DialogueAction(Action):

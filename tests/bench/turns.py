@@ -36,8 +36,10 @@ def main() -> None:
         latencies.sort()
         p50 = statistics.median(latencies) * 1000
         p95 = latencies[int(len(latencies) * 0.95) - 1] * 1000
-        print(f"turns: {len(latencies)}  p50 {p50:.0f} ms  p95 {p95:.0f} ms  "
-              f"max {latencies[-1] * 1000:.0f} ms")
+        print(
+            f"turns: {len(latencies)}  p50 {p50:.0f} ms  p95 {p95:.0f} ms  "
+            f"max {latencies[-1] * 1000:.0f} ms"
+        )
 
 
 if __name__ == "__main__":

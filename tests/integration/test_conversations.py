@@ -136,8 +136,15 @@ def test_out_of_scope_question_gets_a_polite_answer(product: Product) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "x" * 5000, "😀😀😀", "<script>alert(1)</script>", "'; DROP TABLE accounts; --",
-     "Hola привет 你好 مرحبا"],
+    [
+        "",
+        "   ",
+        "x" * 5000,
+        "😀😀😀",
+        "<script>alert(1)</script>",
+        "'; DROP TABLE accounts; --",
+        "Hola привет 你好 مرحبا",
+    ],
     ids=["empty", "blank", "5000-chars", "emoji", "markup", "sql", "mixed-scripts"],
 )
 def test_bad_input_gets_a_polite_reply_never_a_server_error(
