@@ -17,6 +17,7 @@ run: train
 	@$(APP)/abono up --demo data/demo_accounts.csv
 
 test: train
+	@bash scripts/browser.sh
 	@bash scripts/test.sh
 
 test-unit: setup
@@ -30,7 +31,7 @@ lint: setup
 
 i18n: setup
 	$(APP)/pybabel extract -F babel.cfg -o locales/messages.pot --no-location --sort-by-file --project abono --version 0.1 .
-	$(APP)/pybabel update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching --width 100
+	$(APP)/pybabel update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching --ignore-obsolete --width 100
 	$(APP)/pybabel compile -d locales -D messages --statistics
 
 nlu-eval: train

@@ -11,7 +11,7 @@ import sqlite3
 import httpx
 import pytest
 
-from tests.integration.conftest import db_path
+from tests.conftest import db_path
 from tests.support import Product
 
 pytestmark = pytest.mark.integration
