@@ -235,7 +235,8 @@ class Dialogue:
         zip_answer = extract_zip(turn.text)
         if zip_answer is None:
             return self._ask(Outcome(), "zip", turn, hint=True)
-        rest = turn.text.replace(zip_answer, " ", 1)
+        # Drop the whole ZIP (a ZIP+4's "+4" is not the account's last four digits).
+        rest = re.sub(rf"{zip_answer}(?:-\d{{4}})?", " ", turn.text, count=1)
         last4 = extract_last4(rest)
         if last4 is not None:  # both answers in one message
             return self._check_zip_last4(session, conversation, turn, zip_answer, last4)
@@ -277,6 +278,7 @@ class Dialogue:
         if passed:
             conversation.verified_at = self._clock()
             conversation.verified_address = turn.address
+            conversation.verification_failures = 0
             audit.record(session, "verification.passed", conversation, channel=turn.channel)
             customer = conversation.customer
             assert customer is not None
@@ -300,7 +302,8 @@ class Dialogue:
                 "utter_verification_locked", support_phone=self._phone
             )
         left = rules.max_failures - conversation.verification_failures
-        outcome = Outcome(slots=cleared).say("utter_verification_failed", attempts_left=left)
+        key = "utter_verification_failed_last" if left == 1 else "utter_verification_failed"
+        outcome = Outcome(slots=cleared).say(key, attempts_left=left)
         return self._ask(outcome, rules.first_question(), turn)
 
     # -- after verification --------------------------------------------------------------

@@ -50,6 +50,7 @@ class _Prepared:
     customer_known: bool
     keys: list[str] = field(default_factory=list)  # replies decided without the engine
     use_engine: bool = True
+    silent: bool = False
     duplicate: bool = False
 
 
@@ -191,7 +192,9 @@ class Pipeline:
                 prepared.keys = ["reply_help"]
                 return
         if opted_out:
-            prepared.use_engine = False  # the channel is closed: log what came in, say nothing
+            # The channel is closed: log what came in, say nothing (not even a warning).
+            prepared.use_engine = False
+            prepared.silent = True
         elif not prepared.text:
             prepared.use_engine = False
             prepared.keys = ["reply_empty"]
@@ -217,6 +220,8 @@ class Pipeline:
     # -- after the engine ------------------------------------------------------------------
 
     def _finish(self, prepared: _Prepared, channel: str, engine_texts: list[str]) -> list[str]:
+        if prepared.silent:
+            return []
         with self._sessions.begin() as session:
             conversation = session.get(Conversation, prepared.conversation_id)
             assert conversation is not None
@@ -255,7 +260,7 @@ class Pipeline:
             audit.record(session, "disclosure.given", conversation, key=key, channel=channel)
         if keys and conversation.introduced_at is None:
             conversation.introduced_at = now
-        if state.verified and conversation.initial_disclosure_at is None:
+        if self._disclosures.modes[state.mode].initial in keys:
             conversation.initial_disclosure_at = now
         said = [self._render(key, language, channel) for key in keys]
         notice = None if closed else notice_after(self._disclosures, channel)

@@ -1,0 +1,64 @@
+"""A real SQLite store per test, holding the demo accounts of docs/demo-accounts.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from abono.services.accounts_import import import_accounts
+from abono.store.db import make_engine, make_sessionmaker, migrate
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_ACCOUNTS = ROOT / "data" / "demo_accounts.csv"
+# The day the demo file's days_past_due were taken (docs/demo-accounts.md), mid-morning UTC.
+DEMO_NOW = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.timezone.utc)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: dt.datetime = DEMO_NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(scope="session")
+def _demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrated and imported once; each test gets its own copy of the file."""
+    path = tmp_path_factory.mktemp("template") / "abono.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    with DEMO_ACCOUNTS.open(newline="", encoding="utf-8") as file:
+        report = import_accounts(make_sessionmaker(engine), file)
+    assert not report.rejected
+    engine.dispose()  # the last connection closing checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture
+def demo_database_url(_demo_template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "abono.db"
+    shutil.copyfile(_demo_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def demo_sessions(demo_database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(demo_database_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()

@@ -1,0 +1,403 @@
+"""The engine's custom actions against a real store: what a customer is told, turn by turn.
+
+Each test plays the engine's part: it builds a real rasa_sdk ``Tracker`` from the slots the
+previous turns set, runs the action the rules pick for the intent and keeps the returned
+``SlotSet`` events for the next turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from rasa_sdk import Action, Tracker
+from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from abono.services.customers import find_customer_by_address
+from abono.services.dialogue import Dialogue, DialogueConfig
+from abono.store.models import ContactPoint, Conversation, Customer, OptOut
+from bot.actions import dialogue_actions
+from policies.verification import VerificationRules
+from tests.unit.conftest import Clock
+
+SUPPORT = "+1 800 555 0100"
+JAMES_PHONE = "+13125550102"  # James Carter: ZIP 60614, account ...0202, $230.00, 5 days late
+# The action the rules (bot/data/rules/rules.yml) run for each intent.
+ACTION_FOR = {
+    "greet": "action_greet",
+    "affirm": "action_answer",
+    "deny": "action_answer",
+    "inform": "action_answer",
+    "check_balance": "action_check_balance",
+    "pay_full": "action_pay",
+    "pay_partial": "action_pay",
+    "request_payment_plan": "action_request_plan",
+    "opt_out": "action_opt_out",
+    "wrong_party": "action_mark_wrong_party",
+    "switch_language": "action_switch_language",
+    "out_of_scope": "action_out_of_scope",
+}
+JAMES_BALANCE = {
+    "response": "utter_balance_past_due",
+    "balance_cents": 23000,
+    "past_due_cents": 23000,
+    "currency": "USD",
+    "due_date": "2026-11-19",
+}
+
+
+@dataclass
+class Turn:
+    messages: list[dict[str, Any]]
+    slots_set: dict[str, Any]
+
+    @property
+    def responses(self) -> list[str]:
+        return [m["response"] for m in self.messages]
+
+    def said(self, response: str) -> dict[str, Any]:
+        """The kwargs the action passed with a response (our args only)."""
+        (message,) = [m for m in self.messages if m["response"] == response]
+        return {k: v for k, v in message.items() if k not in _RASA_FIELDS}
+
+
+_RASA_FIELDS = {"text", "buttons", "elements", "custom", "template", "image", "attachment"}
+
+
+class Chat:
+    """One customer talking through the engine: slots persist between turns."""
+
+    def __init__(
+        self, actions: dict[str, Action], conversation_id: str, address: str, language: str
+    ) -> None:
+        self._actions = actions
+        self.conversation_id = conversation_id
+        self.address = address
+        self.language = language
+        self.slots: dict[str, Any] = {}
+
+    async def says(self, text: str, intent: str, confidence: float = 0.95) -> Turn:
+        tracker = Tracker(
+            sender_id=self.conversation_id,
+            slots=dict(self.slots),
+            latest_message={
+                "text": text,
+                "intent": {"name": intent, "confidence": confidence},
+                "metadata": {"channel": "sms", "address": self.address, "language": self.language},
+            },
+            events=[],
+            paused=False,
+            followup_action=None,
+            active_loop={},
+            latest_action_name=None,
+        )
+        dispatcher = CollectingDispatcher()
+        events = await self._actions[ACTION_FOR[intent]].run(dispatcher, tracker, {})
+        slots_set = {e["name"]: e["value"] for e in events if e["event"] == "slot"}
+        self.slots.update(slots_set)
+        return Turn(dispatcher.messages, slots_set)
+
+
+@pytest.fixture
+def actions(demo_sessions: sessionmaker[Session], clock: Clock) -> dict[str, Action]:
+    dialogue = Dialogue(demo_sessions, DialogueConfig(VerificationRules(), SUPPORT), clock)
+    return {action.name(): action for action in dialogue_actions(dialogue)}
+
+
+def open_conversation(sessions: sessionmaker[Session], external_id: str) -> tuple[str, str]:
+    with sessions.begin() as session:
+        customer = session.scalars(
+            select(Customer).where(Customer.external_id == external_id)
+        ).one()
+        conversation = Conversation(
+            customer_id=customer.id, language=customer.language, last_channel="sms"
+        )
+        session.add(conversation)
+        session.flush()
+        return conversation.id, customer.language
+
+
+@pytest.fixture
+def james(actions: dict[str, Action], demo_sessions: sessionmaker[Session]) -> Chat:
+    conversation_id, language = open_conversation(demo_sessions, "CUST-1002")
+    return Chat(actions, conversation_id, JAMES_PHONE, language)
+
+
+def stored(sessions: sessionmaker[Session], conversation_id: str) -> Conversation:
+    with sessions() as session:
+        conversation = session.get(Conversation, conversation_id)
+        assert conversation is not None
+        return conversation
+
+
+def no_amount_revealed(turn: Turn) -> bool:
+    return not any(k.endswith("_cents") or k == "due_date" for m in turn.messages for k in m)
+
+
+def test_every_rule_action_is_provided(actions: dict[str, Action]) -> None:
+    assert set(ACTION_FOR.values()) <= set(actions)
+
+
+@pytest.mark.parametrize("intent", ["check_balance", "pay_full", "request_payment_plan"], ids=str)
+async def test_debt_question_before_verification_asks_for_zip_and_reveals_nothing(
+    james: Chat, intent: str
+) -> None:
+    turn = await james.says("how much do I owe", intent)
+    assert turn.responses == ["utter_ask_zip"]
+    assert no_amount_revealed(turn)
+    assert turn.slots_set["awaiting"] == "zip"
+    assert turn.slots_set["pending_intent"] == intent
+
+
+async def test_zip_then_last4_verifies_and_gives_the_balance(
+    james: Chat, demo_sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    await james.says("what's my balance", "check_balance")
+    asked = await james.says("60614", "inform")
+    assert asked.responses == ["utter_ask_last4"]
+    assert no_amount_revealed(asked)
+
+    verified = await james.says("0202", "inform")
+
+    assert verified.responses == ["utter_verified", "utter_balance_past_due"]
+    assert verified.said("utter_verified") == {"response": "utter_verified", "first_name": "James"}
+    assert verified.said("utter_balance_past_due") == JAMES_BALANCE
+    assert verified.slots_set["verified"] is True
+    assert verified.slots_set["awaiting"] is None
+    conversation = stored(demo_sessions, james.conversation_id)
+    assert conversation.verified_at == clock.now
+    assert conversation.verified_address == JAMES_PHONE
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["60614 0202", "zip 60614, last four 0202", "0202 60614"],
+    ids=["zip-space-last4", "labelled", "last4-first"],
+)
+async def test_both_answers_in_one_message_verify(james: Chat, text: str) -> None:
+    await james.says("balance?", "check_balance")
+    turn = await james.says(text, "inform")
+    assert turn.responses == ["utter_verified", "utter_balance_past_due"]
+
+
+async def test_zip_plus_4_and_last4_in_one_message_verify(james: Chat) -> None:
+    await james.says("balance?", "check_balance")
+    turn = await james.says("my zip is 60614-2203 and the last four are 0202", "inform")
+    assert turn.responses == ["utter_verified", "utter_balance_past_due"]
+
+
+async def test_zip_plus_4_alone_is_taken_as_the_zip(
+    james: Chat, demo_sessions: sessionmaker[Session]
+) -> None:
+    await james.says("balance?", "check_balance")
+    turn = await james.says("60614-2203", "inform")
+    assert turn.responses == ["utter_ask_last4"]
+    assert stored(demo_sessions, james.conversation_id).verification_failures == 0
+
+
+async def test_wrong_answers_count_down_then_lock(
+    james: Chat, demo_sessions: sessionmaker[Session]
+) -> None:
+    await james.says("balance", "check_balance")
+    told: list[tuple[list[str], dict[str, Any]]] = []
+    for _ in range(3):
+        await james.says("10027", "inform")
+        turn = await james.says("0101", "inform")
+        assert no_amount_revealed(turn)
+        told.append((turn.responses, turn.said(turn.responses[0])))
+
+    assert told == [
+        (
+            ["utter_verification_failed", "utter_ask_zip"],
+            {"response": "utter_verification_failed", "attempts_left": 2},
+        ),
+        (
+            ["utter_verification_failed_last", "utter_ask_zip"],
+            {"response": "utter_verification_failed_last", "attempts_left": 1},
+        ),
+        (
+            ["utter_verification_locked"],
+            {"response": "utter_verification_locked", "support_phone": SUPPORT},
+        ),
+    ]
+    assert stored(demo_sessions, james.conversation_id).locked_at is not None
+
+
+async def test_locked_conversation_stays_locked_even_with_right_answers(james: Chat) -> None:
+    await james.says("balance", "check_balance")
+    for _ in range(3):
+        await james.says("10027 0101", "inform")
+
+    again = await james.says("balance", "check_balance")
+    right = await james.says("60614 0202", "inform")
+
+    assert again.responses == ["utter_verification_locked"]
+    assert again.said("utter_verification_locked")["support_phone"] == SUPPORT
+    assert right.responses == ["utter_how_can_i_help"]
+    assert no_amount_revealed(right)
+
+
+@pytest.mark.parametrize("misread_as", ["pay_partial", "pay_full", "out_of_scope"], ids=str)
+async def test_last4_misclassified_as_another_intent_still_verifies(
+    james: Chat, misread_as: str
+) -> None:
+    await james.says("how much do I owe", "check_balance")
+    await james.says("60614", "inform")
+    turn = await james.says("0202", misread_as)
+    assert turn.responses == ["utter_verified", "utter_balance_past_due"]
+    assert turn.said("utter_balance_past_due") == JAMES_BALANCE
+
+
+async def test_verified_customer_asking_to_pay_is_told_how(james: Chat) -> None:
+    await james.says("I want to pay", "pay_full")
+    turn = await james.says("60614 0202", "inform")
+    assert turn.responses == ["utter_verified", "utter_balance_past_due", "utter_payment_by_phone"]
+    assert turn.said("utter_payment_by_phone") == {
+        "response": "utter_payment_by_phone",
+        "balance_cents": 23000,
+        "currency": "USD",
+        "support_phone": SUPPORT,
+    }
+
+
+async def test_second_account_last4_verifies_and_larger_balance_is_shown(
+    actions: dict[str, Action], demo_sessions: sessionmaker[Session]
+) -> None:
+    conversation_id, language = open_conversation(demo_sessions, "CUST-1004")
+    tom = Chat(actions, conversation_id, "+17205550104", language)
+    await tom.says("balance", "check_balance")
+    turn = await tom.says("80205 0414", "inform")
+    assert turn.said("utter_balance_past_due")["balance_cents"] == 245000
+
+
+async def test_customer_not_yet_late_gets_plain_balance(
+    actions: dict[str, Action], demo_sessions: sessionmaker[Session]
+) -> None:
+    conversation_id, language = open_conversation(demo_sessions, "CUST-1001")
+    ana = Chat(actions, conversation_id, "+12125550101", language)
+    await ana.says("¿cuánto debo?", "check_balance")
+    turn = await ana.says("10027 0101", "inform")
+    assert turn.responses == ["utter_verified", "utter_balance"]
+    assert turn.said("utter_balance") == {
+        "response": "utter_balance",
+        "balance_cents": 8450,
+        "currency": "USD",
+        "due_date": "2026-11-26",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("en español por favor", "es"), ("Spanish please", "es"), ("cambiar idioma", "es")],
+    ids=["named-in-spanish", "named-in-english", "unnamed-means-other"],
+)
+async def test_switch_language_is_remembered_for_the_customer(
+    james: Chat, demo_sessions: sessionmaker[Session], text: str, expected: str
+) -> None:
+    turn = await james.says(text, "switch_language")
+    assert turn.responses == ["utter_language_switched"]
+    assert turn.slots_set["language"] == expected
+    conversation = stored(demo_sessions, james.conversation_id)
+    assert conversation.language == expected
+    with demo_sessions() as session:
+        customer = session.get(Customer, conversation.customer_id)
+        assert customer is not None and customer.language == expected
+
+
+async def test_switch_language_mid_verification_asks_the_question_again(james: Chat) -> None:
+    await james.says("balance", "check_balance")
+    turn = await james.says("español", "switch_language")
+    assert turn.responses == ["utter_language_switched", "utter_ask_zip"]
+
+
+async def test_wrong_party_marks_the_number_and_stops_finding_the_customer(
+    james: Chat, demo_sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    turn = await james.says("this isn't James, wrong number", "wrong_party")
+    assert turn.responses == ["utter_wrong_party"]
+    with demo_sessions() as session:
+        point = session.scalars(select(ContactPoint).where(ContactPoint.value == JAMES_PHONE)).one()
+        assert point.wrong_party_at == clock.now
+        assert find_customer_by_address(session, JAMES_PHONE) is None
+        assert find_customer_by_address(session, "james.carter@example.com") is not None
+
+
+def opt_outs_of(sessions: sessionmaker[Session], address: str) -> list[tuple[str, str]]:
+    with sessions() as session:
+        rows = session.scalars(select(OptOut).where(OptOut.address == address)).all()
+        return [(row.channel, row.source) for row in rows]
+
+
+async def test_clear_opt_out_is_recorded_at_once(
+    james: Chat, demo_sessions: sessionmaker[Session]
+) -> None:
+    turn = await james.says("don't text me anymore", "opt_out", confidence=0.93)
+    assert turn.responses == ["utter_opt_out_confirmed"]
+    assert opt_outs_of(demo_sessions, JAMES_PHONE) == [("sms", "free_text")]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected_reply", "expected_opt_outs"),
+    [
+        ("affirm", "utter_opt_out_confirmed", [("sms", "free_text")]),
+        ("deny", "utter_how_can_i_help", []),
+    ],
+    ids=["yes-records", "no-keeps-channel"],
+)
+async def test_doubtful_opt_out_is_confirmed_first(
+    james: Chat,
+    demo_sessions: sessionmaker[Session],
+    answer: str,
+    expected_reply: str,
+    expected_opt_outs: list[tuple[str, str]],
+) -> None:
+    asked = await james.says("leave me alone", "opt_out", confidence=0.5)
+    assert asked.responses == ["utter_confirm_opt_out"]
+    assert opt_outs_of(demo_sessions, JAMES_PHONE) == []
+
+    turn = await james.says("yes" if answer == "affirm" else "no", answer)
+
+    assert turn.responses == [expected_reply]
+    assert turn.slots_set.get("awaiting", "unchanged") is None
+    assert opt_outs_of(demo_sessions, JAMES_PHONE) == expected_opt_outs
+
+
+@pytest.fixture
+def stranger(actions: dict[str, Action], demo_sessions: sessionmaker[Session]) -> Iterator[Chat]:
+    with demo_sessions.begin() as session:
+        conversation = Conversation(
+            unknown_address="+14155550199", language="en", last_channel="sms"
+        )
+        session.add(conversation)
+        session.flush()
+        conversation_id = conversation.id
+    yield Chat(actions, conversation_id, "+14155550199", "en")
+
+
+@pytest.mark.parametrize("intent", ["check_balance", "pay_full"], ids=str)
+async def test_unknown_address_is_told_to_call_and_learns_nothing(
+    stranger: Chat, intent: str
+) -> None:
+    turn = await stranger.says("how much do I owe", intent)
+    assert turn.responses == ["utter_unknown_address"]
+    assert turn.said("utter_unknown_address")["support_phone"] == SUPPORT
+    assert no_amount_revealed(turn)
+
+
+async def test_unknown_address_guessing_answers_learns_nothing(stranger: Chat) -> None:
+    stranger.slots.update({"awaiting": "zip", "pending_intent": "check_balance"})
+    turn = await stranger.says("60614 0202", "inform")
+    assert turn.responses == ["utter_unknown_address"]
+    assert no_amount_revealed(turn)
+
+
+async def test_conversation_missing_from_store_gets_unknown_address(
+    actions: dict[str, Action],
+) -> None:
+    ghost = Chat(actions, "0" * 32, "+14155550199", "en")
+    turn = await ghost.says("balance", "check_balance")
+    assert turn.responses == ["utter_unknown_address"]
