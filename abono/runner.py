@@ -48,7 +48,7 @@ def up(settings: Settings, demo_file: Path | None) -> int:
     try:
         started = time.monotonic()
         asyncio.run(wait_ready(settings.engine_url, settings.engine_token, rasa))
-        _wait_healthy(settings, app)
+        wait_healthy(settings.public_url, app)
         print(f"\nabono is ready in {time.monotonic() - started:.0f} s")
         print(f"  web chat (sandbox):  {settings.public_url}/")
         print(f"  API docs:            {settings.public_url}/docs")
@@ -63,21 +63,25 @@ def up(settings: Settings, demo_file: Path | None) -> int:
     except KeyboardInterrupt:
         print("\nstopping…")
         return 0
+    except RuntimeError as error:
+        print(f"error: {error}; logs in {logs}", file=sys.stderr)
+        return 1
     finally:
         stop(app)
         stop(rasa)
         print("stopped")
 
 
-def _wait_healthy(settings: Settings, app: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_SECONDS
+def wait_healthy(url: str, app: subprocess.Popen[bytes], seconds: float = READY_SECONDS) -> None:
+    """Until the app's /healthz says app, database and engine are all ready."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if app.poll() is not None:
-            raise SystemExit(f"the app exited with code {app.returncode}")
+            raise RuntimeError(f"the app exited with code {app.returncode}")
         try:
-            if httpx.get(f"{settings.public_url}/healthz", timeout=5).status_code == 200:
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
-    raise SystemExit("the app did not become healthy in time")
+        time.sleep(0.3)
+    raise RuntimeError("the app did not become healthy in time")

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from abono.integrations.engine_process import free_port, start_engine, stop, wait_ready
+from abono.runner import wait_healthy
 from abono.settings import ROOT, Settings
 
 DEMO = ROOT / "data" / "demo_accounts.csv"
@@ -38,6 +39,19 @@ class Product:
         assert response.status_code == 200, response.text
         replies: list[str] = response.json()["replies"]
         return replies
+
+    def import_accounts(self, csv_text: str, work: Path) -> None:
+        """Load more customers the way an operator does, into the running product."""
+        path = work / "more_accounts.csv"
+        path.write_text(csv_text, encoding="utf-8")
+        done = subprocess.run(
+            [sys.executable, "-m", "abono.cli", "accounts", "import", str(path)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
 
     @property
     def database(self) -> Path:
@@ -86,7 +100,7 @@ def running_product(work: Path, **overrides: str) -> Iterator[Product]:
         asyncio.run(wait_ready(settings.engine_url, settings.engine_token, engine))
         engine_ready = time.monotonic() - started
         url = f"http://127.0.0.1:{app_port}"
-        _wait_healthy(url, app)
+        wait_healthy(url, app, seconds=120)
         timings = {"engine_ready_s": engine_ready, "healthy_s": time.monotonic() - started}
         yield Product(url, settings, env, timings)
     except Exception:
@@ -96,17 +110,3 @@ def running_product(work: Path, **overrides: str) -> Iterator[Product]:
     finally:
         stop(app)
         stop(engine)
-
-
-def _wait_healthy(url: str, app: subprocess.Popen[bytes], seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if app.poll() is not None:
-            raise RuntimeError("the app exited during start-up")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError("the app never became healthy")

@@ -42,19 +42,30 @@ def send(page: Page, text: str) -> None:
     page.get_by_role("button", name="Send").click()
 
 
+HEADER = (
+    "customer_id,first_name,last_name,language,timezone,phone,email,zip,dob,account_number,"
+    "balance,currency,due_date,days_past_due,segment,consent_sms,consent_email,consent_voice\n"
+)
+
+
 def test_a_customer_verifies_and_reads_their_balance_in_the_web_chat(
-    product: Product, page: Page
+    product: Product, page: Page, tmp_path: Path
 ) -> None:
+    product.import_accounts(
+        HEADER + "WEB-1,Mia,Lopez,en,America/Chicago,+1 312 555 0177,mia@example.com,60601,"
+        "1990-02-03,ACC-9000000177,75.25,USD,2026-11-20,4,consumer,y,y,n\n",
+        tmp_path,
+    )
     page.goto(product.url + "/")
     expect(page).to_have_title("Abono Telecom · abono sandbox chat")
-    page.locator("#from").fill("daniel.rivera@example.com")
+    page.locator("#from").fill("mia@example.com")
     send(page, "hello")
     bot = page.locator(".msg.bot")
     expect(bot.first).to_contain_text("billing assistant")
     send(page, "how much do I owe")
     expect(bot.last).to_contain_text("ZIP code")
-    send(page, "00907 and 0606")
-    expect(bot.last).to_contain_text("$60.00")
+    send(page, "60601 and 0177")
+    expect(bot.last).to_contain_text("$75.25")
     expect(page.locator(".msg.me")).to_have_count(3)
 
 
