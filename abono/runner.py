@@ -41,6 +41,7 @@ def up(settings: Settings, demo_file: Path | None) -> int:
     logs = ROOT / "var" / "log"
     logs.mkdir(parents=True, exist_ok=True)
     engine_port = int(settings.engine_url.rsplit(":", 1)[1].split("/")[0])
+    _stop_on_signals()
     rasa = start_engine(settings, engine_port, tracker_url(settings), logs / "engine.log")
     app = subprocess.Popen(
         [sys.executable, "-m", "abono.cli", "serve"], cwd=ROOT, start_new_session=True
@@ -55,7 +56,6 @@ def up(settings: Settings, demo_file: Path | None) -> int:
         print(f"  health:              {settings.public_url}/healthz")
         print(f"  engine (loopback):   {settings.engine_url}  (log: {logs / 'engine.log'})")
         print("Press Ctrl-C to stop.\n")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while rasa.poll() is None and app.poll() is None:
             time.sleep(0.5)
         print("a process exited; stopping", file=sys.stderr)
@@ -70,6 +70,16 @@ def up(settings: Settings, demo_file: Path | None) -> int:
         stop(app)
         stop(rasa)
         print("stopped")
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM both stop the children cleanly, even when started detached."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def wait_healthy(url: str, app: subprocess.Popen[bytes], seconds: float = READY_SECONDS) -> None:

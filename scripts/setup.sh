@@ -27,7 +27,8 @@ make_env() {
   fi
   echo "setting up $dir (a few minutes the first time)…"
   [ -x "$dir/bin/python" ] || "$PY" -m venv "$dir"
-  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip==24.0" "setuptools<71" wheel
+  # Only pip itself: the lock files pin everything else (rasa needs an old `packaging`).
+  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "pip==24.0"
   "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
   echo "$want" > "$dir/.abono-stamp"
 }

@@ -8,6 +8,6 @@ from fastapi import HTTPException, Request
 
 
 def require_engine_token(request: Request, token: str) -> None:
-    given = request.query_params.get("token", "")
+    given = request.headers.get("x-abono-engine-token", "")
     if not hmac.compare_digest(given.encode(), token.encode()):
         raise HTTPException(401, "engine token required")

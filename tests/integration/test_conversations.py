@@ -181,6 +181,10 @@ def test_health_reports_ready_and_engine_callbacks_need_the_token(product: Produ
     health = product.client.get("/healthz")
     assert health.status_code == 200
     assert health.json() == {"ready": True, "app": True, "database": True, "engine": True}
-    forged = httpx.post(f"{product.url}/internal/nlg?token=wrong", json={"response": "x"})
+    forged = httpx.post(
+        f"{product.url}/internal/nlg",
+        json={"response": "x"},
+        headers={"X-Abono-Engine-Token": "wrong"},
+    )
     assert forged.status_code == 401
     assert httpx.post(f"{product.url}/internal/actions", json={}).status_code == 401
