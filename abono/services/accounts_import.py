@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import ImportFileError
+from abono.services import ledger
 from abono.services.customers import normalize_email, normalize_phone
 from abono.store.models import Account, ContactPoint, Customer
 
@@ -329,6 +330,8 @@ def _fill_customer(customer: Customer, row: _AccountRow) -> None:
 def _fill_account(account: Account, row: _AccountRow, customer: Customer) -> None:
     account.customer_id = customer.id
     account.account_number = row.account_number
+    # The file states what is owed before any payment abono took; the ledger applies those.
+    account.opening_balance_cents = row.balance_cents
     account.balance_cents = row.balance_cents
     account.currency = row.currency
     account.due_date = row.due_date
@@ -359,7 +362,7 @@ def _write(session: Session, row: _AccountRow, written: _AccountIds, batch: _Bat
         batch.updated += 1
     _fill_account(account, row, customer)
     session.add(account)
-    session.flush()
+    ledger.recompute(session, account)
     written.add(account.id)
     batch.account_ids.append(account.id)
     return []

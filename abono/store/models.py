@@ -95,6 +95,8 @@ class Account(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     account_number: Mapped[str] = mapped_column(String(64), unique=True)
+    # What the operator's file says is owed; the balance applies the ledger to it.
+    opening_balance_cents: Mapped[int] = mapped_column(BigInteger)
     balance_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     due_date: Mapped[dt.date] = mapped_column(Date)
@@ -172,3 +174,77 @@ class AuditEvent(Base):
     customer_id: Mapped[int | None] = mapped_column(Integer, index=True, default=None)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PaymentLink(Base):
+    """A one-tap link: amount, currency and language fixed when issued; one payment at most."""
+
+    __tablename__ = "payment_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token: Mapped[str] = mapped_column(String(43), unique=True)  # >= 128 random bits
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    conversation_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+    kind: Mapped[str] = mapped_column(String(12))  # full | partial | installment
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    language: Mapped[str] = mapped_column(String(5))
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    status: Mapped[str] = mapped_column(String(12), default="open")  # open | paid | failed
+    paid_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LedgerEntry(Base):
+    """Money that moved: the balance is always opening - payments + refunds, in cents."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (UniqueConstraint("kind", "reference"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(8))  # payment | refund
+    amount_cents: Mapped[int] = mapped_column(BigInteger)  # always positive
+    currency: Mapped[str] = mapped_column(String(3))
+    reference: Mapped[str] = mapped_column(String(64))  # PaymentIntent id / refund id
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    event_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ProviderEvent(Base):
+    """Every webhook event we accepted, by the provider's id: the same id twice changes nothing."""
+
+    __tablename__ = "provider_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class OutboxMessage(Base):
+    """An outbound message decided in the same transaction as its cause, sent by the worker."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(96), unique=True)
+    conversation_id: Mapped[str] = mapped_column(String(32), index=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str] = mapped_column(String(254))
+    language: Mapped[str] = mapped_column(String(5))
+    key: Mapped[str] = mapped_column(String(64))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)

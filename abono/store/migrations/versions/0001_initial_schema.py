@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 18:27:17.060839
+Create Date: 2026-11-24 19:04:13.312553
 """
 
 from alembic import op
@@ -60,10 +60,43 @@ def upgrade() -> None:
     with op.batch_alter_table('opt_outs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_opt_outs_address'), ['address'], unique=False)
 
+    op.create_table('outbox',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=96), nullable=False),
+    sa.Column('conversation_id', sa.String(length=32), nullable=False),
+    sa.Column('channel', sa.String(length=8), nullable=False),
+    sa.Column('address', sa.String(length=254), nullable=False),
+    sa.Column('language', sa.String(length=5), nullable=False),
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('args', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_error', sa.String(length=200), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('idempotency_key')
+    )
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_outbox_conversation_id'), ['conversation_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_outbox_status'), ['status'], unique=False)
+
+    op.create_table('provider_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('provider', sa.String(length=16), nullable=False),
+    sa.Column('event_id', sa.String(length=64), nullable=False),
+    sa.Column('type', sa.String(length=64), nullable=False),
+    sa.Column('outcome', sa.String(length=32), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('provider', 'event_id')
+    )
     op.create_table('accounts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('customer_id', sa.Integer(), nullable=False),
     sa.Column('account_number', sa.String(length=64), nullable=False),
+    sa.Column('opening_balance_cents', sa.BigInteger(), nullable=False),
     sa.Column('balance_cents', sa.BigInteger(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('due_date', sa.Date(), nullable=False),
@@ -106,6 +139,24 @@ def upgrade() -> None:
     sa.UniqueConstraint('customer_id'),
     sa.UniqueConstraint('unknown_address')
     )
+    op.create_table('ledger_entries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=8), nullable=False),
+    sa.Column('amount_cents', sa.BigInteger(), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('reference', sa.String(length=64), nullable=False),
+    sa.Column('payment_intent_id', sa.String(length=64), nullable=True),
+    sa.Column('event_id', sa.String(length=64), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('kind', 'reference')
+    )
+    with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ledger_entries_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ledger_entries_payment_intent_id'), ['payment_intent_id'], unique=False)
+
     op.create_table('messages',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('conversation_id', sa.String(length=32), nullable=False),
@@ -124,19 +175,56 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_messages_conversation_id'), ['conversation_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_messages_created_at'), ['created_at'], unique=False)
 
+    op.create_table('payment_links',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('token', sa.String(length=43), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('conversation_id', sa.String(length=32), nullable=True),
+    sa.Column('kind', sa.String(length=12), nullable=False),
+    sa.Column('amount_cents', sa.BigInteger(), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('language', sa.String(length=5), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('payment_intent_id', sa.String(length=64), nullable=True),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('paid_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('payment_intent_id'),
+    sa.UniqueConstraint('token')
+    )
+    with op.batch_alter_table('payment_links', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_payment_links_conversation_id'), ['conversation_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('payment_links', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_payment_links_conversation_id'))
+
+    op.drop_table('payment_links')
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_messages_created_at'))
         batch_op.drop_index(batch_op.f('ix_messages_conversation_id'))
 
     op.drop_table('messages')
+    with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ledger_entries_payment_intent_id'))
+        batch_op.drop_index(batch_op.f('ix_ledger_entries_account_id'))
+
+    op.drop_table('ledger_entries')
     op.drop_table('conversations')
     op.drop_table('contact_points')
     op.drop_table('accounts')
+    op.drop_table('provider_events')
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outbox_status'))
+        batch_op.drop_index(batch_op.f('ix_outbox_conversation_id'))
+
+    op.drop_table('outbox')
     with op.batch_alter_table('opt_outs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_opt_outs_address'))
 
