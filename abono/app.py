@@ -6,6 +6,7 @@ core never imports them; tests pass their own engine or clock where a real one c
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,15 +25,19 @@ import policies
 from abono.api.nlg import nlg_router
 from abono.container import Container
 from abono.errors import AbonoError
-from abono.i18n import Catalogs
+from abono.i18n import MEDIA, Catalogs
 from abono.integrations.action_server import action_router
 from abono.integrations.rasa_engine import RasaEngine
-from abono.ports import ConversationEngine
+from abono.integrations.stripe_gateway import build_gateway
+from abono.ports import ConversationEngine, PaymentGateway
 from abono.services.dialogue import Dialogue, DialogueConfig
+from abono.services.outbox import OutboxWorker, RecordingSender
+from abono.services.payment_dialogue import PaymentConfig
 from abono.services.pipeline import Pipeline, PipelineConfig
 from abono.settings import Settings
 from abono.store.db import make_engine, make_sessionmaker
 from policies.disclosures import DisclosurePolicy
+from policies.payments import PaymentPolicy
 from policies.verification import VerificationRules
 
 log = structlog.get_logger(__name__)
@@ -51,6 +56,7 @@ def build_container(
     settings: Settings,
     engine: ConversationEngine | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
+    gateway: PaymentGateway | None = None,
 ) -> Container:
     sessions = make_sessionmaker(make_engine(settings.database_url))
     catalogs = Catalogs.load(settings.locales_dir)
@@ -58,7 +64,12 @@ def build_container(
         client = httpx.AsyncClient(timeout=settings.engine_timeout_seconds)
         engine = RasaEngine(client, settings.engine_url, settings.engine_token)
     rules = VerificationRules(settings.verification_method, settings.max_verification_failures)
-    dialogue = Dialogue(sessions, DialogueConfig(rules, settings.support_phone), clock)
+    payments = PaymentConfig(
+        PaymentPolicy.parse(load_policy_file("payments.yml")),
+        settings.public_url,
+        dt.timedelta(hours=settings.payment_link_ttl_hours),
+    )
+    dialogue = Dialogue(sessions, DialogueConfig(rules, settings.support_phone, payments), clock)
     pipeline = Pipeline(
         sessions,
         engine,
@@ -67,7 +78,18 @@ def build_container(
         PipelineConfig(settings.collector_mode, settings.company_name, settings.support_phone),
         clock,
     )
-    return Container(settings, sessions, catalogs, engine, dialogue, pipeline, clock)
+    defaults = {
+        "company": settings.company_name,
+        "support_phone": settings.support_phone,
+        "public_url": settings.public_url,
+    }
+    # Sandbox: every channel's sender records instead of sending (issue 5 brings real ones).
+    senders = {channel: RecordingSender() for channel in MEDIA} if settings.sandbox else {}
+    outbox = OutboxWorker(sessions, catalogs, pipeline, senders, engine, defaults, clock)
+    gateway = gateway or build_gateway(settings)
+    return Container(
+        settings, sessions, catalogs, engine, dialogue, pipeline, outbox, gateway, clock
+    )
 
 
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
@@ -76,7 +98,9 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         log.info("app.lifecycle.started", sandbox=settings.sandbox)
+        worker = asyncio.create_task(container.outbox.run_forever())
         yield
+        worker.cancel()
         log.info("app.lifecycle.stopped")
 
     app = FastAPI(title="abono", version="0.1.0", lifespan=lifespan)

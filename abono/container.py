@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.i18n import Catalogs
-from abono.ports import ConversationEngine
+from abono.ports import ConversationEngine, PaymentGateway
 from abono.services.dialogue import Dialogue
+from abono.services.outbox import OutboxWorker
 from abono.services.pipeline import Pipeline
 from abono.settings import Settings
 
@@ -23,4 +24,6 @@ class Container:
     engine: ConversationEngine
     dialogue: Dialogue
     pipeline: Pipeline
+    outbox: OutboxWorker
+    payments_gateway: PaymentGateway
     clock: Callable[[], dt.datetime]

@@ -32,3 +32,10 @@ class EngineUnavailableError(AbonoError):
 
     code = "engine_unavailable"
     status = 503
+
+
+class PaymentProviderError(AbonoError):
+    """Stripe could not be reached or failed; the customer gets an apology and can retry."""
+
+    code = "payment_provider_unavailable"
+    status = 503

@@ -23,3 +23,34 @@ class ConversationEngine(Protocol):
     async def parse(self, text: str) -> Understanding: ...
 
     async def ready(self) -> bool: ...
+
+    async def set_slots(self, conversation_id: str, slots: Mapping[str, Any]) -> None:
+        """Tell the conversation about something that happened outside it (a payment)."""
+        ...
+
+
+class MessageSender(Protocol):
+    """A channel's outbound edge; returns the provider's message id."""
+
+    async def send(self, channel: str, address: str, text: str, idempotency_key: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class PaymentIntentRef:
+    """A PaymentIntent as our pay page needs it; the client secret goes to Stripe.js only."""
+
+    id: str
+    client_secret: str
+    status: str
+
+
+class PaymentGateway(Protocol):
+    """The card processor (Stripe): creates the intent that the pay page confirms."""
+
+    async def create_payment_intent(
+        self,
+        amount_cents: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> PaymentIntentRef: ...

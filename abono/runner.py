@@ -16,6 +16,11 @@ from pathlib import Path
 import httpx
 
 from abono.integrations.engine_process import start_engine, stop, wait_ready
+from abono.integrations.localstripe_server import (
+    register_webhook,
+    start_localstripe,
+    wait_localstripe,
+)
 from abono.settings import ROOT, Settings
 
 READY_SECONDS = 240.0
@@ -42,6 +47,7 @@ def up(settings: Settings, demo_file: Path | None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     engine_port = int(settings.engine_url.rsplit(":", 1)[1].split("/")[0])
     _stop_on_signals()
+    stripe = _start_localstripe(settings, logs) if settings.sandbox else None
     rasa = start_engine(settings, engine_port, tracker_url(settings), logs / "engine.log")
     app = subprocess.Popen(
         [sys.executable, "-m", "abono.cli", "serve"], cwd=ROOT, start_new_session=True
@@ -50,13 +56,25 @@ def up(settings: Settings, demo_file: Path | None) -> int:
         started = time.monotonic()
         asyncio.run(wait_ready(settings.engine_url, settings.engine_token, rasa))
         wait_healthy(settings.public_url, app)
+        if stripe is not None and settings.stripe_api_base:
+            register_webhook(
+                settings.stripe_api_base,
+                f"{settings.public_url}/webhooks/stripe",
+                settings.stripe_webhook_secret,
+            )
         print(f"\nabono is ready in {time.monotonic() - started:.0f} s")
         print(f"  web chat (sandbox):  {settings.public_url}/")
         print(f"  API docs:            {settings.public_url}/docs")
         print(f"  health:              {settings.public_url}/healthz")
         print(f"  engine (loopback):   {settings.engine_url}  (log: {logs / 'engine.log'})")
+        if stripe is not None:
+            print(
+                f"  payments (sandbox):  localstripe at {settings.stripe_api_base}; "
+                "test card 4242 4242 4242 4242"
+            )
         print("Press Ctrl-C to stop.\n")
-        while rasa.poll() is None and app.poll() is None:
+        children = [p for p in (rasa, app, stripe) if p is not None]
+        while all(child.poll() is None for child in children):
             time.sleep(0.5)
         print("a process exited; stopping", file=sys.stderr)
         return 1
@@ -69,7 +87,16 @@ def up(settings: Settings, demo_file: Path | None) -> int:
     finally:
         stop(app)
         stop(rasa)
+        if stripe is not None:
+            stop(stripe)
         print("stopped")
+
+
+def _start_localstripe(settings: Settings, logs: Path) -> subprocess.Popen[bytes] | None:
+    """The sandbox's Stripe: localstripe on loopback, webhook registered once the app is up."""
+    process = start_localstripe(settings.localstripe_port, logs / "localstripe.log")
+    asyncio.run(wait_localstripe(f"http://127.0.0.1:{settings.localstripe_port}", process))
+    return process
 
 
 def _stop_on_signals() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,3 +33,17 @@ class Settings(BaseSettings):
     engine_python: Path = ROOT / ".venv-engine" / "bin" / "python"
     model_path: Path = ROOT / "models" / "abono.tar.gz"
     log_level: str = "INFO"
+    # Payments. No stripe_api_base means real Stripe; the sandbox points it at localstripe.
+    stripe_api_key: str = "sk_test_abono_sandbox"
+    stripe_publishable_key: str = "pk_test_abono_sandbox"
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: str = "whsec_abono_sandbox"
+    localstripe_port: int = 8420
+    payment_link_ttl_hours: int = Field(default=72, ge=1, le=24 * 30)
+
+    @model_validator(mode="after")
+    def _sandbox_pays_locally(self) -> Settings:
+        """The sandbox takes payments on localstripe unless told otherwise."""
+        if self.sandbox and self.stripe_api_base is None:
+            self.stripe_api_base = f"http://127.0.0.1:{self.localstripe_port}"
+        return self

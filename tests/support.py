@@ -14,6 +14,11 @@ from pathlib import Path
 import httpx
 
 from abono.integrations.engine_process import free_port, start_engine, stop, wait_ready
+from abono.integrations.localstripe_server import (
+    register_webhook,
+    start_localstripe,
+    wait_localstripe,
+)
 from abono.runner import wait_healthy
 from abono.settings import ROOT, Settings
 
@@ -61,7 +66,7 @@ class Product:
 @contextmanager
 def running_product(work: Path, **overrides: str) -> Iterator[Product]:
     """Fresh SQLite database with the demo accounts, the trained model, app as its own process."""
-    app_port, engine_port = free_port(), free_port()
+    app_port, engine_port, stripe_port = free_port(), free_port(), free_port()
     env = dict(os.environ)
     env.update(
         {
@@ -71,6 +76,7 @@ def running_product(work: Path, **overrides: str) -> Iterator[Product]:
             "ABONO_ENGINE_URL": f"http://127.0.0.1:{engine_port}",
             "ABONO_ENGINE_TOKEN": "integration-token",
             "ABONO_LOG_LEVEL": "WARNING",
+            "ABONO_LOCALSTRIPE_PORT": str(stripe_port),
             **{f"ABONO_{k.upper()}": v for k, v in overrides.items()},
         }
     )
@@ -89,6 +95,7 @@ def running_product(work: Path, **overrides: str) -> Iterator[Product]:
     )
     log, app_log = work / "engine.log", work / "app.log"
     started = time.monotonic()
+    stripe = start_localstripe(stripe_port, work / "localstripe.log")
     engine = start_engine(settings, engine_port, f"sqlite:///{work / 'trackers.db'}", log)
     app = subprocess.Popen(
         [python, "-m", "abono.cli", "serve"],
@@ -101,6 +108,9 @@ def running_product(work: Path, **overrides: str) -> Iterator[Product]:
         engine_ready = time.monotonic() - started
         url = f"http://127.0.0.1:{app_port}"
         wait_healthy(url, app, seconds=120)
+        stripe_base = f"http://127.0.0.1:{stripe_port}"
+        asyncio.run(wait_localstripe(stripe_base, stripe))
+        register_webhook(stripe_base, f"{url}/webhooks/stripe", settings.stripe_webhook_secret)
         timings = {"engine_ready_s": engine_ready, "healthy_s": time.monotonic() - started}
         yield Product(url, settings, env, timings)
     except Exception:
@@ -110,3 +120,4 @@ def running_product(work: Path, **overrides: str) -> Iterator[Product]:
     finally:
         stop(app)
         stop(engine)
+        stop(stripe)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.services import audit, opt_outs
 from abono.services.customers import primary_account
+from abono.services.payment_dialogue import PaymentConfig, PaymentConversation
 from abono.store.models import Account, ContactPoint, Conversation
+from abono.understanding.amounts import find_amount_cents
 from abono.understanding.dates import parse_birth_date
 from policies.verification import (
     VerificationRules,
@@ -39,6 +41,13 @@ DEBT_INTENTS = frozenset(
     }
 )
 VERIFICATION_QUESTIONS = frozenset({"zip", "last4", "dob"})
+PAYMENT_QUESTIONS = frozenset({"payment_amount", "payment_consent"})
+# Asking again what the conversation waits on, after an interruption (language switch, ...).
+REASK_KEYS = {
+    "opt_out_confirmation": "utter_confirm_opt_out",
+    "payment_amount": "utter_ask_payment_amount_again",
+    "payment_consent": "utter_confirm_payment_again",
+}
 # Below this the classifier may have mistaken noise for "stop": ask instead of acting.
 OPT_OUT_CONFIDENCE = 0.7
 HANDOFF_REASONS = {
@@ -62,6 +71,7 @@ class Turn:
     awaiting: str | None = None
     pending_intent: str | None = None
     zip_answer: str | None = None
+    payment_amount_cents: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,7 @@ class Outcome:
 class DialogueConfig:
     rules: VerificationRules
     support_phone: str
+    payments: PaymentConfig
 
 
 class Dialogue:
@@ -98,6 +109,7 @@ class Dialogue:
         self._sessions = sessions
         self._config = config
         self._clock = clock
+        self._payments = PaymentConversation(config.payments, clock, Outcome)
 
     # -- entry points, one per engine action -------------------------------------------
 
@@ -115,6 +127,8 @@ class Dialogue:
             if turn.intent == "affirm":
                 return self._record_opt_out(turn)
             return Outcome(slots={"awaiting": None}).say("utter_how_can_i_help")
+        if turn.awaiting in PAYMENT_QUESTIONS:
+            return self._payment_answer(turn)
         with self._sessions.begin() as session:
             if turn.awaiting:
                 return self._verify_step(session, turn)
@@ -127,12 +141,19 @@ class Dialogue:
                 return Outcome().say("utter_unknown_address", support_phone=self._phone)
             if conversation.locked_at is not None:
                 return Outcome().say("utter_verification_locked", support_phone=self._phone)
+            amount = self._amount_in(turn, conversation)
             if conversation.verified_at is None:
                 if turn.awaiting and _has_answer(turn.awaiting, turn.text):
                     return self._verify_step(session, turn)
-                outcome = Outcome(slots={"pending_intent": turn.intent, "zip_answer": None})
+                outcome = Outcome(
+                    slots={
+                        "pending_intent": turn.intent,
+                        "zip_answer": None,
+                        "payment_amount_cents": amount,
+                    }
+                )
                 return self._ask(outcome, self._config.rules.first_question(), turn)
-            return self._fulfil(session, conversation, turn.intent)
+            return self._fulfil(session, conversation, turn.intent, amount)
 
     def hand_off(self, turn: Turn) -> Outcome:
         reason = HANDOFF_REASONS.get(turn.intent, "customer_request")
@@ -210,8 +231,8 @@ class Dialogue:
     def _ask(self, outcome: Outcome, question: str, turn: Turn, hint: bool = False) -> Outcome:
         """Ask (again) the question the conversation is waiting on."""
         outcome.slots["awaiting"] = question
-        if question not in VERIFICATION_QUESTIONS:
-            return outcome.say("utter_confirm_opt_out")
+        if question in REASK_KEYS:
+            return outcome.say(REASK_KEYS[question])
         return outcome.say(f"utter_ask_{question}_hint" if hint else f"utter_ask_{question}")
 
     def _verify_step(self, session: Session, turn: Turn) -> Outcome:
@@ -284,8 +305,14 @@ class Dialogue:
             assert customer is not None
             outcome = Outcome(slots={**cleared, "verified": True, "pending_intent": None})
             outcome.say("utter_verified", first_name=customer.first_name)
-            follow = self._fulfil(session, conversation, turn.pending_intent or "check_balance")
+            follow = self._fulfil(
+                session,
+                conversation,
+                turn.pending_intent or "check_balance",
+                turn.payment_amount_cents,
+            )
             outcome.replies.extend(follow.replies)
+            outcome.slots.update(follow.slots)
             return outcome
         conversation.verification_failures += 1
         audit.record(
@@ -308,7 +335,9 @@ class Dialogue:
 
     # -- after verification --------------------------------------------------------------
 
-    def _fulfil(self, session: Session, conversation: Conversation, intent: str) -> Outcome:
+    def _fulfil(
+        self, session: Session, conversation: Conversation, intent: str, amount: int | None
+    ) -> Outcome:
         customer_id = conversation.customer_id
         account = primary_account(session, customer_id) if customer_id is not None else None
         if account is None:
@@ -322,15 +351,40 @@ class Dialogue:
                 intent=intent,
             )
             return Outcome().say("utter_handoff")
-        outcome = balance_replies(account)
-        if intent in ("pay_full", "pay_partial") and account.balance_cents > 0:
-            outcome.say(
-                "utter_payment_by_phone",
-                balance_cents=account.balance_cents,
-                currency=account.currency,
-                support_phone=self._phone,
-            )
-        return outcome
+        if intent in ("pay_full", "pay_partial"):
+            return self._payments.offer(account, intent, amount)
+        return balance_replies(account)
+
+    # -- payments ------------------------------------------------------------------------
+
+    def _amount_in(self, turn: Turn, conversation: Conversation) -> int | None:
+        """An amount the customer named in this message ("I can pay $50"), if any."""
+        if turn.intent not in ("pay_partial", "inform", "request_payment_plan"):
+            return None
+        return find_amount_cents(turn.text, conversation.language)
+
+    def _payment_answer(self, turn: Turn) -> Outcome:
+        """The answer to "how much?" or to "shall I send the link?"."""
+        with self._sessions() as session:
+            conversation = session.get(Conversation, turn.conversation_id)
+            verified = conversation is not None and conversation.verified_at is not None
+        if not verified:  # verification expired mid-way: identity first, then the payment
+            return self.debt_request(replace(turn, awaiting=None, intent="pay_partial"))
+        with self._sessions.begin() as session:
+            conversation = session.get(Conversation, turn.conversation_id)
+            assert conversation is not None
+            account = primary_account(session, conversation.customer_id or 0)
+            if account is None:
+                return Outcome(slots={"awaiting": None}).say("utter_balance_zero")
+            amount = find_amount_cents(turn.text, conversation.language)
+            if turn.awaiting == "payment_consent" and turn.intent == "affirm" and amount is None:
+                return self._payments.consent(session, conversation, turn.payment_amount_cents)
+            if amount is not None:  # "what if I pay 80 instead"
+                return self._payments.propose(account, amount)
+            if turn.awaiting == "payment_amount" and turn.intent != "deny":
+                return self._payments.ask_amount(account)
+            cleared_slots = {"awaiting": None, "payment_amount_cents": None}
+            return Outcome(slots=cleared_slots).say("utter_how_can_i_help")
 
 
 def balance_replies(account: Account) -> Outcome:

@@ -232,12 +232,12 @@ class Pipeline:
                 texts.insert(0, self._render("reply_card_number_removed", language, channel))
             if texts:
                 closed = opt_outs.is_opted_out(session, prepared.address, channel)
-                texts = self._disclose(session, conversation, channel, language, texts, closed)
+                texts = self.decorate(session, conversation, channel, language, texts, closed)
             for text in texts:
                 session.add(_message(conversation, channel, "out", prepared.address, text, None))
         return texts
 
-    def _disclose(
+    def decorate(
         self,
         session: Session,
         conversation: Conversation,

@@ -36,7 +36,12 @@ def turn_from(tracker: Tracker) -> Turn:
         awaiting=tracker.get_slot("awaiting"),
         pending_intent=tracker.get_slot("pending_intent"),
         zip_answer=tracker.get_slot("zip_answer"),
+        payment_amount_cents=_cents(tracker.get_slot("payment_amount_cents")),
     )
+
+
+def _cents(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
 
 
 def slot_events(tracker: Tracker, outcome: Outcome) -> list[EventType]:

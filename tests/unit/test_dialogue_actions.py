@@ -7,6 +7,7 @@ previous turns set, runs the action the rules pick for the intent and keeps the 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,12 +20,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.services.customers import find_customer_by_address
 from abono.services.dialogue import Dialogue, DialogueConfig
-from abono.store.models import ContactPoint, Conversation, Customer, OptOut
+from abono.services.payment_dialogue import PaymentConfig
+from abono.store.models import ContactPoint, Conversation, Customer, OptOut, PaymentLink
 from bot.actions import dialogue_actions
+from policies.payments import PaymentPolicy
 from policies.verification import VerificationRules
 from tests.unit.conftest import Clock
 
 SUPPORT = "+1 800 555 0100"
+PAY_URL = "https://pay.example.com"
 JAMES_PHONE = "+13125550102"  # James Carter: ZIP 60614, account ...0202, $230.00, 5 days late
 # The action the rules (bot/data/rules/rules.yml) run for each intent.
 ACTION_FOR = {
@@ -104,7 +108,9 @@ class Chat:
 
 @pytest.fixture
 def actions(demo_sessions: sessionmaker[Session], clock: Clock) -> dict[str, Action]:
-    dialogue = Dialogue(demo_sessions, DialogueConfig(VerificationRules(), SUPPORT), clock)
+    payments = PaymentConfig(PaymentPolicy(1, 2500), PAY_URL, dt.timedelta(hours=72))
+    config = DialogueConfig(VerificationRules(), SUPPORT, payments)
+    dialogue = Dialogue(demo_sessions, config, clock)
     return {action.name(): action for action in dialogue_actions(dialogue)}
 
 
@@ -125,6 +131,11 @@ def open_conversation(sessions: sessionmaker[Session], external_id: str) -> tupl
 def james(actions: dict[str, Action], demo_sessions: sessionmaker[Session]) -> Chat:
     conversation_id, language = open_conversation(demo_sessions, "CUST-1002")
     return Chat(actions, conversation_id, JAMES_PHONE, language)
+
+
+def links(sessions: sessionmaker[Session]) -> list[PaymentLink]:
+    with sessions() as session:
+        return list(session.scalars(select(PaymentLink)))
 
 
 def stored(sessions: sessionmaker[Session], conversation_id: str) -> Conversation:
@@ -252,16 +263,70 @@ async def test_last4_misclassified_as_another_intent_still_verifies(
     assert turn.said("utter_balance_past_due") == JAMES_BALANCE
 
 
-async def test_verified_customer_asking_to_pay_is_told_how(james: Chat) -> None:
-    await james.says("I want to pay", "pay_full")
+async def test_full_payment_is_read_back_and_a_link_issued_only_after_consent(
+    james: Chat, demo_sessions: sessionmaker[Session]
+) -> None:
+    await james.says("I want to pay my bill", "pay_full")
     turn = await james.says("60614 0202", "inform")
-    assert turn.responses == ["utter_verified", "utter_balance_past_due", "utter_payment_by_phone"]
-    assert turn.said("utter_payment_by_phone") == {
-        "response": "utter_payment_by_phone",
-        "balance_cents": 23000,
+    assert turn.responses == ["utter_verified", "utter_confirm_full_payment"]
+    assert turn.said("utter_confirm_full_payment") == {
+        "response": "utter_confirm_full_payment",
+        "amount_cents": 23000,
         "currency": "USD",
-        "support_phone": SUPPORT,
     }
+    assert links(demo_sessions) == []  # nothing issued before the customer agrees
+    turn = await james.says("yes", "affirm")
+    assert turn.responses == ["utter_payment_link"]
+    said = turn.said("utter_payment_link")
+    (link,) = links(demo_sessions)
+    assert said["url"] == f"{PAY_URL}/p/{link.token}"
+    assert (link.amount_cents, link.currency, link.language, link.kind) == (
+        23000,
+        "USD",
+        "en",
+        "full",
+    )
+    assert len(link.token) >= 22  # 128 random bits
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "args"),
+    [
+        ("I can only pay $50 right now", "utter_confirm_payment", {"amount_cents": 5000}),
+        ("can I pay 5 dollars", "utter_amount_too_low", {"minimum_cents": 2500}),
+        ("I'll pay $900 now", "utter_amount_too_high", {"balance_cents": 23000}),
+        ("can I pay part of it", "utter_ask_payment_amount", {"minimum_cents": 2500}),
+    ],
+    ids=["partial", "below-minimum", "above-balance", "no-amount"],
+)
+async def test_partial_payment_amount_is_checked_against_the_policy(
+    james: Chat, text: str, expected: str, args: dict[str, int]
+) -> None:
+    await james.says("how much do I owe", "check_balance")
+    await james.says("60614 0202", "inform")
+    turn = await james.says(text, "pay_partial")
+    assert turn.responses == [expected]
+    assert args.items() <= turn.said(expected).items()
+
+
+async def test_amount_named_before_verification_is_kept_for_after_it(james: Chat) -> None:
+    await james.says("puedo abonar cincuenta dólares", "pay_partial")
+    turn = await james.says("60614 0202", "inform")
+    assert turn.responses == ["utter_verified", "utter_confirm_payment"]
+    assert turn.said("utter_confirm_payment")["amount_cents"] == 5000
+
+
+async def test_changing_the_amount_or_saying_no_issues_nothing(
+    james: Chat, demo_sessions: sessionmaker[Session]
+) -> None:
+    await james.says("how much do I owe", "check_balance")
+    await james.says("60614 0202", "inform")
+    await james.says("I can pay $50", "pay_partial")
+    turn = await james.says("what if I pay 80 instead", "inform")
+    assert turn.said("utter_confirm_payment")["amount_cents"] == 8000
+    turn = await james.says("no, let me think about it", "deny")
+    assert turn.responses == ["utter_how_can_i_help"]
+    assert links(demo_sessions) == []
 
 
 async def test_second_account_last4_verifies_and_larger_balance_is_shown(

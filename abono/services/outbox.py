@@ -1,0 +1,230 @@
+"""The durable outbox: messages decided in a transaction, sent later by the worker.
+
+A row is claimed with a lease (an UPDATE that only one worker can win), rendered in the
+conversation's language and medium, decorated like every reply (disclosures, opt-out line),
+sent through the channel's sender with the row's idempotency key, and logged in the thread.
+A crashed worker's lease runs out and the row is picked up again; failures back off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from abono.i18n import Catalogs
+from abono.ports import ConversationEngine, MessageSender
+from abono.services import opt_outs
+from abono.services.pipeline import Pipeline
+from abono.store.models import Conversation, Message, OutboxMessage
+
+log = structlog.get_logger(__name__)
+
+LEASE = dt.timedelta(seconds=60)
+MAX_ATTEMPTS = 8
+# What the conversation is told when one of these goes out.
+ENGINE_SLOTS = {"utter_payment_received": {"payment_status": "received"}}
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    return dt.timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def queue(
+    session: Session,
+    conversation: Conversation,
+    address: str,
+    key: str,
+    args: Mapping[str, Any],
+    idempotency_key: str,
+) -> OutboxMessage | None:
+    """Queue once per idempotency key; a second call with the same key adds nothing."""
+    existing = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key)
+    ).first()
+    if existing is not None:
+        return None
+    message = OutboxMessage(
+        idempotency_key=idempotency_key,
+        conversation_id=conversation.id,
+        channel=conversation.last_channel,
+        address=address,
+        language=conversation.language,
+        key=key,
+        args=dict(args),
+    )
+    session.add(message)
+    return message
+
+
+class RecordingSender:
+    """Sandbox sender: nothing leaves the machine; the thread's log shows what was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    async def send(self, channel: str, address: str, text: str, idempotency_key: str) -> str:
+        self.sent.append((channel, address, text))
+        return f"sandbox-{idempotency_key}"[:64]
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        catalogs: Catalogs,
+        pipeline: Pipeline,
+        senders: Mapping[str, MessageSender],
+        engine: ConversationEngine,
+        defaults: Mapping[str, Any],
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self._sessions = sessions
+        self._catalogs = catalogs
+        self._pipeline = pipeline
+        self._senders = senders
+        self._engine = engine
+        self._defaults = defaults
+        self._clock = clock
+
+    async def run_forever(self, interval: float = 0.5) -> None:
+        while True:
+            try:
+                if not await self.run_once():
+                    await asyncio.sleep(interval)
+            except Exception:  # keep the worker alive; the row is retried after its lease
+                log.exception("outbox.worker.failed")
+                await asyncio.sleep(interval)
+
+    async def run_once(self, limit: int = 20) -> int:
+        """Send what is due; returns how many rows were handled."""
+        ids = await asyncio.to_thread(self._due, limit)
+        handled = 0
+        for row_id in ids:
+            claimed = await asyncio.to_thread(self._claim, row_id)
+            if claimed is not None:
+                await self._deliver(claimed)
+                handled += 1
+        return handled
+
+    def _due(self, limit: int) -> list[int]:
+        with self._sessions() as session:
+            return list(
+                session.scalars(
+                    select(OutboxMessage.id)
+                    .where(
+                        OutboxMessage.status.in_(("pending", "sending")),
+                        OutboxMessage.next_attempt_at <= self._clock(),
+                    )
+                    .order_by(OutboxMessage.id)
+                    .limit(limit)
+                )
+            )
+
+    def _claim(self, row_id: int) -> dict[str, Any] | None:
+        """Only one worker wins the row: the update matches only while it is due."""
+        now = self._clock()
+        with self._sessions.begin() as session:
+            won = session.execute(  # type: ignore[attr-defined]  # CursorResult for UPDATE
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == row_id,
+                    OutboxMessage.status.in_(("pending", "sending")),
+                    OutboxMessage.next_attempt_at <= now,
+                )
+                .values(
+                    status="sending",
+                    attempts=OutboxMessage.attempts + 1,
+                    next_attempt_at=now + LEASE,
+                )
+            ).rowcount
+            if not won:
+                return None
+            row = session.get(OutboxMessage, row_id)
+            assert row is not None
+            if opt_outs.is_opted_out(session, row.address, row.channel):
+                row.status = "suppressed"
+                return None
+            return {"id": row.id, "texts": self._render(session, row), "row": _plain(row)}
+
+    def _render(self, session: Session, row: OutboxMessage) -> list[str]:
+        args = {**self._defaults, **row.args}
+        if "url_token" in args:
+            args["url"] = f"{str(self._defaults['public_url']).rstrip('/')}/p/{args['url_token']}"
+        text = self._catalogs.render(row.key, row.language, row.channel, args)
+        conversation = session.get(Conversation, row.conversation_id)
+        if conversation is None:
+            return [text]
+        return self._pipeline.decorate(
+            session, conversation, row.channel, row.language, [text], closed=False
+        )
+
+    async def _deliver(self, claimed: dict[str, Any]) -> None:
+        row = claimed["row"]
+        sender = self._senders.get(row["channel"])
+        try:
+            if sender is None:
+                raise LookupError(f"no sender for channel {row['channel']}")
+            provider_ids = [
+                await sender.send(
+                    row["channel"], row["address"], text, f"{row['idempotency_key']}:{index}"
+                )
+                for index, text in enumerate(claimed["texts"])
+            ]
+        except Exception as error:  # provider errors: back off and retry, never lose the row
+            await asyncio.to_thread(self._failed, row["id"], type(error).__name__)
+            return
+        await asyncio.to_thread(self._sent, row, claimed["texts"], provider_ids)
+        slots = ENGINE_SLOTS.get(row["key"])
+        if slots:
+            try:
+                await self._engine.set_slots(row["conversation_id"], slots)
+            except Exception:  # the store already knows; the engine's mirror can lag
+                log.warning("outbox.engine.not_told", key=row["key"])
+
+    def _sent(self, row: dict[str, Any], texts: list[str], provider_ids: list[str]) -> None:
+        with self._sessions.begin() as session:
+            stored = session.get(OutboxMessage, row["id"])
+            assert stored is not None
+            stored.status, stored.sent_at = "sent", self._clock()
+            for text, provider_id in zip(texts, provider_ids, strict=True):
+                session.add(
+                    Message(
+                        conversation_id=row["conversation_id"],
+                        channel=row["channel"],
+                        direction="out",
+                        address=row["address"],
+                        language=row["language"],
+                        text=text,
+                        provider_id=provider_id,
+                    )
+                )
+        log.info("outbox.message.sent", key=row["key"], channel=row["channel"])
+
+    def _failed(self, row_id: int, reason: str) -> None:
+        with self._sessions.begin() as session:
+            row = session.get(OutboxMessage, row_id)
+            assert row is not None
+            row.last_error = reason
+            if row.attempts >= MAX_ATTEMPTS:
+                row.status = "failed"
+            else:
+                row.status, row.next_attempt_at = "pending", self._clock() + backoff(row.attempts)
+        log.warning("outbox.message.retry", reason=reason)
+
+
+def _plain(row: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "channel": row.channel,
+        "address": row.address,
+        "key": row.key,
+        "language": row.language,
+        "conversation_id": row.conversation_id,
+        "idempotency_key": row.idempotency_key,
+    }

@@ -1,0 +1,72 @@
+"""Stripe's webhook: ``POST /webhooks/stripe``, verified on the raw body, applied once per id.
+
+Anything not signed with our endpoint secret within five minutes is refused with 400 before
+it is parsed, so a forged or replayed delivery changes nothing. A verified event is applied in
+one transaction (ledger, link, audit, receipt in the outbox) and acknowledged with 200; Stripe
+retries anything else, and a retry of an applied event is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import stripe
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from abono.container import Container
+from abono.services.payments import handle_stripe_event
+
+log = structlog.get_logger(__name__)
+
+TOLERANCE_SECONDS = 300
+
+
+def install(app: FastAPI, container: Container) -> None:
+    sessions, settings, clock = container.sessions, container.settings, container.clock
+
+    @app.post("/webhooks/stripe", tags=["payments"], include_in_schema=False)
+    async def stripe_webhook(request: Request) -> JSONResponse:
+        payload = await request.body()
+        try:
+            event = stripe.Webhook.construct_event(
+                payload.decode("utf-8"),
+                request.headers.get("stripe-signature"),
+                settings.stripe_webhook_secret,
+                tolerance=TOLERANCE_SECONDS,
+            )
+            data: dict[str, Any] = event.to_dict()
+        except stripe.SignatureVerificationError:
+            log.warning("payments.webhook.rejected", reason="signature")
+            return _refused("invalid_signature", "Missing, forged or stale Stripe-Signature.")
+        except (ValueError, TypeError, AttributeError):  # not UTF-8, not JSON, not an object
+            log.warning("payments.webhook.rejected", reason="payload")
+            return _refused("invalid_payload", "The body is not a Stripe event.")
+        try:
+            outcome = await asyncio.to_thread(_apply, sessions, data, clock())
+        except ValueError:
+            log.warning("payments.webhook.rejected", reason="event")
+            return _refused("invalid_payload", "The body is not a Stripe event.")
+        return JSONResponse({"received": True, "outcome": outcome})
+
+
+def _apply(sessions: sessionmaker[Session], event: dict[str, Any], now: dt.datetime) -> str:
+    """One transaction; a concurrent delivery of the same id loses the race and is a duplicate."""
+    for attempt in (1, 2):
+        try:
+            with sessions.begin() as session:
+                return handle_stripe_event(session, event, now)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            log.info("payments.webhook.raced", event_id=str(event.get("id")))
+    raise AssertionError("unreachable")
+
+
+def _refused(code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=400)
