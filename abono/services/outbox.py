@@ -42,8 +42,13 @@ def queue(
     key: str,
     args: Mapping[str, Any],
     idempotency_key: str,
+    text: str | None = None,
 ) -> OutboxMessage | None:
-    """Queue once per idempotency key; a second call with the same key adds nothing."""
+    """Queue once per idempotency key; a second call with the same key adds nothing.
+
+    With ``text`` the message is a reply the pipeline already rendered and logged (``key``
+    then names it for the record, e.g. ``reply``): the worker sends it as it is.
+    """
     existing = session.scalars(
         select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key)
     ).first()
@@ -57,6 +62,7 @@ def queue(
         language=conversation.language,
         key=key,
         args=dict(args),
+        text=text,
     )
     session.add(message)
     return message
@@ -74,6 +80,8 @@ class RecordingSender:
 
 
 class OutboxWorker:
+    """Sends due rows through the channel's sender; channels register real senders."""
+
     def __init__(
         self,
         sessions: sessionmaker[Session],
@@ -87,10 +95,14 @@ class OutboxWorker:
         self._sessions = sessions
         self._catalogs = catalogs
         self._pipeline = pipeline
-        self._senders = senders
+        self._senders = dict(senders)
         self._engine = engine
         self._defaults = defaults
         self._clock = clock
+
+    def register_sender(self, channel: str, sender: MessageSender) -> None:
+        """A channel edge with provider credentials replaces the sandbox's recording sender."""
+        self._senders[channel] = sender
 
     async def run_forever(self, interval: float = 0.5) -> None:
         while True:
@@ -150,9 +162,12 @@ class OutboxWorker:
             if opt_outs.is_opted_out(session, row.address, row.channel):
                 row.status = "suppressed"
                 return None
-            return {"id": row.id, "texts": self._render(session, row), "row": _plain(row)}
+            plain = {**_plain(row), "prerendered": row.text is not None}
+            return {"id": row.id, "texts": self._render(session, row), "row": plain}
 
     def _render(self, session: Session, row: OutboxMessage) -> list[str]:
+        if row.text is not None:
+            return [row.text]
         args = {**self._defaults, **row.args}
         if "url_token" in args:
             args["url"] = f"{str(self._defaults['public_url']).rstrip('/')}/p/{args['url_token']}"
@@ -192,6 +207,8 @@ class OutboxWorker:
             stored = session.get(OutboxMessage, row["id"])
             assert stored is not None
             stored.status, stored.sent_at = "sent", self._clock()
+            if row["prerendered"]:  # the pipeline logged it when it decided the reply
+                return
             for text, provider_id in zip(texts, provider_ids, strict=True):
                 session.add(
                     Message(

@@ -242,6 +242,9 @@ class OutboxMessage(Base):
     language: Mapped[str] = mapped_column(String(5))
     key: Mapped[str] = mapped_column(String(64))
     args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # A reply the pipeline already rendered, decorated and logged: sent as it is.
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    subject: Mapped[str | None] = mapped_column(String(200), default=None)
     status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

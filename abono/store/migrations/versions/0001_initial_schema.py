@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 19:04:13.312553
+Create Date: 2026-11-24 19:25:44.242346
 """
 
 from alembic import op
@@ -69,6 +69,8 @@ def upgrade() -> None:
     sa.Column('language', sa.String(length=5), nullable=False),
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('args', sa.JSON(), nullable=False),
+    sa.Column('text', sa.Text(), nullable=True),
+    sa.Column('subject', sa.String(length=200), nullable=True),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
