@@ -40,6 +40,20 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str = "whsec_abono_sandbox"
     localstripe_port: int = 8420
     payment_link_ttl_hours: int = Field(default=72, ge=1, le=24 * 30)
+    # SMS through Twilio. No twilio_api_base means real Twilio; tests point it at a local fake.
+    twilio_account_sid: str = "AC" + "0" * 32
+    twilio_auth_token: str = "sandbox-twilio-token"
+    twilio_api_base: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_from_number: str = "+15005550006"
+    # Email through SendGrid. No sendgrid_api_base means real SendGrid; tests use a local fake.
+    sendgrid_api_key: str = "SG.sandbox"
+    sendgrid_api_base: str | None = None
+    sendgrid_event_public_key: str | None = None  # base64 DER P-256 key from SendGrid
+    sendgrid_inbound_token: str = "sandbox-inbound-token"  # Inbound Parse carries no signature
+    email_from: str = "billing@abono.example"
+    email_reply_domain: str = "reply.abono.example"
+    unsubscribe_secret: str = "sandbox-unsubscribe-secret"
 
     @model_validator(mode="after")
     def _sandbox_pays_locally(self) -> Settings:

@@ -1,0 +1,332 @@
+"""Two-way SMS through Twilio: the signed inbound webhook, status callbacks and the sender.
+
+Inbound: ``POST /webhooks/twilio/sms`` is checked against the *configured* public URL (a proxy
+rewrites the one we see), run once per MessageSid through the pipeline, and its replies are
+queued in the outbox in one transaction; Twilio gets an empty ``<Response/>`` because replies
+leave through the REST API, where they are retried and audited like every outbound message.
+Outbound: ``TwilioSmsSender`` sends with the async Twilio client; error 21610 (the recipient
+texted STOP to the carrier) is recorded as an opt-out, so the outbox suppresses the row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response as TwilioResponse
+from twilio.request_validator import RequestValidator, get_signature_algorithm
+from twilio.rest import Client
+
+from abono.container import Container
+from abono.services import audit, opt_outs
+from abono.services.customers import find_customer_by_address, normalize_address
+from abono.services.outbox import queue
+from abono.services.pipeline import Inbound
+from abono.settings import Settings
+from abono.store.models import Conversation
+
+log = structlog.get_logger(__name__)
+
+INBOUND_PATH = "/webhooks/twilio/sms"
+STATUS_PATH = "/webhooks/twilio/sms/status"
+TWILIO_API = "https://api.twilio.com"
+MAX_FORM_BYTES = 64 * 1024  # a Twilio SMS webhook is a few hundred bytes
+SEND_TIMEOUT_SECONDS = 15.0
+OPTED_OUT_CODE = 21610
+FINAL_STATUSES = frozenset({"delivered", "failed", "undelivered"})
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+# -- segments -------------------------------------------------------------------------------
+
+# GSM 03.38 default alphabet (ESC excluded: it only introduces the extension table).
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")  # each costs two septets (ESC + char)
+
+
+def segments(text: str) -> tuple[str, int]:
+    """``("GSM-7" | "UCS-2", segments)`` a carrier bills for this text.
+
+    One character outside GSM 03.38 (á, í, ó, ú, emoji…) turns the whole message into UCS-2:
+    70 UTF-16 units in one segment, 67 per part when concatenated; GSM-7 fits 160 / 153.
+    """
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
+        units = sum(2 if ch in GSM7_EXTENSION else 1 for ch in text)
+        encoding, single, part = "GSM-7", 160, 153
+    else:
+        units = len(text.encode("utf-16-le")) // 2  # astral characters take two units
+        encoding, single, part = "UCS-2", 70, 67
+    if units == 0:
+        return encoding, 0
+    return encoding, 1 if units <= single else math.ceil(units / part)
+
+
+def _warn_if_long(text: str, where: str) -> None:
+    encoding, count = segments(text)
+    if count > 2:  # never the body: only its shape
+        log.warning("sms.text.long", where=where, encoding=encoding, segments=count)
+
+
+# -- inbound --------------------------------------------------------------------------------
+
+
+def install(app: FastAPI, container: Container) -> None:
+    settings = container.settings
+    validator = RequestValidator(settings.twilio_auth_token)
+    public = settings.public_url.rstrip("/")
+
+    @app.post(INBOUND_PATH, tags=["sms"], include_in_schema=False)
+    async def twilio_sms(request: Request) -> Response:
+        params = await _signed_form(request, validator, public + INBOUND_PATH)
+        if isinstance(params, Response):
+            return params
+        sid, sender, body = params.get("MessageSid"), params.get("From"), params.get("Body")
+        if not sid or not sender or body is None:
+            log.warning("sms.webhook.rejected", reason="missing_fields")
+            return _refused(400, "missing_fields", "MessageSid, From and Body are required.")
+        replies = await container.pipeline.handle(
+            Inbound(channel="sms", address=sender, text=body, provider_id=sid)
+        )
+        if replies:
+            await asyncio.to_thread(_queue_replies, container.sessions, sender, sid, replies)
+        return Response(EMPTY_TWIML, media_type="text/xml")
+
+    @app.post(STATUS_PATH, tags=["sms"], include_in_schema=False)
+    async def twilio_sms_status(request: Request) -> Response:
+        params = await _signed_form(request, validator, public + STATUS_PATH)
+        if isinstance(params, Response):
+            return params
+        sid, status = params.get("MessageSid"), params.get("MessageStatus")
+        if not sid or not status:
+            return _refused(400, "missing_fields", "MessageSid and MessageStatus are required.")
+        if status in FINAL_STATUSES:
+            await asyncio.to_thread(_record_status, container.sessions, params)
+        return Response(EMPTY_TWIML, media_type="text/xml")
+
+    if not settings.sandbox or settings.twilio_api_base:
+        container.outbox.register_sender("sms", TwilioSmsSender.from_settings(settings, container))
+
+
+async def _signed_form(
+    request: Request, validator: RequestValidator, url: str
+) -> dict[str, str] | Response:
+    """The form's fields when Twilio signed them for our public URL; else the refusal."""
+    raw = await request.body()
+    if len(raw) > MAX_FORM_BYTES:
+        return _refused(413, "too_large", "The form is too large.")
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        pairs = None
+    signature = request.headers.get("x-twilio-signature")
+    if request.url.query:
+        url = f"{url}?{request.url.query}"
+    params = dict(pairs or [])
+    algorithm = get_signature_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
+    if pairs is None or not signature or not validator.validate(url, params, signature, algorithm):
+        log.warning("sms.webhook.rejected", reason="signature", path=request.url.path)
+        return _refused(403, "invalid_signature", "Missing or forged X-Twilio-Signature.")
+    return params
+
+
+def _queue_replies(
+    sessions: sessionmaker[Session], address: str, message_sid: str, replies: list[str]
+) -> None:
+    """The replies the pipeline logged, into the outbox in one transaction."""
+    with sessions.begin() as session:
+        conversation = conversation_for(session, address)
+        if conversation is None:  # the pipeline just created it; only a race removes it
+            log.error("sms.reply.no_conversation")
+            return
+        for index, text in enumerate(replies):
+            _warn_if_long(text, "reply")
+            row = queue(
+                session,
+                conversation,
+                _normalized(address),
+                "reply",
+                {},
+                f"sms-reply-{message_sid}-{index}",
+                text=text,
+            )
+            if row is not None:  # another channel may have moved last_channel meanwhile
+                row.channel = "sms"
+
+
+def conversation_for(session: Session, address: str) -> Conversation | None:
+    """The pipeline's conversation for this address: the customer's, or the unknown address's."""
+    normalized = _normalized(address)
+    customer = find_customer_by_address(session, normalized)
+    if customer is not None:
+        query = select(Conversation).where(Conversation.customer_id == customer.id)
+    else:
+        query = select(Conversation).where(Conversation.unknown_address == normalized)
+    return session.scalars(query).first()
+
+
+def _normalized(address: str) -> str:
+    found = normalize_address(address)
+    return found[1] if found else address
+
+
+def _record_status(sessions: sessionmaker[Session], params: dict[str, str]) -> None:
+    with sessions.begin() as session:
+        conversation = conversation_for(session, params.get("To", ""))
+        audit.record(
+            session,
+            "sms.status",
+            conversation,
+            message_sid=params["MessageSid"],
+            status=params["MessageStatus"],
+            error_code=params.get("ErrorCode") or None,
+        )
+    log.info("sms.status.recorded", status=params["MessageStatus"])
+
+
+def _refused(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+# -- outbound -------------------------------------------------------------------------------
+
+
+class SmsRecipientOptedOut(Exception):
+    """Twilio refused with 21610; the opt-out is recorded, the outbox suppresses the row."""
+
+
+class SmsRejected(Exception):
+    """Twilio refused the message for a reason retrying will not fix (bad number…)."""
+
+
+class SmsProviderUnavailable(Exception):
+    """5xx, timeout or network failure: the outbox retries with backoff."""
+
+
+class _RebasedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """Sends what the SDK addresses to api.twilio.com to another base (a local fake)."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__(pool_connections=False)
+        self._base = base.rstrip("/")
+
+    async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> TwilioResponse:
+        if url.startswith(TWILIO_API):
+            url = self._base + url[len(TWILIO_API) :]
+        return await super().request(method, url, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class SmsSenderConfig:
+    account_sid: str
+    auth_token: str
+    api_base: str | None
+    messaging_service_sid: str | None
+    from_number: str
+    status_callback: str
+
+
+class TwilioSmsSender:
+    """The ``MessageSender`` for SMS. Twilio has no idempotency key on create: a timeout after
+    Twilio accepted a message can send it twice; the key is kept in the audit trail instead."""
+
+    def __init__(
+        self,
+        config: SmsSenderConfig,
+        sessions: sessionmaker[Session],
+        client_factory: Callable[[], Client] | None = None,
+    ) -> None:
+        self._config = config
+        self._sessions = sessions
+        self._twilio = (client_factory or self._default_client)()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, container: Container) -> TwilioSmsSender:
+        config = SmsSenderConfig(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            settings.twilio_api_base,
+            settings.twilio_messaging_service_sid,
+            settings.twilio_from_number,
+            settings.public_url.rstrip("/") + STATUS_PATH,
+        )
+        return cls(config, container.sessions)
+
+    def _default_client(self) -> Client:
+        # No pooled aiohttp session: one belongs to one event loop and must be closed by it.
+        base = self._config.api_base
+        http = _RebasedHttpClient(base) if base else AsyncTwilioHttpClient(pool_connections=False)
+        return Client(self._config.account_sid, self._config.auth_token, http_client=http)
+
+    async def send(self, channel: str, address: str, text: str, idempotency_key: str) -> str:
+        _warn_if_long(text, "send")
+        sender: dict[str, Any] = (
+            {"messaging_service_sid": self._config.messaging_service_sid}
+            if self._config.messaging_service_sid
+            else {"from_": self._config.from_number}
+        )
+        try:
+            message = await asyncio.wait_for(
+                self._twilio.messages.create_async(
+                    to=address, body=text, status_callback=self._config.status_callback, **sender
+                ),
+                SEND_TIMEOUT_SECONDS,
+            )
+        except TwilioRestException as error:
+            raise await self._translate(error, address, idempotency_key) from error
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as error:
+            log.warning("sms.send.unavailable", reason=type(error).__name__)
+            raise SmsProviderUnavailable(type(error).__name__) from error
+        sid = str(message.sid)
+        await asyncio.to_thread(self._sent, address, sid, idempotency_key, text)
+        return sid
+
+    async def _translate(self, error: TwilioRestException, address: str, key: str) -> Exception:
+        """Twilio's error as ours; 21610 is recorded as an opt-out on the way."""
+        if error.code == OPTED_OUT_CODE:
+            await asyncio.to_thread(self._opted_out, address)
+            log.info("sms.send.opted_out", code=error.code)
+            return SmsRecipientOptedOut(str(error.code))
+        if error.status >= 500 or error.status == 429:
+            log.warning("sms.send.unavailable", status=error.status, code=error.code)
+            return SmsProviderUnavailable(f"twilio {error.status}")
+        log.error("sms.send.rejected", status=error.status, code=error.code, key=key)
+        return SmsRejected(f"twilio {error.status} {error.code}")
+
+    def _opted_out(self, address: str) -> None:
+        normalized = _normalized(address)
+        with self._sessions.begin() as session:
+            if opt_outs.opt_out(session, normalized, "sms", source="carrier_21610"):
+                audit.record(
+                    session,
+                    "consent.opt_out",
+                    conversation_for(session, normalized),
+                    channel="sms",
+                    source="carrier_21610",
+                )
+
+    def _sent(self, address: str, sid: str, key: str, text: str) -> None:
+        encoding, count = segments(text)
+        with self._sessions.begin() as session:
+            audit.record(
+                session,
+                "sms.sent",
+                conversation_for(session, address),
+                message_sid=sid,
+                idempotency_key=key,
+                encoding=encoding,
+                segments=count,
+            )

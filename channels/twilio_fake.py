@@ -1,0 +1,145 @@
+"""A local stand-in for Twilio's REST API: Messages.json and Calls.json, and what it was sent.
+
+Tests (and a curious developer) point ``ABONO_TWILIO_API_BASE`` at it; the official client
+then talks to it exactly as to api.twilio.com: form posts with HTTP basic auth, JSON answers in
+Twilio's shapes, Twilio's error JSON for refused recipients (21610) and scripted 500s.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import parse_qsl
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+API = "/2010-04-01/Accounts/{account_sid}"
+
+
+@dataclass
+class FakeTwilio:
+    """What the fake answers and what it received; change the fields between requests."""
+
+    account_sid: str = "AC" + "0" * 32
+    auth_token: str = "sandbox-twilio-token"
+    opted_out: set[str] = field(default_factory=set)  # recipients answered with 21610
+    fail_first: int = 0  # this many next create requests get a 500
+    messages: list[dict[str, str]] = field(default_factory=list)
+    calls: list[dict[str, str]] = field(default_factory=list)
+    attempts: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> FastAPI:
+        app = FastAPI(title="fake twilio")
+
+        @app.post(API + "/Messages.json")
+        async def create_message(account_sid: str, request: Request) -> JSONResponse:
+            return await self._create(account_sid, request, "SM", self.messages)
+
+        @app.post(API + "/Calls.json")
+        async def create_call(account_sid: str, request: Request) -> JSONResponse:
+            return await self._create(account_sid, request, "CA", self.calls)
+
+        return app
+
+    async def _create(
+        self, account_sid: str, request: Request, prefix: str, store: list[dict[str, str]]
+    ) -> JSONResponse:
+        if account_sid != self.account_sid or not self._authorized(request):
+            return _error(401, 20003, "Authentication Error - invalid username")
+        form = dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
+        with self.lock:
+            self.attempts += 1
+            if self.fail_first > 0:
+                self.fail_first -= 1
+                return _error(500, 20500, "Internal Server Error")
+        to = form.get("To", "")
+        if not to:
+            return _error(400, 21604, "A 'To' phone number is required.")
+        if to in self.opted_out:
+            return _error(400, 21610, "Attempt to send to unsubscribed recipient")
+        sid = prefix + secrets.token_hex(16)
+        with self.lock:
+            store.append({**form, "Sid": sid})
+        return JSONResponse(self._resource(account_sid, sid, form, prefix), status_code=201)
+
+    def _authorized(self, request: Request) -> bool:
+        expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        given = request.headers.get("authorization", "")
+        return secrets.compare_digest(given, f"Basic {expected}")
+
+    @staticmethod
+    def _resource(account_sid: str, sid: str, form: dict[str, str], prefix: str) -> dict[str, Any]:
+        now = formatdate(usegmt=True)
+        kind = "Messages" if prefix == "SM" else "Calls"
+        common = {
+            "sid": sid,
+            "account_sid": account_sid,
+            "to": form.get("To"),
+            "from": form.get("From"),
+            "status": "queued",
+            "date_created": now,
+            "date_updated": now,
+            "api_version": "2010-04-01",
+            "uri": f"/2010-04-01/Accounts/{account_sid}/{kind}/{sid}.json",
+        }
+        if prefix == "CA":
+            return {**common, "direction": "outbound-api", "price": None}
+        return {
+            **common,
+            "body": form.get("Body"),
+            "messaging_service_sid": form.get("MessagingServiceSid"),
+            "num_segments": "1",
+            "num_media": "0",
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "price": None,
+            "date_sent": None,
+        }
+
+
+def _error(status: int, code: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        status_code=status,
+    )
+
+
+@contextmanager
+def serving(fake: FakeTwilio) -> Iterator[str]:
+    """Run the fake under uvicorn in a thread on a spare loopback port; yields its base URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        fake.app(), host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("fake twilio did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

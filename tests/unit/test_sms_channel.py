@@ -1,0 +1,404 @@
+"""SMS through Twilio at our edge: the signed webhook, the outbox, the sender and segments.
+
+The app is the one the composition root builds (real SQLite store with the demo accounts, a
+fake dialogue engine); webhooks are signed with Twilio's own ``RequestValidator`` for the
+configured public URL, and the sender talks HTTP to ``channels.twilio_fake`` through the
+official client, so the SDK's request and error paths are the ones exercised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from twilio.request_validator import RequestValidator
+
+from abono.app import build_container, create_app
+from abono.container import Container
+from abono.ports import Understanding
+from abono.settings import Settings
+from abono.store.models import AuditEvent, Message, OptOut, OutboxMessage
+from channels.sms import INBOUND_PATH, STATUS_PATH, segments
+from channels.twilio_fake import FakeTwilio, serving
+from tests.unit.conftest import Clock
+
+TOKEN = "unit-test-twilio-token"
+PUBLIC = "https://abono.example.com"  # what Twilio calls; the TestClient sees http://testserver
+JAMES = "+13125550102"
+STRANGER = "+14155550199"
+REPLY = "ENGINE REPLY"
+OPT_OUT_LINE = "Reply STOP to opt out."
+pytestmark = pytest.mark.filterwarnings(
+    # twilio-python 9's AsyncTwilioHttpClient still passes aiohttp's deprecated BasicAuth/auth=.
+    "ignore:BasicAuth is deprecated:DeprecationWarning",
+    "ignore:The 'auth' parameter is deprecated:DeprecationWarning",
+)
+
+
+@dataclass
+class FakeEngine:
+    replies: list[str] = field(default_factory=lambda: [REPLY])
+    received: list[str] = field(default_factory=list)
+
+    async def send(self, conversation_id: str, text: str, metadata: Mapping[str, Any]) -> list[str]:
+        self.received.append(text)
+        return list(self.replies)
+
+    async def parse(self, text: str) -> Understanding:
+        return Understanding("out_of_scope", 1.0)
+
+    async def ready(self) -> bool:
+        return True
+
+    async def set_slots(self, conversation_id: str, slots: Mapping[str, Any]) -> None:
+        return None
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def now_clock() -> Clock:
+    # Outbox rows are due from the wall clock's now; the worker's clock starts just after it.
+    return Clock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1))
+
+
+def build(url: str, engine: FakeEngine, clock: Clock, **overrides: Any) -> Container:
+    settings = Settings(database_url=url, public_url=PUBLIC, twilio_auth_token=TOKEN, **overrides)
+    return build_container(settings, engine=engine, clock=clock)
+
+
+@pytest.fixture
+def container(demo_database_url: str, engine: FakeEngine, now_clock: Clock) -> Iterator[Container]:
+    built = build(demo_database_url, engine, now_clock)
+    yield built
+    built.sessions.kw["bind"].dispose()
+
+
+@pytest.fixture
+def client(container: Container) -> TestClient:
+    return TestClient(create_app(container.settings, container=container))
+
+
+def inbound(text: str, sid: str = "SM" + "1" * 32, sender: str = JAMES) -> dict[str, str]:
+    """A Twilio inbound SMS webhook's form, as Twilio posts it."""
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": sender,
+        "To": "+15005550006",
+        "Body": text,
+        "NumMedia": "0",
+        "FromCountry": "US",
+    }
+
+
+def post(
+    client: TestClient,
+    form: dict[str, str],
+    path: str = INBOUND_PATH,
+    token: str = TOKEN,
+    url: str | None = None,
+    signed: bool = True,
+) -> Any:
+    signature = RequestValidator(token).compute_signature(url or PUBLIC + path, form)
+    headers = {"X-Twilio-Signature": signature} if signed else {}
+    return client.post(path, data=form, headers=headers)
+
+
+def rows(container: Container, model: Any) -> list[Any]:
+    with container.sessions() as session:
+        return list(session.scalars(select(model).order_by(model.id)))
+
+
+def inbound_texts(container: Container) -> list[str]:
+    return [m.text for m in rows(container, Message) if m.direction == "in"]
+
+
+# -- the inbound webhook ---------------------------------------------------------------------
+
+
+def test_signed_text_runs_one_turn_and_queues_the_reply(
+    client: TestClient, container: Container, engine: FakeEngine
+) -> None:
+    response = post(client, inbound("hi"))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/xml")
+    assert response.text.endswith("<Response/>")
+    assert engine.received == ["hi"]
+    [row] = rows(container, OutboxMessage)
+    assert (row.channel, row.address, row.key) == ("sms", JAMES, "reply")
+    assert row.idempotency_key == f"sms-reply-{'SM' + '1' * 32}-0"
+    assert REPLY in row.text and row.text.endswith(OPT_OUT_LINE)
+    assert row.status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("case", "token", "url", "signed"),
+    [
+        ("forged", "someone-elses-token", None, True),
+        ("missing", TOKEN, None, False),
+        ("signed for the URL behind the proxy", TOKEN, "http://testserver" + INBOUND_PATH, True),
+    ],
+)
+def test_unsigned_or_forged_webhook_is_refused_and_records_nothing(
+    client: TestClient,
+    container: Container,
+    engine: FakeEngine,
+    case: str,
+    token: str,
+    url: str | None,
+    signed: bool,
+) -> None:
+    response = post(client, inbound("hi"), token=token, url=url, signed=signed)
+    assert response.status_code == 403, case
+    assert engine.received == []
+    assert rows(container, Message) == [] and rows(container, OutboxMessage) == []
+
+
+@pytest.mark.parametrize("missing", ["MessageSid", "From", "Body"])
+def test_missing_fields_are_a_bad_request(
+    client: TestClient, container: Container, missing: str
+) -> None:
+    form = inbound("hi")
+    del form[missing]
+    assert post(client, form).status_code == 400
+    assert rows(container, Message) == []
+
+
+def test_same_message_sid_twice_is_one_turn(
+    client: TestClient, container: Container, engine: FakeEngine
+) -> None:
+    assert post(client, inbound("hi")).status_code == 200
+    assert post(client, inbound("hi")).status_code == 200
+    assert engine.received == ["hi"]
+    assert inbound_texts(container) == ["hi"]
+    assert len(rows(container, OutboxMessage)) == 1
+
+
+def test_stop_is_confirmed_once_and_closes_the_channel(
+    client: TestClient, container: Container, engine: FakeEngine
+) -> None:
+    post(client, inbound("STOP", sid="SM" + "a" * 32))
+    post(client, inbound("STOP", sid="SM" + "b" * 32))
+    post(client, inbound("hello?", sid="SM" + "c" * 32))
+    [confirmation] = rows(container, OutboxMessage)
+    assert "unsubscribed" in confirmation.text and OPT_OUT_LINE not in confirmation.text
+    assert [(o.address, o.channel) for o in rows(container, OptOut)] == [(JAMES, "sms")]
+    assert engine.received == []
+    assert inbound_texts(container) == ["STOP", "STOP", "hello?"]
+
+
+def test_spanish_text_arrives_and_is_stored_intact(
+    client: TestClient, container: Container, engine: FakeEngine
+) -> None:
+    text = "¡Hola! ¿cuánto debo? ñ"
+    assert post(client, inbound(text)).status_code == 200
+    assert engine.received == [text]
+    assert inbound_texts(container) == [text]
+
+
+def test_emoji_only_text_gets_a_reply(client: TestClient, container: Container) -> None:
+    assert post(client, inbound("👍")).status_code == 200
+    assert len(rows(container, OutboxMessage)) == 1
+
+
+def test_unknown_sender_gets_its_own_thread_and_reply(
+    client: TestClient, container: Container
+) -> None:
+    assert post(client, inbound("hi", sender="(415) 555-0199")).status_code == 200
+    [row] = rows(container, OutboxMessage)
+    assert row.address == STRANGER
+
+
+# -- status callbacks ------------------------------------------------------------------------
+
+
+def status_form(status: str, sid: str = "SM" + "f" * 32) -> dict[str, str]:
+    return {"MessageSid": sid, "MessageStatus": status, "To": JAMES, "AccountSid": "AC" + "0" * 32}
+
+
+def test_final_delivery_status_is_recorded_against_the_message_sid(
+    client: TestClient, container: Container
+) -> None:
+    post(client, inbound("hi"))
+    assert post(client, status_form("sent"), path=STATUS_PATH).status_code == 200
+    assert post(client, status_form("undelivered"), path=STATUS_PATH).status_code == 200
+    [event] = [e for e in rows(container, AuditEvent) if e.kind == "sms.status"]
+    assert event.data["message_sid"] == "SM" + "f" * 32
+    assert event.data["status"] == "undelivered"
+    assert event.conversation_id is not None
+
+
+def test_unsigned_status_callback_is_refused(client: TestClient, container: Container) -> None:
+    response = post(client, status_form("delivered"), path=STATUS_PATH, token="forged")
+    assert response.status_code == 403
+    assert [e for e in rows(container, AuditEvent) if e.kind == "sms.status"] == []
+
+
+# -- segments --------------------------------------------------------------------------------
+
+SEGMENTS = [
+    ("empty", "", ("GSM-7", 0)),
+    ("plain", "Reply STOP to opt out.", ("GSM-7", 1)),
+    ("gsm accents ¡ ¿ ñ é ü", "¡Hola! ¿Qué tal, señor Müller?", ("GSM-7", 1)),
+    ("á turns it UCS-2", "¡Hola! ¿Cuánto debo?", ("UCS-2", 1)),
+    ("160 gsm", "a" * 160, ("GSM-7", 1)),
+    ("161 gsm", "a" * 161, ("GSM-7", 2)),
+    ("306 gsm", "a" * 306, ("GSM-7", 2)),
+    ("307 gsm", "a" * 307, ("GSM-7", 3)),
+    ("extension chars count twice", "€" * 80, ("GSM-7", 1)),
+    ("extension overflow", "€" * 81, ("GSM-7", 2)),
+    ("70 ucs2", "ó" * 70, ("UCS-2", 1)),
+    ("71 ucs2", "ó" * 71, ("UCS-2", 2)),
+    ("134 ucs2", "ó" * 134, ("UCS-2", 2)),
+    ("135 ucs2", "ó" * 135, ("UCS-2", 3)),
+    ("emoji is two units", "👍" * 35, ("UCS-2", 1)),
+    ("emoji overflow", "👍" * 36, ("UCS-2", 2)),
+    ("spanish opt-out line", "Responda BAJA para no recibir más mensajes.", ("UCS-2", 1)),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), SEGMENTS, ids=[c[0] for c in SEGMENTS])
+def test_segments(case: str, text: str, expected: tuple[str, int]) -> None:
+    assert segments(text) == expected
+
+
+# -- the sender, against the fake Twilio -----------------------------------------------------
+
+
+@pytest.fixture
+def twilio() -> Iterator[tuple[FakeTwilio, str]]:
+    fake = FakeTwilio(auth_token=TOKEN)
+    with serving(fake) as url:
+        yield fake, url
+
+
+@pytest.fixture
+def wired(
+    demo_database_url: str, engine: FakeEngine, now_clock: Clock, twilio: tuple[FakeTwilio, str]
+) -> Iterator[tuple[Container, TestClient]]:
+    built = build(demo_database_url, engine, now_clock, twilio_api_base=twilio[1])
+    yield built, TestClient(create_app(built.settings, container=built))
+    built.sessions.kw["bind"].dispose()
+
+
+async def test_reply_is_sent_through_twilio_with_the_status_callback(
+    wired: tuple[Container, TestClient], twilio: tuple[FakeTwilio, str]
+) -> None:
+    container, client = wired
+    post(client, inbound("¡Hola! ¿cuánto debo? ñ"))
+    assert await container.outbox.run_once() == 1
+    [sent] = twilio[0].messages
+    assert sent["To"] == JAMES and sent["From"] == "+15005550006"
+    assert sent["Body"].startswith("Hi, this is") and REPLY in sent["Body"]
+    assert sent["StatusCallback"] == PUBLIC + STATUS_PATH
+    [row] = rows(container, OutboxMessage)
+    assert row.status == "sent"
+    [event] = [e for e in rows(container, AuditEvent) if e.kind == "sms.sent"]
+    assert event.data["message_sid"] == sent["Sid"]
+
+
+async def test_messaging_service_is_used_when_configured(
+    demo_database_url: str, engine: FakeEngine, now_clock: Clock, twilio: tuple[FakeTwilio, str]
+) -> None:
+    service = "MG" + "9" * 32
+    built = build(
+        demo_database_url,
+        engine,
+        now_clock,
+        twilio_api_base=twilio[1],
+        twilio_messaging_service_sid=service,
+    )
+    post(TestClient(create_app(built.settings, container=built)), inbound("hi"))
+    await built.outbox.run_once()
+    [sent] = twilio[0].messages
+    assert sent["MessagingServiceSid"] == service and "From" not in sent
+    built.sessions.kw["bind"].dispose()
+
+
+async def test_carrier_opt_out_21610_is_recorded_and_not_retried(
+    wired: tuple[Container, TestClient], twilio: tuple[FakeTwilio, str], now_clock: Clock
+) -> None:
+    container, client = wired
+    fake = twilio[0]
+    fake.opted_out.add(JAMES)
+    post(client, inbound("hi"))
+    await container.outbox.run_once()
+    [opt_out] = rows(container, OptOut)
+    assert (opt_out.address, opt_out.channel, opt_out.source) == (JAMES, "sms", "carrier_21610")
+    now_clock.advance(hours=2)
+    await container.outbox.run_once()
+    assert fake.attempts == 1 and fake.messages == []
+    [row] = rows(container, OutboxMessage)
+    assert row.status == "suppressed"
+
+
+async def test_server_error_is_retried_with_backoff_and_sent_once(
+    wired: tuple[Container, TestClient], twilio: tuple[FakeTwilio, str], now_clock: Clock
+) -> None:
+    container, client = wired
+    fake = twilio[0]
+    fake.fail_first = 1
+    post(client, inbound("hi"))
+    await container.outbox.run_once()
+    [row] = rows(container, OutboxMessage)
+    assert (row.status, row.last_error) == ("pending", "SmsProviderUnavailable")
+    assert await container.outbox.run_once() == 0  # backing off
+    now_clock.advance(seconds=6)
+    assert await container.outbox.run_once() == 1
+    assert fake.attempts == 2 and len(fake.messages) == 1
+    assert rows(container, OutboxMessage)[0].status == "sent"
+
+
+async def test_sandbox_without_an_api_base_keeps_the_recording_sender(
+    client: TestClient, container: Container
+) -> None:
+    post(client, inbound("hi"))
+    assert await container.outbox.run_once() == 1  # no network: the recording sender took it
+    assert rows(container, OutboxMessage)[0].status == "sent"
+
+
+def test_fake_twilio_refuses_wrong_credentials(twilio: tuple[FakeTwilio, str]) -> None:
+    fake, url = twilio
+    answer = httpx.post(
+        f"{url}/2010-04-01/Accounts/{fake.account_sid}/Calls.json",
+        data={"To": JAMES, "From": "+15005550006", "Url": "https://x"},
+        auth=(fake.account_sid, "wrong"),
+    )
+    assert answer.status_code == 401 and answer.json()["code"] == 20003
+    answer = httpx.post(
+        f"{url}/2010-04-01/Accounts/{fake.account_sid}/Calls.json",
+        data={"To": JAMES, "From": "+15005550006", "Url": "https://x"},
+        auth=(fake.account_sid, TOKEN),
+    )
+    assert answer.status_code == 201 and answer.json()["sid"].startswith("CA")
+
+
+# -- latency ---------------------------------------------------------------------------------
+
+
+def test_inbound_to_reply_queued_latency(client: TestClient, container: Container) -> None:
+    """50 signed texts from one customer; each answered with its reply already in the outbox."""
+    took = []
+    for index in range(50):
+        started = time.perf_counter()
+        response = post(client, inbound(f"hi {index}", sid=f"SM{index:032d}"))
+        took.append(time.perf_counter() - started)
+        assert response.status_code == 200
+    assert len(rows(container, OutboxMessage)) == 50
+    p50 = statistics.median(took)
+    p95 = statistics.quantiles(took, n=20)[-1]
+    print(f"sms inbound-to-reply-queued p50={p50 * 1000:.1f}ms p95={p95 * 1000:.1f}ms")
+    assert p95 < 2.0
