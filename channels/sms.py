@@ -32,7 +32,6 @@ from twilio.rest import Client
 from abono.container import Container
 from abono.services import audit, opt_outs
 from abono.services.customers import find_customer_by_address, normalize_address
-from abono.services.outbox import queue
 from abono.services.pipeline import Inbound
 from abono.settings import Settings
 from abono.store.models import Conversation
@@ -99,10 +98,12 @@ def install(app: FastAPI, container: Container) -> None:
             log.warning("sms.webhook.rejected", reason="missing_fields")
             return _refused(400, "missing_fields", "MessageSid, From and Body are required.")
         replies = await container.pipeline.handle(
-            Inbound(channel="sms", address=sender, text=body, provider_id=sid)
+            Inbound(
+                channel="sms", address=sender, text=body, provider_id=sid, reply_via_outbox=True
+            )
         )
-        if replies:
-            await asyncio.to_thread(_queue_replies, container.sessions, sender, sid, replies)
+        for reply in replies:
+            _warn_if_long(reply, "reply")
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     @app.post(STATUS_PATH, tags=["sms"], include_in_schema=False)
@@ -141,30 +142,6 @@ async def _signed_form(
         log.warning("sms.webhook.rejected", reason="signature", path=request.url.path)
         return _refused(403, "invalid_signature", "Missing or forged X-Twilio-Signature.")
     return params
-
-
-def _queue_replies(
-    sessions: sessionmaker[Session], address: str, message_sid: str, replies: list[str]
-) -> None:
-    """The replies the pipeline logged, into the outbox in one transaction."""
-    with sessions.begin() as session:
-        conversation = conversation_for(session, address)
-        if conversation is None:  # the pipeline just created it; only a race removes it
-            log.error("sms.reply.no_conversation")
-            return
-        for index, text in enumerate(replies):
-            _warn_if_long(text, "reply")
-            row = queue(
-                session,
-                conversation,
-                _normalized(address),
-                "reply",
-                {},
-                f"sms-reply-{message_sid}-{index}",
-                text=text,
-            )
-            if row is not None:  # another channel may have moved last_channel meanwhile
-                row.channel = "sms"
 
 
 def conversation_for(session: Session, address: str) -> Conversation | None:

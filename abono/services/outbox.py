@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import select, update
@@ -20,8 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.i18n import Catalogs
 from abono.ports import ConversationEngine, MessageSender
 from abono.services import opt_outs
-from abono.services.pipeline import Pipeline
 from abono.store.models import Conversation, Message, OutboxMessage
+
+if TYPE_CHECKING:  # the pipeline queues replies here; the worker decorates with it
+    from abono.services.pipeline import Pipeline
 
 log = structlog.get_logger(__name__)
 

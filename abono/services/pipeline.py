@@ -19,7 +19,7 @@ from abono.errors import AbonoError, EngineUnavailableError, InvalidAddressError
 from abono.i18n import MEDIA, Catalogs
 from abono.ports import ConversationEngine
 from abono.redaction import redact_card_numbers
-from abono.services import audit, opt_outs
+from abono.services import audit, opt_outs, outbox
 from abono.services.customers import find_customer_by_address, normalize_address
 from abono.store.models import Conversation, Message
 from policies.disclosures import DisclosurePolicy, TurnState, disclosures_before, notice_after
@@ -37,6 +37,9 @@ class Inbound:
     address: str
     text: str
     provider_id: str | None = None
+    # Provider channels answer asynchronously: the replies go into the outbox in the same
+    # transaction that logs them, so a crash cannot lose them (needs provider_id).
+    reply_via_outbox: bool = False
 
 
 @dataclass
@@ -51,6 +54,7 @@ class _Prepared:
     keys: list[str] = field(default_factory=list)  # replies decided without the engine
     use_engine: bool = True
     silent: bool = False
+    outbox_prefix: str | None = None
     duplicate: bool = False
 
 
@@ -117,6 +121,8 @@ class Pipeline:
                 conversation.customer_id is not None,
             )
             self._keywords(session, conversation, prepared, inbound.channel)
+            if inbound.reply_via_outbox and inbound.provider_id:
+                prepared.outbox_prefix = f"{inbound.channel}-reply-{inbound.provider_id}"
         if redacted.found_card:
             log.warning("pipeline.card_number.redacted", channel=inbound.channel)
         return prepared
@@ -235,6 +241,19 @@ class Pipeline:
                 texts = self.decorate(session, conversation, channel, language, texts, closed)
             for text in texts:
                 session.add(_message(conversation, channel, "out", prepared.address, text, None))
+            if prepared.outbox_prefix:
+                for index, text in enumerate(texts):
+                    row = outbox.queue(
+                        session,
+                        conversation,
+                        prepared.address,
+                        "reply",
+                        {},
+                        f"{prepared.outbox_prefix}-{index}",
+                        text=text,
+                    )
+                    if row is not None:
+                        row.channel = channel
         return texts
 
     def decorate(
