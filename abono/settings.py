@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     email_reply_domain: str = "reply.abono.example"
     unsubscribe_secret: str = "sandbox-unsubscribe-secret"
 
+    # Voice calls through Twilio (channels/voice.py); twilio_auth_token signs its webhooks too.
+    voice_agent_number: str = "+15005550100"
+    voice_recording: bool = False
+    voice_timeout_seconds: int = Field(default=5, ge=1, le=30)
+    voice_pay_connector: str | None = None  # Twilio <Pay> connector name; None: text a link
+
     @model_validator(mode="after")
     def _sandbox_pays_locally(self) -> Settings:
         """The sandbox takes payments on localstripe unless told otherwise."""

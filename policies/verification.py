@@ -28,6 +28,15 @@ class VerificationRules:
         return failures >= self.max_failures
 
 
+def verified_where(channel: str, address: str) -> str:
+    """What a passed verification is bound to: this address on this channel.
+
+    Caller ID and SMS sender ids can both be spoofed, so a customer who verified by text is
+    asked again when they call from the same number, and the other way round.
+    """
+    return f"{channel}:{address}"
+
+
 def extract_zip(text: str) -> str | None:
     """A five-digit group (ZIP+4 keeps the first five); spaced keypad digits are joined."""
     match = re.search(r"(?<!\d)(\d{5})(?:-\d{4})?(?!\d)", text)

@@ -27,6 +27,7 @@ from policies.verification import (
     dob_matches,
     extract_last4,
     extract_zip,
+    verified_where,
     zip_and_last4_match,
 )
 
@@ -298,7 +299,7 @@ class Dialogue:
         rules = self._config.rules
         if passed:
             conversation.verified_at = self._clock()
-            conversation.verified_address = turn.address
+            conversation.verified_address = verified_where(turn.channel, turn.address)
             conversation.verification_failures = 0
             audit.record(session, "verification.passed", conversation, channel=turn.channel)
             customer = conversation.customer

@@ -24,6 +24,7 @@ from abono.services.customers import find_customer_by_address, normalize_address
 from abono.store.models import Conversation, Message
 from policies.disclosures import DisclosurePolicy, TurnState, disclosures_before, notice_after
 from policies.opt_out import Keyword, match_keyword
+from policies.verification import verified_where
 
 log = structlog.get_logger(__name__)
 
@@ -149,17 +150,17 @@ class Pipeline:
             session.add(found)
             session.flush()
         found.last_channel = channel
-        self._expire_verification(session, found, address)
+        self._expire_verification(session, found, verified_where(channel, address))
         return found
 
     def _expire_verification(
-        self, session: Session, conversation: Conversation, address: str
+        self, session: Session, conversation: Conversation, where: str
     ) -> None:
-        """Verification holds for the address that passed it, for a limited time."""
+        """Verification holds for the address and channel that passed it, for a while."""
         if conversation.verified_at is None:
             return
         stale = self._clock() - conversation.verified_at > VERIFIED_FOR
-        if stale or conversation.verified_address != address:
+        if stale or conversation.verified_address != where:
             conversation.verified_at = None
             conversation.verified_address = None
             audit.record(

@@ -136,7 +136,8 @@ def _next_day_of_month(day: int, today: datetime.date, skip: int = 0) -> datetim
 
 def _next_month_day(month: int, day: int, today: datetime.date) -> datetime.date | None:
     """The coming "March 3": this year if not yet past, else the next year it exists."""
-    for year in range(today.year, today.year + 5):
+    # February 29 can be eight years away across a century (2096 -> 2104).
+    for year in range(today.year, today.year + 9):
         try:
             candidate = datetime.date(year, month, day)
         except ValueError:

@@ -181,7 +181,7 @@ async def test_zip_then_last4_verifies_and_gives_the_balance(
     assert verified.slots_set["awaiting"] is None
     conversation = stored(demo_sessions, james.conversation_id)
     assert conversation.verified_at == clock.now
-    assert conversation.verified_address == JAMES_PHONE
+    assert conversation.verified_address == f"sms:{JAMES_PHONE}"
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from abono.ports import Understanding
 from abono.services.pipeline import Inbound
 from abono.settings import Settings
 from abono.store.models import AuditEvent, Conversation, Customer, Message, OptOut
+from policies.verification import verified_where
 from tests.unit.conftest import Clock
 
 JAMES_PHONE = "+13125550102"  # James Carter, English
@@ -127,7 +128,7 @@ def verify(app: Container, external_id: str, address: str, at: dt.datetime) -> N
             select(Conversation).join(Customer).where(Customer.external_id == external_id)
         ).one()
         conversation.verified_at = at
-        conversation.verified_address = address
+        conversation.verified_address = verified_where("sms", address)
 
 
 # -- card numbers ----------------------------------------------------------------------------
@@ -444,17 +445,17 @@ async def test_long_message_is_cut_for_the_engine_but_stored_whole(
         (29, JAMES_PHONE, "sms", True),
         (31, JAMES_PHONE, "sms", False),
         (5, JAMES_EMAIL, "email", False),
-        (5, JAMES_PHONE, "web", True),
+        (5, JAMES_PHONE, "voice", False),
     ],
     ids=[
         "same-address-soon",
         "same-address-29min",
         "same-address-31min",
         "other-address",
-        "same-phone-on-web",
+        "same-phone-on-a-call",
     ],
 )
-async def test_verification_holds_for_the_address_that_passed_it_for_a_while(
+async def test_verification_holds_for_the_address_and_channel_that_passed_it_for_a_while(
     agency: Container,
     clock: Clock,
     minutes_later: int,

@@ -1,0 +1,100 @@
+"""A local stand-in for SendGrid's ``POST /v3/mail/send``, and what it was sent.
+
+Tests point ``ABONO_SENDGRID_API_BASE`` at it; the official client then talks to it exactly as
+to api.sendgrid.com: Bearer auth, a JSON body, ``202`` with an empty body and an
+``X-Message-Id`` header, SendGrid's error JSON on refusals and scripted 500s.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+
+@dataclass
+class FakeSendGrid:
+    """What the fake answers and what it received; change the fields between requests."""
+
+    api_key: str = "SG.sandbox"
+    fail_first: int = 0  # this many next sends get a 500
+    mails: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> FastAPI:
+        app = FastAPI(title="fake sendgrid")
+
+        @app.post("/v3/mail/send")
+        async def mail_send(request: Request) -> Response:
+            if request.headers.get("authorization") != f"Bearer {self.api_key}":
+                return _error(401, "The provided authorization grant is invalid.")
+            with self.lock:
+                self.attempts += 1
+                if self.fail_first > 0:
+                    self.fail_first -= 1
+                    return _error(500, "Internal server error.")
+            try:
+                mail = json.loads(await request.body())
+            except ValueError:
+                return _error(400, "Bad Request")
+            if not isinstance(mail, dict) or not _complete(mail):
+                return _error(400, "personalizations, from, subject and content are required.")
+            with self.lock:
+                self.mails.append(mail)
+            return Response(status_code=202, headers={"X-Message-Id": secrets.token_urlsafe(16)})
+
+        return app
+
+
+def _complete(mail: dict[str, Any]) -> bool:
+    personalizations = mail.get("personalizations")
+    has_subject = bool(mail.get("subject")) or all(
+        p.get("subject") for p in personalizations or [] if isinstance(p, dict)
+    )
+    return (
+        bool(personalizations)
+        and bool(mail.get("from"))
+        and bool(mail.get("content"))
+        and (has_subject)
+    )
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"errors": [{"message": message, "field": None, "help": None}]}, status_code=status
+    )
+
+
+@contextmanager
+def serving(fake: FakeSendGrid) -> Iterator[str]:
+    """Run the fake under uvicorn in a thread on a spare loopback port; yields its base URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        fake.app(), host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("fake sendgrid did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
