@@ -1,19 +1,27 @@
-"""Sandbox edge: ``POST /sandbox/chat`` runs one message through the pipeline as if it had
-arrived on the named channel from the named address. Mounted only in sandbox mode."""
+"""Sandbox edge, mounted only in sandbox mode.
+
+``POST /sandbox/chat`` runs one message through the pipeline as if it had arrived on the named
+channel from the named address. ``GET /sandbox/outbox?to=`` lists what the product sent (or
+will send) to an address on every channel, as the recording senders captured it, and
+``GET /sandbox/thread?address=`` the whole conversation across channels, for the web page.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Literal
 
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from abono.container import Container
+from abono.errors import InvalidAddressError
 from abono.services.customers import normalize_address
 from abono.services.pipeline import Inbound
-from abono.store.models import Message
+from abono.store.models import Message, OutboxMessage
 
 
 class SandboxMessage(BaseModel):
@@ -34,9 +42,33 @@ class SandboxOutbound(BaseModel):
     last_id: int
 
 
+class CapturedMessage(BaseModel):
+    channel: str
+    to: str
+    subject: str | None
+    text: str | None
+    created_at: dt.datetime
+    status: str
+
+
+class ThreadEntry(BaseModel):
+    channel: str
+    direction: str
+    text: str
+    created_at: dt.datetime
+
+
 def install(app: FastAPI, container: Container) -> None:
     if not container.settings.sandbox:
         return
+
+    @app.get("/sandbox/outbox", response_model=list[CapturedMessage], tags=["sandbox"])
+    async def sandbox_outbox(to: str) -> list[CapturedMessage]:
+        return await asyncio.to_thread(_captured, container, to)
+
+    @app.get("/sandbox/thread", response_model=list[ThreadEntry], tags=["sandbox"])
+    async def sandbox_thread(address: str) -> list[ThreadEntry]:
+        return await asyncio.to_thread(_thread, container, address)
 
     @app.post("/sandbox/chat", response_model=SandboxReplies, tags=["sandbox"])
     async def sandbox_chat(message: SandboxMessage) -> SandboxReplies:
@@ -49,6 +81,71 @@ def install(app: FastAPI, container: Container) -> None:
     @app.get("/sandbox/messages", response_model=SandboxOutbound, tags=["sandbox"])
     async def sandbox_messages(address: str, after: int = 0) -> SandboxOutbound:
         return await asyncio.to_thread(_outbound_since, container, address, after)
+
+
+def _captured(container: Container, to: str) -> list[CapturedMessage]:
+    """Outbox rows for this address; the text as sent (or as it will read, while pending)."""
+    normalized = normalize_address(to)
+    if normalized is None:
+        raise InvalidAddressError("the address is neither a phone number nor an email address")
+    with container.sessions() as session:
+        rows = list(
+            session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.address == normalized[1])
+                .order_by(OutboxMessage.id)
+            )
+        )
+        return [
+            CapturedMessage(
+                channel=row.channel,
+                to=row.address,
+                subject=row.subject,
+                text=_text_of(container, session, row),
+                created_at=row.created_at,
+                status=row.status,
+            )
+            for row in rows
+        ]
+
+
+def _text_of(container: Container, session: Session, row: OutboxMessage) -> str | None:
+    if row.text is not None:
+        return row.text
+    sent = session.scalars(
+        select(Message.text).where(Message.provider_id == f"sandbox-{row.idempotency_key}:0"[:64])
+    ).first()
+    if sent is not None:
+        return sent
+    try:  # not sent yet: how it will read, before the disclosures are added
+        return container.catalogs.render(row.key, row.language, row.channel, row.args)
+    except KeyError:
+        return None
+
+
+def _thread(container: Container, address: str) -> list[ThreadEntry]:
+    """Every message of the conversation this address belongs to, on every channel."""
+    normalized = normalize_address(address)
+    if normalized is None:
+        raise InvalidAddressError("the address is neither a phone number nor an email address")
+    with container.sessions() as session:
+        conversation_id = session.scalars(
+            select(Message.conversation_id)
+            .where(Message.address == normalized[1])
+            .order_by(Message.id.desc())
+            .limit(1)
+        ).first()
+        if conversation_id is None:
+            return []
+        rows = session.scalars(
+            select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
+        )
+        return [
+            ThreadEntry(
+                channel=m.channel, direction=m.direction, text=m.text, created_at=m.created_at
+            )
+            for m in rows
+        ]
 
 
 def _outbound_since(container: Container, address: str, after: int | None) -> SandboxOutbound:

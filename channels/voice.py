@@ -282,9 +282,12 @@ class VoiceCalls:
         self, response: VoiceResponse, replies: list[str], lang: str, reason: str, number: int
     ) -> VoiceResponse:
         # utter_handoff promises a call back; on a call we transfer now, so say that instead.
-        promise = self._c.catalogs.render("utter_handoff", lang, "voice")
+        promises = {self._c.catalogs.render("utter_handoff", lang, m) for m in ("voice", None)}
         for reply in replies:
-            kept = reply.replace(promise, "").strip()
+            kept = reply
+            for promise in promises:
+                kept = kept.replace(promise, "")
+            kept = kept.strip()
             if kept:
                 self._say(response, kept, lang)
         self._say(response, self._texts.render("voice_transfer", lang), lang)

@@ -188,3 +188,17 @@ def test_health_reports_ready_and_engine_callbacks_need_the_token(product: Produ
     )
     assert forged.status_code == 401
     assert httpx.post(f"{product.url}/internal/actions", json={}).status_code == 401
+
+
+def test_sandbox_shows_what_was_sent_and_the_thread_across_channels(product: Product) -> None:
+    address = "+1 312 555 0102"
+    product.say(address, "hola")
+    product.say("james.carter@example.com", "hello", channel="email")
+    thread = product.client.get("/sandbox/thread", params={"address": address}).json()
+    channels = {entry["channel"] for entry in thread}
+    assert {"sms", "email"} <= channels  # one conversation per customer, every channel
+    assert any(e["direction"] == "in" and e["text"] == "hola" for e in thread)
+    captured = product.client.get("/sandbox/outbox", params={"to": address})
+    assert captured.status_code == 200 and isinstance(captured.json(), list)
+    bad = product.client.get("/sandbox/outbox", params={"to": "nobody"})
+    assert bad.status_code == 422
