@@ -466,3 +466,26 @@ async def test_conversation_missing_from_store_gets_unknown_address(
     ghost = Chat(actions, "0" * 32, "+14155550199", "en")
     turn = await ghost.says("balance", "check_balance")
     assert turn.responses == ["utter_unknown_address"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "verified"),
+    [("November 2, 1979", True), ("11/02/1979", True), ("02/11/1979", False)],
+    ids=["words", "us-digits", "wrong-day"],
+)
+async def test_date_of_birth_can_be_the_verification_question(
+    demo_sessions: sessionmaker[Session], clock: Clock, answer: str, verified: bool
+) -> None:
+    payments = PaymentConfig(PaymentPolicy(1, 2500), PAY_URL, dt.timedelta(hours=72))
+    rules = VerificationRules(method="dob")
+    dialogue = Dialogue(demo_sessions, DialogueConfig(rules, SUPPORT, payments), clock)
+    actions = {action.name(): action for action in dialogue_actions(dialogue)}
+    conversation_id, language = open_conversation(demo_sessions, "CUST-1002")
+    james = Chat(actions, conversation_id, JAMES_PHONE, language)
+    asked = await james.says("how much do I owe", "check_balance")
+    assert asked.responses == ["utter_ask_dob"]
+    turn = await james.says(answer, "inform")
+    if verified:
+        assert turn.responses == ["utter_verified", "utter_balance_past_due"]
+    else:
+        assert turn.responses == ["utter_verification_failed", "utter_ask_dob"]
