@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+
+from channels import fake_server
 
 
 @dataclass
@@ -78,23 +77,6 @@ def _error(status: int, message: str) -> JSONResponse:
 
 @contextmanager
 def serving(fake: FakeSendGrid) -> Iterator[str]:
-    """Run the fake under uvicorn in a thread on a spare loopback port; yields its base URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        fake.app(), host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("fake sendgrid did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    """Run the fake on a spare loopback port; yields its base URL."""
+    with fake_server.serving(fake.app(), "fake sendgrid") as url:
+        yield url

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,9 +17,10 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from channels import fake_server
 
 API = "/2010-04-01/Accounts/{account_sid}"
 
@@ -123,23 +122,6 @@ def _error(status: int, code: int, message: str) -> JSONResponse:
 
 @contextmanager
 def serving(fake: FakeTwilio) -> Iterator[str]:
-    """Run the fake under uvicorn in a thread on a spare loopback port; yields its base URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        fake.app(), host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("fake twilio did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    """Run the fake on a spare loopback port; yields its base URL."""
+    with fake_server.serving(fake.app(), "fake twilio") as url:
+        yield url

@@ -8,17 +8,15 @@ where a customer and an operator would see them: the message log and the account
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TypeVar
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from abono.i18n import Catalogs, format_money
@@ -27,7 +25,6 @@ from abono.store.db import make_engine, make_sessionmaker
 from abono.store.models import Account
 from tests.support import Product
 
-CHROMIUM = Path(os.environ.get("ABONO_CHROMIUM", "/usr/bin/chromium"))
 LINK = re.compile(r"https?://\S+?/p/[A-Za-z0-9_-]+")
 SETTLE_SECONDS = 15.0
 pytestmark = pytest.mark.integration
@@ -46,21 +43,6 @@ CUSTOMERS = (
     "PAY-EXP,Marta,Gil,es,America/New_York,+1 212 555 0143,marta@example.com,10026,"
     "1969-01-22,ACC-9100000143,45.00,USD,2026-11-18,8,consumer,y,y,n\n"
 )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"no browser at {CHROMIUM}: scripts/browser.sh installs it")
-        pytest.skip(f"no browser at {CHROMIUM}")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture()
