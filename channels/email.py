@@ -5,8 +5,10 @@ holds a secret token, or HTTP basic auth carries it) decodes each field by its d
 trusts the *envelope* sender (the From header is whatever the sender typed), keeps only the new
 text of the reply, and runs it once per Message-ID through the pipeline; the replies go to the
 outbox with a subject. Attachments are spooled to disk by the form parser and never read.
-Threading: every email we send has ``Reply-To: reply+<conversation id>@<reply domain>``; an
-id there is used only when it belongs to the sender, so a forwarded thread leaks nothing.
+Threading: every email we send has ``Reply-To: reply+<conversation id>@<reply domain>``, but
+the conversation is always the envelope sender's own (one per customer), so a forwarded
+thread or a guessed id leaks nothing. The replies are queued by the pipeline in the same
+transaction that logs them.
 Outbound: ``SendGridEmailSender`` posts to v3 ``/mail/send`` with HTML and text bodies, a
 localized subject and one-click ``List-Unsubscribe`` (RFC 8058) whose token is an HMAC of the
 address: the link works without a lookup and cannot be forged.
@@ -49,7 +51,6 @@ from abono.errors import AbonoError
 from abono.i18n import Catalogs
 from abono.services import audit, opt_outs
 from abono.services.customers import find_customer_by_address, normalize_email
-from abono.services.outbox import queue
 from abono.services.pipeline import Inbound
 from abono.settings import Settings
 from abono.store.models import Conversation, OutboxMessage, ProviderEvent
@@ -311,63 +312,18 @@ async def _handle_inbound(container: Container, texts: EmailTexts, mail: Inbound
     try:
         replies = await container.pipeline.handle(
             Inbound(
-                channel="email", address=mail.sender, text=mail.text, provider_id=mail.provider_id
+                channel="email",
+                address=mail.sender,
+                text=mail.text,
+                provider_id=mail.provider_id,
+                reply_via_outbox=True,
+                reply_subject=lambda language: texts.reply_subject(mail.subject, language),
             )
         )
     except AbonoError as error:
         log.warning("email.inbound.rejected", reason=error.code)
         return _refused(400, error.code, error.message)
-    if replies:
-        await asyncio.to_thread(_queue_replies, container.sessions, texts, mail, domain, replies)
     return JSONResponse({"received": True, "replies": len(replies)})
-
-
-def _queue_replies(
-    sessions: sessionmaker[Session],
-    texts: EmailTexts,
-    mail: InboundEmail,
-    domain: str,
-    replies: list[str],
-) -> None:
-    with sessions.begin() as session:
-        conversation = _thread(session, mail, domain) or _conversation_for(session, mail.sender)
-        if conversation is None:  # the pipeline just created it; only a race removes it
-            log.error("email.reply.no_conversation")
-            return
-        subject = texts.reply_subject(mail.subject, conversation.language)
-        for index, text in enumerate(replies):
-            row = queue(
-                session,
-                conversation,
-                mail.sender,
-                "reply",
-                {},
-                f"email-reply-{mail.provider_id}-{index}",
-                text=text,
-            )
-            if row is not None:
-                row.channel, row.subject = "email", subject
-
-
-def _thread(session: Session, mail: InboundEmail, domain: str) -> Conversation | None:
-    """The conversation named by our reply-to address, only when it is the sender's own."""
-    pattern = re.compile(rf"^reply\+([0-9a-z]{{1,32}})@{re.escape(domain)}$")
-    for recipient in mail.recipients:
-        found = pattern.match(recipient)
-        if found is None:
-            continue
-        conversation = session.get(Conversation, found.group(1))
-        if conversation is not None and _belongs(session, conversation, mail.sender):
-            return conversation
-        log.warning("email.thread.ignored")
-    return None
-
-
-def _belongs(session: Session, conversation: Conversation, address: str) -> bool:
-    if conversation.customer_id is None:
-        return conversation.unknown_address == address
-    customer = find_customer_by_address(session, address)
-    return customer is not None and customer.id == conversation.customer_id
 
 
 def _conversation_for(session: Session, address: str) -> Conversation | None:

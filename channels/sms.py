@@ -34,7 +34,7 @@ from abono.services import audit, opt_outs
 from abono.services.customers import find_customer_by_address, normalize_address
 from abono.services.pipeline import Inbound
 from abono.settings import Settings
-from abono.store.models import Conversation
+from abono.store.models import Conversation, Message
 
 log = structlog.get_logger(__name__)
 
@@ -161,7 +161,15 @@ def _normalized(address: str) -> str:
 
 
 def _record_status(sessions: sessionmaker[Session], params: dict[str, str]) -> None:
+    """The delivery status goes on the logged message itself, and into the audit trail."""
     with sessions.begin() as session:
+        sent = session.scalars(
+            select(Message).where(
+                Message.channel == "sms", Message.provider_id == params["MessageSid"]
+            )
+        ).first()
+        if sent is not None:
+            sent.delivery_status = params["MessageStatus"]
         conversation = conversation_for(session, params.get("To", ""))
         audit.record(
             session,

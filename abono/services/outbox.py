@@ -45,6 +45,8 @@ def queue(
     args: Mapping[str, Any],
     idempotency_key: str,
     text: str | None = None,
+    message_id: int | None = None,
+    subject: str | None = None,
 ) -> OutboxMessage | None:
     """Queue once per idempotency key; a second call with the same key adds nothing.
 
@@ -65,6 +67,8 @@ def queue(
         key=key,
         args=dict(args),
         text=text,
+        message_id=message_id,
+        subject=subject,
     )
     session.add(message)
     return message
@@ -164,7 +168,11 @@ class OutboxWorker:
             if opt_outs.is_opted_out(session, row.address, row.channel):
                 row.status = "suppressed"
                 return None
-            plain = {**_plain(row), "prerendered": row.text is not None}
+            plain = {
+                **_plain(row),
+                "prerendered": row.text is not None,
+                "message_id": row.message_id,
+            }
             return {"id": row.id, "texts": self._render(session, row), "row": plain}
 
     def _render(self, session: Session, row: OutboxMessage) -> list[str]:
@@ -210,6 +218,9 @@ class OutboxWorker:
             assert stored is not None
             stored.status, stored.sent_at = "sent", self._clock()
             if row["prerendered"]:  # the pipeline logged it when it decided the reply
+                logged = session.get(Message, row["message_id"]) if row["message_id"] else None
+                if logged is not None and logged.provider_id is None:
+                    logged.provider_id = provider_ids[0]  # delivery callbacks find it by this
                 return
             for text, provider_id in zip(texts, provider_ids, strict=True):
                 session.add(

@@ -41,6 +41,8 @@ class Inbound:
     # Provider channels answer asynchronously: the replies go into the outbox in the same
     # transaction that logs them, so a crash cannot lose them (needs provider_id).
     reply_via_outbox: bool = False
+    # The subject of those replies in the conversation's language (email).
+    reply_subject: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -56,6 +58,7 @@ class _Prepared:
     use_engine: bool = True
     silent: bool = False
     outbox_prefix: str | None = None
+    reply_subject: Callable[[str], str] | None = None
     duplicate: bool = False
 
 
@@ -124,6 +127,7 @@ class Pipeline:
             self._keywords(session, conversation, prepared, inbound.channel)
             if inbound.reply_via_outbox and inbound.provider_id:
                 prepared.outbox_prefix = f"{inbound.channel}-reply-{inbound.provider_id}"
+                prepared.reply_subject = inbound.reply_subject
         if redacted.found_card:
             log.warning("pipeline.card_number.redacted", channel=inbound.channel)
         return prepared
@@ -240,22 +244,40 @@ class Pipeline:
             if texts:
                 closed = opt_outs.is_opted_out(session, prepared.address, channel)
                 texts = self.decorate(session, conversation, channel, language, texts, closed)
-            for text in texts:
-                session.add(_message(conversation, channel, "out", prepared.address, text, None))
+            logged = [
+                _message(conversation, channel, "out", prepared.address, text, None)
+                for text in texts
+            ]
+            session.add_all(logged)
             if prepared.outbox_prefix:
-                for index, text in enumerate(texts):
-                    row = outbox.queue(
-                        session,
-                        conversation,
-                        prepared.address,
-                        "reply",
-                        {},
-                        f"{prepared.outbox_prefix}-{index}",
-                        text=text,
-                    )
-                    if row is not None:
-                        row.channel = channel
+                session.flush()  # the outbox rows point at the logged replies
+                self._queue_replies(session, conversation, prepared, channel, logged)
         return texts
+
+    def _queue_replies(
+        self,
+        session: Session,
+        conversation: Conversation,
+        prepared: _Prepared,
+        channel: str,
+        logged: list[Message],
+    ) -> None:
+        """Provider channels: each reply into the outbox, in the transaction that logged it."""
+        subject = prepared.reply_subject(conversation.language) if prepared.reply_subject else None
+        for index, message in enumerate(logged):
+            row = outbox.queue(
+                session,
+                conversation,
+                prepared.address,
+                "reply",
+                {},
+                f"{prepared.outbox_prefix}-{index}",
+                text=message.text,
+                message_id=message.id,
+                subject=subject,
+            )
+            if row is not None:
+                row.channel = channel
 
     def decorate(
         self,

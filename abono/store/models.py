@@ -147,6 +147,8 @@ class Message(Base):
     language: Mapped[str] = mapped_column(String(5))
     text: Mapped[str] = mapped_column(Text)
     provider_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Outbound: what the provider last said about delivery (queued, delivered, failed, ...).
+    delivery_status: Mapped[str | None] = mapped_column(String(16), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
@@ -242,8 +244,9 @@ class OutboxMessage(Base):
     language: Mapped[str] = mapped_column(String(5))
     key: Mapped[str] = mapped_column(String(64))
     args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # A reply the pipeline already rendered, decorated and logged: sent as it is.
+    # A reply the pipeline already rendered, decorated and logged (as message_id): sent as it is.
     text: Mapped[str | None] = mapped_column(Text, default=None)
+    message_id: Mapped[int | None] = mapped_column(Integer, default=None)
     subject: Mapped[str | None] = mapped_column(String(200), default=None)
     status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -402,3 +402,18 @@ def test_inbound_to_reply_queued_latency(client: TestClient, container: Containe
     p95 = statistics.quantiles(took, n=20)[-1]
     print(f"sms inbound-to-reply-queued p50={p50 * 1000:.1f}ms p95={p95 * 1000:.1f}ms")
     assert p95 < 2.0
+
+
+async def test_delivery_status_lands_on_the_reply_in_the_message_log(
+    wired: tuple[Container, TestClient], twilio: tuple[FakeTwilio, str]
+) -> None:
+    container, client = wired
+    post(client, inbound("hi"))
+    assert await container.outbox.run_once() == 1
+    [sent] = twilio[0].messages
+    [reply] = [m for m in rows(container, Message) if m.direction == "out"]
+    assert reply.provider_id == sent["Sid"]  # the logged reply knows its Twilio id
+    form = status_form("delivered", sid=sent["Sid"])
+    assert post(client, form, path=STATUS_PATH).status_code == 200
+    [reply] = [m for m in rows(container, Message) if m.direction == "out"]
+    assert reply.delivery_status == "delivered"

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 19:25:44.242346
+Create Date: 2026-11-24 20:05:21.363358
 """
 
 from alembic import op
@@ -70,6 +70,7 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('args', sa.JSON(), nullable=False),
     sa.Column('text', sa.Text(), nullable=True),
+    sa.Column('message_id', sa.Integer(), nullable=True),
     sa.Column('subject', sa.String(length=200), nullable=True),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
@@ -168,6 +169,7 @@ def upgrade() -> None:
     sa.Column('language', sa.String(length=5), nullable=False),
     sa.Column('text', sa.Text(), nullable=False),
     sa.Column('provider_id', sa.String(length=64), nullable=True),
+    sa.Column('delivery_status', sa.String(length=16), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], ),
     sa.PrimaryKeyConstraint('id'),
