@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ from abono.integrations.localstripe_server import (
     wait_localstripe,
 )
 from abono.integrations.stripe_gateway import build_client, build_gateway
-from abono.ports import Understanding
 from abono.services.accounts_import import import_accounts
 from abono.services.payments import issue_link, open_link
 from abono.settings import ROOT, Settings
@@ -44,6 +43,7 @@ from abono.store.models import (
     PaymentLink,
     ProviderEvent,
 )
+from tests.fakes import FakeEngine
 
 pytestmark = [
     pytest.mark.integration,
@@ -51,22 +51,6 @@ pytestmark = [
 ]
 SECRET = "whsec_integration"
 JAMES = "ACC-7700100202"  # 230.00 USD, English
-
-
-class SilentEngine:
-    """The ConversationEngine port; the dialogue is not under test here."""
-
-    async def send(self, conversation_id: str, text: str, metadata: Mapping[str, Any]) -> list[str]:
-        return []
-
-    async def parse(self, text: str) -> Understanding:
-        return Understanding("out_of_scope", 1.0)
-
-    async def ready(self) -> bool:
-        return True
-
-    async def set_slots(self, conversation_id: str, slots: Mapping[str, Any]) -> None:
-        return None
 
 
 @dataclass
@@ -93,7 +77,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     )
     engine = make_engine(settings.database_url)
     migrate(engine)
-    container = build_container(settings, engine=SilentEngine())
+    container = build_container(settings, engine=FakeEngine())
     with (ROOT / "data" / "demo_accounts.csv").open(newline="", encoding="utf-8") as file:
         import_accounts(container.sessions, file)
     localstripe = start_localstripe(stripe_port, work / "localstripe.log")

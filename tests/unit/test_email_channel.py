@@ -16,7 +16,6 @@ import shutil
 import time
 import tracemalloc
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,42 +29,31 @@ from sqlalchemy import func, select
 
 from abono.app import build_container, create_app
 from abono.container import Container
-from abono.ports import Understanding
 from abono.services import opt_outs
 from abono.settings import ROOT, Settings
 from abono.store.models import AuditEvent, Conversation, Message, OutboxMessage
 from channels.email import email_for_token, unsubscribe_token
 from channels.sendgrid_fake import FakeSendGrid, serving
+from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
 
 TOKEN = "unit-inbound-token"
 PUBLIC = "https://abono.test"
 ANA = "ana.morales@example.com"  # Spanish
 JAMES = "james.carter@example.com"  # English
+
+
+class EchoEngine(FakeEngine):
+    """Answers every message by quoting it."""
+
+    def answer(self, conversation_id: str, text: str) -> list[str]:
+        return [f"echo: {text}"]
+
+
 SPANISH = {
     "email_subject_reply": "RE: {subject}",
     "email_subject_default": "Su cuenta de {company}",
 }
-
-
-@dataclass
-class EchoEngine:
-    """The ConversationEngine port: answers every message by quoting it."""
-
-    heard: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-
-    async def send(self, conversation_id: str, text: str, metadata: Mapping[str, Any]) -> list[str]:
-        self.heard.append((conversation_id, text, dict(metadata)))
-        return [f"echo: {text}"]
-
-    async def parse(self, text: str) -> Understanding:
-        return Understanding("out_of_scope", 1.0)
-
-    async def ready(self) -> bool:
-        return True
-
-    async def set_slots(self, conversation_id: str, slots: Mapping[str, Any]) -> None:
-        return None
 
 
 @pytest.fixture
@@ -187,8 +175,8 @@ def test_a_latin1_mail_arrives_intact_and_the_reply_is_queued_with_a_subject(
     fields = parse_fields(ANA, text="¿Cuánto debo?", subject="Mi cuenta", charset="iso-8859-1")
     response = post(client, fields)
     assert response.status_code == 200, response.text
-    assert engine.heard[-1][1] == "¿Cuánto debo?"
-    assert engine.heard[-1][2]["customer_known"] is True
+    assert engine.received[-1][1] == "¿Cuánto debo?"
+    assert engine.received[-1][2]["customer_known"] is True
     [row] = outbox(container)
     assert (row.channel, row.address, row.key) == ("email", ANA, "reply")
     assert row.subject == "RE: Mi cuenta"  # Spanish customer
@@ -204,7 +192,7 @@ def test_utf8_and_html_only_mail_is_read_as_text(
         "</div><script>alert(1)</script></body></html>"
     )
     assert post(client, parse_fields(text=None, html=html)).status_code == 200
-    assert engine.heard[-1][1] == "I'll pay Friday ✓"
+    assert engine.received[-1][1] == "I'll pay Friday ✓"
 
 
 def test_quoted_history_is_not_heard(client: TestClient, engine: EchoEngine) -> None:
@@ -213,7 +201,7 @@ def test_quoted_history_is_not_heard(client: TestClient, engine: EchoEngine) -> 
         "El lun, 24 nov 2026 a las 10:00, Abono <billing@abono.example> escribió:\n> Su saldo"
     )
     assert post(client, parse_fields(ANA, text=text)).status_code == 200
-    assert engine.heard[-1][1] == "Pagaré el viernes."
+    assert engine.received[-1][1] == "Pagaré el viernes."
 
 
 def test_the_envelope_sender_counts_and_a_strangers_thread_id_is_ignored(
@@ -226,7 +214,7 @@ def test_the_envelope_sender_counts_and_a_strangers_thread_id_is_ignored(
     thread = f"reply+{james_id}@reply.abono.example"
     response = post(client, parse_fields("stranger@else.example", message_id="<m2@x>", to=[thread]))
     assert response.status_code == 200
-    conversation_id, _, metadata = engine.heard[-1]
+    conversation_id, _, metadata = engine.received[-1]
     assert conversation_id != james_id and metadata["customer_known"] is False
     [_, stranger_row] = outbox(container)
     assert stranger_row.conversation_id != james_id and stranger_row.address != JAMES
@@ -237,7 +225,7 @@ def test_the_same_message_id_twice_is_one_turn(
 ) -> None:
     assert post(client, parse_fields()).status_code == 200
     assert post(client, parse_fields()).status_code == 200
-    assert len(engine.heard) == 1
+    assert len(engine.received) == 1
     assert count(container, Message, Message.direction == "in") == 1
     assert len(outbox(container)) == 1
 
@@ -323,7 +311,7 @@ async def test_a_25_mb_attachment_is_ignored_with_flat_memory(
     finally:
         tracemalloc.stop()
     assert status == 200, answer
-    assert engine.heard[-1][1] == "Here is my bill, how much do I owe?"
+    assert engine.received[-1][1] == "Here is my bill, how much do I owe?"
     assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a 25 MB attachment"
     assert len(outbox(container)) == 1
 

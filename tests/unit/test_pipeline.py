@@ -8,21 +8,19 @@ sent and answers with canned replies.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select
 
 from abono.app import build_container
 from abono.container import Container
-from abono.errors import AbonoError, EngineUnavailableError, InvalidAddressError
-from abono.ports import Understanding
+from abono.errors import AbonoError, InvalidAddressError
 from abono.services.pipeline import Inbound
 from abono.settings import Settings
 from abono.store.models import AuditEvent, Conversation, Customer, Message, OptOut
 from policies.verification import verified_where
+from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
 
 JAMES_PHONE = "+13125550102"  # James Carter, English
@@ -43,34 +41,9 @@ APOLOGY = "Sorry, I'm having trouble right now."
 REPLY = "ENGINE REPLY"
 
 
-@dataclass
-class FakeEngine:
-    """The ConversationEngine port: remembers every call, answers with canned replies."""
-
-    replies: list[str] = field(default_factory=lambda: [REPLY])
-    fail: bool = False
-    received: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-
-    async def send(self, conversation_id: str, text: str, metadata: Mapping[str, Any]) -> list[str]:
-        self.received.append((conversation_id, text, dict(metadata)))
-        if self.fail:
-            raise EngineUnavailableError("engine timed out")
-        return list(self.replies)
-
-    async def parse(self, text: str) -> Understanding:
-        return Understanding("out_of_scope", 1.0)
-
-    async def ready(self) -> bool:
-        return not self.fail
-
-    @property
-    def texts(self) -> list[str]:
-        return [text for _, text, _ in self.received]
-
-
 @pytest.fixture
 def engine() -> FakeEngine:
-    return FakeEngine()
+    return FakeEngine(replies=[REPLY])
 
 
 def make_container(url: str, engine: FakeEngine, clock: Clock, mode: str) -> Container:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,11 +22,11 @@ from twilio.request_validator import RequestValidator
 
 from abono.app import build_container, create_app
 from abono.container import Container
-from abono.ports import Understanding
 from abono.settings import Settings
 from abono.store.models import AuditEvent, Message, OptOut, OutboxMessage
 from channels.sms import INBOUND_PATH, STATUS_PATH, segments
 from channels.twilio_fake import FakeTwilio, serving
+from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
 
 TOKEN = "unit-test-twilio-token"
@@ -43,28 +42,9 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-@dataclass
-class FakeEngine:
-    replies: list[str] = field(default_factory=lambda: [REPLY])
-    received: list[str] = field(default_factory=list)
-
-    async def send(self, conversation_id: str, text: str, metadata: Mapping[str, Any]) -> list[str]:
-        self.received.append(text)
-        return list(self.replies)
-
-    async def parse(self, text: str) -> Understanding:
-        return Understanding("out_of_scope", 1.0)
-
-    async def ready(self) -> bool:
-        return True
-
-    async def set_slots(self, conversation_id: str, slots: Mapping[str, Any]) -> None:
-        return None
-
-
 @pytest.fixture
 def engine() -> FakeEngine:
-    return FakeEngine()
+    return FakeEngine(replies=[REPLY])
 
 
 @pytest.fixture
@@ -136,7 +116,7 @@ def test_signed_text_runs_one_turn_and_queues_the_reply(
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/xml")
     assert response.text.endswith("<Response/>")
-    assert engine.received == ["hi"]
+    assert engine.texts == ["hi"]
     [row] = rows(container, OutboxMessage)
     assert (row.channel, row.address, row.key) == ("sms", JAMES, "reply")
     assert row.idempotency_key == f"sms-reply-{'SM' + '1' * 32}-0"
@@ -163,7 +143,7 @@ def test_unsigned_or_forged_webhook_is_refused_and_records_nothing(
 ) -> None:
     response = post(client, inbound("hi"), token=token, url=url, signed=signed)
     assert response.status_code == 403, case
-    assert engine.received == []
+    assert engine.texts == []
     assert rows(container, Message) == [] and rows(container, OutboxMessage) == []
 
 
@@ -182,7 +162,7 @@ def test_same_message_sid_twice_is_one_turn(
 ) -> None:
     assert post(client, inbound("hi")).status_code == 200
     assert post(client, inbound("hi")).status_code == 200
-    assert engine.received == ["hi"]
+    assert engine.texts == ["hi"]
     assert inbound_texts(container) == ["hi"]
     assert len(rows(container, OutboxMessage)) == 1
 
@@ -196,7 +176,7 @@ def test_stop_is_confirmed_once_and_closes_the_channel(
     [confirmation] = rows(container, OutboxMessage)
     assert "unsubscribed" in confirmation.text and OPT_OUT_LINE not in confirmation.text
     assert [(o.address, o.channel) for o in rows(container, OptOut)] == [(JAMES, "sms")]
-    assert engine.received == []
+    assert engine.texts == []
     assert inbound_texts(container) == ["STOP", "STOP", "hello?"]
 
 
@@ -205,7 +185,7 @@ def test_spanish_text_arrives_and_is_stored_intact(
 ) -> None:
     text = "¡Hola! ¿cuánto debo? ñ"
     assert post(client, inbound(text)).status_code == 200
-    assert engine.received == [text]
+    assert engine.texts == [text]
     assert inbound_texts(container) == [text]
 
 

@@ -29,9 +29,9 @@ from abono.app import build_container, create_app
 from abono.container import Container
 from abono.errors import PaymentProviderError
 from abono.integrations.stripe_gateway import StripeGateway, build_gateway
-from abono.ports import Understanding
 from abono.settings import Settings
 from abono.store.models import LedgerEntry, OutboxMessage, ProviderEvent
+from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
 from tests.unit.test_payments_ledger import JAMES, balance, new_link, refunded, succeeded
 
@@ -40,25 +40,6 @@ pytestmark = pytest.mark.filterwarnings(
     # stripe-python's HTTPXClient passes the form body as data=str (stripe-python#1428 family).
     "ignore:Use 'content=<...>' to upload raw bytes/text content:DeprecationWarning"
 )
-
-
-@dataclass
-class FakeEngine:
-    """The ConversationEngine port, silent: these tests never talk to the customer."""
-
-    slots: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    async def send(self, conversation_id: str, text: str, metadata: Mapping[str, Any]) -> list[str]:
-        return []
-
-    async def parse(self, text: str) -> Understanding:
-        return Understanding("out_of_scope", 1.0)
-
-    async def ready(self) -> bool:
-        return True
-
-    async def set_slots(self, conversation_id: str, slots: Mapping[str, Any]) -> None:
-        self.slots.append((conversation_id, dict(slots)))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,12 +21,12 @@ from twilio.request_validator import RequestValidator
 
 from abono.app import build_container, create_app
 from abono.container import Container
-from abono.ports import Understanding
 from abono.services import audit
 from abono.services.customers import primary_account
 from abono.services.payments import issue_link
 from abono.settings import Settings
 from abono.store.models import Account, Conversation, OutboxMessage, PaymentLink
+from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
 
 TOKEN = "unit-twilio-token"
@@ -39,15 +39,13 @@ CALL = "CA" + "1" * 32
 
 
 @dataclass
-class ScriptedEngine:
-    """The ConversationEngine port answering from a script; some lines act on the store."""
+class ScriptedEngine(FakeEngine):
+    """Answers from a script; some lines act on the store."""
 
     sessions: sessionmaker[Session] | None = None
     clock: Clock | None = None
-    sent: list[str] = field(default_factory=list)
 
-    async def send(self, conversation_id: str, text: str, metadata: Mapping[str, Any]) -> list[str]:
-        self.sent.append(text)
+    def answer(self, conversation_id: str, text: str) -> list[str]:
         if text == "agent":
             self._handoff(conversation_id)
             return [
@@ -90,15 +88,6 @@ class ScriptedEngine:
                 dt.timedelta(hours=72),
             )
             return link.token
-
-    async def parse(self, text: str) -> Understanding:
-        return Understanding("out_of_scope", 1.0)
-
-    async def ready(self) -> bool:
-        return True
-
-    async def set_slots(self, conversation_id: str, slots: Mapping[str, Any]) -> None:
-        return None
 
 
 def make_container(url: str, clock: Clock, **overrides: Any) -> Container:
@@ -214,7 +203,7 @@ def test_tampered_turn_text_is_refused(client: TestClient, container: Container)
     signature = RequestValidator(TOKEN).compute_signature(url, params)
     forged = {**params, "SpeechResult": "agent"}
     assert post(client, url, forged, signature=signature).status_code == 403
-    assert container.engine.sent == []  # type: ignore[attr-defined]
+    assert container.engine.texts == []  # type: ignore[attr-defined]
 
 
 def test_missing_call_sid_is_a_bad_request(client: TestClient) -> None:
@@ -284,7 +273,7 @@ def test_a_turn_speaks_numbers_and_dates_as_words(client: TestClient) -> None:
 def test_keypad_digits_are_the_answer(client: TestClient, container: Container) -> None:
     first = twiml(post(client, "/webhooks/twilio/voice", call_params(JAMES)))
     root = twiml(post(client, next_turn(first), call_params(JAMES, Digits="60614#")))
-    assert container.engine.sent == ["60614"]  # type: ignore[attr-defined]
+    assert container.engine.texts == ["60614"]  # type: ignore[attr-defined]
     assert "last four digits" in spoken(root)
 
 
@@ -293,7 +282,7 @@ def test_a_retried_turn_counts_once(client: TestClient, container: Container) ->
     params = call_params(JAMES, SpeechResult="how much do I owe")
     twiml(post(client, next_turn(first), params))
     again = twiml(post(client, next_turn(first), params))
-    assert container.engine.sent == ["how much do I owe"]  # type: ignore[attr-defined]
+    assert container.engine.texts == ["how much do I owe"]  # type: ignore[attr-defined]
     assert again.find("Gather") is not None
 
 
