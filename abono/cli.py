@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import datetime as dt
 import json
 import sys
@@ -148,11 +147,6 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
             for reply in body["replies"]:
                 print(f"< {reply}")
     return 0
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        return list(csv.DictReader(handle))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -50,10 +50,10 @@ from abono.container import Container
 from abono.errors import AbonoError
 from abono.i18n import Catalogs
 from abono.services import audit, opt_outs
-from abono.services.customers import find_customer_by_address, normalize_email
+from abono.services.customers import find_conversation, find_customer_by_address, normalize_email
 from abono.services.pipeline import Inbound
 from abono.settings import Settings
-from abono.store.models import Conversation, OutboxMessage, ProviderEvent
+from abono.store.models import OutboxMessage, ProviderEvent
 from channels.email_text import html_to_text, reply_text
 
 log = structlog.get_logger(__name__)
@@ -326,22 +326,13 @@ async def _handle_inbound(container: Container, texts: EmailTexts, mail: Inbound
     return JSONResponse({"received": True, "replies": len(replies)})
 
 
-def _conversation_for(session: Session, address: str) -> Conversation | None:
-    customer = find_customer_by_address(session, address)
-    if customer is not None:
-        query = select(Conversation).where(Conversation.customer_id == customer.id)
-    else:
-        query = select(Conversation).where(Conversation.unknown_address == address)
-    return session.scalars(query).first()
-
-
 # -- opt-outs: the unsubscribe page and the event webhook -----------------------------------
 
 
 def _close_channel(sessions: sessionmaker[Session], email: str, source: str) -> str:
     """Opt the address out of email (once); returns the customer's language for the page."""
     with sessions.begin() as session:
-        conversation = _conversation_for(session, email)
+        conversation = find_conversation(session, email)
         if opt_outs.opt_out(session, email, "email", source=source):
             audit.record(session, "consent.opt_out", conversation, channel="email", source=source)
         customer = find_customer_by_address(session, email)
@@ -425,7 +416,7 @@ def _apply_event(session: Session, event: dict[str, Any]) -> int:
         return 0
     # A "blocked" bounce is temporary (the receiving server said later); the rest are final.
     closes = kind in CLOSING_EVENTS and not (kind == "bounce" and event.get("type") == "blocked")
-    conversation = _conversation_for(session, email) if email else None
+    conversation = find_conversation(session, email) if email else None
     outcome = "recorded"
     if closes and email is not None:
         outcome = "opted_out"
@@ -516,7 +507,7 @@ class SendGridEmailSender:
             if row is not None:
                 subject = row.subject or self._texts.render("email_subject_default", row.language)
                 return _Envelope(subject, row.conversation_id, row.language)
-            conversation = _conversation_for(session, address)
+            conversation = find_conversation(session, address)
             lang = conversation.language if conversation is not None else "en"
             subject = self._texts.render("email_subject_default", lang)
             return _Envelope(subject, conversation.id if conversation else None, lang)

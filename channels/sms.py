@@ -31,10 +31,10 @@ from twilio.rest import Client
 
 from abono.container import Container
 from abono.services import audit, opt_outs
-from abono.services.customers import find_customer_by_address, normalize_address
+from abono.services.customers import find_conversation, normalize_address
 from abono.services.pipeline import Inbound
 from abono.settings import Settings
-from abono.store.models import Conversation, Message
+from abono.store.models import Message
 
 log = structlog.get_logger(__name__)
 
@@ -144,17 +144,6 @@ async def _signed_form(
     return params
 
 
-def conversation_for(session: Session, address: str) -> Conversation | None:
-    """The pipeline's conversation for this address: the customer's, or the unknown address's."""
-    normalized = _normalized(address)
-    customer = find_customer_by_address(session, normalized)
-    if customer is not None:
-        query = select(Conversation).where(Conversation.customer_id == customer.id)
-    else:
-        query = select(Conversation).where(Conversation.unknown_address == normalized)
-    return session.scalars(query).first()
-
-
 def _normalized(address: str) -> str:
     found = normalize_address(address)
     return found[1] if found else address
@@ -170,7 +159,7 @@ def _record_status(sessions: sessionmaker[Session], params: dict[str, str]) -> N
         ).first()
         if sent is not None:
             sent.delivery_status = params["MessageStatus"]
-        conversation = conversation_for(session, params.get("To", ""))
+        conversation = find_conversation(session, params.get("To", ""))
         audit.record(
             session,
             "sms.status",
@@ -298,7 +287,7 @@ class TwilioSmsSender:
                 audit.record(
                     session,
                     "consent.opt_out",
-                    conversation_for(session, normalized),
+                    find_conversation(session, normalized),
                     channel="sms",
                     source="carrier_21610",
                 )
@@ -309,7 +298,7 @@ class TwilioSmsSender:
             audit.record(
                 session,
                 "sms.sent",
-                conversation_for(session, address),
+                find_conversation(session, address),
                 message_sid=sid,
                 idempotency_key=key,
                 encoding=encoding,

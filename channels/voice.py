@@ -35,13 +35,12 @@ import abono
 from abono.container import Container
 from abono.i18n import format_arguments
 from abono.services import audit, opt_outs
-from abono.services.customers import find_customer_by_address, normalize_address
+from abono.services.customers import find_conversation, find_customer_by_address, normalize_address
 from abono.services.pipeline import Inbound
 from abono.store.models import (
     Account,
     AuditEvent,
     Conversation,
-    Customer,
     Message,
     OutboxMessage,
     PaymentLink,
@@ -418,7 +417,7 @@ class VoiceCalls:
     def _party(self, address: str) -> Party:
         with self._c.sessions() as session:
             customer = find_customer_by_address(session, address)
-            conversation = _conversation(session, customer, address)
+            conversation = find_conversation(session, address)
             language = conversation.language if conversation else None
             if customer is None:
                 return Party(False, language or "en", "")
@@ -426,7 +425,7 @@ class VoiceCalls:
 
     def _set_language(self, address: str, lang: str) -> None:
         with self._c.sessions.begin() as session:
-            conversation = _conversation(session, None, address)
+            conversation = find_conversation(session, address)
             if conversation is None:
                 conversation = Conversation(
                     unknown_address=address, language=lang, last_channel="voice"
@@ -440,8 +439,7 @@ class VoiceCalls:
 
     def _facts(self, address: str, before: int) -> TurnFacts:
         with self._c.sessions() as session:
-            customer = find_customer_by_address(session, address)
-            conversation = _conversation(session, customer, address)
+            conversation = find_conversation(session, address)
             if conversation is None:
                 return TurnFacts(None, "en", None)
             handoff = session.scalars(
@@ -594,17 +592,6 @@ def _phone(address: str) -> str:
     if not address or normalized is None:
         raise BadRequest("From/To")
     return normalized[1]
-
-
-def _conversation(session: Session, customer: Customer | None, address: str) -> Conversation | None:
-    if customer is None:
-        customer = find_customer_by_address(session, address)
-    condition = (
-        Conversation.customer_id == customer.id
-        if customer is not None
-        else Conversation.unknown_address == address
-    )
-    return session.scalars(select(Conversation).where(condition)).first()
 
 
 def _link(session: Session, token: str) -> PaymentLink | None:

@@ -12,7 +12,7 @@ import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from abono.store.models import Account, ContactPoint, Customer
+from abono.store.models import Account, ContactPoint, Conversation, Customer
 
 # Providers send US numbers without a country code often enough that the US is the default.
 DEFAULT_REGION = "US"
@@ -76,3 +76,16 @@ def primary_account(session: Session, customer_id: int) -> Account | None:
         .order_by(Account.balance_cents.desc(), Account.account_number)
         .limit(1)
     )
+
+
+def find_conversation(session: Session, address: str) -> Conversation | None:
+    """The thread an address belongs to: its customer's (one for every channel) or its own."""
+    normalized = normalize_address(address)
+    value = normalized[1] if normalized else address
+    customer = find_customer_by_address(session, value)
+    condition = (
+        Conversation.customer_id == customer.id
+        if customer is not None
+        else Conversation.unknown_address == value
+    )
+    return session.scalars(select(Conversation).where(condition)).first()

@@ -31,16 +31,6 @@ from policies.verification import (
     zip_and_last4_match,
 )
 
-DEBT_INTENTS = frozenset(
-    {
-        "check_balance",
-        "pay_full",
-        "pay_partial",
-        "request_payment_plan",
-        "promise_to_pay",
-        "already_paid",
-    }
-)
 VERIFICATION_QUESTIONS = frozenset({"zip", "last4", "dob"})
 PAYMENT_QUESTIONS = frozenset({"payment_amount", "payment_consent"})
 # Asking again what the conversation waits on, after an interruption (language switch, ...).

@@ -20,7 +20,11 @@ from abono.i18n import MEDIA, Catalogs
 from abono.ports import ConversationEngine
 from abono.redaction import redact_card_numbers
 from abono.services import audit, opt_outs, outbox
-from abono.services.customers import find_customer_by_address, normalize_address
+from abono.services.customers import (
+    find_conversation,
+    find_customer_by_address,
+    normalize_address,
+)
 from abono.store.models import Conversation, Message
 from policies.disclosures import DisclosurePolicy, TurnState, disclosures_before, notice_after
 from policies.opt_out import Keyword, match_keyword
@@ -133,22 +137,13 @@ class Pipeline:
         return prepared
 
     def _conversation_for(self, session: Session, address: str, channel: str) -> Conversation:
-        customer = find_customer_by_address(session, address)
-        if customer is not None:
-            found = session.scalars(
-                select(Conversation).where(Conversation.customer_id == customer.id)
-            ).first()
-            language = customer.language
-        else:
-            found = session.scalars(
-                select(Conversation).where(Conversation.unknown_address == address)
-            ).first()
-            language = "en"
+        found = find_conversation(session, address)
         if found is None:
+            customer = find_customer_by_address(session, address)
             found = Conversation(
                 customer_id=customer.id if customer else None,
                 unknown_address=None if customer else address,
-                language=language,
+                language=customer.language if customer else "en",
                 last_channel=channel,
             )
             session.add(found)
