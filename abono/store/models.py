@@ -254,3 +254,115 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class Offer(Base):
+    """Terms put to a customer or asked by one, with the policy version that allowed them.
+
+    Options offered, a customer's proposal and the counter-offer to it, terms a person
+    approved: each is a row, so the case file shows what was on the table and why.
+    """
+
+    __tablename__ = "offers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(32), index=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(8))  # plan | promise
+    # option | proposal | counter_offer | approved
+    source: Mapped[str] = mapped_column(String(16))
+    terms: Mapped[dict[str, Any]] = mapped_column(JSON)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str | None] = mapped_column(String(16), default=None)
+    reason: Mapped[str | None] = mapped_column(String(48), default=None)
+    # offered | accepted | declined | superseded | needs_approval | approved
+    status: Mapped[str] = mapped_column(String(16), default="offered")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class PaymentPlan(Base):
+    """An agreed plan: its installments were fixed when the customer consented.
+
+    A policy change later does not touch it: the plan keeps the version and the schedule it was
+    agreed under.
+    """
+
+    __tablename__ = "payment_plans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    conversation_id: Mapped[str] = mapped_column(String(32), index=True)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"), default=None)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    # pending (down payment not yet paid) | active | completed | broken | cancelled
+    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    method: Mapped[str] = mapped_column(String(12))  # link | saved_card
+    total_cents: Mapped[int] = mapped_column(BigInteger)
+    down_payment_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    frequency: Mapped[str] = mapped_column(String(10))
+    misses: Mapped[int] = mapped_column(Integer, default=0)
+    max_misses: Mapped[int] = mapped_column(Integer)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    setup_intent_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    payment_method_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    installments: Mapped[list[PlanInstallment]] = relationship(
+        back_populates="plan", order_by="PlanInstallment.seq"
+    )
+
+
+class PlanInstallment(Base):
+    """One payment of a plan; seq 0 is the down payment when the plan has one."""
+
+    __tablename__ = "plan_installments"
+    __table_args__ = (UniqueConstraint("plan_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("payment_plans.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    due_date: Mapped[dt.date] = mapped_column(Date, index=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    # scheduled | paid | missed | cancelled
+    status: Mapped[str] = mapped_column(String(12), default="scheduled", index=True)
+    payment_link_id: Mapped[int | None] = mapped_column(
+        ForeignKey("payment_links.id"), default=None
+    )
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    charge_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    reminded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    paid_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    missed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    plan: Mapped[PaymentPlan] = relationship(back_populates="installments")
+
+
+class PromiseToPay(Base):
+    """An amount the customer said they would pay by a date; kept or broken by the ledger."""
+
+    __tablename__ = "promises"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    conversation_id: Mapped[str] = mapped_column(String(32), index=True)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"), default=None)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    due_date: Mapped[dt.date] = mapped_column(Date, index=True)
+    # What was paid since the promise was made (payments count towards it as they arrive).
+    paid_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # pending | kept | broken | cancelled
+    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    reminded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
