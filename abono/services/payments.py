@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.ports import PaymentGateway
-from abono.services import audit, ledger, outbox
+from abono.services import audit, campaign, ledger, outbox
 from abono.store.models import (
     Account,
     Conversation,
@@ -223,6 +223,7 @@ def _on_succeeded(
         link.payment_intent_id = intent_id
     link.status, link.paid_at = "paid", link.paid_at or now
     position = ledger.recompute(session, account)
+    campaign.cancel_queued(session, account, "payment")  # a payment stops queued reminders
     _announce_payment(session, link, account, intent_id, amount, currency, position)
     return "payment_recorded"
 

@@ -66,6 +66,8 @@ class Customer(Base):
     consent_sms: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_email: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_voice: Mapped[bool] = mapped_column(Boolean, default=False)
+    # sms | email | voice; None: SMS where there is a phone, else email (cadence "preferred").
+    preferred_channel: Mapped[str | None] = mapped_column(String(8), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -254,6 +256,10 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Reminder touches (abono/services/campaign.py): whose, and which cadence step.
+    account_id: Mapped[int | None] = mapped_column(Integer, index=True, default=None)
+    customer_id: Mapped[int | None] = mapped_column(Integer, index=True, default=None)
+    campaign_step: Mapped[str | None] = mapped_column(String(40), default=None)
 
 
 class Offer(Base):
@@ -366,3 +372,67 @@ class PromiseToPay(Base):
     reminded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CampaignRun(Base):
+    """One reminder run: when it planned for, under which policy versions, and its totals."""
+
+    __tablename__ = "campaign_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    planned_for: Mapped[dt.datetime] = mapped_column()
+    cadence_version: Mapped[int] = mapped_column(Integer)
+    contact_rules_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running | finished
+    accounts: Mapped[int] = mapped_column(Integer, default=0)
+    queued: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    not_due: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class CampaignDecision(Base):
+    """Why an account with a due step was contacted (queued, and for when) or not (reason)."""
+
+    __tablename__ = "campaign_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id"), index=True)
+    account_id: Mapped[int] = mapped_column(Integer, index=True)
+    customer_id: Mapped[int] = mapped_column(Integer)
+    step_id: Mapped[str] = mapped_column(String(40))
+    channel: Mapped[str | None] = mapped_column(String(8), default=None)
+    outcome: Mapped[str] = mapped_column(String(8))  # queued | skipped
+    reason: Mapped[str] = mapped_column(String(48))
+    scheduled_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(96), default=None)
+
+
+class ContactHold(Base):
+    """A do-not-contact state on an account (dispute_open, hardship_hold, ...) while it holds."""
+
+    __tablename__ = "contact_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    released_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class CallAttempt(Base):
+    """The call ledger (Reg F 1006.14): every outbound attempt, and calls that reached someone."""
+
+    __tablename__ = "call_ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    account_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    direction: Mapped[str] = mapped_column(String(3))  # out | in
+    conversation: Mapped[bool] = mapped_column(Boolean, default=False)
+    provider_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    at: Mapped[dt.datetime] = mapped_column(index=True)

@@ -1,0 +1,681 @@
+"""The reminder run: for every account with a balance, the touch its cadence step calls for.
+
+A run at an instant streams the accounts in batches, loads every fact the rules need for a
+batch in a handful of bulk queries, decides per account (policies.cadence picks the step,
+policies.contact_rules says whether and from when), and writes the touches into the outbox in
+the same transaction as the decisions. The outbox key is (account, due date, step): a step is
+never queued twice, whatever runs or restarts happen. A touch is sent by the outbox worker,
+which checks again at send time (``recheck``) and cancels what no longer applies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from abono.store.models import (
+    Account,
+    CallAttempt,
+    CampaignDecision,
+    CampaignRun,
+    ContactHold,
+    ContactPoint,
+    Conversation,
+    Customer,
+    LedgerEntry,
+    OptOut,
+    OutboxMessage,
+    PaymentPlan,
+    PromiseToPay,
+    utcnow,
+)
+from policies import contact_rules as rules
+from policies.cadence import Cadence, Step, StepFacts, blocked_by
+
+log = structlog.get_logger(__name__)
+
+BATCH_SIZE = 1000
+COUNTED = ("pending", "sending", "sent")  # touches that count against caps
+LIVE_PLANS = ("pending", "active")
+_PHONE_CHANNELS = ("sms", "voice")
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    cadence: Cadence
+    contact: rules.ContactPolicy
+    batch_size: int = BATCH_SIZE
+
+
+@dataclass
+class RunSummary:
+    """What a run did: contacted per channel, skipped per reason, and accounts with no step."""
+
+    planned_for: dt.datetime
+    dry_run: bool
+    run_id: int | None = None
+    accounts: int = 0
+    not_due: int = 0
+    queued: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _Decision:
+    account_id: int
+    customer_id: int
+    step: Step
+    channel: str | None
+    outcome: str
+    reason: str
+    scheduled_at: dt.datetime | None = None
+    address: str | None = None
+
+
+def count_accounts(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return int(session.scalar(select(func.count(Account.id)).where(_owing())) or 0)
+
+
+def plan_run(
+    sessions: sessionmaker[Session],
+    config: CampaignConfig,
+    at: dt.datetime,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Plan every account for the instant ``at``; a dry run decides the same and writes nothing."""
+    summary = RunSummary(at, dry_run)
+    if not dry_run:
+        summary.run_id = _start_run(sessions, config, at)
+    after = 0
+    while True:
+        with sessions.begin() as session:
+            rows = _accounts(session, after, config.batch_size)
+            if not rows:
+                break
+            after = rows[-1].id
+            decisions = _Batch(session, config, at, rows).decide()
+            _tally(summary, len(rows), decisions)
+            if not dry_run:
+                _write(session, summary.run_id, at, rows, decisions)
+        if progress is not None:
+            progress(len(rows))
+    if summary.run_id is not None:
+        _finish_run(sessions, summary)
+    log.info(
+        "campaign.run.planned",
+        run_id=summary.run_id,
+        dry_run=dry_run,
+        accounts=summary.accounts,
+        queued=sum(summary.queued.values()),
+        skipped=sum(summary.skipped.values()),
+    )
+    return summary
+
+
+def touch_key(account_id: int, due_date: dt.date, step_id: str) -> str:
+    return f"campaign:{account_id}:{due_date.isoformat()}:{step_id}"
+
+
+# --- cancelling ------------------------------------------------------------------------------
+
+
+def cancel_queued(
+    session: Session, whose: Account | Customer, reason: str, channel: str | None = None
+) -> int:
+    """Cancel the reminder touches still waiting for an account or a customer.
+
+    Called when something makes them wrong: a payment, a promise, a dispute. Replies and
+    receipts in the outbox are not touches and stay.
+    """
+    column = OutboxMessage.account_id if isinstance(whose, Account) else OutboxMessage.customer_id
+    return _cancel(session, [column == whose.id], reason, channel)
+
+
+def cancel_to_address(session: Session, address: str, channel: str, reason: str) -> int:
+    """An opt-out stops the touches queued for that channel and address at once."""
+    return _cancel(session, [OutboxMessage.address == address], reason, channel)
+
+
+def _cancel(session: Session, where: list[Any], reason: str, channel: str | None) -> int:
+    if channel is not None:
+        where.append(OutboxMessage.channel == channel)
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            *where,
+            OutboxMessage.campaign_step.is_not(None),
+            OutboxMessage.status == "pending",
+        )
+        .values(status="cancelled", last_error=reason[:200])
+        .execution_options(synchronize_session=False)
+    )
+    cancelled = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if cancelled:
+        log.info("campaign.touches.cancelled", reason=reason, count=cancelled)
+    return cancelled
+
+
+# --- at send time ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """What the worker does with a claimed touch: send it, cancel it, or wait until later."""
+
+    cancel: str | None = None
+    later: dt.datetime | None = None
+
+
+def recheck(
+    session: Session, row: OutboxMessage, now: dt.datetime, policy: rules.ContactPolicy
+) -> Recheck:
+    """The facts may have changed since the touch was planned; the send-time verdict."""
+    account = session.get(Account, row.account_id) if row.account_id else None
+    if account is None or account.balance_cents <= 0:
+        return Recheck(cancel="nothing_owed")
+    holds = _holds(session, [account.id]).get(account.id, frozenset())
+    blocking = [s for s in policy.do_not_contact if s in holds]
+    if blocking:
+        return Recheck(cancel=f"do_not_contact:{blocking[0]}")
+    conditions = set(row.args.get("conditions", ()))
+    if "no_payment_since_step" in conditions and _paid_since(session, account.id, row.created_at):
+        return Recheck(cancel="paid_since_queued")
+    if "no_promise_pending" in conditions and account.id in _promises(session, [account.id]):
+        return Recheck(cancel="promise_pending")
+    if "no_plan_active" in conditions and account.id in _plans(session, [account.id]):
+        return Recheck(cancel="plan_active")
+    customer = session.get(Customer, account.customer_id)
+    phone = row.address if row.channel in _PHONE_CHANNELS else None
+    zones = _zones(customer.timezone if customer else None, phone)
+    if policy.mode in policy.hours_modes:
+        opens = rules.next_allowed(now, zones, policy.start, policy.end)
+        if opens > now:
+            return Recheck(later=opens)
+    return Recheck()
+
+
+# --- one batch -------------------------------------------------------------------------------
+
+
+def _owing() -> Any:
+    return Account.balance_cents > 0
+
+
+def _accounts(session: Session, after: int, limit: int) -> Sequence[Row[Any]]:
+    return session.execute(
+        select(
+            Account.id,
+            Account.customer_id,
+            Account.due_date,
+            Customer.language,
+            Customer.timezone,
+            Customer.first_name,
+            Customer.consent_sms,
+            Customer.consent_email,
+            Customer.consent_voice,
+            Customer.preferred_channel,
+        )
+        .join(Customer, Customer.id == Account.customer_id)
+        .where(Account.id > after, _owing())
+        .order_by(Account.id)
+        .limit(limit)
+    ).all()
+
+
+class _Batch:
+    """The facts for one batch of accounts, loaded in bulk, and the decision for each."""
+
+    def __init__(
+        self,
+        session: Session,
+        config: CampaignConfig,
+        at: dt.datetime,
+        rows: Sequence[Row[Any]],
+    ) -> None:
+        self.config, self.at, self.rows = config, at, rows
+        accounts = [r.id for r in rows]
+        customers = sorted({r.customer_id for r in rows})
+        self.contacts = _contacts(session, customers)
+        addresses = [a for pair in self.contacts.values() for a in pair.values()]
+        self.opted_out = _opt_outs(session, addresses)
+        self.holds = _holds(session, accounts)
+        self.touches = _touches(session, customers)
+        self.calls = _calls(session, customers, at - dt.timedelta(days=31))
+        self.last_paid = _last_payments(session, accounts)
+        self.promises = _promises(session, accounts)
+        self.plans = _plans(session, accounts)
+        self.sends: dict[int, dict[str, list[dt.datetime]]] = defaultdict(lambda: defaultdict(list))
+        self.done: dict[str, dt.datetime] = {}
+        self.last_touch: dict[int, dt.datetime] = {}
+        for t in self.touches:
+            self._remember(t.customer_id, t.account_id, t.idempotency_key, t.channel, t.when, t)
+
+    def _remember(
+        self,
+        customer_id: int,
+        account_id: int | None,
+        key: str,
+        channel: str,
+        when: dt.datetime,
+        row: Any = None,
+    ) -> None:
+        self.done[key] = when
+        if account_id is not None:
+            self.last_touch[account_id] = max(when, self.last_touch.get(account_id, when))
+        status = getattr(row, "status", "pending")
+        if status in COUNTED and not (channel == "voice" and status == "sent"):
+            self.sends[customer_id][channel].append(when)  # sent calls are in the call ledger
+
+    def decide(self) -> list[_Decision]:
+        return [d for d in map(self._decide, self.rows) if d is not None]
+
+    def _decide(self, row: Row[Any]) -> _Decision | None:
+        local_today = self.at.astimezone(_zone(row.timezone)).date()
+        days = (local_today - row.due_date).days
+        done = {
+            step.id
+            for step in self.config.cadence.steps
+            if touch_key(row.id, row.due_date, step.id) in self.done
+        }
+        step = self.config.cadence.due_step(days, done)
+        if step is None:
+            return None
+        channel = self._channel(step, row)
+        decision = _Decision(row.id, row.customer_id, step, channel, "skipped", "")
+        reason = blocked_by(step, channel, self._step_facts(row, step))
+        address = self.contacts.get(row.customer_id, {}).get(_kind(channel))
+        if reason is None and address is None:
+            reason = "no_address"
+        if reason is not None:
+            decision.reason = reason
+            return decision
+        assert address is not None
+        return self._contact(decision, row, address)
+
+    def _contact(self, decision: _Decision, row: Row[Any], address: str) -> _Decision:
+        channel = decision.channel
+        assert channel is not None
+        facts = self._contact_facts(row, channel, address)
+        verdict = rules.decide(self.config.contact, channel, self.at, facts)
+        deadline = _deadline(row, decision.step)
+        when = verdict.not_before
+        if when is None or when >= deadline:
+            decision.reason = verdict.reason if when is None else f"too_late:{verdict.reason}"
+            return decision
+        decision.outcome, decision.reason, decision.scheduled_at = "queued", verdict.reason, when
+        decision.address = address
+        key = touch_key(row.id, row.due_date, decision.step.id)
+        self._remember(row.customer_id, row.id, key, channel, when)
+        return decision
+
+    def _channel(self, step: Step, row: Row[Any]) -> str:
+        if step.channel != "preferred":
+            return step.channel
+        if row.preferred_channel in rules.OUTBOUND_CHANNELS:
+            return str(row.preferred_channel)
+        return "sms" if "phone" in self.contacts.get(row.customer_id, {}) else "email"
+
+    def _step_facts(self, row: Row[Any], step: Step) -> StepFacts:
+        since = self.last_touch.get(row.id) or _day_start(row, _previous_offset(self, step))
+        paid = self.last_paid.get(row.id)
+        return StepFacts(
+            paid_since_last_touch=paid is not None and paid >= since,
+            promise_pending=row.id in self.promises,
+            plan_active=row.id in self.plans,
+            consent=_consent(row),
+        )
+
+    def _contact_facts(self, row: Row[Any], channel: str, address: str) -> rules.ContactFacts:
+        contacts = self.contacts.get(row.customer_id, {})
+        phone = contacts.get("phone")
+        addresses = {c: contacts[_kind(c)] for c in rules.OUTBOUND_CHANNELS if _kind(c) in contacts}
+        sends = self.sends.get(row.customer_id, {})
+        calls = [rules.Call(t) for t in sends.get("voice", ())]
+        calls += self.calls.get(row.customer_id, [])
+        return rules.ContactFacts(
+            zones=_zones(row.timezone, phone),
+            consent=_consent(row),
+            addresses=addresses,
+            opt_outs=frozenset(
+                rules.OptOut(c, a) for c, a in addresses.items() if (a, c) in self.opted_out
+            ),
+            states=self.holds.get(row.id, frozenset()),
+            recent_sends={c: tuple(v) for c, v in sends.items() if c != "voice"},
+            calls=rules.CallLedger(tuple(calls)),
+        )
+
+
+def _previous_offset(batch: _Batch, step: Step) -> int:
+    previous = batch.config.cadence.previous(step)
+    return previous.offset_days if previous is not None else step.offset_days - 30
+
+
+def _kind(channel: str) -> str:
+    return "phone" if channel in _PHONE_CHANNELS else "email"
+
+
+def _consent(row: Row[Any]) -> frozenset[str]:
+    flags = (("sms", row.consent_sms), ("email", row.consent_email), ("voice", row.consent_voice))
+    return frozenset(c for c, on in flags if on)
+
+
+def _day_start(row: Row[Any], offset_days: int) -> dt.datetime:
+    day = row.due_date + dt.timedelta(days=offset_days)
+    return dt.datetime.combine(day, dt.time(0), tzinfo=_zone(row.timezone))
+
+
+def _deadline(row: Row[Any], step: Step) -> dt.datetime:
+    """The first instant after the step's last day, in the customer's record timezone."""
+    return _day_start(row, step.offset_days + step.window_days + 1)
+
+
+@functools.lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@functools.lru_cache(maxsize=65536)
+def _zones(timezone: str | None, phone: str | None) -> frozenset[str]:
+    try:
+        return rules.plausible_timezones(timezone, phone)
+    except ValueError:  # a zone the import let through but this system lacks: every US zone
+        return rules.US_ZONES
+
+
+# --- bulk facts ------------------------------------------------------------------------------
+
+
+def _chunks(values: Sequence[Any], size: int = 900) -> Iterator[Sequence[Any]]:
+    # SQLite builds older than 3.32 allow 999 bound parameters per statement.
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _contacts(session: Session, customers: Sequence[int]) -> dict[int, dict[str, str]]:
+    found: dict[int, dict[str, str]] = defaultdict(dict)
+    for chunk in _chunks(customers):
+        rows = session.execute(
+            select(ContactPoint.customer_id, ContactPoint.kind, ContactPoint.value)
+            .where(ContactPoint.customer_id.in_(chunk), ContactPoint.wrong_party_at.is_(None))
+            .order_by(ContactPoint.id)
+        )
+        for customer_id, kind, value in rows:
+            found[customer_id].setdefault(kind, value)
+    return found
+
+
+def _opt_outs(session: Session, addresses: Sequence[str]) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for chunk in _chunks(addresses):
+        rows = session.execute(
+            select(OptOut.address, OptOut.channel).where(
+                OptOut.address.in_(chunk), OptOut.revoked_at.is_(None)
+            )
+        )
+        found.update((address, channel) for address, channel in rows)
+    return found
+
+
+def _holds(session: Session, accounts: Sequence[int]) -> dict[int, frozenset[str]]:
+    found: dict[int, set[str]] = defaultdict(set)
+    for chunk in _chunks(accounts):
+        rows = session.execute(
+            select(ContactHold.account_id, ContactHold.state).where(
+                ContactHold.account_id.in_(chunk), ContactHold.released_at.is_(None)
+            )
+        )
+        for account_id, state in rows:
+            found[account_id].add(state)
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+@dataclass(frozen=True)
+class _Touch:
+    customer_id: int
+    account_id: int | None
+    idempotency_key: str
+    channel: str
+    status: str
+    when: dt.datetime
+
+
+def _touches(session: Session, customers: Sequence[int]) -> list[_Touch]:
+    touches: list[_Touch] = []
+    for chunk in _chunks(customers):
+        rows = session.execute(
+            select(
+                OutboxMessage.customer_id,
+                OutboxMessage.account_id,
+                OutboxMessage.idempotency_key,
+                OutboxMessage.channel,
+                OutboxMessage.status,
+                func.coalesce(OutboxMessage.sent_at, OutboxMessage.next_attempt_at),
+            ).where(
+                OutboxMessage.customer_id.in_(chunk), OutboxMessage.campaign_step.is_not(None)
+            )
+        )
+        touches += [_Touch(*r) for r in rows]
+    return [t for t in touches if t.when is not None]
+
+
+def _calls(
+    session: Session, customers: Sequence[int], since: dt.datetime
+) -> dict[int, list[rules.Call]]:
+    found: dict[int, list[rules.Call]] = defaultdict(list)
+    for chunk in _chunks(customers):
+        rows = session.execute(
+            select(
+                CallAttempt.customer_id,
+                CallAttempt.at,
+                CallAttempt.direction,
+                CallAttempt.conversation,
+            ).where(CallAttempt.customer_id.in_(chunk), CallAttempt.at >= since)
+        )
+        for customer_id, at, direction, spoke in rows:
+            found[customer_id].append(rules.Call(_utc(at), direction == "in", bool(spoke)))
+    return found
+
+
+def _last_payments(session: Session, accounts: Sequence[int]) -> dict[int, dt.datetime]:
+    found: dict[int, dt.datetime] = {}
+    for chunk in _chunks(accounts):
+        rows = session.execute(
+            select(LedgerEntry.account_id, func.max(LedgerEntry.created_at))
+            .where(LedgerEntry.account_id.in_(chunk), LedgerEntry.kind == "payment")
+            .group_by(LedgerEntry.account_id)
+        )
+        found.update((account_id, _utc(at)) for account_id, at in rows)
+    return found
+
+
+def _paid_since(session: Session, account_id: int, since: dt.datetime) -> bool:
+    last = _last_payments(session, [account_id]).get(account_id)
+    return last is not None and last >= since
+
+
+def _promises(session: Session, accounts: Sequence[int]) -> set[int]:
+    found: set[int] = set()
+    for chunk in _chunks(accounts):
+        found.update(
+            session.scalars(
+                select(PromiseToPay.account_id).where(
+                    PromiseToPay.account_id.in_(chunk), PromiseToPay.status == "pending"
+                )
+            )
+        )
+    return found
+
+
+def _plans(session: Session, accounts: Sequence[int]) -> set[int]:
+    found: set[int] = set()
+    for chunk in _chunks(accounts):
+        found.update(
+            session.scalars(
+                select(PaymentPlan.account_id).where(
+                    PaymentPlan.account_id.in_(chunk), PaymentPlan.status.in_(LIVE_PLANS)
+                )
+            )
+        )
+    return found
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """Aggregates (max) skip the column type: SQLite hands back naive UTC or even text."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _tally(summary: RunSummary, accounts: int, decisions: Iterable[_Decision]) -> None:
+    summary.accounts += accounts
+    counted = 0
+    for d in decisions:
+        counted += 1
+        if d.outcome == "queued":
+            summary.queued[d.channel or "?"] += 1
+        else:
+            summary.skipped[d.reason] += 1
+    summary.not_due += accounts - counted
+
+
+def _write(
+    session: Session,
+    run_id: int | None,
+    at: dt.datetime,
+    rows: Sequence[Row[Any]],
+    decisions: list[_Decision],
+) -> None:
+    by_id = {r.id: r for r in rows}
+    queued = [d for d in decisions if d.outcome == "queued"]
+    conversations = _conversations(session, queued, by_id)
+    touches = [_touch_row(d, by_id[d.account_id], conversations, at) for d in queued]
+    if touches:
+        session.execute(_insert_ignoring_duplicates(session), touches)
+    if decisions:
+        session.execute(
+            insert(CampaignDecision),
+            [_decision_row(run_id, d, by_id[d.account_id]) for d in decisions],
+        )
+
+
+def _conversations(
+    session: Session, queued: list[_Decision], by_id: dict[int, Row[Any]]
+) -> dict[int, str]:
+    """Each contacted customer's one thread, created now when they have none: a reply to the
+    reminder then lands in it (the pipeline finds a conversation by its customer)."""
+    customers = sorted({d.customer_id for d in queued})
+    found: dict[int, str] = {}
+    for chunk in _chunks(customers):
+        rows = session.execute(
+            select(Conversation.customer_id, Conversation.id).where(
+                Conversation.customer_id.in_(chunk)
+            )
+        )
+        found.update((customer_id, conversation_id) for customer_id, conversation_id in rows)
+    new = []
+    for d in queued:
+        if d.customer_id not in found:
+            found[d.customer_id] = uuid.uuid4().hex
+            row = by_id[d.account_id]
+            new.append(
+                {
+                    "id": found[d.customer_id],
+                    "customer_id": d.customer_id,
+                    "language": row.language,
+                    "last_channel": d.channel,
+                }
+            )
+    if new:
+        session.execute(insert(Conversation), new)
+    return found
+
+
+def _touch_row(
+    d: _Decision, row: Row[Any], conversations: dict[int, str], at: dt.datetime
+) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "first_name": row.first_name,
+        "due_date": row.due_date.isoformat(),
+        "conditions": sorted(d.step.conditions),
+    }
+    if d.step.link:
+        args["link"] = True
+    return {
+        "idempotency_key": touch_key(row.id, row.due_date, d.step.id),
+        "conversation_id": conversations[d.customer_id],
+        "channel": d.channel,
+        "address": d.address,
+        "language": row.language,
+        "key": d.step.message,
+        "args": args,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": d.scheduled_at,
+        "created_at": at,
+        "account_id": row.id,
+        "customer_id": d.customer_id,
+        "campaign_step": d.step.id,
+    }
+
+
+def _insert_ignoring_duplicates(session: Session) -> Any:
+    """A concurrent run that queued the same step first wins; this one adds nothing."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(OutboxMessage).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(OutboxMessage).on_conflict_do_nothing()
+    return insert(OutboxMessage)
+
+
+def _decision_row(run_id: int | None, d: _Decision, row: Row[Any]) -> dict[str, Any]:
+    queued = d.outcome == "queued"
+    return {
+        "run_id": run_id,
+        "account_id": d.account_id,
+        "customer_id": d.customer_id,
+        "step_id": d.step.id,
+        "channel": d.channel,
+        "outcome": d.outcome,
+        "reason": d.reason[:48],
+        "scheduled_at": d.scheduled_at,
+        "idempotency_key": touch_key(row.id, row.due_date, d.step.id) if queued else None,
+    }
+
+
+def _start_run(sessions: sessionmaker[Session], config: CampaignConfig, at: dt.datetime) -> int:
+    with sessions.begin() as session:
+        run = CampaignRun(
+            planned_for=at,
+            cadence_version=config.cadence.version,
+            contact_rules_version=config.contact.version,
+        )
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def _finish_run(sessions: sessionmaker[Session], summary: RunSummary) -> None:
+    with sessions.begin() as session:
+        run = session.get(CampaignRun, summary.run_id)
+        assert run is not None
+        run.status, run.finished_at = "finished", utcnow()
+        run.accounts, run.not_due = summary.accounts, summary.not_due
+        run.queued, run.skipped = sum(summary.queued.values()), sum(summary.skipped.values())
