@@ -30,13 +30,16 @@ from abono.integrations.action_server import action_router
 from abono.integrations.rasa_engine import RasaEngine
 from abono.integrations.stripe_gateway import build_gateway
 from abono.ports import ConversationEngine, PaymentGateway
+from abono.services.campaign import CampaignConfig
 from abono.services.dialogue import Dialogue, DialogueConfig
-from abono.services.outbox import OutboxWorker, RecordingSender
+from abono.services.outbox import OutboxWorker, RecordingSender, WorkerConfig
 from abono.services.payment_dialogue import PaymentConfig
 from abono.services.pipeline import Pipeline, PipelineConfig
 from abono.settings import Settings
 from abono.store.db import make_engine, make_sessionmaker
-from policies.disclosures import DisclosurePolicy
+from policies.cadence import Cadence
+from policies.contact_rules import ContactPolicy
+from policies.disclosures import DisclosurePolicy, PolicyError
 from policies.payments import PaymentPolicy
 from policies.verification import VerificationRules
 
@@ -50,6 +53,15 @@ def utc_now() -> dt.datetime:
 def load_policy_file(name: str) -> Any:
     path = Path(policies.__file__).resolve().parent / name
     return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def campaign_config(catalogs: Catalogs) -> CampaignConfig:
+    """The cadence and the contact rules, refused at start-up when a field is wrong."""
+    cadence = Cadence.parse(load_policy_file("cadence.yml"))
+    for step in cadence.steps:
+        if catalogs.template(step.message, "en") is None:
+            raise PolicyError(f"cadence.{step.id}.message: no message {step.message!r}")
+    return CampaignConfig(cadence, ContactPolicy.parse(load_policy_file("contact_rules.yml")))
 
 
 def build_container(
@@ -85,10 +97,20 @@ def build_container(
     }
     # Sandbox: every channel's sender records instead of sending (issue 5 brings real ones).
     senders = {channel: RecordingSender() for channel in MEDIA} if settings.sandbox else {}
-    outbox = OutboxWorker(sessions, catalogs, pipeline, senders, engine, defaults, clock)
+    campaign = campaign_config(catalogs)
+    worker = WorkerConfig(
+        lease=dt.timedelta(seconds=settings.outbox_lease_seconds),
+        rate_per_second=settings.outbox_rate_per_second,
+        burst=settings.outbox_burst,
+        link_ttl=dt.timedelta(hours=settings.payment_link_ttl_hours),
+        contact=campaign.contact,
+    )
+    outbox = OutboxWorker(
+        sessions, catalogs, pipeline, senders, engine, defaults, clock, config=worker
+    )
     gateway = gateway or build_gateway(settings)
     return Container(
-        settings, sessions, catalogs, engine, dialogue, pipeline, outbox, gateway, clock
+        settings, sessions, catalogs, engine, dialogue, pipeline, outbox, gateway, clock, campaign
     )
 
 
@@ -98,9 +120,12 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         log.info("app.lifecycle.started", sandbox=settings.sandbox)
-        worker = asyncio.create_task(container.outbox.run_forever())
+        worker = None
+        if settings.worker_in_app:
+            worker = asyncio.create_task(container.outbox.run_forever())
         yield
-        worker.cancel()
+        if worker is not None:
+            worker.cancel()
         log.info("app.lifecycle.stopped")
 
     app = FastAPI(title="abono", version="0.1.0", lifespan=lifespan)

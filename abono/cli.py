@@ -1,16 +1,19 @@
-"""The ``abono`` command: serve, migrate, import accounts, evaluate understanding, chat."""
+"""The ``abono`` command: serve, migrate, import accounts, reminder runs, the outbound worker,
+evaluate understanding, chat."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import datetime as dt
+import io
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from abono import cli_operator
 from abono.settings import Settings
 
 
@@ -43,6 +46,23 @@ def _parser() -> argparse.ArgumentParser:
     importer = accounts_commands.add_parser("import", help="upsert accounts from a CSV file")
     importer.add_argument("file", type=Path)
     importer.set_defaults(handler=_import_accounts)
+
+    campaign = commands.add_parser("campaign", help="reminder runs")
+    campaign_commands = campaign.add_subparsers(metavar="ACTION")
+    run = campaign_commands.add_parser("run", help="plan and queue the touches that are due")
+    run.add_argument("--dry-run", action="store_true", help="decide and report; write nothing")
+    run.add_argument(
+        "--at", type=cli_operator.parse_instant, default=None, help="plan as of (ISO, with zone)"
+    )
+    run.set_defaults(handler=cli_operator.campaign_run)
+    report = campaign_commands.add_parser("report", help="who was contacted, how, when, why not")
+    report.add_argument("run", nargs="?", type=int, default=None, help="run id (default: last)")
+    report.add_argument("--csv", action="store_true", help="CSV on stdout")
+    report.set_defaults(handler=cli_operator.campaign_report)
+
+    worker = commands.add_parser("worker", help="send the outbox (several may run at once)")
+    worker.add_argument("--interval", type=float, default=0.5, help="idle poll, seconds")
+    worker.set_defaults(handler=cli_operator.worker)
 
     evaluate = commands.add_parser("nlu-eval", help="classify each row of a CSV (text,lang)")
     evaluate.add_argument("input", type=Path)
@@ -98,9 +118,21 @@ def _import_accounts(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     engine = make_engine(settings.database_url)
     migrate(engine)
+    size = args.file.stat().st_size
     try:
-        with args.file.open(newline="", encoding="utf-8-sig") as handle:
-            report = import_accounts(make_sessionmaker(engine), handle)
+        with (
+            args.file.open("rb") as raw,
+            io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle,
+            cli_operator.progress_bar("importing (bytes)", size) as advance,
+        ):
+            done = [0]
+
+            def moved(_rows: int) -> None:
+                position = raw.tell()
+                advance(position - done[0])
+                done[0] = position
+
+            report = import_accounts(make_sessionmaker(engine), handle, on_progress=moved)
     except AbonoError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2

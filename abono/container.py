@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.i18n import Catalogs
 from abono.ports import ConversationEngine, PaymentGateway
+from abono.services.campaign import CampaignConfig
 from abono.services.dialogue import Dialogue
 from abono.services.outbox import OutboxWorker
 from abono.services.pipeline import Pipeline
@@ -27,3 +28,4 @@ class Container:
     outbox: OutboxWorker
     payments_gateway: PaymentGateway
     clock: Callable[[], dt.datetime]
+    campaign: CampaignConfig

@@ -39,3 +39,8 @@ class PaymentProviderError(AbonoError):
 
     code = "payment_provider_unavailable"
     status = 503
+
+
+class SendRefused(Exception):
+    """A provider refused a message for a reason retrying cannot fix (bad number, opted out);
+    the outbox marks the row failed at once instead of backing off."""

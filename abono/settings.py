@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     voice_timeout_seconds: int = Field(default=5, ge=1, le=30)
     voice_pay_connector: str | None = None  # Twilio <Pay> connector name; None: text a link
 
+    # The outbound worker (abono/services/outbox.py). worker_in_app: the app runs one too;
+    # turn it off when `abono worker` processes do the sending.
+    worker_in_app: bool = True
+    outbox_rate_per_second: float = Field(default=0.0, ge=0)  # per sender; 0: no limit
+    outbox_burst: int = Field(default=10, ge=1)
+    outbox_lease_seconds: float = Field(default=60.0, gt=0)
+
     @model_validator(mode="after")
     def _sandbox_pays_locally(self) -> Settings:
         """The sandbox takes payments on localstripe unless told otherwise."""

@@ -47,7 +47,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
 from abono.container import Container
-from abono.errors import AbonoError
+from abono.errors import AbonoError, SendRefused
 from abono.i18n import Catalogs
 from abono.services import audit, opt_outs
 from abono.services.customers import find_conversation, find_customer_by_address, normalize_email
@@ -443,7 +443,7 @@ def _refused(status: int, code: str, message: str) -> JSONResponse:
 # -- outbound -------------------------------------------------------------------------------
 
 
-class EmailRejected(Exception):
+class EmailRejected(SendRefused):
     """SendGrid refused the mail for a reason retrying will not fix (bad address, bad key)."""
 
 

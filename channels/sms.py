@@ -11,6 +11,7 @@ texted STOP to the carrier) is recorded as an opt-out, so the outbox suppresses 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.rest import Client
 
 from abono.container import Container
+from abono.errors import SendRefused
 from abono.services import audit, opt_outs
 from abono.services.customers import find_conversation, normalize_address
 from abono.services.pipeline import Inbound
@@ -178,11 +180,11 @@ def _refused(status: int, code: str, message: str) -> JSONResponse:
 # -- outbound -------------------------------------------------------------------------------
 
 
-class SmsRecipientOptedOut(Exception):
+class SmsRecipientOptedOut(SendRefused):
     """Twilio refused with 21610; the opt-out is recorded, the outbox suppresses the row."""
 
 
-class SmsRejected(Exception):
+class SmsRejected(SendRefused):
     """Twilio refused the message for a reason retrying will not fix (bad number…)."""
 
 
@@ -267,6 +269,22 @@ class TwilioSmsSender:
         sid = str(message.sid)
         await asyncio.to_thread(self._sent, address, sid, idempotency_key, text)
         return sid
+
+    async def find_sent(
+        self, channel: str, address: str, text: str, since: dt.datetime
+    ) -> str | None:
+        """After a worker died mid-send: the sid of this text to this address, if Twilio has it.
+
+        Twilio takes no idempotency key on create, so the outbox asks before sending a row
+        that may already have gone (its earlier attempt never recorded an answer).
+        """
+        try:
+            messages = await self._twilio.messages.list_async(
+                to=address, date_sent_after=since - dt.timedelta(minutes=5), limit=200
+            )
+        except (TwilioRestException, asyncio.TimeoutError, aiohttp.ClientError, OSError) as error:
+            raise SmsProviderUnavailable(type(error).__name__) from error
+        return next((str(m.sid) for m in messages if m.body == text), None)
 
     async def _translate(self, error: TwilioRestException, address: str, key: str) -> Exception:
         """Twilio's error as ours; 21610 is recorded as an opt-out on the way."""

@@ -7,6 +7,7 @@ Twilio's shapes, Twilio's error JSON for refused recipients (21610) and scripted
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 import threading
@@ -33,6 +34,7 @@ class FakeTwilio:
     auth_token: str = "sandbox-twilio-token"
     opted_out: set[str] = field(default_factory=set)  # recipients answered with 21610
     fail_first: int = 0  # this many next create requests get a 500
+    delay: float = 0.0  # seconds between accepting a create and answering it (a slow provider)
     messages: list[dict[str, str]] = field(default_factory=list)
     calls: list[dict[str, str]] = field(default_factory=list)
     attempts: int = 0
@@ -44,6 +46,19 @@ class FakeTwilio:
         @app.post(API + "/Messages.json")
         async def create_message(account_sid: str, request: Request) -> JSONResponse:
             return await self._create(account_sid, request, "SM", self.messages)
+
+        @app.get(API + "/Messages.json")
+        async def list_messages(account_sid: str, request: Request) -> JSONResponse:
+            if account_sid != self.account_sid or not self._authorized(request):
+                return _error(401, 20003, "Authentication Error - invalid username")
+            to = request.query_params.get("To")
+            with self.lock:
+                found = [m for m in self.messages if to is None or m.get("To") == to]
+            page = [self._resource(account_sid, m["Sid"], m, "SM") for m in found]
+            uri = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
+            return JSONResponse(
+                {"messages": page, "page": 0, "page_size": 50, "next_page_uri": None, "uri": uri}
+            )
 
         @app.post(API + "/Calls.json")
         async def create_call(account_sid: str, request: Request) -> JSONResponse:
@@ -70,6 +85,8 @@ class FakeTwilio:
         sid = prefix + secrets.token_hex(16)
         with self.lock:
             store.append({**form, "Sid": sid})
+        if self.delay:  # accepted: a client that dies now never learns the sid
+            await asyncio.sleep(self.delay)
         return JSONResponse(self._resource(account_sid, sid, form, prefix), status_code=201)
 
     def _authorized(self, request: Request) -> bool:

@@ -464,9 +464,7 @@ def _touches(session: Session, customers: Sequence[int]) -> list[_Touch]:
                 OutboxMessage.channel,
                 OutboxMessage.status,
                 func.coalesce(OutboxMessage.sent_at, OutboxMessage.next_attempt_at),
-            ).where(
-                OutboxMessage.customer_id.in_(chunk), OutboxMessage.campaign_step.is_not(None)
-            )
+            ).where(OutboxMessage.customer_id.in_(chunk), OutboxMessage.campaign_step.is_not(None))
         )
         touches += [_Touch(*r) for r in rows]
     return [t for t in touches if t.when is not None]

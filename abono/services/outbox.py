@@ -4,23 +4,34 @@ A row is claimed with a lease (an UPDATE that only one worker can win), rendered
 conversation's language and medium, decorated like every reply (disclosures, opt-out line),
 sent through the channel's sender with the row's idempotency key, and logged in the thread.
 A crashed worker's lease runs out and the row is picked up again; failures back off.
+
+Several workers (processes) may run at once: on PostgreSQL a worker takes the next due row
+with ``FOR UPDATE SKIP LOCKED``; on SQLite the lease is won by a conditional UPDATE. A row
+whose worker died while sending is "in doubt": before sending it again the worker asks the
+provider whether it already went (``find_sent``), so a crash does not send it twice.
+Reminder touches (``campaign_step``) are checked again when claimed: what no longer applies
+is cancelled, what is outside the contact hours waits, and a payment link is issued now.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.errors import SendRefused
 from abono.i18n import Catalogs
 from abono.ports import ConversationEngine, MessageSender
-from abono.services import opt_outs
-from abono.store.models import Conversation, Message, OutboxMessage
+from abono.services import campaign, opt_outs, payments
+from abono.store.models import Account, CallAttempt, Conversation, Message, OutboxMessage
+from policies.contact_rules import ContactPolicy
 
 if TYPE_CHECKING:  # the pipeline queues replies here; the worker decorates with it
     from abono.services.pipeline import Pipeline
@@ -35,6 +46,33 @@ ENGINE_SLOTS = {"utter_payment_received": {"payment_status": "received"}}
 
 def backoff(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    lease: dt.timedelta = LEASE
+    rate_per_second: float = 0.0  # per sender (channel); 0 turns the limit off
+    burst: int = 10
+    link_ttl: dt.timedelta = dt.timedelta(hours=72)
+    contact: ContactPolicy | None = None  # the contact hours a touch is checked against
+
+
+class TokenBucket:
+    """A per-sender rate limit: ``rate`` sends a second on average, bursts up to ``burst``."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._rate, self._burst, self._clock = rate, max(burst, 1), clock
+        self._tokens, self._at = float(self._burst), clock()
+
+    def reserve(self) -> float:
+        """Take a token; returns how long to wait before using it (0 when one was there)."""
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        self._tokens -= 1
+        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
 
 
 def queue(
@@ -97,6 +135,7 @@ class OutboxWorker:
         engine: ConversationEngine,
         defaults: Mapping[str, Any],
         clock: Callable[[], dt.datetime],
+        config: WorkerConfig | None = None,
     ) -> None:
         self._sessions = sessions
         self._catalogs = catalogs
@@ -105,6 +144,9 @@ class OutboxWorker:
         self._engine = engine
         self._defaults = defaults
         self._clock = clock
+        self._config = config or WorkerConfig()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._skip_locked = sessions.kw["bind"].dialect.name == "postgresql"
 
     def register_sender(self, channel: str, sender: MessageSender) -> None:
         """A channel edge with provider credentials replaces the sandbox's recording sender."""
@@ -120,13 +162,21 @@ class OutboxWorker:
                 await asyncio.sleep(interval)
 
     async def run_once(self, limit: int = 20) -> int:
-        """Send what is due; returns how many rows were handled."""
-        ids = await asyncio.to_thread(self._due, limit)
+        """Send what is due, one claimed row at a time; returns how many rows were handled."""
         handled = 0
-        for row_id in ids:
-            claimed = await asyncio.to_thread(self._claim, row_id)
-            if claimed is not None:
-                await self._deliver(claimed)
+        if self._skip_locked:
+            for _ in range(limit):
+                claimed = await asyncio.to_thread(self._claim_next)
+                if claimed is False:
+                    break
+                if claimed is not None:
+                    await self._deliver(claimed)
+                    handled += 1
+            return handled
+        for row_id in await asyncio.to_thread(self._due, limit):
+            found = await asyncio.to_thread(self._claim, row_id)
+            if found:
+                await self._deliver(found)
                 handled += 1
         return handled
 
@@ -148,32 +198,108 @@ class OutboxWorker:
         """Only one worker wins the row: the update matches only while it is due."""
         now = self._clock()
         with self._sessions.begin() as session:
+            row = session.get(OutboxMessage, row_id)
+            if row is None:
+                return None
+            was, lease_ended = row.status, row.next_attempt_at
             won = session.execute(  # type: ignore[attr-defined]  # CursorResult for UPDATE
                 update(OutboxMessage)
                 .where(
                     OutboxMessage.id == row_id,
                     OutboxMessage.status.in_(("pending", "sending")),
                     OutboxMessage.next_attempt_at <= now,
+                    OutboxMessage.attempts == row.attempts,
                 )
                 .values(
                     status="sending",
                     attempts=OutboxMessage.attempts + 1,
-                    next_attempt_at=now + LEASE,
+                    next_attempt_at=now + self._config.lease,
                 )
             ).rowcount
             if not won:
                 return None
-            row = session.get(OutboxMessage, row_id)
-            assert row is not None
-            if opt_outs.is_opted_out(session, row.address, row.channel):
-                row.status = "suppressed"
-                return None
-            plain = {
-                **_plain(row),
-                "prerendered": row.text is not None,
-                "message_id": row.message_id,
-            }
-            return {"id": row.id, "texts": self._render(session, row), "row": plain}
+            session.refresh(row)
+            return self._prepare(session, row, now, was, lease_ended)
+
+    def _claim_next(self) -> dict[str, Any] | None | Literal[False]:
+        """PostgreSQL: the next due row no other worker holds; False when none is left."""
+        now = self._clock()
+        with self._sessions.begin() as session:
+            row = session.scalars(
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.status.in_(("pending", "sending")),
+                    OutboxMessage.next_attempt_at <= now,
+                )
+                .order_by(OutboxMessage.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return False
+            was, lease_ended = row.status, row.next_attempt_at
+            row.status, row.attempts = "sending", row.attempts + 1
+            row.next_attempt_at = now + self._config.lease
+            return self._prepare(session, row, now, was, lease_ended)
+
+    def _prepare(
+        self,
+        session: Session,
+        row: OutboxMessage,
+        now: dt.datetime,
+        was: str,
+        lease_ended: dt.datetime,
+    ) -> dict[str, Any] | None:
+        """The claimed row, checked again and rendered; None when it is not to be sent now."""
+        if opt_outs.is_opted_out(session, row.address, row.channel):
+            row.status = "suppressed"
+            return None
+        if row.campaign_step is not None and not self._touch_applies(session, row, now):
+            return None
+        plain = {
+            **_plain(row),
+            "prerendered": row.text is not None,
+            "message_id": row.message_id,
+            # Its last worker died while sending: the provider may already have it.
+            "in_doubt_since": lease_ended - self._config.lease if was == "sending" else None,
+        }
+        return {"id": row.id, "texts": self._render(session, row), "row": plain}
+
+    def _touch_applies(self, session: Session, row: OutboxMessage, now: dt.datetime) -> bool:
+        """A reminder is checked again: cancelled, postponed, or given its link and balance."""
+        policy = self._config.contact
+        verdict = campaign.recheck(session, row, now, policy) if policy else campaign.Recheck()
+        if verdict.cancel:
+            row.status, row.last_error = "cancelled", verdict.cancel
+            log.info("outbox.touch.cancelled", reason=verdict.cancel, step=row.campaign_step)
+            return False
+        if verdict.later:
+            row.status, row.next_attempt_at = "pending", verdict.later
+            row.attempts -= 1  # not a failed attempt
+            return False
+        account = session.get(Account, row.account_id)
+        assert account is not None  # recheck cancels touches whose account is gone
+        args = {**row.args, "balance_cents": account.balance_cents, "currency": account.currency}
+        if args.get("link") and "url_token" not in args:
+            link = payments.issue_link(
+                session,
+                account,
+                account.balance_cents,
+                "full",
+                row.language,
+                row.conversation_id,
+                now,
+                self._config.link_ttl,
+            )
+            args["url_token"] = link.token
+        row.args = args
+        if row.channel == "voice":  # the call ledger counts every attempt (Reg F 1006.14)
+            session.add(
+                CallAttempt(
+                    customer_id=account.customer_id, account_id=account.id, direction="out", at=now
+                )
+            )
+        return True
 
     def _render(self, session: Session, row: OutboxMessage) -> list[str]:
         if row.text is not None:
@@ -196,13 +322,12 @@ class OutboxWorker:
             if sender is None:
                 raise LookupError(f"no sender for channel {row['channel']}")
             provider_ids = [
-                await sender.send(
-                    row["channel"], row["address"], text, f"{row['idempotency_key']}:{index}"
-                )
+                await self._send_one(sender, row, text, f"{row['idempotency_key']}:{index}")
                 for index, text in enumerate(claimed["texts"])
             ]
         except Exception as error:  # provider errors: back off and retry, never lose the row
-            await asyncio.to_thread(self._failed, row["id"], type(error).__name__)
+            final = isinstance(error, SendRefused)
+            await asyncio.to_thread(self._failed, row["id"], type(error).__name__, final)
             return
         await asyncio.to_thread(self._sent, row, claimed["texts"], provider_ids)
         slots = ENGINE_SLOTS.get(row["key"])
@@ -211,6 +336,29 @@ class OutboxWorker:
                 await self._engine.set_slots(row["conversation_id"], slots)
             except Exception:  # the store already knows; the engine's mirror can lag
                 log.warning("outbox.engine.not_told", key=row["key"])
+
+    async def _send_one(
+        self, sender: MessageSender, row: dict[str, Any], text: str, key: str
+    ) -> str:
+        since = row["in_doubt_since"]
+        find_sent = getattr(sender, "find_sent", None)
+        if since is not None and find_sent is not None:
+            found = await find_sent(row["channel"], row["address"], text, since)
+            if found:
+                log.info("outbox.message.already_sent", channel=row["channel"])
+                return str(found)
+        await self._rate_limit(row["channel"])
+        return await sender.send(row["channel"], row["address"], text, key)
+
+    async def _rate_limit(self, channel: str) -> None:
+        if self._config.rate_per_second <= 0:
+            return
+        bucket = self._buckets.setdefault(
+            channel, TokenBucket(self._config.rate_per_second, self._config.burst)
+        )
+        wait = bucket.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _sent(self, row: dict[str, Any], texts: list[str], provider_ids: list[str]) -> None:
         with self._sessions.begin() as session:
@@ -236,16 +384,19 @@ class OutboxWorker:
                 )
         log.info("outbox.message.sent", key=row["key"], channel=row["channel"])
 
-    def _failed(self, row_id: int, reason: str) -> None:
+    def _failed(self, row_id: int, reason: str, final: bool = False) -> None:
         with self._sessions.begin() as session:
             row = session.get(OutboxMessage, row_id)
             assert row is not None
             row.last_error = reason
-            if row.attempts >= MAX_ATTEMPTS:
+            if final and opt_outs.is_opted_out(session, row.address, row.channel):
+                row.status = "suppressed"
+            elif final or row.attempts >= MAX_ATTEMPTS:
                 row.status = "failed"
             else:
                 row.status, row.next_attempt_at = "pending", self._clock() + backoff(row.attempts)
-        log.warning("outbox.message.retry", reason=reason)
+            status = row.status
+        log.warning("outbox.message.retry", reason=reason, status=status)
 
 
 def _plain(row: OutboxMessage) -> dict[str, Any]:
