@@ -258,12 +258,15 @@ class OutboxWorker:
             return None
         plain = {
             **_plain(row),
-            "prerendered": row.text is not None,
+            "prerendered": row.message_id is not None,
             "message_id": row.message_id,
             # Its last worker died while sending: the provider may already have it.
             "in_doubt_since": lease_ended - self._config.lease if was == "sending" else None,
         }
-        return {"id": row.id, "texts": self._render(session, row), "row": plain}
+        texts = self._render(session, row)
+        if row.text is None and len(texts) == 1:
+            row.text = texts[0]  # frozen: a retry says the same words, and can be recognized
+        return {"id": row.id, "texts": texts, "row": plain}
 
     def _touch_applies(self, session: Session, row: OutboxMessage, now: dt.datetime) -> bool:
         """A reminder is checked again: cancelled, postponed, or given its link and balance."""

@@ -50,7 +50,9 @@ ZONES = [
     "America/Puerto_Rico",
 ]
 AREA_CODES = ["212", "312", "720", "602", "415", "907", "808", "787", None]
-DAYS = st.one_of(st.sampled_from([-2, -1, 1, 5, 6, 7, 14, 30, 60, 62, 135, 140]), st.integers(-5, 150))
+DAYS = st.one_of(
+    st.sampled_from([-2, -1, 1, 5, 6, 7, 14, 30, 60, 62, 135, 140]), st.integers(-5, 150)
+)
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,9 @@ def _zone(name: str) -> dt.tzinfo:
     return ZoneInfo(name)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     crowd=st.lists(people, min_size=1, max_size=8),
     minutes=st.integers(0, 14 * 24 * 60),
