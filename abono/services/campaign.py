@@ -14,13 +14,13 @@ import datetime as dt
 import functools
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,7 +45,7 @@ from policies.cadence import Cadence, Step, StepFacts, blocked_by
 
 log = structlog.get_logger(__name__)
 
-BATCH_SIZE = 1000
+BATCH_SIZE = 5000
 COUNTED = ("pending", "sending", "sent")  # touches that count against caps
 LIVE_PLANS = ("pending", "active")
 _PHONE_CHANNELS = ("sms", "voice")
@@ -187,16 +187,16 @@ def recheck(
     account = session.get(Account, row.account_id) if row.account_id else None
     if account is None or account.balance_cents <= 0:
         return Recheck(cancel="nothing_owed")
-    holds = _holds(session, [account.id]).get(account.id, frozenset())
+    holds = _holds(session, account.id, account.id).get(account.id, frozenset())
     blocking = [s for s in policy.do_not_contact if s in holds]
     if blocking:
         return Recheck(cancel=f"do_not_contact:{blocking[0]}")
     conditions = set(row.args.get("conditions", ()))
     if "no_payment_since_step" in conditions and _paid_since(session, account.id, row.created_at):
         return Recheck(cancel="paid_since_queued")
-    if "no_promise_pending" in conditions and account.id in _promises(session, [account.id]):
+    if "no_promise_pending" in conditions and _promises(session, account.id, account.id):
         return Recheck(cancel="promise_pending")
-    if "no_plan_active" in conditions and account.id in _plans(session, [account.id]):
+    if "no_plan_active" in conditions and _plans(session, account.id, account.id):
         return Recheck(cancel="plan_active")
     customer = session.get(Customer, account.customer_id)
     phone = row.address if row.channel in _PHONE_CHANNELS else None
@@ -247,19 +247,18 @@ class _Batch:
         rows: Sequence[Row[Any]],
     ) -> None:
         self.config, self.at, self.rows = config, at, rows
-        accounts = [r.id for r in rows]
-        customers = sorted({r.customer_id for r in rows})
-        self.contacts = _contacts(session, customers)
-        addresses = [a for pair in self.contacts.values() for a in pair.values()]
-        self.opted_out = _opt_outs(session, addresses)
-        self.holds = _holds(session, accounts)
-        self.touches = _touches(session, customers)
-        self.calls = _calls(session, customers, at - dt.timedelta(days=31))
-        self.last_paid = _last_payments(session, accounts)
-        self.promises = _promises(session, accounts)
-        self.plans = _plans(session, accounts)
+        lo, hi = rows[0].id, rows[-1].id
+        self.contacts = _contacts(session, lo, hi)
+        self.opted_out = _opt_outs(session, lo, hi)
+        self.holds = _holds(session, lo, hi)
+        self.touches = _touches(session, lo, hi)
+        self.calls = _calls(session, lo, hi, at - dt.timedelta(days=31))
+        self.last_paid = _last_payments(session, lo, hi)
+        self.promises = _promises(session, lo, hi)
+        self.plans = _plans(session, lo, hi)
+        self.today: dict[str, dt.date] = {}
         self.sends: dict[int, dict[str, list[dt.datetime]]] = defaultdict(lambda: defaultdict(list))
-        self.done: dict[str, dt.datetime] = {}
+        self.done: dict[int, set[str]] = defaultdict(set)  # account -> outbox keys
         self.last_touch: dict[int, dt.datetime] = {}
         for t in self.touches:
             self._remember(t.customer_id, t.account_id, t.idempotency_key, t.channel, t.when, t)
@@ -273,8 +272,8 @@ class _Batch:
         when: dt.datetime,
         row: Any = None,
     ) -> None:
-        self.done[key] = when
         if account_id is not None:
+            self.done[account_id].add(key)
             self.last_touch[account_id] = max(when, self.last_touch.get(account_id, when))
         status = getattr(row, "status", "pending")
         if status in COUNTED and not (channel == "voice" and status == "sent"):
@@ -284,13 +283,12 @@ class _Batch:
         return [d for d in map(self._decide, self.rows) if d is not None]
 
     def _decide(self, row: Row[Any]) -> _Decision | None:
-        local_today = self.at.astimezone(_zone(row.timezone)).date()
+        local_today = self.today.get(row.timezone)
+        if local_today is None:
+            local_today = self.today[row.timezone] = self.at.astimezone(_zone(row.timezone)).date()
         days = (local_today - row.due_date).days
-        done = {
-            step.id
-            for step in self.config.cadence.steps
-            if touch_key(row.id, row.due_date, step.id) in self.done
-        }
+        prefix = touch_key(row.id, row.due_date, "")
+        done = {k[len(prefix) :] for k in self.done.get(row.id, ()) if k.startswith(prefix)}
         step = self.config.cadence.due_step(days, done)
         if step is None:
             return None
@@ -397,49 +395,46 @@ def _zones(timezone: str | None, phone: str | None) -> frozenset[str]:
 
 
 # --- bulk facts ------------------------------------------------------------------------------
+# Each batch is a contiguous range of account ids, so every fact is one range query (joined
+# through the account where the fact belongs to the customer), never a list of ids.
 
 
-def _chunks(values: Sequence[Any], size: int = 900) -> Iterator[Sequence[Any]]:
-    # SQLite builds older than 3.32 allow 999 bound parameters per statement.
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+def _in_range(lo: int, hi: int) -> Any:
+    return Account.id.between(lo, hi)
 
 
-def _contacts(session: Session, customers: Sequence[int]) -> dict[int, dict[str, str]]:
+def _contacts(session: Session, lo: int, hi: int) -> dict[int, dict[str, str]]:
     found: dict[int, dict[str, str]] = defaultdict(dict)
-    for chunk in _chunks(customers):
-        rows = session.execute(
-            select(ContactPoint.customer_id, ContactPoint.kind, ContactPoint.value)
-            .where(ContactPoint.customer_id.in_(chunk), ContactPoint.wrong_party_at.is_(None))
-            .order_by(ContactPoint.id)
-        )
-        for customer_id, kind, value in rows:
-            found[customer_id].setdefault(kind, value)
+    rows = session.execute(
+        select(ContactPoint.customer_id, ContactPoint.kind, ContactPoint.value)
+        .join(Account, Account.customer_id == ContactPoint.customer_id)
+        .where(_in_range(lo, hi), ContactPoint.wrong_party_at.is_(None))
+        .order_by(ContactPoint.id)
+    )
+    for customer_id, kind, value in rows:
+        found[customer_id].setdefault(kind, value)
     return found
 
 
-def _opt_outs(session: Session, addresses: Sequence[str]) -> set[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
-    for chunk in _chunks(addresses):
-        rows = session.execute(
-            select(OptOut.address, OptOut.channel).where(
-                OptOut.address.in_(chunk), OptOut.revoked_at.is_(None)
-            )
-        )
-        found.update((address, channel) for address, channel in rows)
-    return found
+def _opt_outs(session: Session, lo: int, hi: int) -> set[tuple[str, str]]:
+    rows = session.execute(
+        select(OptOut.address, OptOut.channel)
+        .join(ContactPoint, ContactPoint.value == OptOut.address)
+        .join(Account, Account.customer_id == ContactPoint.customer_id)
+        .where(_in_range(lo, hi), OptOut.revoked_at.is_(None))
+    )
+    return {(address, channel) for address, channel in rows}
 
 
-def _holds(session: Session, accounts: Sequence[int]) -> dict[int, frozenset[str]]:
+def _holds(session: Session, lo: int, hi: int) -> dict[int, frozenset[str]]:
     found: dict[int, set[str]] = defaultdict(set)
-    for chunk in _chunks(accounts):
-        rows = session.execute(
-            select(ContactHold.account_id, ContactHold.state).where(
-                ContactHold.account_id.in_(chunk), ContactHold.released_at.is_(None)
-            )
+    rows = session.execute(
+        select(ContactHold.account_id, ContactHold.state).where(
+            ContactHold.account_id.between(lo, hi), ContactHold.released_at.is_(None)
         )
-        for account_id, state in rows:
-            found[account_id].add(state)
+    )
+    for account_id, state in rows:
+        found[account_id].add(state)
     return {k: frozenset(v) for k, v in found.items()}
 
 
@@ -453,82 +448,73 @@ class _Touch:
     when: dt.datetime
 
 
-def _touches(session: Session, customers: Sequence[int]) -> list[_Touch]:
-    touches: list[_Touch] = []
-    for chunk in _chunks(customers):
-        rows = session.execute(
-            select(
-                OutboxMessage.customer_id,
-                OutboxMessage.account_id,
-                OutboxMessage.idempotency_key,
-                OutboxMessage.channel,
-                OutboxMessage.status,
-                func.coalesce(OutboxMessage.sent_at, OutboxMessage.next_attempt_at),
-            ).where(OutboxMessage.customer_id.in_(chunk), OutboxMessage.campaign_step.is_not(None))
+def _touches(session: Session, lo: int, hi: int) -> list[_Touch]:
+    rows = session.execute(
+        select(
+            OutboxMessage.customer_id,
+            OutboxMessage.account_id,
+            OutboxMessage.idempotency_key,
+            OutboxMessage.channel,
+            OutboxMessage.status,
+            func.coalesce(OutboxMessage.sent_at, OutboxMessage.next_attempt_at),
         )
-        touches += [_Touch(*r) for r in rows]
-    return [t for t in touches if t.when is not None]
+        .join(Account, Account.customer_id == OutboxMessage.customer_id)
+        .where(_in_range(lo, hi), OutboxMessage.campaign_step.is_not(None))
+        .distinct()
+    )
+    return [
+        _Touch(customer, account, key, channel, status, _utc(when))
+        for customer, account, key, channel, status, when in rows
+        if when is not None
+    ]
 
 
-def _calls(
-    session: Session, customers: Sequence[int], since: dt.datetime
-) -> dict[int, list[rules.Call]]:
+def _calls(session: Session, lo: int, hi: int, since: dt.datetime) -> dict[int, list[rules.Call]]:
     found: dict[int, list[rules.Call]] = defaultdict(list)
-    for chunk in _chunks(customers):
-        rows = session.execute(
-            select(
-                CallAttempt.customer_id,
-                CallAttempt.at,
-                CallAttempt.direction,
-                CallAttempt.conversation,
-            ).where(CallAttempt.customer_id.in_(chunk), CallAttempt.at >= since)
-        )
-        for customer_id, at, direction, spoke in rows:
-            found[customer_id].append(rules.Call(_utc(at), direction == "in", bool(spoke)))
+    rows = session.execute(
+        select(CallAttempt.id, CallAttempt.customer_id, CallAttempt.at, CallAttempt.direction)
+        .add_columns(CallAttempt.conversation)
+        .join(Account, Account.customer_id == CallAttempt.customer_id)
+        .where(_in_range(lo, hi), CallAttempt.at >= since)
+        .distinct()
+    )
+    for _, customer_id, at, direction, spoke in rows:
+        found[customer_id].append(rules.Call(_utc(at), direction == "in", bool(spoke)))
     return found
 
 
-def _last_payments(session: Session, accounts: Sequence[int]) -> dict[int, dt.datetime]:
-    found: dict[int, dt.datetime] = {}
-    for chunk in _chunks(accounts):
-        rows = session.execute(
-            select(LedgerEntry.account_id, func.max(LedgerEntry.created_at))
-            .where(LedgerEntry.account_id.in_(chunk), LedgerEntry.kind == "payment")
-            .group_by(LedgerEntry.account_id)
-        )
-        found.update((account_id, _utc(at)) for account_id, at in rows)
-    return found
+def _last_payments(session: Session, lo: int, hi: int) -> dict[int, dt.datetime]:
+    rows = session.execute(
+        select(LedgerEntry.account_id, func.max(LedgerEntry.created_at))
+        .where(LedgerEntry.account_id.between(lo, hi), LedgerEntry.kind == "payment")
+        .group_by(LedgerEntry.account_id)
+    )
+    return {account_id: _utc(at) for account_id, at in rows}
 
 
 def _paid_since(session: Session, account_id: int, since: dt.datetime) -> bool:
-    last = _last_payments(session, [account_id]).get(account_id)
+    last = _last_payments(session, account_id, account_id).get(account_id)
     return last is not None and last >= since
 
 
-def _promises(session: Session, accounts: Sequence[int]) -> set[int]:
-    found: set[int] = set()
-    for chunk in _chunks(accounts):
-        found.update(
-            session.scalars(
-                select(PromiseToPay.account_id).where(
-                    PromiseToPay.account_id.in_(chunk), PromiseToPay.status == "pending"
-                )
+def _promises(session: Session, lo: int, hi: int) -> set[int]:
+    return set(
+        session.scalars(
+            select(PromiseToPay.account_id).where(
+                PromiseToPay.account_id.between(lo, hi), PromiseToPay.status == "pending"
             )
         )
-    return found
+    )
 
 
-def _plans(session: Session, accounts: Sequence[int]) -> set[int]:
-    found: set[int] = set()
-    for chunk in _chunks(accounts):
-        found.update(
-            session.scalars(
-                select(PaymentPlan.account_id).where(
-                    PaymentPlan.account_id.in_(chunk), PaymentPlan.status.in_(LIVE_PLANS)
-                )
+def _plans(session: Session, lo: int, hi: int) -> set[int]:
+    return set(
+        session.scalars(
+            select(PaymentPlan.account_id).where(
+                PaymentPlan.account_id.between(lo, hi), PaymentPlan.status.in_(LIVE_PLANS)
             )
         )
-    return found
+    )
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -568,7 +554,7 @@ def _write(
         session.execute(_insert_ignoring_duplicates(session), touches)
     if decisions:
         session.execute(
-            insert(CampaignDecision),
+            insert(_table(CampaignDecision)),
             [_decision_row(run_id, d, by_id[d.account_id]) for d in decisions],
         )
 
@@ -578,15 +564,12 @@ def _conversations(
 ) -> dict[int, str]:
     """Each contacted customer's one thread, created now when they have none: a reply to the
     reminder then lands in it (the pipeline finds a conversation by its customer)."""
-    customers = sorted({d.customer_id for d in queued})
-    found: dict[int, str] = {}
-    for chunk in _chunks(customers):
-        rows = session.execute(
-            select(Conversation.customer_id, Conversation.id).where(
-                Conversation.customer_id.in_(chunk)
-            )
-        )
-        found.update((customer_id, conversation_id) for customer_id, conversation_id in rows)
+    rows = session.execute(
+        select(Conversation.customer_id, Conversation.id)
+        .join(Account, Account.customer_id == Conversation.customer_id)
+        .where(_in_range(min(by_id), max(by_id)))
+    )
+    found: dict[int, str] = {customer_id: thread for customer_id, thread in rows}
     new = []
     for d in queued:
         if d.customer_id not in found:
@@ -601,7 +584,7 @@ def _conversations(
                 }
             )
     if new:
-        session.execute(insert(Conversation), new)
+        session.execute(insert(_table(Conversation)), new)
     return found
 
 
@@ -633,14 +616,20 @@ def _touch_row(
     }
 
 
+def _table(model: Any) -> Table:
+    """The Core table: bulk inserts skip the ORM's per-row bookkeeping."""
+    table: Table = model.__table__
+    return table
+
+
 def _insert_ignoring_duplicates(session: Session) -> Any:
     """A concurrent run that queued the same step first wins; this one adds nothing."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        return postgresql.insert(OutboxMessage).on_conflict_do_nothing()
+        return postgresql.insert(_table(OutboxMessage)).on_conflict_do_nothing()
     if dialect == "sqlite":
-        return sqlite.insert(OutboxMessage).on_conflict_do_nothing()
-    return insert(OutboxMessage)
+        return sqlite.insert(_table(OutboxMessage)).on_conflict_do_nothing()
+    return insert(_table(OutboxMessage))
 
 
 def _decision_row(run_id: int | None, d: _Decision, row: Row[Any]) -> dict[str, Any]:
