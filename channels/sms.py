@@ -192,7 +192,7 @@ class SmsProviderUnavailable(Exception):
     """5xx, timeout or network failure: the outbox retries with backoff."""
 
 
-class _RebasedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+class RebasedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     """Sends what the SDK addresses to api.twilio.com to another base (a local fake)."""
 
     def __init__(self, base: str) -> None:
@@ -244,7 +244,7 @@ class TwilioSmsSender:
     def _default_client(self) -> Client:
         # No pooled aiohttp session: one belongs to one event loop and must be closed by it.
         base = self._config.api_base
-        http = _RebasedHttpClient(base) if base else AsyncTwilioHttpClient(pool_connections=False)
+        http = RebasedHttpClient(base) if base else AsyncTwilioHttpClient(pool_connections=False)
         return Client(self._config.account_sid, self._config.auth_token, http_client=http)
 
     async def send(self, channel: str, address: str, text: str, idempotency_key: str) -> str:

@@ -60,6 +60,19 @@ class FakeTwilio:
                 {"messages": page, "page": 0, "page_size": 50, "next_page_uri": None, "uri": uri}
             )
 
+        @app.get(API + "/Calls.json")
+        async def list_calls(account_sid: str, request: Request) -> JSONResponse:
+            if account_sid != self.account_sid or not self._authorized(request):
+                return _error(401, 20003, "Authentication Error - invalid username")
+            to = request.query_params.get("To")
+            with self.lock:
+                found = [c for c in self.calls if to is None or c.get("To") == to]
+            page = [self._resource(account_sid, c["Sid"], c, "CA") for c in found]
+            uri = f"/2010-04-01/Accounts/{account_sid}/Calls.json"
+            return JSONResponse(
+                {"calls": page, "page": 0, "page_size": 50, "next_page_uri": None, "uri": uri}
+            )
+
         @app.post(API + "/Calls.json")
         async def create_call(account_sid: str, request: Request) -> JSONResponse:
             return await self._create(account_sid, request, "CA", self.calls)

@@ -14,6 +14,7 @@ which does not depend on how the reply is worded or translated.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,11 +29,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
+from twilio.rest import Client
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 import abono
 from abono.container import Container
+from abono.errors import SendRefused
 from abono.i18n import format_arguments
 from abono.services import audit, opt_outs
 from abono.services.customers import find_conversation, find_customer_by_address, normalize_address
@@ -45,6 +50,7 @@ from abono.store.models import (
     OutboxMessage,
     PaymentLink,
 )
+from channels.sms import RebasedHttpClient
 from channels.voice_speech import speakable
 
 log = structlog.get_logger(__name__)
@@ -598,7 +604,73 @@ def _link(session: Session, token: str) -> PaymentLink | None:
     return session.scalars(select(PaymentLink).where(PaymentLink.token == token)).first()
 
 
+class CallRejected(SendRefused):
+    """Twilio refused the call for a reason retrying will not fix (bad number…)."""
+
+
+class CallProviderUnavailable(Exception):
+    """5xx, 429, timeout or network failure: the outbox retries with backoff."""
+
+
+CALL_TIMEOUT_SECONDS = 10
+
+
+class TwilioCallSender:
+    """The ``MessageSender`` for voice touches: it places the call. What is said is decided by
+    this module's webhooks when the call is answered (greeting, or a voicemail that names no
+    debt); the touch's text is what the thread records."""
+
+    def __init__(self, client: Client, from_number: str, answer_url: str) -> None:
+        self._twilio, self._from, self._answer = client, from_number, answer_url
+
+    @classmethod
+    def from_settings(cls, container: Container) -> TwilioCallSender:
+        settings = container.settings
+        base = settings.twilio_api_base
+        http = RebasedHttpClient(base) if base else AsyncTwilioHttpClient(pool_connections=False)
+        client = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http)
+        answer = settings.public_url.rstrip("/") + PATH
+        return cls(client, settings.twilio_from_number, answer)
+
+    async def send(self, channel: str, address: str, text: str, idempotency_key: str) -> str:
+        try:
+            call = await asyncio.wait_for(
+                self._twilio.calls.create_async(
+                    to=address,
+                    from_=self._from,
+                    url=self._answer,
+                    method="POST",
+                    machine_detection="Enable",
+                ),
+                CALL_TIMEOUT_SECONDS,
+            )
+        except TwilioRestException as error:
+            if error.status >= 500 or error.status == 429:
+                raise CallProviderUnavailable(f"twilio {error.status}") from error
+            log.error("voice.call.rejected", status=error.status, code=error.code)
+            raise CallRejected(f"twilio {error.status} {error.code}") from error
+        except (asyncio.TimeoutError, OSError) as error:
+            raise CallProviderUnavailable(type(error).__name__) from error
+        log.info("voice.call.placed", key=idempotency_key)
+        return str(call.sid)
+
+    async def find_sent(
+        self, channel: str, address: str, text: str, since: dt.datetime
+    ) -> str | None:
+        """After a worker died while placing a call: the call Twilio has to that number."""
+        try:
+            calls = await self._twilio.calls.list_async(
+                to=address, start_time_after=since - dt.timedelta(minutes=5), limit=50
+            )
+        except (TwilioRestException, asyncio.TimeoutError, OSError) as error:
+            raise CallProviderUnavailable(type(error).__name__) from error
+        return next((str(c.sid) for c in calls), None)
+
+
 def install(app: FastAPI, container: Container) -> None:
+    settings = container.settings
+    if not settings.sandbox or settings.twilio_api_base:
+        container.outbox.register_sender("voice", TwilioCallSender.from_settings(container))
     calls = VoiceCalls(container)
     routes: dict[str, Callable[[Call], Awaitable[VoiceResponse]]] = {
         "": calls.answer,

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono.app import build_container
+from abono.app import build_container, create_app
 from abono.container import Container
 from abono.services import opt_outs
 from abono.services.campaign import RunSummary, cancel_queued, plan_run
@@ -36,6 +36,7 @@ from abono.store.models import (
     OutboxMessage,
     PaymentLink,
 )
+from channels.twilio_fake import FakeTwilio, serving
 from tests.fakes import FakeEngine
 from tests.unit.conftest import DEMO_NOW, Clock
 
@@ -285,3 +286,33 @@ def test_token_bucket_spaces_sends_after_a_burst() -> None:
     assert [bucket.reserve() for _ in range(4)] == [0.0, 0.0, 0.5, 1.0]
     now[0] = 10.0
     assert bucket.reserve() == 0.0
+
+
+@pytest.mark.filterwarnings(
+    "ignore:BasicAuth is deprecated:DeprecationWarning",
+    "ignore:The 'auth' parameter is deprecated:DeprecationWarning",
+)
+def test_a_voice_touch_places_a_twilio_call_that_the_voice_webhook_answers(
+    demo_database_url: str, clock: Clock
+) -> None:
+    fake = FakeTwilio()
+    with serving(fake) as base:
+        settings = Settings(
+            database_url=demo_database_url,
+            public_url="https://abono.example",
+            twilio_api_base=base,
+        )
+        built = build_container(settings, engine=FakeEngine(), clock=clock)
+        create_app(settings, container=built)  # the channels register their senders
+        with built.sessions.begin() as session:
+            james = session.get(Customer, account(session, JAMES).customer_id)
+            assert james is not None
+            james.consent_voice = True
+        run(built)
+        asyncio.run(built.outbox.run_once())
+        built.sessions.kw["bind"].dispose()
+    [call] = fake.calls
+    assert call["To"] == "+13125550102" and call["From"] == settings.twilio_from_number
+    assert call["Url"] == "https://abono.example/webhooks/twilio/voice"
+    assert call["MachineDetection"] == "Enable"
+    assert touches(built.sessions)[JAMES].status == "sent"
