@@ -39,7 +39,7 @@ import abono
 from abono.container import Container
 from abono.errors import SendRefused
 from abono.i18n import format_arguments
-from abono.services import audit, opt_outs
+from abono.services import audit, campaign, opt_outs
 from abono.services.customers import find_conversation, find_customer_by_address, normalize_address
 from abono.services.pipeline import Inbound
 from abono.store.models import (
@@ -250,6 +250,7 @@ class VoiceCalls:
         provider_id = f"{call.sid}:{number}:{digest}"
         before = await asyncio.to_thread(self._last_audit_id)
         replies = await self._c.pipeline.handle(Inbound("voice", address, text, provider_id))
+        await asyncio.to_thread(self._note_talk, address, call)
         facts = await asyncio.to_thread(self._facts, address, before)
         lang = facts.language
         response = VoiceResponse()
@@ -442,6 +443,18 @@ class VoiceCalls:
     def _last_audit_id(self) -> int:
         with self._c.sessions() as session:
             return int(session.scalar(select(func.max(AuditEvent.id))) or 0)
+
+    def _note_talk(self, address: str, call: Call) -> None:
+        """Once the caller is verified the debt can be discussed: the call ledger hears of it."""
+        with self._c.sessions.begin() as session:
+            conversation = find_conversation(session, address)
+            if conversation is None or conversation.customer_id is None:
+                return
+            if conversation.verified_at is None:
+                return
+            campaign.note_call_conversation(
+                session, conversation.customer_id, call.sid, call.outbound, self._c.clock()
+            )
 
     def _facts(self, address: str, before: int) -> TurnFacts:
         with self._c.sessions() as session:

@@ -297,11 +297,12 @@ class OutboxWorker:
             args["url_token"] = link.token
         row.args = args
         if row.channel == "voice":  # the call ledger counts every attempt (Reg F 1006.14)
-            session.add(
-                CallAttempt(
-                    customer_id=account.customer_id, account_id=account.id, direction="out", at=now
-                )
+            attempt = CallAttempt(
+                customer_id=account.customer_id, account_id=account.id, direction="out", at=now
             )
+            session.add(attempt)
+            session.flush()
+            row.args = {**args, "call_attempt_id": attempt.id}
         return True
 
     def _render(self, session: Session, row: OutboxMessage) -> list[str]:
@@ -368,6 +369,11 @@ class OutboxWorker:
             stored = session.get(OutboxMessage, row["id"])
             assert stored is not None
             stored.status, stored.sent_at = "sent", self._clock()
+            attempt_id = stored.args.get("call_attempt_id")
+            if attempt_id is not None:  # the call's webhooks find its ledger row by the sid
+                attempt = session.get(CallAttempt, attempt_id)
+                if attempt is not None:
+                    attempt.provider_id = provider_ids[0]
             if row["prerendered"]:  # the pipeline logged it when it decided the reply
                 logged = session.get(Message, row["message_id"]) if row["message_id"] else None
                 if logged is not None and logged.provider_id is None:

@@ -447,3 +447,37 @@ def test_pay_by_phone_offers_twilio_pay(demo_database_url: str, clock: Clock) ->
     result = twiml(post(client, pay.get("action", ""), call_params(JAMES, Result="success")))
     assert "accepted" in spoken(result)
     built.sessions.kw["bind"].dispose()
+
+
+def test_a_verified_call_is_a_conversation_in_the_call_ledger_and_quiets_reminder_calls(
+    client: TestClient, container: Container, clock: Clock
+) -> None:
+    from abono.services.campaign import plan_run
+    from abono.store.models import CallAttempt, CampaignDecision, Customer
+    from policies.verification import verified_where
+
+    first = twiml(post(client, "/webhooks/twilio/voice", call_params(JAMES)))
+    twiml(post(client, next_turn(first), call_params(JAMES, SpeechResult="hello")))
+    with container.sessions() as session:
+        assert session.scalars(select(CallAttempt)).all() == []  # not verified: no talk yet
+    with container.sessions.begin() as session:
+        conversation = session.scalars(select(Conversation)).one()
+        conversation.verified_at = clock()
+        conversation.verified_address = verified_where("voice", JAMES)
+        customer = session.get(Customer, conversation.customer_id)
+        assert customer is not None
+        customer.consent_voice = True  # James's early call would otherwise be due today
+    params = call_params(JAMES, SpeechResult="how much do I owe")
+    twiml(post(client, next_turn(first), params))
+    twiml(post(client, next_turn(first), call_params(JAMES, SpeechResult="and when")))
+    with container.sessions() as session:
+        [talk] = session.scalars(select(CallAttempt)).all()  # one row per call, not per turn
+    assert (talk.direction, talk.conversation, talk.provider_id) == ("in", True, CALL)
+    summary = plan_run(container.sessions, container.campaign, clock())
+    with container.sessions() as session:
+        decided = session.scalars(
+            select(CampaignDecision).where(CampaignDecision.channel == "voice")
+        ).all()
+    assert summary.run_id and [d.reason for d in decided if d.customer_id == talk.customer_id] == [
+        "too_late:call_quiet_period"
+    ]
