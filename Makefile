@@ -5,7 +5,7 @@ TODAY ?= $(shell date +%F)
 TZ_EVAL ?= America/New_York
 EVAL ?= ../shared/eval/public_en.csv
 
-.PHONY: setup train run test test-unit lint i18n nlu-eval bench clean
+.PHONY: setup train run test test-unit lint i18n nlu-eval bench bench-campaign clean
 
 setup:
 	@bash scripts/setup.sh
@@ -39,6 +39,10 @@ nlu-eval: train
 
 bench: train
 	$(APP)/python -m tests.bench.turns
+	$(APP)/python -m tests.bench.campaign --postgres
+
+bench-campaign: setup
+	$(APP)/python -m tests.bench.campaign --postgres
 
 clean:
 	rm -rf var models .venv-app .venv-engine

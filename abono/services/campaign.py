@@ -169,6 +169,41 @@ def _cancel(session: Session, where: list[Any], reason: str, channel: str | None
     return cancelled
 
 
+# --- do-not-contact states --------------------------------------------------------------------
+
+
+def place_hold(session: Session, account: Account, state: str, source: str) -> bool:
+    """Put an account in a do-not-contact state (dispute_open, hardship_hold, bankruptcy,
+    deceased, cease_and_desist) and cancel what is queued for it; False if already held."""
+    held = session.scalars(
+        select(ContactHold.id).where(
+            ContactHold.account_id == account.id,
+            ContactHold.state == state,
+            ContactHold.released_at.is_(None),
+        )
+    ).first()
+    if held is not None:
+        return False
+    session.add(ContactHold(account_id=account.id, state=state[:32], source=source[:32]))
+    cancel_queued(session, account, f"do_not_contact:{state}")
+    return True
+
+
+def release_hold(session: Session, account: Account, state: str, now: dt.datetime) -> bool:
+    """End a do-not-contact state; the next run considers the account again."""
+    result = session.execute(
+        update(ContactHold)
+        .where(
+            ContactHold.account_id == account.id,
+            ContactHold.state == state,
+            ContactHold.released_at.is_(None),
+        )
+        .values(released_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0) > 0  # type: ignore[attr-defined]
+
+
 # --- the call ledger -------------------------------------------------------------------------
 
 

@@ -19,7 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.app import build_container, create_app
 from abono.container import Container
 from abono.services import opt_outs
-from abono.services.campaign import RunSummary, cancel_queued, plan_run
+from abono.services.campaign import (
+    RunSummary,
+    cancel_queued,
+    place_hold,
+    plan_run,
+    release_hold,
+)
 from abono.services.outbox import RecordingSender, TokenBucket
 from abono.services.payments import handle_stripe_event, issue_link
 from abono.services.pipeline import Inbound
@@ -154,6 +160,20 @@ def test_opted_out_held_or_paid_accounts_are_not_contacted(container: Container)
     assert why[LUCIA].reason == "do_not_contact:dispute_open"
     assert DANIEL not in why  # nothing owed: not even considered
     assert set(touches(container.sessions)) == {TOM_PRE_BILL}
+
+
+def test_a_hold_cancels_what_is_queued_and_its_release_lets_the_next_run_contact(
+    container: Container,
+) -> None:
+    run(container)
+    with container.sessions.begin() as session:
+        assert place_hold(session, account(session, ANA), "dispute_open", "agent")
+        assert not place_hold(session, account(session, ANA), "dispute_open", "agent")
+    assert touches(container.sessions)[ANA].status == "cancelled"
+    with container.sessions.begin() as session:
+        assert release_hold(session, account(session, ANA), "dispute_open", DEMO_NOW)
+    # The step was queued once already (then cancelled): it is never queued a second time.
+    assert not run(container, DEMO_NOW + dt.timedelta(hours=1)).queued
 
 
 def test_a_second_account_of_the_same_customer_respects_the_daily_sms_cap(
