@@ -264,7 +264,7 @@ def recheck(
     if "no_plan_active" in conditions and _plans(session, account.id, account.id):
         return Recheck(cancel="plan_active")
     customer = session.get(Customer, account.customer_id)
-    phone = row.address if row.channel in _PHONE_CHANNELS else None
+    phone = _contacts(session, account.id, account.id).get(account.customer_id, {}).get("phone")
     zones = _zones(customer.timezone if customer else None, phone)
     if policy.mode in policy.hours_modes:
         opens = rules.next_allowed(now, zones, policy.start, policy.end)

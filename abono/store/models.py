@@ -82,7 +82,9 @@ class ContactPoint(Base):
     __table_args__ = (UniqueConstraint("kind", "value"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(8))  # phone | email
     value: Mapped[str] = mapped_column(String(254))
     wrong_party_at: Mapped[dt.datetime | None] = mapped_column(default=None)
@@ -95,7 +97,9 @@ class Account(Base):
     __tablename__ = "accounts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
     account_number: Mapped[str] = mapped_column(String(64), unique=True)
     # What the operator's file says is owed; the balance applies the ledger to it.
     opening_balance_cents: Mapped[int] = mapped_column(BigInteger)

@@ -81,9 +81,14 @@ def upgrade() -> None:
         batch.create_index("ix_outbox_customer_id", ["customer_id"])
     with op.batch_alter_table("customers") as batch:
         batch.add_column(sa.Column("preferred_channel", sa.String(length=8), nullable=True))
+    # The reminder run reaches a batch's contact points and touches through the customer.
+    op.create_index("ix_contact_points_customer_id", "contact_points", ["customer_id"])
+    op.create_index("ix_accounts_customer_id", "accounts", ["customer_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_accounts_customer_id", table_name="accounts")
+    op.drop_index("ix_contact_points_customer_id", table_name="contact_points")
     with op.batch_alter_table("customers") as batch:
         batch.drop_column("preferred_channel")
     with op.batch_alter_table("outbox") as batch:
