@@ -77,7 +77,7 @@ def campaign_run(args: argparse.Namespace, settings: Settings) -> int:
     migrate(engine)
     sessions = make_sessionmaker(engine)
     at = args.at or dt.datetime.now(dt.timezone.utc)
-    with progress_bar("planning", count_accounts(sessions)) as advance:
+    with progress_bar("planning", count_accounts(sessions, config, at)) as advance:
         summary = plan_run(sessions, config, at, dry_run=args.dry_run, progress=advance)
     head = "dry run, nothing written" if args.dry_run else f"run {summary.run_id}"
     print(f"{head}: planned for {at.isoformat()}, {summary.accounts} accounts with a balance")

@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Row, Table, func, insert, select, update
+from sqlalchemy import Row, Table, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,6 +71,10 @@ class RunSummary:
     queued: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
 
+    @property
+    def decided(self) -> int:
+        return sum(self.queued.values()) + sum(self.skipped.values())
+
 
 @dataclass
 class _Decision:
@@ -84,9 +88,11 @@ class _Decision:
     address: str | None = None
 
 
-def count_accounts(sessions: sessionmaker[Session]) -> int:
+def count_accounts(sessions: sessionmaker[Session], config: CampaignConfig, at: dt.datetime) -> int:
+    """How many accounts a run at ``at`` looks at (those a step could be due for)."""
     with sessions() as session:
-        return int(session.scalar(select(func.count(Account.id)).where(_owing())) or 0)
+        where = _candidates(config.cadence, at)
+        return int(session.scalar(select(func.count(Account.id)).where(where)) or 0)
 
 
 def plan_run(
@@ -100,19 +106,24 @@ def plan_run(
     summary = RunSummary(at, dry_run)
     if not dry_run:
         summary.run_id = _start_run(sessions, config, at)
+    candidates = _candidates(config.cadence, at)
     after = 0
+    with sessions() as session:
+        summary.accounts = int(session.scalar(select(func.count(Account.id)).where(_owing())) or 0)
     while True:
         with sessions.begin() as session:
-            rows = _accounts(session, after, config.batch_size)
+            rows = _accounts(session, after, config.batch_size, candidates)
             if not rows:
                 break
             after = rows[-1].id
-            decisions = _Batch(session, config, at, rows).decide()
-            _tally(summary, len(rows), decisions)
+            scope = and_(candidates, Account.id.between(rows[0].id, rows[-1].id))
+            decisions = _Batch(session, config, at, rows, scope).decide()
+            _tally(summary, decisions)
             if not dry_run:
-                _write(session, summary.run_id, at, rows, decisions)
+                _write(session, summary.run_id, at, rows, decisions, scope)
         if progress is not None:
             progress(len(rows))
+    summary.not_due = summary.accounts - summary.decided
     if summary.run_id is not None:
         _finish_run(sessions, summary)
     log.info(
@@ -264,7 +275,7 @@ def recheck(
     if "no_plan_active" in conditions and _plans(session, account.id, account.id):
         return Recheck(cancel="plan_active")
     customer = session.get(Customer, account.customer_id)
-    phone = _contacts(session, account.id, account.id).get(account.customer_id, {}).get("phone")
+    phone = _contacts(session, Account.id == account.id).get(account.customer_id, {}).get("phone")
     zones = _zones(customer.timezone if customer else None, phone)
     if policy.mode in policy.hours_modes:
         opens = rules.next_allowed(now, zones, policy.start, policy.end)
@@ -280,7 +291,31 @@ def _owing() -> Any:
     return Account.balance_cents > 0
 
 
-def _accounts(session: Session, after: int, limit: int) -> Sequence[Row[Any]]:
+def _candidates(cadence: Cadence, at: dt.datetime) -> Any:
+    """Owing accounts whose due date puts some step's window on today in some timezone.
+
+    Local dates lie within a day of UTC's, so each step's window is widened by a day either
+    side; the exact test (in the customer's zone) is made per account. Most accounts have no
+    step due on a given day, and this keeps them out of Python altogether.
+    """
+    today = at.astimezone(dt.timezone.utc).date()
+    spans = sorted(
+        (
+            today - dt.timedelta(days=s.offset_days + s.window_days + 1),
+            today - dt.timedelta(days=s.offset_days - 1),
+        )
+        for s in cadence.steps
+    )
+    merged: list[tuple[dt.date, dt.date]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1] + dt.timedelta(days=1):
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return and_(_owing(), or_(*(Account.due_date.between(lo, hi) for lo, hi in merged)))
+
+
+def _accounts(session: Session, after: int, limit: int, candidates: Any) -> Sequence[Row[Any]]:
     return session.execute(
         select(
             Account.id,
@@ -295,7 +330,7 @@ def _accounts(session: Session, after: int, limit: int) -> Sequence[Row[Any]]:
             Customer.preferred_channel,
         )
         .join(Customer, Customer.id == Account.customer_id)
-        .where(Account.id > after, _owing())
+        .where(Account.id > after, candidates)
         .order_by(Account.id)
         .limit(limit)
     ).all()
@@ -310,14 +345,15 @@ class _Batch:
         config: CampaignConfig,
         at: dt.datetime,
         rows: Sequence[Row[Any]],
+        scope: Any,
     ) -> None:
         self.config, self.at, self.rows = config, at, rows
         lo, hi = rows[0].id, rows[-1].id
-        self.contacts = _contacts(session, lo, hi)
-        self.opted_out = _opt_outs(session, lo, hi)
+        self.contacts = _contacts(session, scope)
+        self.opted_out = _opt_outs(session, scope)
         self.holds = _holds(session, lo, hi)
-        self.touches = _touches(session, lo, hi)
-        self.calls = _calls(session, lo, hi, at - dt.timedelta(days=31))
+        self.touches = _touches(session, scope)
+        self.calls = _calls(session, scope, at - dt.timedelta(days=31))
         self.last_paid = _last_payments(session, lo, hi)
         self.promises = _promises(session, lo, hi)
         self.plans = _plans(session, lo, hi)
@@ -464,16 +500,12 @@ def _zones(timezone: str | None, phone: str | None) -> frozenset[str]:
 # through the account where the fact belongs to the customer), never a list of ids.
 
 
-def _in_range(lo: int, hi: int) -> Any:
-    return Account.id.between(lo, hi)
-
-
-def _contacts(session: Session, lo: int, hi: int) -> dict[int, dict[str, str]]:
+def _contacts(session: Session, scope: Any) -> dict[int, dict[str, str]]:
     found: dict[int, dict[str, str]] = defaultdict(dict)
     rows = session.execute(
         select(ContactPoint.customer_id, ContactPoint.kind, ContactPoint.value)
         .join(Account, Account.customer_id == ContactPoint.customer_id)
-        .where(_in_range(lo, hi), ContactPoint.wrong_party_at.is_(None))
+        .where(scope, ContactPoint.wrong_party_at.is_(None))
         .order_by(ContactPoint.id)
     )
     for customer_id, kind, value in rows:
@@ -481,12 +513,12 @@ def _contacts(session: Session, lo: int, hi: int) -> dict[int, dict[str, str]]:
     return found
 
 
-def _opt_outs(session: Session, lo: int, hi: int) -> set[tuple[str, str]]:
+def _opt_outs(session: Session, scope: Any) -> set[tuple[str, str]]:
     rows = session.execute(
         select(OptOut.address, OptOut.channel)
         .join(ContactPoint, ContactPoint.value == OptOut.address)
         .join(Account, Account.customer_id == ContactPoint.customer_id)
-        .where(_in_range(lo, hi), OptOut.revoked_at.is_(None))
+        .where(scope, OptOut.revoked_at.is_(None))
     )
     return {(address, channel) for address, channel in rows}
 
@@ -513,7 +545,7 @@ class _Touch:
     when: dt.datetime
 
 
-def _touches(session: Session, lo: int, hi: int) -> list[_Touch]:
+def _touches(session: Session, scope: Any) -> list[_Touch]:
     rows = session.execute(
         select(
             OutboxMessage.customer_id,
@@ -524,7 +556,7 @@ def _touches(session: Session, lo: int, hi: int) -> list[_Touch]:
             func.coalesce(OutboxMessage.sent_at, OutboxMessage.next_attempt_at),
         )
         .join(Account, Account.customer_id == OutboxMessage.customer_id)
-        .where(_in_range(lo, hi), OutboxMessage.campaign_step.is_not(None))
+        .where(scope, OutboxMessage.campaign_step.is_not(None))
         .distinct()
     )
     return [
@@ -534,13 +566,13 @@ def _touches(session: Session, lo: int, hi: int) -> list[_Touch]:
     ]
 
 
-def _calls(session: Session, lo: int, hi: int, since: dt.datetime) -> dict[int, list[rules.Call]]:
+def _calls(session: Session, scope: Any, since: dt.datetime) -> dict[int, list[rules.Call]]:
     found: dict[int, list[rules.Call]] = defaultdict(list)
     rows = session.execute(
         select(CallAttempt.id, CallAttempt.customer_id, CallAttempt.at, CallAttempt.direction)
         .add_columns(CallAttempt.conversation)
         .join(Account, Account.customer_id == CallAttempt.customer_id)
-        .where(_in_range(lo, hi), CallAttempt.at >= since)
+        .where(scope, CallAttempt.at >= since)
         .distinct()
     )
     for _, customer_id, at, direction, spoke in rows:
@@ -592,16 +624,12 @@ def _utc(value: dt.datetime) -> dt.datetime:
 # --- writing ---------------------------------------------------------------------------------
 
 
-def _tally(summary: RunSummary, accounts: int, decisions: Iterable[_Decision]) -> None:
-    summary.accounts += accounts
-    counted = 0
+def _tally(summary: RunSummary, decisions: Iterable[_Decision]) -> None:
     for d in decisions:
-        counted += 1
         if d.outcome == "queued":
             summary.queued[d.channel or "?"] += 1
         else:
             summary.skipped[d.reason] += 1
-    summary.not_due += accounts - counted
 
 
 def _write(
@@ -610,10 +638,11 @@ def _write(
     at: dt.datetime,
     rows: Sequence[Row[Any]],
     decisions: list[_Decision],
+    scope: Any,
 ) -> None:
     by_id = {r.id: r for r in rows}
     queued = [d for d in decisions if d.outcome == "queued"]
-    conversations = _conversations(session, queued, by_id)
+    conversations = _conversations(session, queued, by_id, scope)
     touches = [_touch_row(d, by_id[d.account_id], conversations, at) for d in queued]
     if touches:
         session.execute(_insert_ignoring_duplicates(session), touches)
@@ -625,14 +654,14 @@ def _write(
 
 
 def _conversations(
-    session: Session, queued: list[_Decision], by_id: dict[int, Row[Any]]
+    session: Session, queued: list[_Decision], by_id: dict[int, Row[Any]], scope: Any
 ) -> dict[int, str]:
     """Each contacted customer's one thread, created now when they have none: a reply to the
     reminder then lands in it (the pipeline finds a conversation by its customer)."""
     rows = session.execute(
         select(Conversation.customer_id, Conversation.id)
         .join(Account, Account.customer_id == Conversation.customer_id)
-        .where(_in_range(min(by_id), max(by_id)))
+        .where(scope)
     )
     found: dict[int, str] = {customer_id: thread for customer_id, thread in rows}
     new = []
