@@ -86,7 +86,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def twilio() -> Iterator[tuple[FakeTwilio, str]]:
-    fake = FakeTwilio(delay=0.25)
+    fake = FakeTwilio(delay=0.4)
     with serving(fake) as url:
         yield fake, url
 
