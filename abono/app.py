@@ -34,9 +34,11 @@ from abono.services.dialogue import Dialogue, DialogueConfig
 from abono.services.outbox import OutboxWorker, RecordingSender
 from abono.services.payment_dialogue import PaymentConfig
 from abono.services.pipeline import Pipeline, PipelineConfig
+from abono.services.plan_dialogue import PlanConfig
 from abono.settings import Settings
 from abono.store.db import make_engine, make_sessionmaker
 from policies.disclosures import DisclosurePolicy
+from policies.payment_plans import PlanPolicy
 from policies.payments import PaymentPolicy
 from policies.verification import VerificationRules
 
@@ -69,7 +71,16 @@ def build_container(
         settings.public_url,
         dt.timedelta(hours=settings.payment_link_ttl_hours),
     )
-    dialogue = Dialogue(sessions, DialogueConfig(rules, settings.support_phone, payments), clock)
+    plans = PlanConfig(
+        PlanPolicy.parse(load_policy_file("payment_plans.yml")),
+        settings.plan_method,
+        settings.plan_max_misses,
+        settings.public_url,
+        payments.link_ttl,
+    )
+    dialogue = Dialogue(
+        sessions, DialogueConfig(rules, settings.support_phone, payments, plans), clock
+    )
     pipeline = Pipeline(
         sessions,
         engine,
