@@ -35,6 +35,7 @@ from abono.services.outbox import OutboxWorker, RecordingSender
 from abono.services.payment_dialogue import PaymentConfig
 from abono.services.pipeline import Pipeline, PipelineConfig
 from abono.services.plan_dialogue import PlanConfig
+from abono.services.plans import FollowUpConfig, follow_up
 from abono.settings import Settings
 from abono.store.db import make_engine, make_sessionmaker
 from policies.disclosures import DisclosurePolicy
@@ -103,6 +104,25 @@ def build_container(
     )
 
 
+async def _follow_up_forever(container: Container) -> None:
+    """Plan and promise reminders and follow-ups, every few minutes (abono/services/plans.py)."""
+    settings = container.settings
+    config = FollowUpConfig(link_ttl=dt.timedelta(hours=settings.payment_link_ttl_hours))
+
+    def once() -> None:
+        with container.sessions.begin() as session:
+            done = follow_up(session, container.clock(), config)
+        if done:
+            log.info("plans.follow_up.done", **done)
+
+    while True:
+        try:
+            await asyncio.to_thread(once)
+        except Exception:  # keep going; the next round retries what this one did not finish
+            log.exception("plans.follow_up.failed")
+        await asyncio.sleep(settings.follow_up_interval_seconds)
+
+
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
     container = container or build_container(settings)
 
@@ -110,8 +130,10 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         log.info("app.lifecycle.started", sandbox=settings.sandbox)
         worker = asyncio.create_task(container.outbox.run_forever())
+        follow = asyncio.create_task(_follow_up_forever(container))
         yield
         worker.cancel()
+        follow.cancel()
         log.info("app.lifecycle.stopped")
 
     app = FastAPI(title="abono", version="0.1.0", lifespan=lifespan)
