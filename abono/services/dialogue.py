@@ -23,6 +23,7 @@ from abono.services.plan_dialogue import PLAN_QUESTIONS, Ask, PlanConfig, PlanCo
 from abono.store.models import Account, ContactPoint, Conversation
 from abono.understanding.amounts import find_amount_cents
 from abono.understanding.dates import parse_birth_date
+from abono.understanding.plan_terms import find_count, find_frequency
 from policies.verification import (
     VerificationRules,
     dob_matches,
@@ -140,6 +141,7 @@ class Dialogue:
         return Outcome().say("utter_how_can_i_help")
 
     def debt_request(self, turn: Turn) -> Outcome:
+        turn = _plan_when_periodic(turn)
         if turn.awaiting in PLAN_QUESTIONS and turn.intent in PLAN_TERM_INTENTS:
             return self._plan_answer(turn)
         with self._sessions.begin() as session:
@@ -446,6 +448,15 @@ class Dialogue:
                 return self._payments.ask_amount(account)
             cleared_slots = {"awaiting": None, "payment_amount_cents": None}
             return Outcome(slots=cleared_slots).say("utter_how_can_i_help")
+
+
+def _plan_when_periodic(turn: Turn) -> Turn:
+    """ "I can pay $60 a month" / "in 3 payments" asks for a plan, whatever the classifier said."""
+    periodic = turn.intent == "pay_partial" and find_frequency(turn.text) is not None
+    counted = turn.intent in ("pay_partial", "pay_full") and find_count(turn.text, "en")[0]
+    if periodic or (counted and counted > 1):  # "my monthly bill" alone is no plan
+        return replace(turn, intent="request_payment_plan")
+    return turn
 
 
 def _ask(conversation: Conversation, account: Account, turn: Turn) -> Ask:

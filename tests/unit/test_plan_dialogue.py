@@ -261,3 +261,23 @@ async def test_promise_in_the_past_is_asked_again(
     turn = await verified(james, "I'll pay on 2026-11-01", "promise_to_pay")
     assert turn.responses == ["utter_verified", "utter_plan_date_in_past"]
     assert rows(demo_sessions, Offer) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "misread_as"),
+    [("can I pay $60 a month?", "pay_partial"), ("can I pay it in 4 payments", "pay_full")],
+)
+async def test_a_periodic_amount_is_a_plan_request_whatever_the_classifier_said(
+    james: Chat, text: str, misread_as: str
+) -> None:
+    turn = await verified(james, text, misread_as)
+    assert turn.responses == [
+        "utter_verified",
+        "utter_plan_read_back_down",
+        "utter_plan_ask_consent",
+    ]
+
+
+async def test_paying_the_monthly_bill_is_still_a_payment(james: Chat) -> None:
+    turn = await verified(james, "I want to pay my monthly bill", "pay_full")
+    assert turn.responses == ["utter_verified", "utter_confirm_full_payment"]
