@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from abono.services import audit
-from abono.services.payments import issue_link
+from abono.services.payments import issue_link, queue_to_conversation
 from abono.store.models import (
     Account,
     Conversation,
@@ -461,6 +461,64 @@ class PlanConversation:
         return self._config.policy.limits_for(
             account.segment, account.days_past_due, account.balance_cents
         )
+
+
+# -- terms a person approved ------------------------------------------------------------------
+
+
+def carry_out_approval(
+    session: Session,
+    conversation: Conversation,
+    account: Account,
+    terms: dict[str, Any],
+    version: int,
+    now: dt.datetime,
+    approved_by: str,
+) -> Offer:
+    """An agent approved terms beyond the bot's limits: the bot puts them to the customer.
+
+    The approved terms become the offer on the table; the customer's yes (``plan_consent`` /
+    ``promise_consent``) then creates the plan or the promise as for any other offer.
+    """
+    _supersede(session, conversation.id)
+    kind = "promise" if terms.get("kind") == "promise" else "plan"
+    offer = Offer(
+        conversation_id=conversation.id,
+        account_id=account.id,
+        kind=kind,
+        source="approved",
+        terms={**terms, "approved_by": approved_by},
+        policy_version=version,
+        decision="approved",
+        created_at=now,
+    )
+    session.add(offer)
+    session.flush()
+    audit.record(
+        session, "offer.approved", conversation, offer_id=offer.id, approved_by=approved_by
+    )
+    key, args = _approved_message(offer, account.currency)
+    queue_to_conversation(session, conversation, key, args, f"offer-{offer.id}-approved")
+    return offer
+
+
+def _approved_message(offer: Offer, currency: str) -> tuple[str, dict[str, Any]]:
+    if offer.kind == "promise":
+        return "utter_promise_approved", {
+            "amount_cents": int(offer.terms["amount_cents"]),
+            "due_date": offer.terms["date"],
+            "currency": currency,
+        }
+    option = _option_from(offer)
+    args: dict[str, Any] = {
+        "count": option.installment_count,
+        "frequency_key": f"word_{option.frequency}",
+        "schedule": [[i.due.isoformat(), i.amount_cents] for i in option.schedule.installments],
+        "currency": currency,
+    }
+    if option.down_payment_cents:
+        return "utter_plan_approved_down", {**args, "down_payment_cents": option.down_payment_cents}
+    return "utter_plan_approved", args
 
 
 # -- offers in the store ---------------------------------------------------------------------

@@ -53,9 +53,7 @@ def main() -> None:
     outcomes: dict[str, int] = {}
     for _ in range(RUNS):
         balance = rng.randint(1_000, 800_000)
-        limits = policy.limits_for(
-            rng.choice(policy.segments), rng.randint(-30, 400), balance
-        )
+        limits = policy.limits_for(rng.choice(policy.segments), rng.randint(-30, 400), balance)
         proposal = _proposal(rng, balance)
         started = time.perf_counter()
         decision = evaluate_proposal(limits, balance, proposal, TODAY)

@@ -19,8 +19,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.app import load_policy_file
 from abono.services.dialogue import Dialogue, DialogueConfig
 from abono.services.payment_dialogue import PaymentConfig
-from abono.services.plan_dialogue import PlanConfig
-from abono.store.models import AuditEvent, Offer, PaymentLink, PaymentPlan, PromiseToPay
+from abono.services.plan_dialogue import PlanConfig, carry_out_approval
+from abono.store.models import (
+    Account,
+    AuditEvent,
+    Conversation,
+    Message,
+    Offer,
+    OutboxMessage,
+    PaymentLink,
+    PaymentPlan,
+    PromiseToPay,
+)
 from bot.actions import dialogue_actions
 from policies.payment_plans import PlanPolicy
 from policies.payments import PaymentPolicy
@@ -281,3 +291,42 @@ async def test_a_periodic_amount_is_a_plan_request_whatever_the_classifier_said(
 async def test_paying_the_monthly_bill_is_still_a_payment(james: Chat) -> None:
     turn = await verified(james, "I want to pay my monthly bill", "pay_full")
     assert turn.responses == ["utter_verified", "utter_confirm_full_payment"]
+
+
+async def test_terms_a_person_approved_are_put_to_the_customer_and_carried_out(
+    demo_sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    policy = load_policy_file("payment_plans.yml")
+    for row in policy["limits"]:
+        row["human_approval_above_cents"] = 10000
+    conversation_id, language = open_conversation(demo_sessions, "CUST-1002")
+    actions = build_actions(demo_sessions, clock, policy)
+    james = Chat(actions, conversation_id, JAMES_PHONE, language)
+    await verified(james, "can I pay $60 a month?", "request_payment_plan")
+    with demo_sessions.begin() as session:
+        session.add(
+            Message(
+                conversation_id=conversation_id,
+                channel="sms",
+                direction="in",
+                address=JAMES_PHONE,
+                language="en",
+                text="can I pay $60 a month?",
+            )
+        )
+        (asked,) = session.scalars(select(Offer))
+        conversation = session.get(Conversation, conversation_id)
+        account = session.get(Account, asked.account_id)
+        assert conversation is not None and account is not None
+        carry_out_approval(
+            session, conversation, account, asked.terms, asked.policy_version, clock(), "maria"
+        )
+    with demo_sessions() as session:
+        (message,) = session.scalars(select(OutboxMessage))
+        assert message.key == "utter_plan_approved_down" and message.address == JAMES_PHONE
+        assert sum(c for _, c in message.args["schedule"]) == 20500
+    james.slots["awaiting"] = "plan_consent"  # what the outbox tells the engine once it is sent
+    turn = await james.says("yes", "affirm")
+    assert turn.responses == ["utter_plan_agreed", "utter_payment_link"]
+    plan, installments = plan_with_installments(demo_sessions)
+    assert sum(c for _, _, c in installments) == 23000 and plan.status == "pending"
