@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from abono.services import audit
+from abono.services.commitments import open_commitments
 from abono.services.payments import issue_link, queue_to_conversation
 from abono.store.models import (
     Account,
@@ -118,6 +119,9 @@ class PlanConversation:
         """request_payment_plan or promise_to_pay, once the customer is verified."""
         if ask.account.balance_cents <= 0:
             return self._say(None, "utter_balance_zero")
+        existing = _existing_commitment(session, ask.account)
+        if existing is not None:
+            return existing
         if ask.intent == "promise_to_pay":
             return self._promise(session, ask, self._terms(ask))
         return self._plan(session, ask, self._terms(ask))
@@ -534,6 +538,32 @@ def _offered(session: Session, conversation_id: str, source: str | None = None) 
 def _latest_offered(session: Session, conversation_id: str, kind: str) -> Offer | None:
     offered = [o for o in _offered(session, conversation_id) if o.kind == kind]
     return offered[-1] if offered else None
+
+
+def _existing_commitment(session: Session, account: Account) -> Outcome | None:
+    """A running plan or a pending promise is kept, not renegotiated by the bot."""
+    from abono.services.dialogue import Outcome
+
+    plans, promises = open_commitments(session, account.id)
+    for plan in plans:
+        upcoming = [i for i in plan.installments if i.status == "scheduled"]
+        if upcoming:
+            outcome = Outcome(slots={"awaiting": None})
+            return outcome.say(
+                "utter_plan_exists",
+                amount_cents=upcoming[0].amount_cents,
+                currency=plan.currency,
+                due_date=upcoming[0].due_date.isoformat(),
+            )
+    for promise in promises:
+        outcome = Outcome(slots={"awaiting": None})
+        return outcome.say(
+            "utter_promise_exists",
+            amount_cents=promise.amount_cents,
+            currency=promise.currency,
+            due_date=promise.due_date.isoformat(),
+        )
+    return None
 
 
 def _may_be_choice(text: str, terms: ProposedTerms) -> bool:

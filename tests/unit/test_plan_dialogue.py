@@ -330,3 +330,11 @@ async def test_terms_a_person_approved_are_put_to_the_customer_and_carried_out(
     assert turn.responses == ["utter_plan_agreed", "utter_payment_link"]
     plan, installments = plan_with_installments(demo_sessions)
     assert sum(c for _, _, c in installments) == 23000 and plan.status == "pending"
+
+
+async def test_a_running_plan_is_not_renegotiated_by_the_bot(james: Chat) -> None:
+    await verified(james, "can I pay $60 a month?", "request_payment_plan")
+    await james.says("yes", "affirm")
+    turn = await james.says("can I get a payment plan?", "request_payment_plan")
+    assert turn.responses == ["utter_plan_exists"]
+    assert turn.said("utter_plan_exists")["amount_cents"] == 2500  # the down payment, due today
