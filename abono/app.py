@@ -31,12 +31,15 @@ from abono.integrations.rasa_engine import RasaEngine
 from abono.integrations.stripe_gateway import build_gateway
 from abono.ports import ConversationEngine, PaymentGateway
 from abono.services.dialogue import Dialogue, DialogueConfig
+from abono.services.handoff import HandoffService
 from abono.services.outbox import OutboxWorker, RecordingSender
 from abono.services.payment_dialogue import PaymentConfig
 from abono.services.pipeline import Pipeline, PipelineConfig
 from abono.settings import Settings
 from abono.store.db import make_engine, make_sessionmaker
 from policies.disclosures import DisclosurePolicy
+from policies.escalation import EscalationPolicy
+from policies.payment_plans import PlanPolicy
 from policies.payments import PaymentPolicy
 from policies.verification import VerificationRules
 
@@ -69,7 +72,10 @@ def build_container(
         settings.public_url,
         dt.timedelta(hours=settings.payment_link_ttl_hours),
     )
-    dialogue = Dialogue(sessions, DialogueConfig(rules, settings.support_phone, payments), clock)
+    escalation = EscalationPolicy.parse(load_policy_file("escalation.yml"))
+    dialogue = Dialogue(
+        sessions, DialogueConfig(rules, settings.support_phone, payments, escalation), clock
+    )
     pipeline = Pipeline(
         sessions,
         engine,
@@ -77,7 +83,11 @@ def build_container(
         DisclosurePolicy.parse(load_policy_file("disclosures.yml")),
         PipelineConfig(settings.collector_mode, settings.company_name, settings.support_phone),
         clock,
+        escalation,
     )
+    # The lead wires on_approved to the plan service (issue 4) so the bot carries terms out.
+    handoffs = HandoffService(sessions, escalation, clock, decorate=pipeline.decorate)
+    plans = PlanPolicy.parse(load_policy_file("payment_plans.yml"))
     defaults = {
         "company": settings.company_name,
         "support_phone": settings.support_phone,
@@ -88,7 +98,17 @@ def build_container(
     outbox = OutboxWorker(sessions, catalogs, pipeline, senders, engine, defaults, clock)
     gateway = gateway or build_gateway(settings)
     return Container(
-        settings, sessions, catalogs, engine, dialogue, pipeline, outbox, gateway, clock
+        settings,
+        sessions,
+        catalogs,
+        engine,
+        dialogue,
+        pipeline,
+        outbox,
+        gateway,
+        clock,
+        handoffs,
+        plans.stage_for,
     )
 
 
