@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     voice_timeout_seconds: int = Field(default=5, ge=1, le=30)
     voice_pay_connector: str | None = None  # Twilio <Pay> connector name; None: text a link
 
+    # The agent console (channels/console.py): how long a login lasts.
+    console_session_hours: int = Field(default=8, ge=1, le=24)
+
     @model_validator(mode="after")
     def _sandbox_pays_locally(self) -> Settings:
         """The sandbox takes payments on localstripe unless told otherwise."""
