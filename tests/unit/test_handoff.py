@@ -156,7 +156,7 @@ async def test_after_hours_the_customer_hears_when_a_person_will_be_back(
     clock.advance(hours=10)  # 20:00 in New York on a Tuesday
     replies = await send(app, "this is identity theft")
     assert "Our team is away right now" in replies[-1]
-    assert "November 25, 2026 at 08:00 (CST)" in replies[-1]  # James lives in Chicago
+    assert "November 25, 2026 at 8:00\u202fAM (CST)" in replies[-1]  # James lives in Chicago
 
 
 async def test_while_held_the_bot_is_silent_and_the_message_is_kept(
