@@ -27,9 +27,11 @@ from abono.container import Container
 from abono.errors import AbonoError
 from abono.i18n import MEDIA, Catalogs
 from abono.integrations.action_server import action_router
+from abono.integrations.desk_webhook import HttpDeskWebhook
 from abono.integrations.rasa_engine import RasaEngine
 from abono.integrations.stripe_gateway import build_gateway
 from abono.ports import ConversationEngine, PaymentGateway
+from abono.services.desk_events import DeskEventWorker
 from abono.services.dialogue import Dialogue, DialogueConfig
 from abono.services.handoff import HandoffService
 from abono.services.outbox import OutboxWorker, RecordingSender
@@ -119,8 +121,12 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         log.info("app.lifecycle.started", sandbox=settings.sandbox)
         worker = asyncio.create_task(container.outbox.run_forever())
+        desk = _desk_worker(container)
+        desk_task = asyncio.create_task(desk.run_forever()) if desk else None
         yield
         worker.cancel()
+        if desk_task is not None:
+            desk_task.cancel()
         log.info("app.lifecycle.stopped")
 
     app = FastAPI(title="abono", version="0.1.0", lifespan=lifespan)
@@ -147,6 +153,21 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     for ep in sorted(entry_points(group="abono.channels"), key=lambda e: e.name):
         ep.load()(app, container)
     return app
+
+
+def _desk_worker(container: Container) -> DeskEventWorker | None:
+    """Sends handoff events to another agent desk, when one is configured."""
+    settings = container.settings
+    if not settings.desk_webhook_url:
+        return None
+    webhook = HttpDeskWebhook(httpx.AsyncClient(timeout=10))
+    return DeskEventWorker(
+        container.sessions,
+        webhook,
+        settings.desk_webhook_url,
+        settings.desk_webhook_secret,
+        container.clock,
+    )
 
 
 def _database_ready(container: Container) -> bool:
