@@ -123,8 +123,10 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         worker = asyncio.create_task(container.outbox.run_forever())
         desk = _desk_worker(container)
         desk_task = asyncio.create_task(desk.run_forever()) if desk else None
+        resumer = asyncio.create_task(_resume_hand_backs(container))
         yield
         worker.cancel()
+        resumer.cancel()
         if desk_task is not None:
             desk_task.cancel()
         log.info("app.lifecycle.stopped")
@@ -153,6 +155,16 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     for ep in sorted(entry_points(group="abono.channels"), key=lambda e: e.name):
         ep.load()(app, container)
     return app
+
+
+async def _resume_hand_backs(container: Container, interval: float = 10.0) -> None:
+    """A hand-back whose waiting message was not answered (a crash in between) is resumed."""
+    while True:
+        try:
+            await container.pipeline.resume_pending()
+        except Exception:  # keep going; the next round tries again
+            log.exception("handoff.resume.failed")
+        await asyncio.sleep(interval)
 
 
 def _desk_worker(container: Container) -> DeskEventWorker | None:

@@ -386,6 +386,23 @@ class Pipeline:
         texts = await self._ask_engine(prepared, channel)
         return await asyncio.to_thread(self._finish, prepared, channel, texts)
 
+    async def resume_pending(self, older_than: dt.timedelta = dt.timedelta(seconds=30)) -> int:
+        """Hand-backs whose answer was never given (the process stopped in between)."""
+        due = self._clock() - older_than
+        with self._sessions() as session:
+            ids = list(
+                session.scalars(
+                    select(Handoff.id).where(
+                        Handoff.status == "resolved",
+                        Handoff.resumed_at.is_(None),
+                        Handoff.resolved_at <= due,
+                    )
+                )
+            )
+        for handoff_id in ids:
+            await self.resume(handoff_id)
+        return len(ids)
+
     def _claim_resume(self, handoff_id: int) -> tuple[_Prepared, str] | None:
         with self._sessions.begin() as session:
             won = session.execute(  # type: ignore[attr-defined]  # CursorResult for UPDATE

@@ -385,3 +385,56 @@ def test_messages_are_logged_even_while_held(app: Container) -> None:
     asyncio.run(send(app, "go to hell"))
     asyncio.run(send(app, "still there?"))
     assert count(app, Message, direction="in") == 2
+
+
+async def test_a_hand_back_interrupted_before_its_answer_is_resumed_later(
+    app: Container, engine: FakeEngine, clock: Clock
+) -> None:
+    alice, _, _ = people(app)
+    await send(app, "go to hell")
+    app.handoffs.claim(1, alice)
+    await send(app, "sorry. how much do I owe?")
+    app.handoffs.hand_back(1, alice)  # ...and the process stops before resume()
+    assert await app.pipeline.resume_pending() == 0  # too recent: the hand-back may be running
+    clock.advance(minutes=1)
+    assert await app.pipeline.resume_pending() == 1
+    assert engine.texts == ["sorry. how much do I owe?"]
+    assert await app.pipeline.resume_pending() == 0
+
+
+async def test_release_and_transfer_move_the_case_between_people(app: Container) -> None:
+    alice, bob, sam = people(app)
+    await send(app, "go to hell")
+    app.handoffs.claim(1, alice)
+    with pytest.raises(ForbiddenError):
+        app.handoffs.transfer(1, bob, "bob")  # only the holder or a supervisor
+    app.handoffs.transfer(1, alice, "bob")
+    with pytest.raises(ForbiddenError):
+        app.handoffs.reply(1, alice, "still me?")
+    app.handoffs.reply(1, bob, "Bob here.")
+    app.handoffs.release(1, sam)  # a supervisor may put it back in the queue
+    app.handoffs.claim(1, alice)
+    with pytest.raises(HandoffConflictError):
+        app.handoffs.close(1, alice, "   ")  # a note is required
+    app.handoffs.close(1, alice, "Customer calmed down; no action needed.")
+    with app.sessions() as session:
+        handoff = session.get(Handoff, 1)
+        assert handoff is not None and handoff.resolution == "closed"
+        assert active_handoff(session, handoff.conversation_id) is None
+    kinds = [
+        "handoff.claimed",
+        "handoff.transferred",
+        "handoff.replied",
+        "handoff.released",
+        "handoff.closed",
+    ]
+    for kind in kinds:
+        assert count(app, AuditEvent, kind=kind) >= 1
+
+
+async def test_a_console_login_expires(app: Container, web: TestClient, clock: Clock) -> None:
+    sign_in(web, "alice", "correct horse 1")
+    assert web.get("/console/api/queue").status_code == 200
+    clock.advance(hours=8, seconds=1)
+    assert web.get("/console/api/queue").status_code == 401
+    assert web.get("/console", follow_redirects=False).status_code == 303
