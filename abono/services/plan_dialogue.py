@@ -19,10 +19,13 @@ from sqlalchemy.orm import Session
 
 from abono.services import audit
 from abono.services.commitments import open_commitments
+from abono.services.customers import primary_account
 from abono.services.payments import issue_link, queue_to_conversation
 from abono.store.models import (
     Account,
+    Agent,
     Conversation,
+    Handoff,
     Offer,
     PaymentPlan,
     PlanInstallment,
@@ -504,6 +507,22 @@ def carry_out_approval(
     key, args = _approved_message(offer, account.currency)
     queue_to_conversation(session, conversation, key, args, f"offer-{offer.id}-approved")
     return offer
+
+
+def approval_handler(clock: Callable[[], dt.datetime]) -> Callable[[Session, Handoff], None]:
+    """What the handoff service calls once an agent approved a case's proposal."""
+
+    def carry_out(session: Session, handoff: Handoff) -> None:
+        conversation, terms = handoff.conversation, handoff.approved_terms
+        account = primary_account(session, conversation.customer_id or 0)
+        if account is None or not terms:
+            return
+        agent = session.get(Agent, handoff.approved_by) if handoff.approved_by else None
+        version = int(terms.get("policy_version") or 0)
+        who = agent.username if agent is not None else "agent"
+        carry_out_approval(session, conversation, account, terms, version, clock(), who)
+
+    return carry_out
 
 
 def _approved_message(offer: Offer, currency: str) -> tuple[str, dict[str, Any]]:

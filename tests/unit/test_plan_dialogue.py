@@ -22,8 +22,8 @@ from abono.services.payment_dialogue import PaymentConfig
 from abono.services.plan_dialogue import PlanConfig, carry_out_approval
 from abono.store.models import (
     Account,
-    AuditEvent,
     Conversation,
+    Handoff,
     Message,
     Offer,
     OutboxMessage,
@@ -229,9 +229,9 @@ async def test_terms_above_the_approval_threshold_go_to_a_person_with_the_propos
     assert turn.responses == ["utter_verified", "utter_plan_needs_approval"]
     (offer,) = rows(demo_sessions, Offer)
     assert (offer.status, offer.reason) == ("needs_approval", "above_approval_threshold")
-    handoffs = [e for e in rows(demo_sessions, AuditEvent) if e.kind.startswith("handoff")]
-    assert handoffs and handoffs[-1].data["reason"] == "outside_limits"
-    assert handoffs[-1].data["proposal"]["financed_cents"] == 20500
+    (handoff,) = rows(demo_sessions, Handoff)  # a person takes it, the proposal attached
+    assert (handoff.reason, handoff.status) == ("outside_limits", "open")
+    assert handoff.proposal is not None and handoff.proposal["financed_cents"] == 20500
     assert rows(demo_sessions, PaymentPlan) == []
 
 
