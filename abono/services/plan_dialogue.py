@@ -346,7 +346,7 @@ class PlanConversation:
     def _promise(self, session: Session, ask: Ask, terms: ProposedTerms) -> Outcome:
         if terms.bad_date:
             return self._say("promise_date", "utter_plan_bad_date")
-        amount = terms.amount_cents or ask.remembered_cents or _promised(session, ask)
+        amount = _first_known(terms.amount_cents, ask.remembered_cents, _promised(session, ask))
         if terms.date is None:
             outcome = self._say("promise_date", "utter_ask_promise_date")
             outcome.slots["payment_amount_cents"] = amount
@@ -357,7 +357,7 @@ class PlanConversation:
         )
         asked = {
             "kind": "promise",
-            "amount_cents": amount or ask.account.balance_cents,
+            "amount_cents": ask.account.balance_cents if amount is None else amount,
             "date": terms.date.isoformat(),
             "currency": ask.account.currency,
         }
@@ -583,6 +583,10 @@ def _existing_commitment(session: Session, account: Account) -> Outcome | None:
             due_date=promise.due_date.isoformat(),
         )
     return None
+
+
+def _first_known(*amounts: int | None) -> int | None:
+    return next((a for a in amounts if a is not None), None)
 
 
 def _may_be_choice(text: str, terms: ProposedTerms) -> bool:
