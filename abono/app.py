@@ -27,19 +27,26 @@ from abono.container import Container
 from abono.errors import AbonoError
 from abono.i18n import MEDIA, Catalogs
 from abono.integrations.action_server import action_router
+from abono.integrations.desk_webhook import HttpDeskWebhook
 from abono.integrations.rasa_engine import RasaEngine
 from abono.integrations.stripe_gateway import build_gateway
 from abono.ports import ConversationEngine, PaymentGateway
 from abono.services.campaign import CampaignConfig
+from abono.services.desk_events import DeskEventWorker
 from abono.services.dialogue import Dialogue, DialogueConfig
+from abono.services.handoff import HandoffService
 from abono.services.outbox import OutboxWorker, RecordingSender, WorkerConfig
 from abono.services.payment_dialogue import PaymentConfig
 from abono.services.pipeline import Pipeline, PipelineConfig
+from abono.services.plan_dialogue import PlanConfig, approval_handler
+from abono.services.plans import FollowUpConfig, follow_up
 from abono.settings import Settings
 from abono.store.db import make_engine, make_sessionmaker
 from policies.cadence import Cadence
 from policies.contact_rules import ContactPolicy
 from policies.disclosures import DisclosurePolicy, PolicyError
+from policies.escalation import EscalationPolicy
+from policies.payment_plans import PlanPolicy
 from policies.payments import PaymentPolicy
 from policies.verification import VerificationRules
 
@@ -81,7 +88,19 @@ def build_container(
         settings.public_url,
         dt.timedelta(hours=settings.payment_link_ttl_hours),
     )
-    dialogue = Dialogue(sessions, DialogueConfig(rules, settings.support_phone, payments), clock)
+    plans = PlanConfig(
+        PlanPolicy.parse(load_policy_file("payment_plans.yml")),
+        settings.plan_method,
+        settings.plan_max_misses,
+        settings.public_url,
+        payments.link_ttl,
+    )
+    escalation = EscalationPolicy.parse(load_policy_file("escalation.yml"))
+    dialogue = Dialogue(
+        sessions,
+        DialogueConfig(rules, settings.support_phone, payments, plans, escalation),
+        clock,
+    )
     pipeline = Pipeline(
         sessions,
         engine,
@@ -89,6 +108,15 @@ def build_container(
         DisclosurePolicy.parse(load_policy_file("disclosures.yml")),
         PipelineConfig(settings.collector_mode, settings.company_name, settings.support_phone),
         clock,
+        escalation,
+    )
+    # Terms an agent approves are put to the customer by the bot (plan_dialogue).
+    handoffs = HandoffService(
+        sessions,
+        escalation,
+        clock,
+        on_approved=approval_handler(clock),
+        decorate=pipeline.decorate,
     )
     defaults = {
         "company": settings.company_name,
@@ -110,8 +138,38 @@ def build_container(
     )
     gateway = gateway or build_gateway(settings)
     return Container(
-        settings, sessions, catalogs, engine, dialogue, pipeline, outbox, gateway, clock, campaign
+        settings,
+        sessions,
+        catalogs,
+        engine,
+        dialogue,
+        pipeline,
+        outbox,
+        gateway,
+        clock,
+        handoffs,
+        plans.policy.stage_for,
+        campaign,
     )
+
+
+async def _follow_up_forever(container: Container) -> None:
+    """Plan and promise reminders and follow-ups, every few minutes (abono/services/plans.py)."""
+    settings = container.settings
+    config = FollowUpConfig(link_ttl=dt.timedelta(hours=settings.payment_link_ttl_hours))
+
+    def once() -> None:
+        with container.sessions.begin() as session:
+            done = follow_up(session, container.clock(), config)
+        if done:
+            log.info("plans.follow_up.done", **done)
+
+    while True:
+        try:
+            await asyncio.to_thread(once)
+        except Exception:  # keep going; the next round retries what this one did not finish
+            log.exception("plans.follow_up.failed")
+        await asyncio.sleep(settings.follow_up_interval_seconds)
 
 
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
@@ -123,9 +181,17 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         worker = None
         if settings.worker_in_app:
             worker = asyncio.create_task(container.outbox.run_forever())
+        follow = asyncio.create_task(_follow_up_forever(container))
+        desk = _desk_worker(container)
+        desk_task = asyncio.create_task(desk.run_forever()) if desk else None
+        resumer = asyncio.create_task(_resume_hand_backs(container))
         yield
         if worker is not None:
             worker.cancel()
+        follow.cancel()
+        resumer.cancel()
+        if desk_task is not None:
+            desk_task.cancel()
         log.info("app.lifecycle.stopped")
 
     app = FastAPI(title="abono", version="0.1.0", lifespan=lifespan)
@@ -152,6 +218,31 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     for ep in sorted(entry_points(group="abono.channels"), key=lambda e: e.name):
         ep.load()(app, container)
     return app
+
+
+async def _resume_hand_backs(container: Container, interval: float = 10.0) -> None:
+    """A hand-back whose waiting message was not answered (a crash in between) is resumed."""
+    while True:
+        try:
+            await container.pipeline.resume_pending()
+        except Exception:  # keep going; the next round tries again
+            log.exception("handoff.resume.failed")
+        await asyncio.sleep(interval)
+
+
+def _desk_worker(container: Container) -> DeskEventWorker | None:
+    """Sends handoff events to another agent desk, when one is configured."""
+    settings = container.settings
+    if not settings.desk_webhook_url:
+        return None
+    webhook = HttpDeskWebhook(httpx.AsyncClient(timeout=10))
+    return DeskEventWorker(
+        container.sessions,
+        webhook,
+        settings.desk_webhook_url,
+        settings.desk_webhook_secret,
+        container.clock,
+    )
 
 
 def _database_ready(container: Container) -> bool:

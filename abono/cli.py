@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from abono import cli_operator
+from abono.cli_plans import add_commands as add_plan_commands
 from abono.settings import Settings
 
 
@@ -64,6 +65,17 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--interval", type=float, default=0.5, help="idle poll, seconds")
     worker.set_defaults(handler=cli_operator.worker)
 
+    people = commands.add_parser("agents", help="console accounts for live agents")
+    people_commands = people.add_subparsers(metavar="ACTION")
+    adder = people_commands.add_parser("add", help="create an agent or supervisor account")
+    adder.add_argument("username")
+    adder.add_argument("--role", choices=["agent", "supervisor"], default="agent")
+    adder.add_argument("--name", default=None, help="display name (default: the username)")
+    adder.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    adder.set_defaults(handler=_add_agent)
+
     evaluate = commands.add_parser("nlu-eval", help="classify each row of a CSV (text,lang)")
     evaluate.add_argument("input", type=Path)
     evaluate.add_argument("--today", required=True, type=dt.date.fromisoformat)
@@ -75,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--channel", default="sms", choices=["sms", "email", "voice", "web"])
     chat.add_argument("--url", default=None, help="the app's URL (default: ABONO_PUBLIC_URL)")
     chat.set_defaults(handler=_chat)
+    add_plan_commands(commands)
     return parser
 
 
@@ -143,6 +156,32 @@ def _import_accounts(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(report.rejected)} rejected, {report.total} rows"
     )
     return 0 if not report.rejected else 1
+
+
+def _add_agent(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.errors import AbonoError
+    from abono.services.agents import add_agent
+    from abono.store.db import make_engine, make_sessionmaker, migrate
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        import getpass
+
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            agent = add_agent(session, args.username, password, args.role, args.name)
+            print(f"{agent.role} {agent.username!r} created")
+    except AbonoError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _nlu_eval(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,13 +9,14 @@ with Babel for the language's locale.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from babel.dates import format_date
+from babel.dates import format_date, format_time
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency
 
@@ -66,7 +67,12 @@ class Catalogs:
         template = self.template(key, lang, medium)
         if template is None:
             raise KeyError(f"no message for key {key!r}")
-        return _FORMATTER.format(template, **format_arguments(args or {}, lang))
+        shown = format_arguments(args or {}, lang)
+        for name, value in (args or {}).items():
+            # ``frequency_key="word_monthly"`` shows the catalog's word as ``{frequency}``.
+            if name.endswith("_key") and isinstance(value, str) and self.template(value, lang):
+                shown[name.removesuffix("_key")] = self.render(value, lang, medium)
+        return _FORMATTER.format(template, **shown)
 
 
 def _read_catalog(path: Path) -> dict[str, str]:
@@ -94,6 +100,9 @@ def format_day(value: dt.date, lang: str) -> str:
     return format_date(value, format="long", locale=LOCALES.get(lang, "en_US"))
 
 
+_CLOCK = re.compile(r"^\d{2}:\d{2}$")  # ``*_time`` arguments: HH:MM, local time
+
+
 def format_arguments(args: Mapping[str, Any], lang: str) -> dict[str, Any]:
     """Turn typed values into display text: ``balance_cents`` becomes ``{balance}``."""
     currency = str(args.get("currency") or "USD")
@@ -103,6 +112,16 @@ def format_arguments(args: Mapping[str, Any], lang: str) -> dict[str, Any]:
             shown[name.removesuffix("_cents")] = format_money(int(value), currency, lang)
         elif name.endswith("_date") and isinstance(value, str) and value:
             shown[name] = format_day(dt.date.fromisoformat(value), lang)
+        elif name == "schedule" and isinstance(value, list):
+            shown[name] = "; ".join(
+                f"{format_day(dt.date.fromisoformat(day), lang)}: "
+                + format_money(cents, currency, lang)
+                for day, cents in value
+            )
+        elif name.endswith("_time") and isinstance(value, str) and _CLOCK.match(value):
+            shown[name] = format_time(
+                dt.time.fromisoformat(value), format="short", locale=LOCALES.get(lang, "en_US")
+            )
         else:
             shown[name] = value
     return shown

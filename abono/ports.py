@@ -54,3 +54,9 @@ class PaymentGateway(Protocol):
         idempotency_key: str,
         metadata: Mapping[str, str],
     ) -> PaymentIntentRef: ...
+
+
+class DeskWebhook(Protocol):
+    """An outside agent desk's webhook: POSTs our signed JSON, returns the HTTP status."""
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int: ...

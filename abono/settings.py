@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str = "whsec_abono_sandbox"
     localstripe_port: int = 8420
     payment_link_ttl_hours: int = Field(default=72, ge=1, le=24 * 30)
+    # Plans: later installments by a link each (link) or charged to the saved card (saved_card);
+    # a plan is broken after this many missed installments.
+    plan_method: Literal["link", "saved_card"] = "link"
+    plan_max_misses: int = Field(default=2, ge=1, le=12)
+    follow_up_interval_seconds: float = Field(default=300, gt=0)
     # SMS through Twilio. No twilio_api_base means real Twilio; tests point it at a local fake.
     twilio_account_sid: str = "AC" + "0" * 32
     twilio_auth_token: str = "sandbox-twilio-token"
@@ -61,6 +66,15 @@ class Settings(BaseSettings):
     voice_timeout_seconds: int = Field(default=5, ge=1, le=30)
     voice_pay_connector: str | None = None  # Twilio <Pay> connector name; None: text a link
 
+    # The agent console (channels/console.py): how long a login lasts.
+    console_session_hours: int = Field(default=8, ge=1, le=24)
+    # Another agent desk instead of (or beside) the console (docs/handoff.md): events are
+    # POSTed to desk_webhook_url signed with desk_webhook_secret; the desk answers through
+    # /desk/api with desk_api_token as a bearer token (no token: the API is not mounted).
+    desk_webhook_url: str | None = None
+    desk_webhook_secret: str = "sandbox-desk-webhook-secret"
+    desk_api_token: str | None = None
+    desk_api_role: Literal["agent", "supervisor"] = "agent"
     # The outbound worker (abono/services/outbox.py). worker_in_app: the app runs one too;
     # turn it off when `abono worker` processes do the sending.
     worker_in_app: bool = True

@@ -1,14 +1,14 @@
 """reminder campaigns: runs and decisions, contact holds, call ledger, touches in the outbox
 
 Revision ID: 0004_campaigns
-Revises: 0002_plans
+Revises: 0003_handoffs
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_campaigns"
-down_revision = "0002_plans"
+down_revision = "0003_handoffs"
 branch_labels = None
 depends_on = None
 
