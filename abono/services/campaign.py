@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Row, Table, and_, func, insert, or_, select, update
+from sqlalchemy import Row, Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -106,6 +106,7 @@ def plan_run(
     summary = RunSummary(at, dry_run)
     if not dry_run:
         summary.run_id = _start_run(sessions, config, at)
+    _refresh_statistics(sessions)
     candidates = _candidates(config.cadence, at)
     after = 0
     with sessions() as session:
@@ -135,6 +136,18 @@ def plan_run(
         skipped=sum(summary.skipped.values()),
     )
     return summary
+
+
+_ANALYZED = ("accounts", "customers", "contact_points", "opt_outs", "outbox", "conversations")
+
+
+def _refresh_statistics(sessions: sessionmaker[Session]) -> None:
+    """PostgreSQL plans the run's joins from table statistics; right after a bulk import they
+    are missing until autovacuum comes by, and a 100,000-account run took minutes instead of
+    seconds. ANALYZE samples a fixed number of rows, so it costs about a second at any size."""
+    with sessions.begin() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text(f"ANALYZE {', '.join(_ANALYZED)}"))
 
 
 def touch_key(account_id: int, due_date: dt.date, step_id: str) -> str:
