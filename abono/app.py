@@ -29,13 +29,14 @@ from abono.i18n import MEDIA, Catalogs
 from abono.integrations.action_server import action_router
 from abono.integrations.rasa_engine import RasaEngine
 from abono.integrations.stripe_gateway import build_gateway
-from abono.ports import ConversationEngine, PaymentGateway
+from abono.ports import ConversationEngine, PaymentGateway, SavedCards
 from abono.services.dialogue import Dialogue, DialogueConfig
 from abono.services.outbox import OutboxWorker, RecordingSender
 from abono.services.payment_dialogue import PaymentConfig
 from abono.services.pipeline import Pipeline, PipelineConfig
 from abono.services.plan_dialogue import PlanConfig
 from abono.services.plans import FollowUpConfig, follow_up
+from abono.services.saved_cards import charge_due
 from abono.settings import Settings
 from abono.store.db import make_engine, make_sessionmaker
 from policies.disclosures import DisclosurePolicy
@@ -60,6 +61,7 @@ def build_container(
     engine: ConversationEngine | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
     gateway: PaymentGateway | None = None,
+    saved_cards: SavedCards | None = None,
 ) -> Container:
     sessions = make_sessionmaker(make_engine(settings.database_url))
     catalogs = Catalogs.load(settings.locales_dir)
@@ -98,9 +100,18 @@ def build_container(
     # Sandbox: every channel's sender records instead of sending (issue 5 brings real ones).
     senders = {channel: RecordingSender() for channel in MEDIA} if settings.sandbox else {}
     outbox = OutboxWorker(sessions, catalogs, pipeline, senders, engine, defaults, clock)
-    gateway = gateway or build_gateway(settings)
+    stripe = build_gateway(settings)  # a client object only: no I/O until it is used
     return Container(
-        settings, sessions, catalogs, engine, dialogue, pipeline, outbox, gateway, clock
+        settings,
+        sessions,
+        catalogs,
+        engine,
+        dialogue,
+        pipeline,
+        outbox,
+        gateway or stripe,
+        clock,
+        saved_cards or stripe,
     )
 
 
@@ -117,6 +128,11 @@ async def _follow_up_forever(container: Container) -> None:
 
     while True:
         try:
+            charged = await charge_due(
+                container.sessions, container.saved_cards, container.clock(), config.link_ttl
+            )
+            if charged:
+                log.info("plans.charges.done", **charged)
             await asyncio.to_thread(once)
         except Exception:  # keep going; the next round retries what this one did not finish
             log.exception("plans.follow_up.failed")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.i18n import Catalogs
-from abono.ports import ConversationEngine, PaymentGateway
+from abono.ports import ConversationEngine, PaymentGateway, SavedCards
 from abono.services.dialogue import Dialogue
 from abono.services.outbox import OutboxWorker
 from abono.services.pipeline import Pipeline
@@ -27,3 +27,4 @@ class Container:
     outbox: OutboxWorker
     payments_gateway: PaymentGateway
     clock: Callable[[], dt.datetime]
+    saved_cards: SavedCards
