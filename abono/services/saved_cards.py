@@ -166,10 +166,11 @@ async def card_saved(
     if setup.status != "succeeded" or not setup.payment_method_id or not setup.customer_id:
         return "not_saved"
     await asyncio.to_thread(_keep_card, sessions, plan_id, setup)
-    charge = await asyncio.to_thread(_prepare_first, sessions, token, now)
-    if charge is None:
-        return "unknown"
+    charge = await asyncio.to_thread(_prepare_first, sessions, token)
+    if isinstance(charge, str):
+        return charge  # the page told us twice: what became of the first charge
     result = await _charge(sessions, cards, charge, now)
+    # Stripe unreachable: the card is kept and charge_due retries with the same key.
     return result.status if result is not None else "processing"
 
 
@@ -199,14 +200,16 @@ def _keep_card(sessions: sessionmaker[Session], plan_id: int, setup: CardSetupRe
         audit.record(session, "plan.card_saved", conversation, plan_id=plan.id)
 
 
-def _prepare_first(sessions: sessionmaker[Session], token: str, now: dt.datetime) -> _Charge | None:
+def _prepare_first(sessions: sessionmaker[Session], token: str) -> _Charge | str:
     with sessions.begin() as session:
         found = _installment_of_link(session, token)
         if found is None:
-            return None
+            return "declined"  # a decline moved the installment to a fresh link
         link, installment, plan = found
+        if installment.status == "paid" or link.status == "paid":
+            return "succeeded"
         if installment.status != "scheduled" or link.status != "open":
-            return None
+            return "declined"
         account = session.get(Account, plan.account_id)
         assert account is not None
         return _charge_for(installment, plan, account, link)

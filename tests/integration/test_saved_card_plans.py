@@ -56,7 +56,9 @@ pytestmark = [
 SECRET = "whsec_saved_cards"
 JAMES = "ACC-7700100202"  # 230.00 USD, English, America/Chicago
 ANA = "ACC-7700100101"  # 84.50 USD, Spanish, America/New_York
-ADDRESSES = {JAMES: "+13125550102", ANA: "+12125550101"}  # their phones, as SMS sends them
+LUCIA = "ACC-7700100303"  # 1,234.56 USD, Spanish
+# Their phones, as SMS sends them.
+ADDRESSES = {JAMES: "+13125550102", ANA: "+12125550101", LUCIA: "+14155550103"}
 TTL = dt.timedelta(hours=72)
 FORTNIGHT = dt.timedelta(days=14)
 
@@ -355,3 +357,29 @@ async def test_a_declined_saved_card_gets_the_missed_follow_up_with_a_link(
     broken = _outbox(sandbox, f"plan-{plan.id}-broken")
     assert broken is not None and broken.key == "utter_plan_broken"
     assert [s for s, _ in _installments(sandbox, plan.id)] == ["paid", "missed", "cancelled"]
+
+
+async def test_bad_reports_from_a_page_are_refused_and_change_nothing(sandbox: Sandbox) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    plan = _plan(sandbox, LUCIA, [4000, 4000], now)
+    other = _plan(sandbox, LUCIA, [4000, 4000], now)
+    async with httpx.AsyncClient(base_url=sandbox.settings.public_url, timeout=10) as client:
+        page = await client.get(f"/p/{other.token}")
+        others_setup = page.text.split('data-secret="', 1)[1].split("_secret_", 1)[0]
+        stripe = build_client(sandbox.settings)
+        await stripe.v1.setup_intents.confirm_async(
+            others_setup, params={"payment_method": "pm_card_visa"}
+        )
+        answers = [
+            await client.post(f"/p/{plan.token}/card-saved", json={"setup_intent": "pm_123"}),
+            await client.post(f"/p/{plan.token}/card-saved", json={}),
+            await client.post(
+                "/p/AAAAAAAAAAAAAAAAAAAAAA/card-saved", json={"setup_intent": others_setup}
+            ),
+            # Another plan's SetupIntent, even a succeeded one, does not save a card here.
+            await client.post(f"/p/{plan.token}/card-saved", json={"setup_intent": others_setup}),
+        ]
+    assert [answer.status_code for answer in answers] == [422, 422, 404, 404]
+    saved = _plan_row(sandbox, plan.id)
+    assert (saved.payment_method_id, saved.status) == (None, "pending")
+    assert _installments(sandbox, plan.id) == [("scheduled", None), ("scheduled", None)]
