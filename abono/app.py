@@ -126,16 +126,19 @@ async def _follow_up_forever(container: Container) -> None:
         if done:
             log.info("plans.follow_up.done", **done)
 
+    async def charge() -> None:
+        """Saved cards first (abono/services/saved_cards.py): a paid one needs no follow-up."""
+        cards, now = container.saved_cards, container.clock()
+        charged = await charge_due(container.sessions, cards, now, config.link_ttl)
+        if charged:
+            log.info("plans.charges.done", **charged)
+
     while True:
-        try:
-            charged = await charge_due(
-                container.sessions, container.saved_cards, container.clock(), config.link_ttl
-            )
-            if charged:
-                log.info("plans.charges.done", **charged)
-            await asyncio.to_thread(once)
-        except Exception:  # keep going; the next round retries what this one did not finish
-            log.exception("plans.follow_up.failed")
+        for step in (charge, lambda: asyncio.to_thread(once)):
+            try:
+                await step()
+            except Exception:  # keep going; the next round retries what this one did not finish
+                log.exception("plans.follow_up.failed")
         await asyncio.sleep(settings.follow_up_interval_seconds)
 
 
