@@ -170,8 +170,11 @@ async def card_saved(
     if isinstance(charge, str):
         return charge  # the page told us twice: what became of the first charge
     result = await _charge(sessions, cards, charge, now)
-    # Stripe unreachable: the card is kept and charge_due retries with the same key.
-    return result.status if result is not None else "processing"
+    if result is None:
+        return "processing"  # Stripe unreachable: charge_due retries with the same key
+    if result.status == "declined":
+        await asyncio.to_thread(_forget_card, sessions, plan_id, setup)
+    return result.status
 
 
 def _plan_expecting(
@@ -198,6 +201,21 @@ def _keep_card(sessions: sessionmaker[Session], plan_id: int, setup: CardSetupRe
         )
         conversation = session.get(Conversation, plan.conversation_id)
         audit.record(session, "plan.card_saved", conversation, plan_id=plan.id)
+
+
+def _forget_card(sessions: sessionmaker[Session], plan_id: int, setup: CardSetupRef) -> None:
+    """A card declined at its first use is not kept: later installments would fail on it too.
+
+    The plan goes back to links, and each link offers to save a card again (the SetupIntent id
+    stays, so the next page starts a fresh one instead of replaying this one).
+    """
+    with sessions.begin() as session:
+        plan = session.get(PaymentPlan, plan_id)
+        if plan is None or plan.payment_method_id != setup.payment_method_id:
+            return
+        plan.payment_method_id = None
+        conversation = session.get(Conversation, plan.conversation_id)
+        audit.record(session, "plan.card_dropped", conversation, plan_id=plan.id)
 
 
 def _prepare_first(sessions: sessionmaker[Session], token: str) -> _Charge | str:

@@ -95,7 +95,7 @@
       return;
     }
     if (status === "declined") {
-      button.hidden = true;  // the card is saved; the follow-up message brings a way to pay
+      button.hidden = true;  // this link is spent; the follow-up message brings a way to pay
       showFailure(declined, false);
       return;
     }

@@ -116,12 +116,13 @@ def test_a_declined_first_charge_says_so_in_spanish_and_charges_nothing(
     phone.goto(f"{sandbox.settings.public_url}/p/{plan.token}")
     expect(phone.locator("html")).to_have_attribute("lang", "es")
     expect(phone.locator("#saved-card-note")).to_contain_text("Guardaremos esta tarjeta")
-    type_card(phone, "4000000000000341")  # saved fine, every charge declined
+    type_card(phone, "4000000000000341")  # saved fine, its first charge declined
     failure = phone.locator("#failure")
     expect(failure).to_be_visible(timeout=15_000)
-    expect(failure).to_contain_text("su banco rechazó este pago")
+    expect(failure).to_contain_text("Su banco rechazó este pago, así que no guardamos la tarjeta")
     expect(phone.locator("#pay-button")).to_be_hidden()
     expect(phone.locator("#thanks")).to_be_hidden()
 
     eventually(lambda: True if _installments(sandbox, plan.id)[0][0] == "missed" else None)
     assert _balance(sandbox, ANA) == before
+    assert _plan_row(sandbox, plan.id).payment_method_id is None

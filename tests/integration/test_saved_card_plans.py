@@ -336,11 +336,13 @@ async def test_a_declined_saved_card_gets_the_missed_follow_up_with_a_link(
     message = _outbox(sandbox, f"plan-{plan.id}-1-missed")
     assert message is not None and message.key == "utter_installment_charge_failed"
     assert (message.language, message.args["amount_cents"]) == ("es", 3000)
-    assert _plan_row(sandbox, plan.id).misses == 1
+    dropped = _plan_row(sandbox, plan.id)
+    assert (dropped.misses, dropped.payment_method_id) == (1, None)  # that card is not kept
 
     # The link in that message pays the installment by hand, with another card.
-    gateway = build_gateway(sandbox.settings)
-    view = await open_link(sandbox.sessions, gateway, message.args["url_token"], now)
+    view = await open_link(
+        sandbox.sessions, build_gateway(sandbox.settings), message.args["url_token"], now
+    )
     assert view.state == "payable" and view.client_secret is not None
     intent_id = view.client_secret.split("_secret_")[0]
     stripe = build_client(sandbox.settings)
@@ -351,12 +353,33 @@ async def test_a_declined_saved_card_gets_the_missed_follow_up_with_a_link(
     await _until(lambda: _installments(sandbox, plan.id)[0][0] == "paid", "paid by hand")
     assert _balance(sandbox, ANA) == before - 3000
 
-    # The second installment's day: the saved card is declined again, a second miss.
-    await charge_due(sandbox.sessions, sandbox.container.saved_cards, now + FORTNIGHT, TTL)
+    # No card on the plan: nothing is charged, the reminder brings a link, and that link offers
+    # to save a card again.
+    second_day = now + FORTNIGHT
+    assert not await charge_due(sandbox.sessions, sandbox.container.saved_cards, second_day, TTL)
+    with sandbox.sessions.begin() as session:
+        follow_up(session, second_day - dt.timedelta(days=2), FollowUpConfig(link_ttl=TTL))
+    reminder = _outbox(sandbox, f"plan-{plan.id}-2-reminder")
+    assert reminder is not None and reminder.key == "utter_installment_reminder"
+    again = Plan(plan.id, reminder.args["url_token"], plan.today)
+    assert await _save_card_on_page(sandbox, again, "pm_card_visa") in ("succeeded", "processing")
+    await _until(lambda: _installments(sandbox, plan.id)[1][0] == "paid", "second paid")
+    assert _balance(sandbox, ANA) == before - 6000
+
+    # The card starts declining (expired, say): the third installment's charge is the second
+    # miss, and two misses break the plan.
+    with sandbox.sessions.begin() as session:
+        row = session.get(PaymentPlan, plan.id)
+        assert row is not None and row.payment_method_id is not None
+        row.payment_method_id = "pm_card_chargeCustomerFail"
+    third_day = now + 2 * FORTNIGHT
+    charged = await charge_due(sandbox.sessions, sandbox.container.saved_cards, third_day, TTL)
+    assert charged["installment_declined"] == 1  # (other plans in this module may be due too)
     await _until(lambda: _plan_row(sandbox, plan.id).status == "broken", "plan broken")
     broken = _outbox(sandbox, f"plan-{plan.id}-broken")
     assert broken is not None and broken.key == "utter_plan_broken"
-    assert [s for s, _ in _installments(sandbox, plan.id)] == ["paid", "missed", "cancelled"]
+    assert [s for s, _ in _installments(sandbox, plan.id)] == ["paid", "paid", "missed"]
+    assert _balance(sandbox, ANA) == before - 6000
 
 
 async def test_bad_reports_from_a_page_are_refused_and_change_nothing(sandbox: Sandbox) -> None:
