@@ -27,19 +27,23 @@ from abono.container import Container
 from abono.errors import AbonoError
 from abono.i18n import MEDIA, Catalogs
 from abono.integrations.action_server import action_router
+from abono.integrations.desk_webhook import HttpDeskWebhook
 from abono.integrations.rasa_engine import RasaEngine
 from abono.integrations.stripe_gateway import build_gateway
 from abono.ports import ConversationEngine, PaymentGateway, SavedCards
+from abono.services.desk_events import DeskEventWorker
 from abono.services.dialogue import Dialogue, DialogueConfig
+from abono.services.handoff import HandoffService
 from abono.services.outbox import OutboxWorker, RecordingSender
 from abono.services.payment_dialogue import PaymentConfig
 from abono.services.pipeline import Pipeline, PipelineConfig
-from abono.services.plan_dialogue import PlanConfig
+from abono.services.plan_dialogue import PlanConfig, approval_handler
 from abono.services.plans import FollowUpConfig, follow_up
 from abono.services.saved_cards import charge_due
 from abono.settings import Settings
 from abono.store.db import make_engine, make_sessionmaker
 from policies.disclosures import DisclosurePolicy
+from policies.escalation import EscalationPolicy
 from policies.payment_plans import PlanPolicy
 from policies.payments import PaymentPolicy
 from policies.verification import VerificationRules
@@ -81,8 +85,11 @@ def build_container(
         settings.public_url,
         payments.link_ttl,
     )
+    escalation = EscalationPolicy.parse(load_policy_file("escalation.yml"))
     dialogue = Dialogue(
-        sessions, DialogueConfig(rules, settings.support_phone, payments, plans), clock
+        sessions,
+        DialogueConfig(rules, settings.support_phone, payments, plans, escalation),
+        clock,
     )
     pipeline = Pipeline(
         sessions,
@@ -91,6 +98,15 @@ def build_container(
         DisclosurePolicy.parse(load_policy_file("disclosures.yml")),
         PipelineConfig(settings.collector_mode, settings.company_name, settings.support_phone),
         clock,
+        escalation,
+    )
+    # Terms an agent approves are put to the customer by the bot (plan_dialogue).
+    handoffs = HandoffService(
+        sessions,
+        escalation,
+        clock,
+        on_approved=approval_handler(clock),
+        decorate=pipeline.decorate,
     )
     defaults = {
         "company": settings.company_name,
@@ -111,6 +127,8 @@ def build_container(
         outbox,
         gateway or stripe,
         clock,
+        handoffs,
+        plans.policy.stage_for,
         saved_cards or stripe,
     )
 
@@ -150,9 +168,15 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         log.info("app.lifecycle.started", sandbox=settings.sandbox)
         worker = asyncio.create_task(container.outbox.run_forever())
         follow = asyncio.create_task(_follow_up_forever(container))
+        desk = _desk_worker(container)
+        desk_task = asyncio.create_task(desk.run_forever()) if desk else None
+        resumer = asyncio.create_task(_resume_hand_backs(container))
         yield
         worker.cancel()
         follow.cancel()
+        resumer.cancel()
+        if desk_task is not None:
+            desk_task.cancel()
         log.info("app.lifecycle.stopped")
 
     app = FastAPI(title="abono", version="0.1.0", lifespan=lifespan)
@@ -179,6 +203,31 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     for ep in sorted(entry_points(group="abono.channels"), key=lambda e: e.name):
         ep.load()(app, container)
     return app
+
+
+async def _resume_hand_backs(container: Container, interval: float = 10.0) -> None:
+    """A hand-back whose waiting message was not answered (a crash in between) is resumed."""
+    while True:
+        try:
+            await container.pipeline.resume_pending()
+        except Exception:  # keep going; the next round tries again
+            log.exception("handoff.resume.failed")
+        await asyncio.sleep(interval)
+
+
+def _desk_worker(container: Container) -> DeskEventWorker | None:
+    """Sends handoff events to another agent desk, when one is configured."""
+    settings = container.settings
+    if not settings.desk_webhook_url:
+        return None
+    webhook = HttpDeskWebhook(httpx.AsyncClient(timeout=10))
+    return DeskEventWorker(
+        container.sessions,
+        webhook,
+        settings.desk_webhook_url,
+        settings.desk_webhook_secret,
+        container.clock,
+    )
 
 
 def _database_ready(container: Container) -> bool:

@@ -45,6 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     importer.add_argument("file", type=Path)
     importer.set_defaults(handler=_import_accounts)
 
+    people = commands.add_parser("agents", help="console accounts for live agents")
+    people_commands = people.add_subparsers(metavar="ACTION")
+    adder = people_commands.add_parser("add", help="create an agent or supervisor account")
+    adder.add_argument("username")
+    adder.add_argument("--role", choices=["agent", "supervisor"], default="agent")
+    adder.add_argument("--name", default=None, help="display name (default: the username)")
+    adder.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    adder.set_defaults(handler=_add_agent)
+
     evaluate = commands.add_parser("nlu-eval", help="classify each row of a CSV (text,lang)")
     evaluate.add_argument("input", type=Path)
     evaluate.add_argument("--today", required=True, type=dt.date.fromisoformat)
@@ -113,6 +124,32 @@ def _import_accounts(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(report.rejected)} rejected, {report.total} rows"
     )
     return 0 if not report.rejected else 1
+
+
+def _add_agent(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.errors import AbonoError
+    from abono.services.agents import add_agent
+    from abono.store.db import make_engine, make_sessionmaker, migrate
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        import getpass
+
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            agent = add_agent(session, args.username, password, args.role, args.name)
+            print(f"{agent.role} {agent.username!r} created")
+    except AbonoError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _nlu_eval(args: argparse.Namespace, settings: Settings) -> int:

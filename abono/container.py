@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.i18n import Catalogs
 from abono.ports import ConversationEngine, PaymentGateway, SavedCards
 from abono.services.dialogue import Dialogue
+from abono.services.handoff import HandoffService
 from abono.services.outbox import OutboxWorker
 from abono.services.pipeline import Pipeline
 from abono.settings import Settings
@@ -27,4 +28,6 @@ class Container:
     outbox: OutboxWorker
     payments_gateway: PaymentGateway
     clock: Callable[[], dt.datetime]
+    handoffs: HandoffService
+    stage_of: Callable[[int], str]  # the collections stage for days past due (policy)
     saved_cards: SavedCards

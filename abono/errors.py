@@ -39,3 +39,29 @@ class PaymentProviderError(AbonoError):
 
     code = "payment_provider_unavailable"
     status = 503
+
+
+class NotSignedInError(AbonoError):
+    """The console or the desk API was called without a live login or token."""
+
+    code = "not_signed_in"
+    status = 401
+
+
+class ForbiddenError(AbonoError):
+    """Signed in, but this person's role or hold does not allow it; nothing is shown."""
+
+    code = "forbidden"
+    status = 403
+
+
+class HandoffNotFoundError(AbonoError):
+    code = "handoff_not_found"
+    status = 404
+
+
+class HandoffConflictError(AbonoError):
+    """The case moved on (claimed by someone else, resolved, already approved)."""
+
+    code = "handoff_conflict"
+    status = 409

@@ -9,13 +9,14 @@ with Babel for the language's locale.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from babel.dates import format_date
+from babel.dates import format_date, format_time
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency
 
@@ -99,6 +100,9 @@ def format_day(value: dt.date, lang: str) -> str:
     return format_date(value, format="long", locale=LOCALES.get(lang, "en_US"))
 
 
+_CLOCK = re.compile(r"^\d{2}:\d{2}$")  # ``*_time`` arguments: HH:MM, local time
+
+
 def format_arguments(args: Mapping[str, Any], lang: str) -> dict[str, Any]:
     """Turn typed values into display text: ``balance_cents`` becomes ``{balance}``."""
     currency = str(args.get("currency") or "USD")
@@ -113,6 +117,10 @@ def format_arguments(args: Mapping[str, Any], lang: str) -> dict[str, Any]:
                 f"{format_day(dt.date.fromisoformat(day), lang)}: "
                 + format_money(cents, currency, lang)
                 for day, cents in value
+            )
+        elif name.endswith("_time") and isinstance(value, str) and _CLOCK.match(value):
+            shown[name] = format_time(
+                dt.time.fromisoformat(value), format="short", locale=LOCALES.get(lang, "en_US")
             )
         else:
             shown[name] = value

@@ -56,6 +56,12 @@ class PaymentGateway(Protocol):
     ) -> PaymentIntentRef: ...
 
 
+class DeskWebhook(Protocol):
+    """An outside agent desk's webhook: POSTs our signed JSON, returns the HTTP status."""
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int: ...
+
+
 @dataclass(frozen=True)
 class CardSetupRef:
     """A SetupIntent: the page confirms it with its client secret; we read back the card."""

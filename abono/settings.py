@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     voice_timeout_seconds: int = Field(default=5, ge=1, le=30)
     voice_pay_connector: str | None = None  # Twilio <Pay> connector name; None: text a link
 
+    # The agent console (channels/console.py): how long a login lasts.
+    console_session_hours: int = Field(default=8, ge=1, le=24)
+    # Another agent desk instead of (or beside) the console (docs/handoff.md): events are
+    # POSTed to desk_webhook_url signed with desk_webhook_secret; the desk answers through
+    # /desk/api with desk_api_token as a bearer token (no token: the API is not mounted).
+    desk_webhook_url: str | None = None
+    desk_webhook_secret: str = "sandbox-desk-webhook-secret"
+    desk_api_token: str | None = None
+    desk_api_role: Literal["agent", "supervisor"] = "agent"
+
     @model_validator(mode="after")
     def _sandbox_pays_locally(self) -> Settings:
         """The sandbox takes payments on localstripe unless told otherwise."""

@@ -7,13 +7,16 @@ the text), and the replies are spoken in the conversation's language with money,
 dates as words (``channels.voice_speech``). Silence is re-prompted once, then the call ends
 politely; any failure speaks an apology instead of an error page. A payment link issued during
 the call is texted to the caller and the call holds until the store sees the link paid.
-Handoffs are detected from the audit trail (``handoff.requested`` written during this turn),
-which does not depend on how the reply is worded or translated.
+Handoffs are detected from the store (the conversation has an unresolved handoff after the
+turn), which does not depend on how the reply is worded or translated: inside the agents'
+business hours the caller is transferred with a whispered reason, outside them a callback is
+scheduled on the handoff and the caller is told when.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
+from zoneinfo import ZoneInfo
 
 import structlog
 import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
@@ -36,16 +40,18 @@ from abono.container import Container
 from abono.i18n import format_arguments
 from abono.services import audit, opt_outs
 from abono.services.customers import find_conversation, find_customer_by_address, normalize_address
+from abono.services.handoff import active_handoff, handoff_notice
 from abono.services.pipeline import Inbound
 from abono.store.models import (
     Account,
-    AuditEvent,
     Conversation,
+    Handoff,
     Message,
     OutboxMessage,
     PaymentLink,
 )
 from channels.voice_speech import speakable
+from policies.escalation import next_opening, within_hours
 
 log = structlog.get_logger(__name__)
 
@@ -133,6 +139,8 @@ class TurnFacts:
     conversation_id: str | None
     language: str
     handoff_reason: str | None
+    handoff_id: int | None = None
+    notice_args: Mapping[str, Any] | None = None  # what the handoff notice said, to unsay it
 
 
 class VoiceCalls:
@@ -242,12 +250,15 @@ class VoiceCalls:
             return await self._silence(call, address, number)
         digest = hashlib.sha256(text.encode()).hexdigest()[:8]
         provider_id = f"{call.sid}:{number}:{digest}"
-        before = await asyncio.to_thread(self._last_audit_id)
         replies = await self._c.pipeline.handle(Inbound("voice", address, text, provider_id))
-        facts = await asyncio.to_thread(self._facts, address, before)
+        facts = await asyncio.to_thread(self._facts, address)
         lang = facts.language
         response = VoiceResponse()
-        if facts.handoff_reason is not None:
+        if facts.handoff_reason is not None and facts.handoff_id is not None:
+            replies = self._without_notice(replies, lang, facts.notice_args or {})
+            callback = await asyncio.to_thread(self._callback_if_closed, facts.handoff_id)
+            if callback is not None:
+                return self._callback(response, replies, lang, callback)
             return self._transfer(response, replies, lang, facts.handoff_reason, number)
         token = next((m.group(1) for r in replies for m in LINK.finditer(r)), None)
         if token is not None and facts.conversation_id is not None:
@@ -277,18 +288,59 @@ class VoiceCalls:
 
     # -- handoff ---------------------------------------------------------------------------
 
+    def _without_notice(self, replies: list[str], lang: str, args: Mapping[str, Any]) -> list[str]:
+        """The written handoff notice promises a reply later; on a call we say what happens now."""
+        catalogs = self._c.catalogs
+        promises = {
+            catalogs.render(key, lang, medium, args)
+            for key in ("utter_handoff", "handoff_soon", "handoff_later")
+            for medium in ("voice", None)
+            if catalogs.has(key)
+        }
+        kept = []
+        for reply in replies:
+            for promise in promises:
+                reply = reply.replace(promise, "")
+            if reply.strip():
+                kept.append(reply.strip())
+        return kept
+
+    def _callback_if_closed(self, handoff_id: int) -> dt.datetime | None:
+        """Outside the agents' hours the handoff becomes a callback at the next opening."""
+        policy, now = self._c.handoffs.policy, self._c.clock()
+        if within_hours(policy, now):
+            return None
+        with self._c.sessions.begin() as session:
+            handoff = session.get(Handoff, handoff_id)
+            if handoff is None:
+                return None
+            if handoff.callback_at is None:
+                handoff.callback_at = next_opening(policy, now)
+                audit.record(
+                    session,
+                    "handoff.callback_scheduled",
+                    handoff.conversation,
+                    handoff_id=handoff.id,
+                    at=handoff.callback_at.isoformat(),
+                )
+            return handoff.callback_at
+
+    def _callback(
+        self, response: VoiceResponse, replies: list[str], lang: str, at: dt.datetime
+    ) -> VoiceResponse:
+        for reply in replies:
+            self._say(response, reply, lang)
+        local = at.astimezone(ZoneInfo(self._c.handoffs.policy.hours.timezone))
+        args = {"opens_date": local.date().isoformat(), "opens_time": _spoken_hour(local, lang)}
+        self._say(response, self._texts.render("voice_callback_scheduled", lang, **args), lang)
+        response.hangup()
+        return response
+
     def _transfer(
         self, response: VoiceResponse, replies: list[str], lang: str, reason: str, number: int
     ) -> VoiceResponse:
-        # utter_handoff promises a call back; on a call we transfer now, so say that instead.
-        promises = {self._c.catalogs.render("utter_handoff", lang, m) for m in ("voice", None)}
         for reply in replies:
-            kept = reply
-            for promise in promises:
-                kept = kept.replace(promise, "")
-            kept = kept.strip()
-            if kept:
-                self._say(response, kept, lang)
+            self._say(response, reply, lang)
         self._say(response, self._texts.render("voice_transfer", lang), lang)
         dial = Dial(
             action=self._url("dialed", n=number, lang=lang),
@@ -433,26 +485,18 @@ class VoiceCalls:
                 session.add(conversation)
             conversation.language = lang
 
-    def _last_audit_id(self) -> int:
-        with self._c.sessions() as session:
-            return int(session.scalar(select(func.max(AuditEvent.id))) or 0)
-
-    def _facts(self, address: str, before: int) -> TurnFacts:
+    def _facts(self, address: str) -> TurnFacts:
         with self._c.sessions() as session:
             conversation = find_conversation(session, address)
             if conversation is None:
                 return TurnFacts(None, "en", None)
-            handoff = session.scalars(
-                select(AuditEvent)
-                .where(
-                    AuditEvent.id > before,
-                    AuditEvent.kind == "handoff.requested",
-                    AuditEvent.conversation_id == conversation.id,
-                )
-                .order_by(AuditEvent.id.desc())
-            ).first()
-            reason = str(handoff.data.get("reason", "customer_request")) if handoff else None
-            return TurnFacts(conversation.id, conversation.language, reason)
+            handoff = active_handoff(session, conversation.id)
+            if handoff is None:
+                return TurnFacts(conversation.id, conversation.language, None)
+            _, args = handoff_notice(self._c.handoffs.policy, conversation, self._c.clock())
+            return TurnFacts(
+                conversation.id, conversation.language, handoff.reason, handoff.id, args
+            )
 
     def _queue_link_sms(self, address: str, token: str) -> dict[str, Any] | None:
         """The link goes out as an SMS through the outbox, in the same transaction as its log."""
@@ -624,3 +668,12 @@ def _route(
         return await calls.respond(request, handler)
 
     app.add_api_route(path, endpoint, methods=["POST"], include_in_schema=False)
+
+
+def _spoken_hour(moment: dt.datetime, lang: str) -> str:
+    """ "9 a.m." / "9:30 p.m."; in Spanish the prompt says "a las 9" or "a las 21 y 30"."""
+    if lang == "es":
+        return f"{moment.hour}" + (f" y {moment.minute}" if moment.minute else "")
+    hour = moment.hour % 12 or 12
+    minutes = f":{moment.minute:02d}" if moment.minute else ""
+    return f"{hour}{minutes} {'a.m.' if moment.hour < 12 else 'p.m.'}"

@@ -18,11 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.services import audit, opt_outs
 from abono.services.customers import primary_account
+from abono.services.handoff import default_policy, handoff_notice, open_handoff
 from abono.services.payment_dialogue import PaymentConfig, PaymentConversation
 from abono.services.plan_dialogue import PLAN_QUESTIONS, Ask, PlanConfig, PlanConversation
 from abono.store.models import Account, ContactPoint, Conversation
 from abono.understanding.amounts import find_amount_cents
 from abono.understanding.dates import parse_birth_date
+from abono.understanding.plan_terms import find_count, find_frequency
+from policies.escalation import REASONS, EscalationPolicy, too_many_misunderstandings
 from policies.verification import (
     VerificationRules,
     dob_matches,
@@ -95,6 +98,7 @@ class DialogueConfig:
     support_phone: str
     payments: PaymentConfig
     plans: PlanConfig
+    escalation: EscalationPolicy | None = None  # None: the shipped policies/escalation.yml
 
 
 class Dialogue:
@@ -140,6 +144,7 @@ class Dialogue:
         return Outcome().say("utter_how_can_i_help")
 
     def debt_request(self, turn: Turn) -> Outcome:
+        turn = _plan_when_periodic(turn)
         if turn.awaiting in PLAN_QUESTIONS and turn.intent in PLAN_TERM_INTENTS:
             return self._plan_answer(turn)
         with self._sessions.begin() as session:
@@ -164,18 +169,27 @@ class Dialogue:
             return self._fulfil(session, conversation, turn.intent, amount, turn)
 
     def hand_off(self, turn: Turn) -> Outcome:
-        reason = HANDOFF_REASONS.get(turn.intent, "customer_request")
         with self._sessions.begin() as session:
             conversation = session.get(Conversation, turn.conversation_id)
-            audit.record(
-                session,
-                "handoff.requested",
-                conversation,
-                reason=reason,
-                intent=turn.intent,
-                channel=turn.channel,
-            )
-        return Outcome(slots={"awaiting": None}).say("utter_handoff")
+            if conversation is None:
+                return Outcome(slots={"awaiting": None}).say("handoff_soon")
+            reason = handoff_reason(turn.intent)
+            return self._hand_off(session, conversation, reason, turn.channel, turn.text)
+
+    def _hand_off(
+        self,
+        session: Session,
+        conversation: Conversation,
+        reason: str,
+        channel: str,
+        text: str | None,
+    ) -> Outcome:
+        """A person takes over; the customer hears when (inside or outside agents' hours)."""
+        now = self._clock()
+        policy = self._config.escalation or default_policy()
+        open_handoff(session, conversation, reason, channel=channel, trigger_text=text, now=now)
+        key, args = handoff_notice(policy, conversation, now)
+        return Outcome(slots={"awaiting": None}).say(key, **args)
 
     def opt_out(self, turn: Turn) -> Outcome:
         """Free-text opt-outs are honoured at once when clear; a doubtful one is asked about."""
@@ -229,6 +243,15 @@ class Dialogue:
         if turn.awaiting and _has_answer(turn.awaiting, turn.text):
             with self._sessions.begin() as session:
                 return self._verify_step(session, turn)
+        with self._sessions.begin() as session:
+            conversation = session.get(Conversation, turn.conversation_id)
+            if conversation is not None:  # the pipeline resets the count on an understood turn
+                conversation.misunderstood_turns += 1
+                policy = self._config.escalation or default_policy()
+                if too_many_misunderstandings(policy, conversation.misunderstood_turns):
+                    conversation.misunderstood_turns = 0
+                    reason = "repeated_misunderstanding"
+                    return self._hand_off(session, conversation, reason, turn.channel, turn.text)
         outcome = Outcome().say("utter_out_of_scope")
         return self._ask(outcome, turn.awaiting, turn) if turn.awaiting else outcome
 
@@ -364,14 +387,8 @@ class Dialogue:
         if intent in PLAN_INTENTS:
             return self._plans.start(session, _ask(conversation, account, turn))
         if intent in HANDOFF_REASONS:
-            audit.record(
-                session,
-                "handoff.requested",
-                conversation,
-                reason=HANDOFF_REASONS[intent],
-                intent=intent,
-            )
-            return Outcome().say("utter_handoff")
+            reason = handoff_reason(intent)
+            return self._hand_off(session, conversation, reason, conversation.last_channel, None)
         if intent in ("pay_full", "pay_partial"):
             return self._payments.offer(account, intent, amount)
         return balance_replies(account)
@@ -407,12 +424,13 @@ class Dialogue:
         text: str,
         proposal: dict[str, Any],
     ) -> None:
-        audit.record(
+        open_handoff(
             session,
-            "handoff.requested",
             conversation,
-            reason=reason,
+            reason,
             channel=channel,
+            trigger_text=text,
+            now=self._clock(),
             proposal=proposal,
         )
 
@@ -448,6 +466,15 @@ class Dialogue:
             return Outcome(slots=cleared_slots).say("utter_how_can_i_help")
 
 
+def _plan_when_periodic(turn: Turn) -> Turn:
+    """ "I can pay $60 a month" / "in 3 payments" asks for a plan, whatever the classifier said."""
+    periodic = turn.intent == "pay_partial" and find_frequency(turn.text) is not None
+    counted = turn.intent in ("pay_partial", "pay_full") and find_count(turn.text, "en")[0]
+    if periodic or (counted and counted > 1):  # "my monthly bill" alone is no plan
+        return replace(turn, intent="request_payment_plan")
+    return turn
+
+
 def _ask(conversation: Conversation, account: Account, turn: Turn) -> Ask:
     return Ask(
         conversation,
@@ -471,6 +498,13 @@ def balance_replies(account: Account) -> Outcome:
     if account.days_past_due > 0:
         return Outcome().say("utter_balance_past_due", past_due_cents=account.balance_cents, **args)
     return Outcome().say("utter_balance", **args)
+
+
+def handoff_reason(intent: str) -> str:
+    """The handoff reason code for an intent; requests the bot cannot serve yet are outside
+    its limits."""
+    reason = HANDOFF_REASONS.get(intent, "customer_request")
+    return reason if reason in REASONS else "outside_limits"
 
 
 def _has_answer(question: str, text: str) -> bool:

@@ -10,9 +10,10 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import AbonoError, EngineUnavailableError, InvalidAddressError
@@ -25,8 +26,15 @@ from abono.services.customers import (
     find_customer_by_address,
     normalize_address,
 )
-from abono.store.models import Conversation, Message
+from abono.services.handoff import (
+    active_handoff,
+    handoff_notice,
+    hold_message,
+    open_handoff,
+)
+from abono.store.models import Conversation, Handoff, Message
 from policies.disclosures import DisclosurePolicy, TurnState, disclosures_before, notice_after
+from policies.escalation import EscalationPolicy, detect
 from policies.opt_out import Keyword, match_keyword
 from policies.verification import verified_where
 
@@ -64,6 +72,8 @@ class _Prepared:
     outbox_prefix: str | None = None
     reply_subject: Callable[[str], str] | None = None
     duplicate: bool = False
+    key_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    misunderstood: int = 0  # the conversation's count before the engine's turn
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ class Pipeline:
         disclosures: DisclosurePolicy,
         config: PipelineConfig,
         clock: Callable[[], dt.datetime],
+        escalation: EscalationPolicy | None = None,
     ) -> None:
         self._sessions = sessions
         self._engine = engine
@@ -89,6 +100,7 @@ class Pipeline:
         self._disclosures = disclosures
         self._config = config
         self._clock = clock
+        self._escalation = escalation
 
     async def handle(self, inbound: Inbound) -> list[str]:
         """Run one inbound message through; returns the texts to send back, in order."""
@@ -114,11 +126,10 @@ class Pipeline:
             if inbound.provider_id and _seen(session, inbound.channel, inbound.provider_id):
                 return _Prepared("", address, "en", "", False, True, False, duplicate=True)
             conversation = self._conversation_for(session, address, inbound.channel)
-            session.add(
-                _message(
-                    conversation, inbound.channel, "in", address, redacted.text, inbound.provider_id
-                )
+            message = _message(
+                conversation, inbound.channel, "in", address, redacted.text, inbound.provider_id
             )
+            session.add(message)
             prepared = _Prepared(
                 conversation.id,
                 address,
@@ -128,7 +139,10 @@ class Pipeline:
                 conversation.introduced_at is not None,
                 conversation.customer_id is not None,
             )
+            prepared.misunderstood = conversation.misunderstood_turns
             self._keywords(session, conversation, prepared, inbound.channel)
+            if prepared.use_engine:
+                self._escalate(session, conversation, prepared, inbound.channel, message)
             if inbound.reply_via_outbox and inbound.provider_id:
                 prepared.outbox_prefix = f"{inbound.channel}-reply-{inbound.provider_id}"
                 prepared.reply_subject = inbound.reply_subject
@@ -205,6 +219,37 @@ class Pipeline:
             prepared.use_engine = False
             prepared.keys = ["reply_empty"]
 
+    def _escalate(
+        self,
+        session: Session,
+        conversation: Conversation,
+        prepared: _Prepared,
+        channel: str,
+        message: Message,
+    ) -> None:
+        """While a person holds the conversation the bot is silent; some messages need one."""
+        held = active_handoff(session, conversation.id)
+        found = detect(self._escalation, prepared.text) if self._escalation else None
+        if found is not None:
+            now = self._clock()
+            open_handoff(
+                session,
+                conversation,
+                found.reason,
+                channel=channel,
+                trigger_text=prepared.text,
+                now=now,
+                policy=self._escalation,
+            )
+            log.info("pipeline.handoff.triggered", reason=found.reason, channel=channel)
+        if held is not None:
+            hold_message(session, held, message)
+            prepared.use_engine, prepared.silent = False, True
+            log.info("pipeline.message.held", channel=channel)
+        elif found is not None and self._escalation is not None:
+            key, args = handoff_notice(self._escalation, conversation, now)
+            prepared.use_engine, prepared.keys, prepared.key_args = False, [key], {key: args}
+
     # -- the engine ------------------------------------------------------------------------
 
     async def _ask_engine(self, prepared: _Prepared, channel: str) -> list[str]:
@@ -231,8 +276,13 @@ class Pipeline:
         with self._sessions.begin() as session:
             conversation = session.get(Conversation, prepared.conversation_id)
             assert conversation is not None
+            if prepared.use_engine and conversation.misunderstood_turns == prepared.misunderstood:
+                conversation.misunderstood_turns = 0  # understood: the count starts again
             language = prepared.language if prepared.keys else conversation.language
-            texts = [self._render(key, language, channel) for key in prepared.keys]
+            texts = [
+                self._render(key, language, channel, prepared.key_args.get(key))
+                for key in prepared.keys
+            ]
             texts += engine_texts
             if prepared.found_card:
                 texts.insert(0, self._render("reply_card_number_removed", language, channel))
@@ -307,13 +357,99 @@ class Pipeline:
             texts = [" ".join(said + [texts[0]])] + texts[1:]
         return texts
 
-    def _render(self, key: str, language: str, channel: str) -> str:
+    def _render(
+        self, key: str, language: str, channel: str, args: dict[str, Any] | None = None
+    ) -> str:
         return self._catalogs.render(
             key,
             language,
             channel,
-            {"company": self._config.company_name, "support_phone": self._config.support_phone},
+            {
+                "company": self._config.company_name,
+                "support_phone": self._config.support_phone,
+                **(args or {}),
+            },
         )
+
+    # -- after a hand-back ---------------------------------------------------------------------
+
+    async def resume(self, handoff_id: int) -> list[str]:
+        """Answer, once, what the customer wrote while held and no person answered.
+
+        The claim (``resumed_at`` set by a conditional UPDATE) makes a second call, from a
+        retry or another replica, do nothing; the replies go out through the outbox.
+        """
+        claimed = await asyncio.to_thread(self._claim_resume, handoff_id)
+        if claimed is None:
+            return []
+        prepared, channel = claimed
+        texts = await self._ask_engine(prepared, channel)
+        return await asyncio.to_thread(self._finish, prepared, channel, texts)
+
+    async def resume_pending(self, older_than: dt.timedelta = dt.timedelta(seconds=30)) -> int:
+        """Hand-backs whose answer was never given (the process stopped in between)."""
+        due = self._clock() - older_than
+        with self._sessions() as session:
+            ids = list(
+                session.scalars(
+                    select(Handoff.id).where(
+                        Handoff.status == "resolved",
+                        Handoff.resumed_at.is_(None),
+                        Handoff.resolved_at <= due,
+                    )
+                )
+            )
+        for handoff_id in ids:
+            await self.resume(handoff_id)
+        return len(ids)
+
+    def _claim_resume(self, handoff_id: int) -> tuple[_Prepared, str] | None:
+        with self._sessions.begin() as session:
+            won = session.execute(  # type: ignore[attr-defined]  # CursorResult for UPDATE
+                update(Handoff)
+                .where(
+                    Handoff.id == handoff_id,
+                    Handoff.status == "resolved",
+                    Handoff.resumed_at.is_(None),
+                )
+                .values(resumed_at=self._clock())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            handoff = session.get(Handoff, handoff_id) if won else None
+            if handoff is None:
+                return None
+            message = _unanswered(session, handoff)
+            if message is None:
+                return None
+            conversation = handoff.conversation
+            prepared = _Prepared(
+                conversation.id,
+                message.address,
+                conversation.language,
+                message.text,
+                False,
+                conversation.introduced_at is not None,
+                conversation.customer_id is not None,
+                outbox_prefix=f"handoff-{handoff_id}-resume",
+                misunderstood=conversation.misunderstood_turns,
+            )
+            return prepared, message.channel
+
+
+def _unanswered(session: Session, handoff: Handoff) -> Message | None:
+    """The latest message held for a person and written after anything said to the customer."""
+    if not handoff.held_message_ids:
+        return None
+    last_out = session.scalars(
+        select(Message.id)
+        .where(Message.conversation_id == handoff.conversation_id, Message.direction == "out")
+        .order_by(Message.id.desc())
+        .limit(1)
+    ).first()
+    newest = max(handoff.held_message_ids)
+    if last_out is not None and last_out > newest:
+        return None
+    return session.get(Message, newest)
 
 
 def _seen(session: Session, channel: str, provider_id: str) -> bool:

@@ -18,10 +18,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from abono.services import audit
-from abono.services.payments import issue_link
+from abono.services.commitments import open_commitments
+from abono.services.customers import primary_account
+from abono.services.payments import issue_link, queue_to_conversation
 from abono.store.models import (
     Account,
+    Agent,
     Conversation,
+    Handoff,
     Offer,
     PaymentPlan,
     PlanInstallment,
@@ -118,6 +122,9 @@ class PlanConversation:
         """request_payment_plan or promise_to_pay, once the customer is verified."""
         if ask.account.balance_cents <= 0:
             return self._say(None, "utter_balance_zero")
+        existing = _existing_commitment(session, ask.account)
+        if existing is not None:
+            return existing
         if ask.intent == "promise_to_pay":
             return self._promise(session, ask, self._terms(ask))
         return self._plan(session, ask, self._terms(ask))
@@ -339,7 +346,7 @@ class PlanConversation:
     def _promise(self, session: Session, ask: Ask, terms: ProposedTerms) -> Outcome:
         if terms.bad_date:
             return self._say("promise_date", "utter_plan_bad_date")
-        amount = terms.amount_cents or ask.remembered_cents or _promised(session, ask)
+        amount = _first_known(terms.amount_cents, ask.remembered_cents, _promised(session, ask))
         if terms.date is None:
             outcome = self._say("promise_date", "utter_ask_promise_date")
             outcome.slots["payment_amount_cents"] = amount
@@ -350,7 +357,7 @@ class PlanConversation:
         )
         asked = {
             "kind": "promise",
-            "amount_cents": amount or ask.account.balance_cents,
+            "amount_cents": ask.account.balance_cents if amount is None else amount,
             "date": terms.date.isoformat(),
             "currency": ask.account.currency,
         }
@@ -463,6 +470,80 @@ class PlanConversation:
         )
 
 
+# -- terms a person approved ------------------------------------------------------------------
+
+
+def carry_out_approval(
+    session: Session,
+    conversation: Conversation,
+    account: Account,
+    terms: dict[str, Any],
+    version: int,
+    now: dt.datetime,
+    approved_by: str,
+) -> Offer:
+    """An agent approved terms beyond the bot's limits: the bot puts them to the customer.
+
+    The approved terms become the offer on the table; the customer's yes (``plan_consent`` /
+    ``promise_consent``) then creates the plan or the promise as for any other offer.
+    """
+    _supersede(session, conversation.id)
+    kind = "promise" if terms.get("kind") == "promise" else "plan"
+    offer = Offer(
+        conversation_id=conversation.id,
+        account_id=account.id,
+        kind=kind,
+        source="approved",
+        terms={**terms, "approved_by": approved_by},
+        policy_version=version,
+        decision="approved",
+        created_at=now,
+    )
+    session.add(offer)
+    session.flush()
+    audit.record(
+        session, "offer.approved", conversation, offer_id=offer.id, approved_by=approved_by
+    )
+    key, args = _approved_message(offer, account.currency)
+    queue_to_conversation(session, conversation, key, args, f"offer-{offer.id}-approved")
+    return offer
+
+
+def approval_handler(clock: Callable[[], dt.datetime]) -> Callable[[Session, Handoff], None]:
+    """What the handoff service calls once an agent approved a case's proposal."""
+
+    def carry_out(session: Session, handoff: Handoff) -> None:
+        conversation, terms = handoff.conversation, handoff.approved_terms
+        account = primary_account(session, conversation.customer_id or 0)
+        if account is None or not terms:
+            return
+        agent = session.get(Agent, handoff.approved_by) if handoff.approved_by else None
+        version = int(terms.get("policy_version") or 0)
+        who = agent.username if agent is not None else "agent"
+        carry_out_approval(session, conversation, account, terms, version, clock(), who)
+
+    return carry_out
+
+
+def _approved_message(offer: Offer, currency: str) -> tuple[str, dict[str, Any]]:
+    if offer.kind == "promise":
+        return "utter_promise_approved", {
+            "amount_cents": int(offer.terms["amount_cents"]),
+            "due_date": offer.terms["date"],
+            "currency": currency,
+        }
+    option = _option_from(offer)
+    args: dict[str, Any] = {
+        "count": option.installment_count,
+        "frequency_key": f"word_{option.frequency}",
+        "schedule": [[i.due.isoformat(), i.amount_cents] for i in option.schedule.installments],
+        "currency": currency,
+    }
+    if option.down_payment_cents:
+        return "utter_plan_approved_down", {**args, "down_payment_cents": option.down_payment_cents}
+    return "utter_plan_approved", args
+
+
 # -- offers in the store ---------------------------------------------------------------------
 
 
@@ -476,6 +557,36 @@ def _offered(session: Session, conversation_id: str, source: str | None = None) 
 def _latest_offered(session: Session, conversation_id: str, kind: str) -> Offer | None:
     offered = [o for o in _offered(session, conversation_id) if o.kind == kind]
     return offered[-1] if offered else None
+
+
+def _existing_commitment(session: Session, account: Account) -> Outcome | None:
+    """A running plan or a pending promise is kept, not renegotiated by the bot."""
+    from abono.services.dialogue import Outcome
+
+    plans, promises = open_commitments(session, account.id)
+    for plan in plans:
+        upcoming = [i for i in plan.installments if i.status == "scheduled"]
+        if upcoming:
+            outcome = Outcome(slots={"awaiting": None})
+            return outcome.say(
+                "utter_plan_exists",
+                amount_cents=upcoming[0].amount_cents,
+                currency=plan.currency,
+                due_date=upcoming[0].due_date.isoformat(),
+            )
+    for promise in promises:
+        outcome = Outcome(slots={"awaiting": None})
+        return outcome.say(
+            "utter_promise_exists",
+            amount_cents=promise.amount_cents,
+            currency=promise.currency,
+            due_date=promise.due_date.isoformat(),
+        )
+    return None
+
+
+def _first_known(*amounts: int | None) -> int | None:
+    return next((a for a in amounts if a is not None), None)
 
 
 def _may_be_choice(text: str, terms: ProposedTerms) -> bool:

@@ -13,11 +13,13 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -127,6 +129,8 @@ class Conversation(Base):
     introduced_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     initial_disclosure_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     ended_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Consecutive turns the bot did not understand; enough of them bring in a person.
+    misunderstood_turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -366,3 +370,94 @@ class PromiseToPay(Base):
     reminded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Agent(Base):
+    """A person who works the console: agent or supervisor (who may approve more)."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(12))  # agent | supervisor
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AgentSession(Base):
+    """A console login: only the token's hash is stored; it expires and can be revoked."""
+
+    __tablename__ = "agent_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Handoff(Base):
+    """A conversation a person holds: while open or claimed, the bot is silent on it."""
+
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        # At most one unresolved handoff per conversation, whatever races to open one.
+        Index(
+            "uq_handoffs_unresolved",
+            "conversation_id",
+            unique=True,
+            sqlite_where=text("status != 'resolved'"),
+            postgresql_where=text("status != 'resolved'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)  # every reason, in order
+    trigger_text: Mapped[str | None] = mapped_column(Text, default=None)  # already redacted
+    channel: Mapped[str] = mapped_column(String(8))
+    priority: Mapped[int] = mapped_column(Integer)
+    # open | claimed | resolved
+    status: Mapped[str] = mapped_column(String(12), default="open", index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), default=None)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    proposal: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    approved_terms: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    approved_by: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), default=None)
+    approved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    resolution: Mapped[str | None] = mapped_column(String(12), default=None)  # handed_back|closed
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    callback_at: Mapped[dt.datetime | None] = mapped_column(default=None)  # voice, after hours
+    # Customer messages that arrived while held; those left unanswered get one bot answer
+    # after the hand-back (resumed_at marks that it was given).
+    held_message_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    resumed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    conversation: Mapped[Conversation] = relationship()
+    agent: Mapped[Agent | None] = relationship(foreign_keys=[agent_id])
+
+
+class DeskEvent(Base):
+    """An event for an outside agent desk (webhook), sent by a worker with retries."""
+
+    __tablename__ = "desk_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(96), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    handoff_id: Mapped[int] = mapped_column(Integer, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -19,8 +19,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.app import load_policy_file
 from abono.services.dialogue import Dialogue, DialogueConfig
 from abono.services.payment_dialogue import PaymentConfig
-from abono.services.plan_dialogue import PlanConfig
-from abono.store.models import AuditEvent, Offer, PaymentLink, PaymentPlan, PromiseToPay
+from abono.services.plan_dialogue import PlanConfig, carry_out_approval
+from abono.store.models import (
+    Account,
+    Conversation,
+    Handoff,
+    Message,
+    Offer,
+    OutboxMessage,
+    PaymentLink,
+    PaymentPlan,
+    PromiseToPay,
+)
 from bot.actions import dialogue_actions
 from policies.payment_plans import PlanPolicy
 from policies.payments import PaymentPolicy
@@ -173,13 +183,14 @@ async def test_walking_away_creates_nothing_and_declines_the_offers(
     ("text", "answer"),
     [
         ("can I pay $0 a month", "utter_plan_invalid_amount"),
+        ("can I pay -$50 a month", "utter_plan_invalid_amount"),
         ("can I pay $500 a month", "utter_plan_amount_above_balance"),
         ("$10 a month for 2 months", "utter_plan_contradictory"),
         ("can I start on February 30", "utter_plan_bad_date"),
         ("can I start next year", "utter_plan_bad_date"),
         ("3 payments starting 2026-11-01", "utter_plan_date_in_past"),
     ],
-    ids=["zero", "above-balance", "contradictory", "feb-30", "next-year", "past-date"],
+    ids=["zero", "negative", "above-balance", "contradictory", "feb-30", "next-year", "past-date"],
 )
 async def test_bad_terms_get_a_clear_question_and_nothing_is_created(
     james: Chat, demo_sessions: sessionmaker[Session], text: str, answer: str
@@ -219,9 +230,9 @@ async def test_terms_above_the_approval_threshold_go_to_a_person_with_the_propos
     assert turn.responses == ["utter_verified", "utter_plan_needs_approval"]
     (offer,) = rows(demo_sessions, Offer)
     assert (offer.status, offer.reason) == ("needs_approval", "above_approval_threshold")
-    handoffs = [e for e in rows(demo_sessions, AuditEvent) if e.kind.startswith("handoff")]
-    assert handoffs and handoffs[-1].data["reason"] == "outside_limits"
-    assert handoffs[-1].data["proposal"]["financed_cents"] == 20500
+    (handoff,) = rows(demo_sessions, Handoff)  # a person takes it, the proposal attached
+    assert (handoff.reason, handoff.status) == ("outside_limits", "open")
+    assert handoff.proposal is not None and handoff.proposal["financed_cents"] == 20500
     assert rows(demo_sessions, PaymentPlan) == []
 
 
@@ -261,3 +272,79 @@ async def test_promise_in_the_past_is_asked_again(
     turn = await verified(james, "I'll pay on 2026-11-01", "promise_to_pay")
     assert turn.responses == ["utter_verified", "utter_plan_date_in_past"]
     assert rows(demo_sessions, Offer) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "misread_as"),
+    [("can I pay $60 a month?", "pay_partial"), ("can I pay it in 4 payments", "pay_full")],
+)
+async def test_a_periodic_amount_is_a_plan_request_whatever_the_classifier_said(
+    james: Chat, text: str, misread_as: str
+) -> None:
+    turn = await verified(james, text, misread_as)
+    assert turn.responses == [
+        "utter_verified",
+        "utter_plan_read_back_down",
+        "utter_plan_ask_consent",
+    ]
+
+
+async def test_paying_the_monthly_bill_is_still_a_payment(james: Chat) -> None:
+    turn = await verified(james, "I want to pay my monthly bill", "pay_full")
+    assert turn.responses == ["utter_verified", "utter_confirm_full_payment"]
+
+
+async def test_terms_a_person_approved_are_put_to_the_customer_and_carried_out(
+    demo_sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    policy = load_policy_file("payment_plans.yml")
+    for row in policy["limits"]:
+        row["human_approval_above_cents"] = 10000
+    conversation_id, language = open_conversation(demo_sessions, "CUST-1002")
+    actions = build_actions(demo_sessions, clock, policy)
+    james = Chat(actions, conversation_id, JAMES_PHONE, language)
+    await verified(james, "can I pay $60 a month?", "request_payment_plan")
+    with demo_sessions.begin() as session:
+        session.add(
+            Message(
+                conversation_id=conversation_id,
+                channel="sms",
+                direction="in",
+                address=JAMES_PHONE,
+                language="en",
+                text="can I pay $60 a month?",
+            )
+        )
+        (asked,) = session.scalars(select(Offer))
+        conversation = session.get(Conversation, conversation_id)
+        account = session.get(Account, asked.account_id)
+        assert conversation is not None and account is not None
+        carry_out_approval(
+            session, conversation, account, asked.terms, asked.policy_version, clock(), "maria"
+        )
+    with demo_sessions() as session:
+        (message,) = session.scalars(select(OutboxMessage))
+        assert message.key == "utter_plan_approved_down" and message.address == JAMES_PHONE
+        assert sum(c for _, c in message.args["schedule"]) == 20500
+    james.slots["awaiting"] = "plan_consent"  # what the outbox tells the engine once it is sent
+    turn = await james.says("yes", "affirm")
+    assert turn.responses == ["utter_plan_agreed", "utter_payment_link"]
+    plan, installments = plan_with_installments(demo_sessions)
+    assert sum(c for _, _, c in installments) == 23000 and plan.status == "pending"
+
+
+async def test_a_running_plan_is_not_renegotiated_by_the_bot(james: Chat) -> None:
+    await verified(james, "can I pay $60 a month?", "request_payment_plan")
+    await james.says("yes", "affirm")
+    turn = await james.says("can I get a payment plan?", "request_payment_plan")
+    assert turn.responses == ["utter_plan_exists"]
+    assert turn.said("utter_plan_exists")["amount_cents"] == 2500  # the down payment, due today
+
+
+@pytest.mark.parametrize("text", ["I'll pay 0 dollars on Friday", "I'll pay -20 on Friday"])
+async def test_a_promise_of_nothing_is_asked_again_not_recorded_for_the_balance(
+    james: Chat, demo_sessions: sessionmaker[Session], text: str
+) -> None:
+    turn = await verified(james, text, "promise_to_pay")
+    assert turn.responses == ["utter_verified", "utter_plan_invalid_amount"]
+    assert rows(demo_sessions, Offer) == [] and rows(demo_sessions, PromiseToPay) == []

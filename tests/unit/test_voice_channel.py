@@ -21,11 +21,11 @@ from twilio.request_validator import RequestValidator
 
 from abono.app import build_container, create_app
 from abono.container import Container
-from abono.services import audit
 from abono.services.customers import primary_account
+from abono.services.handoff import open_handoff
 from abono.services.payments import issue_link
 from abono.settings import Settings
-from abono.store.models import Account, Conversation, OutboxMessage, PaymentLink
+from abono.store.models import Account, Conversation, Handoff, OutboxMessage, PaymentLink
 from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
 
@@ -48,10 +48,7 @@ class ScriptedEngine(FakeEngine):
     def answer(self, conversation_id: str, text: str) -> list[str]:
         if text == "agent":
             self._handoff(conversation_id)
-            return [
-                "I'm passing this to a member of our team. "
-                "A person will get back to you within one business day."
-            ]
+            return ["I'm connecting you with a member of our team."]
         if text == "pay":
             token = self._link(conversation_id)
             return [
@@ -68,7 +65,15 @@ class ScriptedEngine(FakeEngine):
         assert self.sessions is not None
         with self.sessions.begin() as session:
             conversation = session.get(Conversation, conversation_id)
-            audit.record(session, "handoff.requested", conversation, reason="hardship")
+            assert conversation is not None and self.clock is not None
+            open_handoff(
+                session,
+                conversation,
+                "hardship",
+                channel="voice",
+                trigger_text="I lost my job",
+                now=self.clock(),
+            )
 
     def _link(self, conversation_id: str) -> str:
         assert self.sessions is not None and self.clock is not None
@@ -378,6 +383,22 @@ def test_handoff_transfers_to_an_agent_with_a_whisper(client: TestClient) -> Non
         post(client, dial.get("action", ""), call_params(JAMES, DialCallStatus="no-answer"))
     )
     assert missed.find("Gather") is not None
+
+
+def test_outside_business_hours_a_callback_is_scheduled_instead(
+    client: TestClient, container: Container, clock: Clock
+) -> None:
+    clock.advance(hours=10)  # Tuesday 20:00 in New York: agents have gone home
+    first = twiml(post(client, "/webhooks/twilio/voice", call_params(JAMES)))
+    root = twiml(post(client, next_turn(first), call_params(JAMES, SpeechResult="agent")))
+    assert_voiced(root)
+    assert root.find("Dial") is None and root.find("Hangup") is not None
+    said = spoken(root)
+    assert "call you back from November twenty-fifth, twenty twenty-six at nine a.m." in said
+    with container.sessions() as session:
+        handoff = session.scalars(select(Handoff)).one()
+        assert handoff.callback_at == dt.datetime(2026, 11, 25, 14, 0, tzinfo=dt.timezone.utc)
+        assert handoff.reason == "hardship" and handoff.status == "open"
 
 
 # -- payments on a call --------------------------------------------------------------------

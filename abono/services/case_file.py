@@ -1,0 +1,319 @@
+"""What a person sees: the queue of cases, and one case's file with a summary built from data.
+
+Plain dicts ready for JSON (the console page and the desk API show the same thing). Every
+figure comes from the store; the summary is a sentence assembled from those figures, so it can
+never say something the file does not show. Console text is English (it is for staff).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from abono.errors import ForbiddenError, HandoffNotFoundError
+from abono.i18n import format_money
+from abono.services import audit
+from abono.services.agents import Actor
+from abono.store.models import (
+    Account,
+    Agent,
+    Conversation,
+    Customer,
+    Handoff,
+    LedgerEntry,
+    Message,
+    Offer,
+    OptOut,
+    PaymentPlan,
+    PromiseToPay,
+)
+
+StageOf = Callable[[int], str]
+TRANSCRIPT_LIMIT = 500
+
+
+def queue(session: Session, now: dt.datetime) -> list[dict[str, Any]]:
+    """Unresolved cases, most urgent first, then the longest waiting."""
+    rows = session.scalars(
+        select(Handoff)
+        .where(Handoff.status != "resolved")
+        .order_by(Handoff.priority, Handoff.created_at, Handoff.id)
+    )
+    names = {a.id: a.display_name for a in session.scalars(select(Agent))}
+    return [
+        {
+            "id": h.id,
+            "reason": h.reason,
+            "reasons": list(h.reasons),
+            "priority": h.priority,
+            "status": h.status,
+            "channel": h.channel,
+            "customer": _who(h.conversation),
+            "language": h.conversation.language,
+            "claimed_by": names.get(h.agent_id) if h.agent_id else None,
+            "agent_id": h.agent_id,
+            "waiting_seconds": int((now - h.created_at).total_seconds()),
+            "waiting_messages": len(h.held_message_ids),
+            "callback_at": h.callback_at.isoformat() if h.callback_at else None,
+            "has_proposal": h.proposal is not None and h.approved_terms is None,
+        }
+        for h in rows
+    ]
+
+
+def visible_case(session: Session, handoff_id: int, actor: Actor) -> Handoff:
+    """Open cases are visible to every agent; a held one to its holder and supervisors."""
+    handoff = session.get(Handoff, handoff_id)
+    if handoff is None:
+        raise HandoffNotFoundError(f"no case {handoff_id}")
+    held_by_other = handoff.agent_id is not None and handoff.agent_id != actor.id
+    if held_by_other and handoff.status != "resolved" and not actor.supervisor:
+        raise ForbiddenError("another agent holds this case")
+    if handoff.status == "resolved" and not actor.supervisor and handoff.agent_id != actor.id:
+        raise ForbiddenError("only supervisors see other agents' closed cases")
+    return handoff
+
+
+def record_view(session: Session, handoff: Handoff, actor: Actor) -> None:
+    audit.record(
+        session, "handoff.viewed", handoff.conversation, handoff_id=handoff.id, agent=actor.username
+    )
+
+
+def case_file(
+    session: Session, handoff: Handoff, now: dt.datetime, stage_of: StageOf, after: int = 0
+) -> dict[str, Any]:
+    conversation = handoff.conversation
+    customer = conversation.customer
+    accounts = list(customer.accounts) if customer else []
+    names = {a.id: a.display_name for a in session.scalars(select(Agent))}
+    file: dict[str, Any] = {
+        "handoff": _handoff(handoff, names, now),
+        "customer": _customer(conversation, customer),
+        "accounts": [_account(a, stage_of) for a in accounts],
+        "channels": _channels(session, conversation.id),
+        "consent": _consent(session, customer),
+        "offers": _offers(session, conversation.id),
+        "plans": _plans(session, [a.id for a in accounts]),
+        "promises": _promises(session, [a.id for a in accounts]),
+        "payments": _payments(session, [a.id for a in accounts]),
+        "transcript": _transcript(session, conversation.id, after),
+    }
+    file["summary"] = summary(file)
+    return file
+
+
+def summary(file: dict[str, Any]) -> str:
+    """Two or three sentences a person reads first, built only from the file's own figures."""
+    who, h = file["customer"], file["handoff"]
+    parts = [
+        f"{who['name']} ({who['language']}, {'verified' if who['verified'] else 'not verified'})"
+    ]
+    for account in file["accounts"]:
+        parts.append(
+            f"owes {account['balance']} on account {account['number']}, "
+            f"{account['days_past_due']} days past due ({account['stage']})"
+        )
+    lines = [", ".join(parts) + "."]
+    reasons = ", ".join(dict.fromkeys(r.replace("_", " ") for r in h["reasons"]))
+    lines.append(f"Handed off for {reasons} on {h['channel']}, waiting {h['waiting']}.")
+    counts = [f"{len(file[k])} {k}" for k in ("offers", "plans", "promises", "payments") if file[k]]
+    if counts:
+        lines.append("On record: " + ", ".join(counts) + ".")
+    if h["proposal"] and not h["approved_terms"]:
+        lines.append(f"Waiting for approval: {describe_terms(h['proposal'])}.")
+    closed = [c for c, state in file["consent"].items() if state == "opted out"]
+    if closed:
+        lines.append("Opted out of: " + ", ".join(closed) + ".")
+    return " ".join(lines)
+
+
+def describe_terms(terms: dict[str, Any]) -> str:
+    currency = str(terms.get("currency") or "USD")
+    if terms.get("kind") == "plan":
+        down = format_money(int(terms.get("down_payment_cents") or 0), currency, "en")
+        each = format_money(int(terms.get("installment_cents") or 0), currency, "en")
+        return (
+            f"plan of {format_money(int(terms['financed_cents']), currency, 'en')}: {down} down, "
+            f"{terms.get('count')} {terms.get('frequency')} payments of {each} "
+            f"from {terms.get('start_date')}"
+        )
+    if terms.get("kind") == "promise":
+        amount = format_money(int(terms.get("amount_cents") or 0), currency, "en")
+        return f"promise to pay {amount} on {terms.get('date')}"
+    return str(terms)
+
+
+# -- pieces ------------------------------------------------------------------------------------
+
+
+def _who(conversation: Conversation) -> str:
+    customer = conversation.customer
+    if customer is None:
+        return "unknown address"
+    return f"{customer.first_name} {customer.last_name}"
+
+
+def _handoff(handoff: Handoff, names: dict[int, str], now: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": handoff.id,
+        "reason": handoff.reason,
+        "reasons": list(handoff.reasons),
+        "trigger_text": handoff.trigger_text,
+        "channel": handoff.channel,
+        "priority": handoff.priority,
+        "status": handoff.status,
+        "claimed_by": names.get(handoff.agent_id) if handoff.agent_id else None,
+        "agent_id": handoff.agent_id,
+        "created_at": handoff.created_at.isoformat(),
+        "waiting": _duration(now - handoff.created_at),
+        "proposal": handoff.proposal,
+        "proposal_text": describe_terms(handoff.proposal) if handoff.proposal else None,
+        "approved_terms": handoff.approved_terms,
+        "approved_by": names.get(handoff.approved_by) if handoff.approved_by else None,
+        "resolution": handoff.resolution,
+        "note": handoff.note,
+        "callback_at": handoff.callback_at.isoformat() if handoff.callback_at else None,
+    }
+
+
+def _customer(conversation: Conversation, customer: Customer | None) -> dict[str, Any]:
+    return {
+        "name": _who(conversation),
+        "external_id": customer.external_id if customer else None,
+        "language": conversation.language,
+        "timezone": customer.timezone if customer else None,
+        "verified": conversation.verified_at is not None,
+        "verification_locked": conversation.locked_at is not None,
+        "verification_failures": conversation.verification_failures,
+    }
+
+
+def _account(account: Account, stage_of: StageOf) -> dict[str, Any]:
+    return {
+        "number": "…" + account.account_number[-4:],
+        "balance": format_money(account.balance_cents, account.currency, "en"),
+        "balance_cents": account.balance_cents,
+        "currency": account.currency,
+        "due_date": account.due_date.isoformat(),
+        "days_past_due": account.days_past_due,
+        "stage": stage_of(account.days_past_due),
+        "segment": account.segment,
+    }
+
+
+def _channels(session: Session, conversation_id: str) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(Message.channel, Message.direction, func.count(), func.max(Message.created_at))
+        .where(Message.conversation_id == conversation_id)
+        .group_by(Message.channel, Message.direction)
+    )
+    history: dict[str, dict[str, Any]] = {}
+    for channel, direction, count, last in rows:
+        entry = history.setdefault(channel, {"channel": channel, "in": 0, "out": 0, "last": ""})
+        entry[direction] = count
+        entry["last"] = max(entry["last"], last.isoformat() if last else "")
+    return sorted(history.values(), key=lambda e: str(e["last"]), reverse=True)
+
+
+def _consent(session: Session, customer: Customer | None) -> dict[str, str]:
+    if customer is None:
+        return {}
+    addresses = [p.value for p in customer.contact_points]
+    closed = {
+        o.channel
+        for o in session.scalars(
+            select(OptOut).where(OptOut.address.in_(addresses), OptOut.revoked_at.is_(None))
+        )
+    }
+    given = {"sms": customer.consent_sms, "email": customer.consent_email}
+    given["voice"] = customer.consent_voice
+    return {
+        channel: "opted out" if channel in closed else ("consent" if ok else "no consent")
+        for channel, ok in given.items()
+    }
+
+
+def _offers(session: Session, conversation_id: str) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(Offer).where(Offer.conversation_id == conversation_id).order_by(Offer.id)
+    )
+    return [
+        {
+            "kind": o.kind,
+            "terms": describe_terms({"kind": o.kind, **o.terms}),
+            "policy_version": o.policy_version,
+            "status": o.status,
+            "at": o.created_at.isoformat(),
+        }
+        for o in rows
+    ]
+
+
+def _plans(session: Session, account_ids: list[int]) -> list[dict[str, Any]]:
+    rows = session.scalars(select(PaymentPlan).where(PaymentPlan.account_id.in_(account_ids)))
+    return [
+        {
+            "status": p.status,
+            "total": format_money(p.total_cents, p.currency, "en"),
+            "frequency": p.frequency,
+            "policy_version": p.policy_version,
+        }
+        for p in rows
+    ]
+
+
+def _promises(session: Session, account_ids: list[int]) -> list[dict[str, Any]]:
+    rows = session.scalars(select(PromiseToPay).where(PromiseToPay.account_id.in_(account_ids)))
+    return [
+        {
+            "amount": format_money(p.amount_cents, p.currency, "en"),
+            "due_date": p.due_date.isoformat(),
+            "status": p.status,
+        }
+        for p in rows
+    ]
+
+
+def _payments(session: Session, account_ids: list[int]) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(LedgerEntry).where(LedgerEntry.account_id.in_(account_ids)).order_by(LedgerEntry.id)
+    )
+    return [
+        {
+            "kind": e.kind,
+            "amount": format_money(e.amount_cents, e.currency, "en"),
+            "at": e.created_at.isoformat(),
+        }
+        for e in rows
+    ]
+
+
+def _transcript(session: Session, conversation_id: str, after: int) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.id > after)
+        .order_by(Message.id.desc())
+        .limit(TRANSCRIPT_LIMIT)
+    )
+    return [
+        {
+            "id": m.id,
+            "direction": m.direction,
+            "channel": m.channel,
+            "text": m.text,
+            "at": m.created_at.isoformat(),
+        }
+        for m in reversed(list(rows))
+    ]
+
+
+def _duration(delta: dt.timedelta) -> str:
+    minutes = max(int(delta.total_seconds() // 60), 0)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"

@@ -1,0 +1,145 @@
+"""Events for an outside agent desk (handoff.created, customer.message, handoff.resolved).
+
+Rows are written in the transaction that caused them (``abono.services.handoff.desk_event``);
+this worker sends them to the configured webhook in order (a row that is waiting for its
+retry holds back the rows after it), signed with HMAC-SHA256 over
+``"<timestamp>.<body>"`` (header ``X-Abono-Signature: t=<unix>,v1=<hex>``), with the row's
+idempotency key as ``X-Abono-Delivery`` so the desk can drop a repeat. A failure backs off and
+retries; a crashed worker's lease runs out and the row is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from abono.ports import DeskWebhook
+from abono.store.models import DeskEvent
+
+log = structlog.get_logger(__name__)
+
+LEASE = dt.timedelta(seconds=60)
+MAX_ATTEMPTS = 10
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    return dt.timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
+
+
+class DeskEventWorker:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        webhook: DeskWebhook,
+        url: str,
+        secret: str,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self._sessions = sessions
+        self._webhook = webhook
+        self._url = url
+        self._secret = secret
+        self._clock = clock
+
+    async def run_forever(self, interval: float = 0.5) -> None:
+        while True:
+            try:
+                if not await self.run_once():
+                    await asyncio.sleep(interval)
+            except Exception:  # keep the worker alive; the row is retried after its lease
+                log.exception("desk.worker.failed")
+                await asyncio.sleep(interval)
+
+    async def run_once(self, limit: int = 20) -> int:
+        handled = 0
+        for row_id in await asyncio.to_thread(self._due, limit):
+            claimed = await asyncio.to_thread(self._claim, row_id)
+            if claimed is None:  # waiting for its retry, or another worker sends it
+                break
+            status = await self._post(claimed)
+            handled += 1
+            if not await asyncio.to_thread(self._record, row_id, status):
+                break  # in order: nothing later goes out before this one
+        return handled
+
+    def _due(self, limit: int) -> list[int]:
+        with self._sessions() as session:
+            return list(
+                session.scalars(
+                    select(DeskEvent.id)
+                    .where(
+                        DeskEvent.status.in_(("pending", "sending")),
+                        DeskEvent.next_attempt_at <= self._clock(),
+                    )
+                    .order_by(DeskEvent.id)
+                    .limit(limit)
+                )
+            )
+
+    def _claim(self, row_id: int) -> dict[str, Any] | None:
+        now = self._clock()
+        with self._sessions.begin() as session:
+            won = session.execute(  # type: ignore[attr-defined]  # CursorResult for UPDATE
+                update(DeskEvent)
+                .where(
+                    DeskEvent.id == row_id,
+                    DeskEvent.status.in_(("pending", "sending")),
+                    DeskEvent.next_attempt_at <= now,
+                )
+                .values(
+                    status="sending", attempts=DeskEvent.attempts + 1, next_attempt_at=now + LEASE
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            row = session.get(DeskEvent, row_id) if won else None
+            if row is None:
+                return None
+            payload = {
+                **row.payload,
+                "created_at": row.created_at.isoformat(),
+                "sent_at": now.isoformat(),
+            }
+            return {"key": row.idempotency_key, "kind": row.kind, "payload": payload}
+
+    async def _post(self, claimed: dict[str, Any]) -> int | str:
+        body = json.dumps(claimed["payload"], separators=(",", ":")).encode()
+        timestamp = int(self._clock().timestamp())
+        headers = {
+            "Content-Type": "application/json",
+            "X-Abono-Event": claimed["kind"],
+            "X-Abono-Delivery": claimed["key"],
+            "X-Abono-Signature": signature(self._secret, timestamp, body),
+        }
+        try:
+            return await self._webhook.post(self._url, body, headers)
+        except Exception as error:  # the desk is down: back off and retry, never lose the row
+            return type(error).__name__
+
+    def _record(self, row_id: int, status: int | str) -> bool:
+        with self._sessions.begin() as session:
+            row = session.get(DeskEvent, row_id)
+            assert row is not None
+            if isinstance(status, int) and 200 <= status < 300:
+                row.status, row.sent_at = "sent", self._clock()
+                return True
+            row.last_error = str(status)[:200]
+            if row.attempts >= MAX_ATTEMPTS:
+                row.status = "failed"
+            else:
+                row.status, row.next_attempt_at = "pending", self._clock() + backoff(row.attempts)
+        log.warning("desk.event.retry", status=str(status))
+        return False

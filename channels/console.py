@@ -1,0 +1,296 @@
+"""The agent console: where people pick up conversations the bot handed off.
+
+Pages (``/console``, ``/console/cases/{id}``) redirect to the login when signed out; the JSON
+API under ``/console/api`` answers 401. A login is a random token in an HttpOnly, SameSite
+cookie (its hash in the store, with an expiry); every POST carries the login's CSRF token
+(header ``X-CSRF-Token``, or a form field for login/logout) or is refused with 403. Pages show
+nothing another agent's case would reveal: 403 with an empty body. Live updates by short
+polling (every two seconds), which works through any proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import select
+
+from abono.container import Container
+from abono.errors import ForbiddenError, NotSignedInError
+from abono.services import agents, case_file
+from abono.services.agents import Actor
+from abono.services.handoff import HandoffService
+from abono.store.models import Agent
+
+log = structlog.get_logger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+COOKIE = "abono_console"
+LOGIN_COOKIE = "abono_console_login"  # double-submit CSRF for the login form itself
+POLL_MS = 2000
+
+
+class ReplyBody(BaseModel):
+    text: str = Field(min_length=1, max_length=1600)
+
+
+class TransferBody(BaseModel):
+    to: str = Field(min_length=1, max_length=64)
+
+
+class CloseBody(BaseModel):
+    note: str = Field(min_length=1, max_length=2000)
+
+
+class Console:
+    def __init__(self, container: Container) -> None:
+        self._c = container
+        self._ttl = dt.timedelta(hours=container.settings.console_session_hours)
+        self._secure = container.settings.public_url.startswith("https://")
+        self._pages = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+
+    # -- who is asking -----------------------------------------------------------------------
+
+    def signed_in(self, request: Request) -> tuple[Actor, str] | None:
+        token = request.cookies.get(COOKIE, "")
+        with self._c.sessions() as session:
+            return agents.signed_in(session, token, self._c.clock())
+
+    def actor(self, request: Request, post: bool = False) -> Actor:
+        found = self.signed_in(request)
+        if found is None:
+            raise NotSignedInError("sign in to the console first")
+        actor, csrf = found
+        if post and not hmac.compare_digest(request.headers.get("X-CSRF-Token", ""), csrf):
+            raise ForbiddenError("missing or wrong CSRF token")
+        return actor
+
+    # -- pages -------------------------------------------------------------------------------
+
+    def page(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        nonce = secrets.token_urlsafe(16)
+        html = self._pages.get_template(name).render(
+            nonce=nonce, poll_ms=POLL_MS, company=self._c.settings.company_name, **values
+        )
+        response = HTMLResponse(html, status)
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; "
+            "frame-ancestors 'none'; form-action 'self'"
+        )
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    def login_page(self, error: str | None = None, status: int = 200) -> HTMLResponse:
+        token = secrets.token_urlsafe(32)
+        response = self.page("console_login.html", status, csrf=token, error=error)
+        response.set_cookie(
+            LOGIN_COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=self._secure,
+            path="/console",
+            max_age=3600,
+        )
+        return response
+
+    async def log_in(self, request: Request) -> Response:
+        form = await request.form()
+        sent, expected = str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE, "")
+        if not expected or not hmac.compare_digest(sent, expected):
+            return Response("forbidden: missing or wrong CSRF token", 403)
+        username, password = str(form.get("username", "")), str(form.get("password", ""))
+        login = await asyncio.to_thread(self._log_in, username, password)
+        if login is None:
+            log.info("console.login.failed")
+            return self.login_page("Wrong username or password.", 401)
+        log.info("console.login.succeeded", agent=login.actor.username)
+        response = RedirectResponse("/console", 303)
+        response.set_cookie(
+            COOKIE,
+            login.token,
+            httponly=True,
+            samesite="strict",
+            secure=self._secure,
+            path="/console",
+            max_age=int(self._ttl.total_seconds()),
+        )
+        response.delete_cookie(LOGIN_COOKIE, path="/console")
+        return response
+
+    def _log_in(self, username: str, password: str) -> agents.Login | None:
+        with self._c.sessions.begin() as session:
+            return agents.log_in(session, username, password, self._c.clock(), self._ttl)
+
+    async def log_out(self, request: Request) -> Response:
+        found = self.signed_in(request)
+        form = await request.form()
+        if found is None or not hmac.compare_digest(str(form.get("csrf", "")), found[1]):
+            return Response("forbidden", 403)
+        with self._c.sessions.begin() as session:
+            agents.log_out(session, request.cookies.get(COOKIE, ""), self._c.clock())
+        response = RedirectResponse("/console/login", 303)
+        response.delete_cookie(COOKIE, path="/console")
+        return response
+
+    def case_page(self, request: Request, handoff_id: int) -> Response:
+        found = self.signed_in(request)
+        if found is None:
+            return RedirectResponse("/console/login", 303)
+        actor, csrf = found
+        try:
+            with self._c.sessions.begin() as session:
+                handoff = case_file.visible_case(session, handoff_id, actor)
+                case_file.record_view(session, handoff, actor)
+        except ForbiddenError:
+            return Response("", 403)
+        return self.page("console_case.html", actor=actor, csrf=csrf, handoff_id=handoff_id)
+
+    # -- the JSON the pages poll ---------------------------------------------------------------
+
+    def queue_json(self, actor: Actor) -> dict[str, Any]:
+        with self._c.sessions() as session:
+            cases = case_file.queue(session, self._c.clock())
+        return {"me": actor.id, "cases": cases}
+
+    def case_json(self, actor: Actor, handoff_id: int, after: int) -> dict[str, Any]:
+        with self._c.sessions() as session:
+            handoff = case_file.visible_case(session, handoff_id, actor)
+            data = case_file.case_file(session, handoff, self._c.clock(), self._c.stage_of, after)
+        data["me"] = {"id": actor.id, "role": actor.role}
+        return data
+
+    def agents_json(self) -> list[dict[str, str]]:
+        with self._c.sessions() as session:
+            rows = session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id))
+            return [{"username": a.username, "name": a.display_name} for a in rows]
+
+
+def install(app: FastAPI, container: Container) -> None:
+    console = Console(container)
+    app.include_router(_pages(console))
+    app.include_router(_api(console, container))
+
+
+def _pages(console: Console) -> APIRouter:
+    router = APIRouter(prefix="/console", include_in_schema=False)
+
+    @router.get("/login", response_class=HTMLResponse)
+    async def login_form() -> HTMLResponse:
+        return console.login_page()
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        return await console.log_in(request)
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        return await console.log_out(request)
+
+    @router.get("")
+    async def queue_page(request: Request) -> Response:
+        found = await asyncio.to_thread(console.signed_in, request)
+        if found is None:
+            return RedirectResponse("/console/login", 303)
+        return console.page("console_queue.html", actor=found[0], csrf=found[1])
+
+    @router.get("/cases/{handoff_id}")
+    async def case_page(request: Request, handoff_id: int) -> Response:
+        return await asyncio.to_thread(console.case_page, request, handoff_id)
+
+    return router
+
+
+def _api(console: Console, container: Container) -> APIRouter:
+    router = APIRouter(prefix="/console/api", tags=["console"])
+    service = container.handoffs
+
+    @router.get("/queue")
+    async def queue(request: Request) -> dict[str, Any]:
+        actor = await asyncio.to_thread(console.actor, request)
+        return await asyncio.to_thread(console.queue_json, actor)
+
+    @router.get("/agents")
+    async def agent_list(request: Request) -> list[dict[str, str]]:
+        await asyncio.to_thread(console.actor, request)
+        return await asyncio.to_thread(console.agents_json)
+
+    @router.get("/cases/{handoff_id}")
+    async def case(request: Request, handoff_id: int, after: int = 0) -> dict[str, Any]:
+        actor = await asyncio.to_thread(console.actor, request)
+        return await asyncio.to_thread(console.case_json, actor, handoff_id, after)
+
+    @router.post("/cases/{handoff_id}/{action}")
+    async def act(request: Request, handoff_id: int, action: str) -> JSONResponse:
+        """Who first (401), then the CSRF token (403), then the body (422)."""
+        actor = await asyncio.to_thread(console.actor, request, True)
+        if action not in ACTIONS:
+            return JSONResponse({"error": "not_found", "message": "no such action"}, 404)
+        body = await _body(request, ACTIONS[action])
+        if isinstance(body, JSONResponse):
+            return body
+        return await _perform(service, container, action, handoff_id, actor, body)
+
+    return router
+
+
+ACTIONS: dict[str, type[BaseModel] | None] = {
+    "claim": None,
+    "release": None,
+    "transfer": TransferBody,
+    "reply": ReplyBody,
+    "approve": None,
+    "hand-back": None,
+    "close": CloseBody,
+}
+
+
+async def _body(request: Request, model: type[BaseModel] | None) -> BaseModel | JSONResponse | None:
+    if model is None:
+        return None
+    try:
+        return model.model_validate(await request.json())
+    except (ValueError, ValidationError) as error:
+        message = error.errors()[0]["msg"] if isinstance(error, ValidationError) else "bad JSON"
+        return JSONResponse({"error": "invalid_body", "message": message}, 422)
+
+
+async def _perform(
+    service: HandoffService,
+    container: Container,
+    action: str,
+    handoff_id: int,
+    actor: Actor,
+    body: Any,
+) -> JSONResponse:
+    if action == "approve":
+        outcome = await asyncio.to_thread(service.approve, handoff_id, actor)
+        status = 200 if outcome.approved else 403
+        return JSONResponse({"ok": outcome.approved, "message": outcome.message}, status)
+    if action == "hand-back":
+        await asyncio.to_thread(service.hand_back, handoff_id, actor)
+        replies = await container.pipeline.resume(handoff_id)
+        return JSONResponse({"ok": True, "answered_waiting_message": bool(replies)})
+    work = {
+        "claim": lambda: service.claim(handoff_id, actor),
+        "release": lambda: service.release(handoff_id, actor),
+        "transfer": lambda: service.transfer(handoff_id, actor, body.to),
+        "reply": lambda: service.reply(handoff_id, actor, body.text),
+        "close": lambda: service.close(handoff_id, actor, body.note),
+    }[action]
+    result = await asyncio.to_thread(work)
+    return JSONResponse({"ok": True, "result": result})

@@ -1,0 +1,440 @@
+"""Handoff to a person, end to end inside the app: real store, fake engine, real console API."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from abono.app import build_container, create_app
+from abono.container import Container
+from abono.errors import ForbiddenError, HandoffConflictError
+from abono.services import agents
+from abono.services.agents import Actor, actor_of
+from abono.services.dialogue import Turn
+from abono.services.handoff import active_handoff, open_handoff
+from abono.services.pipeline import Inbound
+from abono.settings import Settings
+from abono.store.models import AuditEvent, Conversation, Customer, Handoff, Message, OutboxMessage
+from tests.fakes import FakeEngine
+from tests.unit.conftest import Clock
+
+JAMES = "+13125550102"  # English, $230.00
+TOM = "+17205550104"  # English, $2,450.00
+ANA = "+12125550101"  # Spanish
+REPLY = "ENGINE REPLY"
+PLAN = {
+    "kind": "plan",
+    "financed_cents": 200_000,
+    "down_payment_cents": 45_000,
+    "installment_cents": 20_000,
+    "count": 10,
+    "frequency": "monthly",
+    "start_date": "2026-12-24",
+    "currency": "USD",
+    "policy_version": 1,
+    "reason": "too_many_installments",
+}
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine(replies=[REPLY])
+
+
+@pytest.fixture
+def app(demo_database_url: str, engine: FakeEngine, clock: Clock) -> Iterator[Container]:
+    settings = Settings(database_url=demo_database_url)
+    container = build_container(settings, engine=engine, clock=clock)
+    yield container
+    container.sessions.kw["bind"].dispose()
+
+
+def people(app: Container) -> tuple[Actor, Actor, Actor]:
+    with app.sessions.begin() as session:
+        made = [
+            agents.add_agent(session, "alice", "correct horse 1", "agent", "Alice"),
+            agents.add_agent(session, "bob", "correct horse 2", "agent", "Bob"),
+            agents.add_agent(session, "sam", "correct horse 3", "supervisor", "Sam"),
+        ]
+        return actor_of(made[0]), actor_of(made[1]), actor_of(made[2])
+
+
+async def send(app: Container, text: str, address: str = JAMES, channel: str = "sms") -> list[str]:
+    return await app.pipeline.handle(Inbound(channel, address, text))
+
+
+def conversation_id(app: Container, external_id: str) -> str:
+    with app.sessions() as session:
+        return session.scalars(
+            select(Conversation.id).join(Customer).where(Customer.external_id == external_id)
+        ).one()
+
+
+def open_case(app: Container, external_id: str, reason: str, proposal: dict | None = None) -> int:
+    with app.sessions.begin() as session:
+        conversation = session.get(Conversation, conversation_id(app, external_id))
+        assert conversation is not None
+        handoff = open_handoff(
+            session,
+            conversation,
+            reason,
+            channel="sms",
+            trigger_text="my card 4242 4242 4242 4242",
+            now=app.clock(),
+            proposal=proposal,
+        )
+        return handoff.id
+
+
+def count(app: Container, model: type, **where: object) -> int:
+    with app.sessions() as session:
+        query = select(func.count()).select_from(model)
+        for name, value in where.items():
+            query = query.where(getattr(model, name) == value)
+        return session.scalar(query) or 0
+
+
+# -- opening -------------------------------------------------------------------------------
+
+
+async def test_opening_twice_keeps_one_case_with_both_reasons(app: Container) -> None:
+    await send(app, "hi")
+    first = open_case(app, "CUST-1002", "dispute")
+    second = open_case(app, "CUST-1002", "hardship")
+    assert first == second
+    with app.sessions() as session:
+        handoff = session.get(Handoff, first)
+        assert handoff is not None
+        assert handoff.reasons == ["dispute", "hardship"]
+        assert handoff.trigger_text is not None and "4242" not in handoff.trigger_text
+    assert count(app, Handoff) == 1
+    assert count(app, AuditEvent, kind="handoff.created") == 1
+
+
+async def test_unknown_reason_codes_are_refused(app: Container) -> None:
+    await send(app, "hi")
+    with pytest.raises(ValueError):
+        open_case(app, "CUST-1002", "bored")
+
+
+async def test_a_large_balance_is_more_urgent(app: Container) -> None:
+    await send(app, "hi")
+    await send(app, "hello", address=TOM)
+    james = open_case(app, "CUST-1002", "customer_request")
+    tom = open_case(app, "CUST-1004", "customer_request")
+    with app.sessions() as session:
+        assert session.get(Handoff, tom).priority < session.get(Handoff, james).priority  # type: ignore[union-attr]
+
+
+# -- triggers in the pipeline ----------------------------------------------------------------
+
+
+async def test_a_distressed_message_goes_to_a_person_without_the_engine(
+    app: Container, engine: FakeEngine
+) -> None:
+    replies = await send(app, "I can't go on like this")
+    assert engine.texts == []
+    assert "A person will reply here shortly" in replies[-1]
+    with app.sessions() as session:
+        handoff = active_handoff(session, conversation_id(app, "CUST-1002"))
+        assert handoff is not None and handoff.reason == "distressed" and handoff.priority == 1
+
+
+async def test_spanish_trigger_is_answered_in_spanish(app: Container) -> None:
+    replies = await send(app, "mi esposo falleció", address=ANA)
+    assert "una persona de nuestro equipo" in replies[-1]
+
+
+async def test_after_hours_the_customer_hears_when_a_person_will_be_back(
+    app: Container, clock: Clock
+) -> None:
+    clock.advance(hours=10)  # 20:00 in New York on a Tuesday
+    replies = await send(app, "this is identity theft")
+    assert "Our team is away right now" in replies[-1]
+    assert "November 25, 2026 at 8:00\u202fAM (CST)" in replies[-1]  # James lives in Chicago
+
+
+async def test_while_held_the_bot_is_silent_and_the_message_is_kept(
+    app: Container, engine: FakeEngine
+) -> None:
+    await send(app, "go to hell")
+    assert await send(app, "hello? anyone?") == []
+    assert await send(app, "HELP") != []  # carrier keywords still answered
+    assert engine.texts == []
+    with app.sessions() as session:
+        handoff = active_handoff(session, conversation_id(app, "CUST-1002"))
+        assert handoff is not None and len(handoff.held_message_ids) == 1
+
+
+async def test_three_misunderstood_turns_in_a_row_bring_a_person(app: Container) -> None:
+    class Confused(FakeEngine):
+        def answer(self, conversation_id: str, text: str) -> list[str]:
+            turn = Turn(conversation_id, "out_of_scope", text, "sms", JAMES)
+            outcome = app.dialogue.out_of_scope(turn)  # what the engine's action runs
+            return [reply.key for reply in outcome.replies]
+
+    app.pipeline._engine = Confused()  # noqa: SLF001 - the engine is the port under test
+    assert "utter_out_of_scope" in (await send(app, "blorp"))[-1]
+    assert "utter_out_of_scope" in (await send(app, "zzz"))[-1]
+    assert "handoff_soon" in (await send(app, "qwerty"))[-1]
+    with app.sessions() as session:
+        handoff = active_handoff(session, conversation_id(app, "CUST-1002"))
+        assert handoff is not None and handoff.reason == "repeated_misunderstanding"
+
+
+# -- people working the case ----------------------------------------------------------------
+
+
+async def test_two_agents_claiming_at_once_one_wins_the_other_is_told(app: Container) -> None:
+    alice, bob, _ = people(app)
+    await send(app, "hi")
+    case = open_case(app, "CUST-1002", "dispute")
+    results: dict[str, str] = {}
+    barrier = threading.Barrier(2)
+
+    def claim(actor: Actor) -> None:
+        barrier.wait()
+        try:
+            app.handoffs.claim(case, actor)
+            results[actor.username] = "won"
+        except HandoffConflictError as error:
+            results[actor.username] = error.message
+
+    threads = [threading.Thread(target=claim, args=(a,)) for a in (alice, bob)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results.values())[-1] == "won"
+    loser = next(v for v in results.values() if v != "won")
+    assert loser.startswith("already claimed by ")
+    assert count(app, AuditEvent, kind="handoff.claimed") == 1
+
+
+async def test_only_the_holder_replies_and_the_reply_goes_through_the_outbox(
+    app: Container, clock: Clock
+) -> None:
+    alice, bob, _ = people(app)
+    await send(app, "hi")
+    case = open_case(app, "CUST-1002", "dispute")
+    app.handoffs.claim(case, alice)
+    with pytest.raises(ForbiddenError):
+        app.handoffs.reply(case, bob, "hello from Bob")
+    app.handoffs.reply(case, alice, "Hi James, this is Alice. I'm looking at the charge now.")
+    with app.sessions() as session:
+        row = session.scalars(select(OutboxMessage)).one()
+        assert row.channel == "sms" and row.address == JAMES
+        assert row.text is not None and row.text.startswith("Hi James, this is Alice.")
+        assert row.text.endswith("Reply STOP to opt out.")
+    clock.advance(hours=12)  # rows are stamped with the wall clock; the test's clock is behind
+    await app.outbox.run_once()
+    assert count(app, OutboxMessage, status="sent") == 1
+    assert count(app, AuditEvent, kind="handoff.replied") == 1
+
+
+async def test_approval_respects_the_role_ceiling(app: Container) -> None:
+    alice, _, sam = people(app)
+    approved: list[int] = []
+    app.handoffs.on_approved = lambda session, handoff: approved.append(handoff.id)
+    await send(app, "hi")
+    case = open_case(app, "CUST-1002", "outside_limits", proposal=PLAN)
+    app.handoffs.claim(case, alice)
+    refused = app.handoffs.approve(case, alice)  # $2,000 financed > the agent's $1,500
+    assert not refused.approved and "$1,500.00" in refused.message
+    assert approved == []
+    assert app.handoffs.approve(case, sam).approved
+    assert approved == [case]
+    with pytest.raises(HandoffConflictError):
+        app.handoffs.approve(case, sam)  # twice changes nothing
+
+
+async def test_hand_back_answers_the_waiting_message_once(
+    app: Container, engine: FakeEngine
+) -> None:
+    alice, _, _ = people(app)
+    await send(app, "I never opened this account")
+    case = 1
+    app.handoffs.claim(case, alice)
+    app.handoffs.reply(case, alice, "We're checking, one moment.")
+    await send(app, "ok and how much do I owe then?")  # arrives while held, unanswered
+    app.handoffs.hand_back(case, alice)
+    first, second = await asyncio.gather(app.pipeline.resume(case), app.pipeline.resume(case))
+    assert engine.texts == ["ok and how much do I owe then?"]
+    assert [first, second].count([]) == 1
+    await send(app, "thanks")  # the bot speaks again
+    assert engine.texts[-1] == "thanks"
+
+
+async def test_a_message_answered_by_the_agent_is_not_answered_again(
+    app: Container, engine: FakeEngine
+) -> None:
+    alice, _, _ = people(app)
+    await send(app, "I never opened this account")
+    app.handoffs.claim(1, alice)
+    await send(app, "hello?")
+    app.handoffs.reply(1, alice, "Hello! Sorting it out now.")
+    app.handoffs.hand_back(1, alice)
+    assert await app.pipeline.resume(1) == []
+    assert engine.texts == []
+
+
+# -- the console over HTTP -------------------------------------------------------------------
+
+
+@pytest.fixture
+def web(app: Container) -> Iterator[TestClient]:
+    people(app)
+    with TestClient(create_app(app.settings, app), base_url="http://127.0.0.1:8000") as client:
+        yield client
+
+
+def sign_in(client: TestClient, username: str, password: str) -> str:
+    form = client.get("/console/login")
+    csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
+    done = client.post(
+        "/console/login",
+        data={"username": username, "password": password, "csrf": csrf},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303, done.text
+    page = client.get("/console")
+    return page.text.split("const CSRF = ")[1].split(";")[0].strip('"')
+
+
+async def test_signed_out_pages_redirect_and_the_api_says_401(web: TestClient) -> None:
+    assert web.get("/console", follow_redirects=False).headers["location"] == "/console/login"
+    assert web.get("/console/cases/1", follow_redirects=False).status_code == 303
+    assert web.get("/console/api/queue").status_code == 401
+    assert web.get("/console/api/cases/1").status_code == 401
+    assert web.post("/console/api/cases/1/claim").status_code == 401
+
+
+async def test_wrong_password_and_missing_login_csrf_are_refused(web: TestClient) -> None:
+    form = web.get("/console/login")
+    csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
+    bad = web.post("/console/login", data={"username": "alice", "password": "nope", "csrf": csrf})
+    assert bad.status_code == 401 and "Wrong username or password" in bad.text
+    no_csrf = web.post("/console/login", data={"username": "alice", "password": "correct horse 1"})
+    assert no_csrf.status_code == 403
+    assert web.get("/console/api/queue").status_code == 401
+
+
+async def test_a_post_without_the_csrf_token_is_refused(app: Container, web: TestClient) -> None:
+    await send(app, "go to hell")
+    csrf = sign_in(web, "alice", "correct horse 1")
+    assert web.post("/console/api/cases/1/claim").status_code == 403
+    assert web.post("/console/api/cases/1/claim", headers={"X-CSRF-Token": "x"}).status_code == 403
+    assert count(app, Handoff, status="open") == 1
+    claimed = web.post("/console/api/cases/1/claim", headers={"X-CSRF-Token": csrf})
+    assert claimed.status_code == 200
+
+
+async def test_another_agents_case_is_forbidden_and_shows_nothing(
+    app: Container, web: TestClient
+) -> None:
+    await send(app, "go to hell")
+    alice = people_by_name(app, "alice")
+    app.handoffs.claim(1, alice)
+    csrf = sign_in(web, "bob", "correct horse 2")
+    page = web.get("/console/cases/1")
+    assert page.status_code == 403 and page.text == ""
+    api = web.get("/console/api/cases/1")
+    assert api.status_code == 403 and "James" not in api.text
+    reply = web.post(
+        "/console/api/cases/1/reply", headers={"X-CSRF-Token": csrf}, json={"text": "hi"}
+    )
+    assert reply.status_code == 403
+
+
+async def test_queue_and_case_file_for_the_holder(app: Container, web: TestClient) -> None:
+    await send(app, "go to hell")
+    await send(app, "someone opened this account in my name", address=TOM)
+    csrf = sign_in(web, "alice", "correct horse 1")
+    queue = web.get("/console/api/queue").json()["cases"]
+    assert [c["reason"] for c in queue] == ["fraud_claim", "abusive"]  # most urgent first
+    tom_case = queue[0]["id"]
+    assert web.post(
+        f"/console/api/cases/{tom_case}/claim", headers={"X-CSRF-Token": csrf}
+    ).is_success
+    page = web.get(f"/console/cases/{tom_case}")
+    assert page.status_code == 200
+    file = web.get(f"/console/api/cases/{tom_case}").json()
+    assert file["customer"]["name"] == "Tom Becker"
+    assert file["accounts"][0]["balance"] == "$2,450.00"
+    assert "fraud claim" in file["summary"] and "$2,450.00" in file["summary"]
+    assert file["transcript"][0]["text"] == "someone opened this account in my name"
+    assert count(app, AuditEvent, kind="handoff.viewed") == 1
+    empty = web.post(
+        f"/console/api/cases/{tom_case}/reply", headers={"X-CSRF-Token": csrf}, json={"text": ""}
+    )
+    assert empty.status_code == 422
+
+
+def people_by_name(app: Container, username: str) -> Actor:
+    with app.sessions() as session:
+        agent = session.scalars(select(agents.Agent).where(agents.Agent.username == username)).one()
+        return actor_of(agent)
+
+
+def test_messages_are_logged_even_while_held(app: Container) -> None:
+    asyncio.run(send(app, "go to hell"))
+    asyncio.run(send(app, "still there?"))
+    assert count(app, Message, direction="in") == 2
+
+
+async def test_a_hand_back_interrupted_before_its_answer_is_resumed_later(
+    app: Container, engine: FakeEngine, clock: Clock
+) -> None:
+    alice, _, _ = people(app)
+    await send(app, "go to hell")
+    app.handoffs.claim(1, alice)
+    await send(app, "sorry. how much do I owe?")
+    app.handoffs.hand_back(1, alice)  # ...and the process stops before resume()
+    assert await app.pipeline.resume_pending() == 0  # too recent: the hand-back may be running
+    clock.advance(minutes=1)
+    assert await app.pipeline.resume_pending() == 1
+    assert engine.texts == ["sorry. how much do I owe?"]
+    assert await app.pipeline.resume_pending() == 0
+
+
+async def test_release_and_transfer_move_the_case_between_people(app: Container) -> None:
+    alice, bob, sam = people(app)
+    await send(app, "go to hell")
+    app.handoffs.claim(1, alice)
+    with pytest.raises(ForbiddenError):
+        app.handoffs.transfer(1, bob, "bob")  # only the holder or a supervisor
+    app.handoffs.transfer(1, alice, "bob")
+    with pytest.raises(ForbiddenError):
+        app.handoffs.reply(1, alice, "still me?")
+    app.handoffs.reply(1, bob, "Bob here.")
+    app.handoffs.release(1, sam)  # a supervisor may put it back in the queue
+    app.handoffs.claim(1, alice)
+    with pytest.raises(HandoffConflictError):
+        app.handoffs.close(1, alice, "   ")  # a note is required
+    app.handoffs.close(1, alice, "Customer calmed down; no action needed.")
+    with app.sessions() as session:
+        handoff = session.get(Handoff, 1)
+        assert handoff is not None and handoff.resolution == "closed"
+        assert active_handoff(session, handoff.conversation_id) is None
+    kinds = [
+        "handoff.claimed",
+        "handoff.transferred",
+        "handoff.replied",
+        "handoff.released",
+        "handoff.closed",
+    ]
+    for kind in kinds:
+        assert count(app, AuditEvent, kind=kind) >= 1
+
+
+async def test_a_console_login_expires(app: Container, web: TestClient, clock: Clock) -> None:
+    sign_in(web, "alice", "correct horse 1")
+    assert web.get("/console/api/queue").status_code == 200
+    clock.advance(hours=8, seconds=1)
+    assert web.get("/console/api/queue").status_code == 401
+    assert web.get("/console", follow_redirects=False).status_code == 303
