@@ -295,7 +295,8 @@ class PlanConversation:
             self._config.link_ttl,
         )
         first.payment_link_id = link.id
-        outcome = self._say(None, "utter_plan_agreed", count=len(plan.installments))
+        agreed = "utter_plan_agreed_card" if plan.method == "saved_card" else "utter_plan_agreed"
+        outcome = self._say(None, agreed, count=len(plan.installments))
         return outcome.say(
             "utter_payment_link",
             url=f"{self._config.public_url.rstrip('/')}/p/{link.token}",

@@ -348,3 +348,20 @@ async def test_a_promise_of_nothing_is_asked_again_not_recorded_for_the_balance(
     turn = await verified(james, text, "promise_to_pay")
     assert turn.responses == ["utter_verified", "utter_plan_invalid_amount"]
     assert rows(demo_sessions, Offer) == [] and rows(demo_sessions, PromiseToPay) == []
+
+
+async def test_with_saved_card_plans_the_customer_is_told_the_link_saves_the_card(
+    demo_sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    payments = PaymentConfig(PaymentPolicy(1, 2500), PAY_URL, dt.timedelta(hours=72))
+    policy = PlanPolicy.parse(load_policy_file("payment_plans.yml"))
+    plans = PlanConfig(policy, "saved_card", 2, PAY_URL, payments.link_ttl)
+    config = DialogueConfig(VerificationRules(), SUPPORT, payments, plans)
+    actions = {a.name(): a for a in dialogue_actions(Dialogue(demo_sessions, config, clock))}
+    conversation_id, language = open_conversation(demo_sessions, "CUST-1002")
+    james = Chat(actions, conversation_id, JAMES_PHONE, language)
+    await verified(james, "can I pay $60 a month?", "request_payment_plan")
+    turn = await james.says("yes", "affirm")
+    assert turn.responses == ["utter_plan_agreed_card", "utter_payment_link"]
+    plan, _ = plan_with_installments(demo_sessions)
+    assert plan.method == "saved_card"
