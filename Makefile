@@ -38,6 +38,7 @@ nlu-eval: train
 	$(APP)/abono nlu-eval $(EVAL) --today $(TODAY) --tz $(TZ_EVAL) > var/nlu-eval.jsonl
 
 bench: train
+	$(APP)/python -m tests.bench.plans
 	$(APP)/python -m tests.bench.turns
 
 clean:

@@ -33,10 +33,12 @@ from abono.integrations.stripe_gateway import build_gateway
 from abono.ports import ConversationEngine, PaymentGateway
 from abono.services.desk_events import DeskEventWorker
 from abono.services.dialogue import Dialogue, DialogueConfig
-from abono.services.handoff import HandoffService
+from abono.services.handoff import HandoffService, carry_out_with_plans
 from abono.services.outbox import OutboxWorker, RecordingSender
 from abono.services.payment_dialogue import PaymentConfig
 from abono.services.pipeline import Pipeline, PipelineConfig
+from abono.services.plan_dialogue import PlanConfig
+from abono.services.plans import FollowUpConfig, follow_up
 from abono.settings import Settings
 from abono.store.db import make_engine, make_sessionmaker
 from policies.disclosures import DisclosurePolicy
@@ -75,8 +77,17 @@ def build_container(
         dt.timedelta(hours=settings.payment_link_ttl_hours),
     )
     escalation = EscalationPolicy.parse(load_policy_file("escalation.yml"))
+    plans = PlanConfig(
+        PlanPolicy.parse(load_policy_file("payment_plans.yml")),
+        settings.plan_method,
+        settings.plan_max_misses,
+        settings.public_url,
+        payments.link_ttl,
+    )
     dialogue = Dialogue(
-        sessions, DialogueConfig(rules, settings.support_phone, payments, escalation), clock
+        sessions,
+        DialogueConfig(rules, settings.support_phone, payments, plans, escalation),
+        clock,
     )
     pipeline = Pipeline(
         sessions,
@@ -87,9 +98,10 @@ def build_container(
         clock,
         escalation,
     )
-    # The lead wires on_approved to the plan service (issue 4) so the bot carries terms out.
-    handoffs = HandoffService(sessions, escalation, clock, decorate=pipeline.decorate)
-    plans = PlanPolicy.parse(load_policy_file("payment_plans.yml"))
+    # Terms a person approved go back to the plan service: the bot puts them to the customer.
+    handoffs = HandoffService(
+        sessions, escalation, clock, carry_out_with_plans(clock), decorate=pipeline.decorate
+    )
     defaults = {
         "company": settings.company_name,
         "support_phone": settings.support_phone,
@@ -110,8 +122,27 @@ def build_container(
         gateway,
         clock,
         handoffs,
-        plans.stage_for,
+        plans.policy.stage_for,
     )
+
+
+async def _follow_up_forever(container: Container) -> None:
+    """Plan and promise reminders and follow-ups, every few minutes (abono/services/plans.py)."""
+    settings = container.settings
+    config = FollowUpConfig(link_ttl=dt.timedelta(hours=settings.payment_link_ttl_hours))
+
+    def once() -> None:
+        with container.sessions.begin() as session:
+            done = follow_up(session, container.clock(), config)
+        if done:
+            log.info("plans.follow_up.done", **done)
+
+    while True:
+        try:
+            await asyncio.to_thread(once)
+        except Exception:  # keep going; the next round retries what this one did not finish
+            log.exception("plans.follow_up.failed")
+        await asyncio.sleep(settings.follow_up_interval_seconds)
 
 
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
@@ -121,11 +152,13 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         log.info("app.lifecycle.started", sandbox=settings.sandbox)
         worker = asyncio.create_task(container.outbox.run_forever())
+        follow = asyncio.create_task(_follow_up_forever(container))
         desk = _desk_worker(container)
         desk_task = asyncio.create_task(desk.run_forever()) if desk else None
         resumer = asyncio.create_task(_resume_hand_backs(container))
         yield
         worker.cancel()
+        follow.cancel()
         resumer.cancel()
         if desk_task is not None:
             desk_task.cancel()

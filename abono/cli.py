@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from abono.cli_plans import add_commands as add_plan_commands
 from abono.settings import Settings
 
 
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--channel", default="sms", choices=["sms", "email", "voice", "web"])
     chat.add_argument("--url", default=None, help="the app's URL (default: ABONO_PUBLIC_URL)")
     chat.set_defaults(handler=_chat)
+    add_plan_commands(commands)
     return parser
 
 

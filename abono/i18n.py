@@ -67,7 +67,12 @@ class Catalogs:
         template = self.template(key, lang, medium)
         if template is None:
             raise KeyError(f"no message for key {key!r}")
-        return _FORMATTER.format(template, **format_arguments(args or {}, lang))
+        shown = format_arguments(args or {}, lang)
+        for name, value in (args or {}).items():
+            # ``frequency_key="word_monthly"`` shows the catalog's word as ``{frequency}``.
+            if name.endswith("_key") and isinstance(value, str) and self.template(value, lang):
+                shown[name.removesuffix("_key")] = self.render(value, lang, medium)
+        return _FORMATTER.format(template, **shown)
 
 
 def _read_catalog(path: Path) -> dict[str, str]:
@@ -110,6 +115,12 @@ def format_arguments(args: Mapping[str, Any], lang: str) -> dict[str, Any]:
         elif name.endswith("_time") and isinstance(value, str) and _CLOCK.match(value):
             shown[name] = format_time(
                 dt.time.fromisoformat(value), format="short", locale=LOCALES.get(lang, "en_US")
+            )
+        elif name == "schedule" and isinstance(value, list):
+            shown[name] = "; ".join(
+                f"{format_day(dt.date.fromisoformat(day), lang)}: "
+                + format_money(cents, currency, lang)
+                for day, cents in value
             )
         else:
             shown[name] = value

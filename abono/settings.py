@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str = "whsec_abono_sandbox"
     localstripe_port: int = 8420
     payment_link_ttl_hours: int = Field(default=72, ge=1, le=24 * 30)
+    # Plans: later installments by a link each (link) or charged to the saved card (saved_card);
+    # a plan is broken after this many missed installments.
+    plan_method: Literal["link", "saved_card"] = "link"
+    plan_max_misses: int = Field(default=2, ge=1, le=12)
+    follow_up_interval_seconds: float = Field(default=300, gt=0)
     # SMS through Twilio. No twilio_api_base means real Twilio; tests point it at a local fake.
     twilio_account_sid: str = "AC" + "0" * 32
     twilio_auth_token: str = "sandbox-twilio-token"

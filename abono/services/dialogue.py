@@ -20,9 +20,11 @@ from abono.services import audit, opt_outs
 from abono.services.customers import primary_account
 from abono.services.handoff import default_policy, handoff_notice, open_handoff
 from abono.services.payment_dialogue import PaymentConfig, PaymentConversation
+from abono.services.plan_dialogue import PLAN_QUESTIONS, Ask, PlanConfig, PlanConversation
 from abono.store.models import Account, ContactPoint, Conversation
 from abono.understanding.amounts import find_amount_cents
 from abono.understanding.dates import parse_birth_date
+from abono.understanding.plan_terms import find_count, find_frequency
 from policies.escalation import REASONS, EscalationPolicy, too_many_misunderstandings
 from policies.verification import (
     VerificationRules,
@@ -40,15 +42,20 @@ REASK_KEYS = {
     "opt_out_confirmation": "utter_confirm_opt_out",
     "payment_amount": "utter_ask_payment_amount_again",
     "payment_consent": "utter_confirm_payment_again",
+    "plan_choice": "utter_plan_choose_again",
+    "plan_consent": "utter_plan_ask_consent",
+    "promise_date": "utter_ask_promise_date",
+    "promise_consent": "utter_promise_ask_consent",
 }
+PLAN_INTENTS = frozenset({"request_payment_plan", "promise_to_pay"})
+# While a plan or promise is on the table, these carry new terms ("what if I pay 80 instead").
+PLAN_TERM_INTENTS = PLAN_INTENTS | {"pay_partial", "inform"}
 # Below this the classifier may have mistaken noise for "stop": ask instead of acting.
 OPT_OUT_CONFIDENCE = 0.7
 HANDOFF_REASONS = {
     "dispute_charge": "dispute",
     "hardship": "hardship",
     "request_human": "customer_request",
-    "request_payment_plan": "plan_request",
-    "promise_to_pay": "promise_to_pay",
     "already_paid": "already_paid",
 }
 
@@ -65,6 +72,8 @@ class Turn:
     pending_intent: str | None = None
     zip_answer: str | None = None
     payment_amount_cents: int | None = None
+    # The request that verification interrupted ("can I pay $60 a month?"), to answer after it.
+    pending_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,7 @@ class DialogueConfig:
     rules: VerificationRules
     support_phone: str
     payments: PaymentConfig
+    plans: PlanConfig
     escalation: EscalationPolicy | None = None  # None: the shipped policies/escalation.yml
 
 
@@ -104,6 +114,7 @@ class Dialogue:
         self._config = config
         self._clock = clock
         self._payments = PaymentConversation(config.payments, clock, Outcome)
+        self._plans = PlanConversation(config.plans, clock, Outcome, self._escalate)
 
     # -- entry points, one per engine action -------------------------------------------
 
@@ -113,6 +124,8 @@ class Dialogue:
         return Outcome().say("utter_greet")
 
     def goodbye(self, turn: Turn) -> Outcome:
+        if turn.awaiting in PLAN_QUESTIONS:
+            return self._plan_answer(turn)
         return Outcome().say("utter_goodbye")
 
     def answer(self, turn: Turn) -> Outcome:
@@ -123,12 +136,17 @@ class Dialogue:
             return Outcome(slots={"awaiting": None}).say("utter_how_can_i_help")
         if turn.awaiting in PAYMENT_QUESTIONS:
             return self._payment_answer(turn)
+        if turn.awaiting in PLAN_QUESTIONS:
+            return self._plan_answer(turn)
         with self._sessions.begin() as session:
             if turn.awaiting:
                 return self._verify_step(session, turn)
         return Outcome().say("utter_how_can_i_help")
 
     def debt_request(self, turn: Turn) -> Outcome:
+        turn = _plan_when_periodic(turn)
+        if turn.awaiting in PLAN_QUESTIONS and turn.intent in PLAN_TERM_INTENTS:
+            return self._plan_answer(turn)
         with self._sessions.begin() as session:
             conversation = session.get(Conversation, turn.conversation_id)
             if conversation is None or conversation.customer_id is None:
@@ -142,12 +160,13 @@ class Dialogue:
                 outcome = Outcome(
                     slots={
                         "pending_intent": turn.intent,
+                        "pending_text": turn.text if turn.intent in PLAN_INTENTS else None,
                         "zip_answer": None,
                         "payment_amount_cents": amount,
                     }
                 )
                 return self._ask(outcome, self._config.rules.first_question(), turn)
-            return self._fulfil(session, conversation, turn.intent, amount)
+            return self._fulfil(session, conversation, turn.intent, amount, turn)
 
     def hand_off(self, turn: Turn) -> Outcome:
         with self._sessions.begin() as session:
@@ -219,6 +238,8 @@ class Dialogue:
         return self._ask(outcome, turn.awaiting, turn) if turn.awaiting else outcome
 
     def out_of_scope(self, turn: Turn) -> Outcome:
+        if turn.awaiting in PLAN_QUESTIONS:
+            return self._plan_answer(turn)
         if turn.awaiting and _has_answer(turn.awaiting, turn.text):
             with self._sessions.begin() as session:
                 return self._verify_step(session, turn)
@@ -315,13 +336,17 @@ class Dialogue:
             audit.record(session, "verification.passed", conversation, channel=turn.channel)
             customer = conversation.customer
             assert customer is not None
-            outcome = Outcome(slots={**cleared, "verified": True, "pending_intent": None})
+            outcome = Outcome(
+                slots={**cleared, "verified": True, "pending_intent": None, "pending_text": None}
+            )
             outcome.say("utter_verified", first_name=customer.first_name)
+            pending = replace(turn, text=turn.pending_text or "", awaiting=None)
             follow = self._fulfil(
                 session,
                 conversation,
                 turn.pending_intent or "check_balance",
                 turn.payment_amount_cents,
+                replace(pending, intent=turn.pending_intent or "check_balance"),
             )
             outcome.replies.extend(follow.replies)
             outcome.slots.update(follow.slots)
@@ -348,18 +373,68 @@ class Dialogue:
     # -- after verification --------------------------------------------------------------
 
     def _fulfil(
-        self, session: Session, conversation: Conversation, intent: str, amount: int | None
+        self,
+        session: Session,
+        conversation: Conversation,
+        intent: str,
+        amount: int | None,
+        turn: Turn,
     ) -> Outcome:
         customer_id = conversation.customer_id
         account = primary_account(session, customer_id) if customer_id is not None else None
         if account is None:
             return Outcome().say("utter_balance_zero")
+        if intent in PLAN_INTENTS:
+            return self._plans.start(session, _ask(conversation, account, turn))
         if intent in HANDOFF_REASONS:
             reason = handoff_reason(intent)
             return self._hand_off(session, conversation, reason, conversation.last_channel, None)
         if intent in ("pay_full", "pay_partial"):
             return self._payments.offer(account, intent, amount)
         return balance_replies(account)
+
+    # -- plans and promises --------------------------------------------------------------
+
+    def _plan_answer(self, turn: Turn) -> Outcome:
+        """A reply while a plan or a promise is on the table (identity first, as always)."""
+        with self._sessions() as session:
+            conversation = session.get(Conversation, turn.conversation_id)
+            verified = conversation is not None and conversation.verified_at is not None
+        if not verified:
+            intent = "promise_to_pay" if (turn.awaiting or "").startswith("promise") else None
+            return self.debt_request(
+                replace(turn, awaiting=None, intent=intent or "request_payment_plan")
+            )
+        with self._sessions.begin() as session:
+            conversation = session.get(Conversation, turn.conversation_id)
+            assert conversation is not None
+            account = primary_account(session, conversation.customer_id or 0)
+            if account is None:
+                return Outcome(slots={"awaiting": None}).say("utter_balance_zero")
+            return self._plans.answer(
+                session, _ask(conversation, account, turn), turn.awaiting or "plan_choice"
+            )
+
+    def _escalate(
+        self,
+        session: Session,
+        conversation: Conversation,
+        reason: str,
+        channel: str,
+        text: str,
+        proposal: dict[str, Any],
+    ) -> None:
+        """Terms beyond the bot's authority: a person's case with the proposal attached."""
+        code = reason if reason in REASONS else "outside_limits"
+        open_handoff(
+            session,
+            conversation,
+            code,
+            channel=channel,
+            trigger_text=text,
+            now=self._clock(),
+            proposal=proposal,
+        )
 
     # -- payments ------------------------------------------------------------------------
 
@@ -391,6 +466,26 @@ class Dialogue:
                 return self._payments.ask_amount(account)
             cleared_slots = {"awaiting": None, "payment_amount_cents": None}
             return Outcome(slots=cleared_slots).say("utter_how_can_i_help")
+
+
+def _plan_when_periodic(turn: Turn) -> Turn:
+    """ "I can pay $60 a month" / "in 3 payments" asks for a plan, whatever the classifier said."""
+    periodic = turn.intent == "pay_partial" and find_frequency(turn.text) is not None
+    counted = turn.intent in ("pay_partial", "pay_full") and find_count(turn.text, "en")[0]
+    if periodic or (counted and counted > 1):  # "my monthly bill" alone is no plan
+        return replace(turn, intent="request_payment_plan")
+    return turn
+
+
+def _ask(conversation: Conversation, account: Account, turn: Turn) -> Ask:
+    return Ask(
+        conversation,
+        account,
+        turn.text,
+        turn.channel,
+        turn.intent,
+        remembered_cents=turn.payment_amount_cents,
+    )
 
 
 def balance_replies(account: Account) -> Outcome:

@@ -30,7 +30,13 @@ log = structlog.get_logger(__name__)
 LEASE = dt.timedelta(seconds=60)
 MAX_ATTEMPTS = 8
 # What the conversation is told when one of these goes out.
-ENGINE_SLOTS = {"utter_payment_received": {"payment_status": "received"}}
+ENGINE_SLOTS = {
+    "utter_payment_received": {"payment_status": "received"},
+    # Terms a person approved wait for the customer's yes (abono/services/plan_dialogue.py).
+    "utter_plan_approved": {"awaiting": "plan_consent"},
+    "utter_plan_approved_down": {"awaiting": "plan_consent"},
+    "utter_promise_approved": {"awaiting": "promise_consent"},
+}
 
 
 def backoff(attempts: int) -> dt.timedelta:

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.ports import PaymentGateway
-from abono.services import audit, ledger, outbox
+from abono.services import audit, commitments, ledger, outbox
 from abono.store.models import (
     Account,
     Conversation,
@@ -223,7 +223,7 @@ def _on_succeeded(
         link.payment_intent_id = intent_id
     link.status, link.paid_at = "paid", link.paid_at or now
     position = ledger.recompute(session, account)
-    _announce_payment(session, link, account, intent_id, amount, currency, position)
+    _announce_payment(session, link, account, intent_id, amount, currency, position, now)
     return "payment_recorded"
 
 
@@ -235,6 +235,7 @@ def _announce_payment(
     amount: int,
     currency: str,
     position: ledger.Position,
+    now: dt.datetime,
 ) -> None:
     """Audit it, flag money beyond what was owed for an operator refund, queue the receipt."""
     facts = {"payment_intent": intent_id, "link_id": link.id, "currency": currency}
@@ -259,6 +260,7 @@ def _announce_payment(
         )
     args = {"amount_cents": amount, "balance_cents": balance, "currency": currency}
     _notify(session, link, account, "utter_payment_received", args, f"receipt-{intent_id}")
+    commitments.payment_arrived(session, link, account, amount, now)
 
 
 def _on_failed(session: Session, event_id: str, intent: Mapping[str, Any], now: dt.datetime) -> str:
@@ -421,24 +423,35 @@ def _notify(
     args: Mapping[str, Any],
     idempotency_key: str,
 ) -> None:
-    """Queue a message on the conversation's current channel, to the address last heard from."""
     conversation = _conversation_of(session, link, account)
-    address = None
-    if conversation is not None:
-        address = session.scalars(
-            select(Message.address)
-            .where(
-                Message.conversation_id == conversation.id,
-                Message.direction == "in",
-                Message.channel == conversation.last_channel,
-            )
-            .order_by(Message.created_at.desc(), Message.id.desc())
-            .limit(1)
-        ).first()
-    if conversation is None or address is None:
+    if conversation is None or not queue_to_conversation(
+        session, conversation, key, args, idempotency_key
+    ):
         log.warning("payments.message.unroutable", key=key, link_id=link.id)
-        return
+
+
+def queue_to_conversation(
+    session: Session,
+    conversation: Conversation,
+    key: str,
+    args: Mapping[str, Any],
+    idempotency_key: str,
+) -> bool:
+    """Queue a message on the conversation's current channel, to the address last heard from."""
+    address = session.scalars(
+        select(Message.address)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.direction == "in",
+            Message.channel == conversation.last_channel,
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+    ).first()
+    if address is None:
+        return False
     outbox.queue(session, conversation, address, key, args, idempotency_key)
+    return True
 
 
 def _conversation_of(session: Session, link: PaymentLink, account: Account) -> Conversation | None:

@@ -37,6 +37,7 @@ def turn_from(tracker: Tracker) -> Turn:
         pending_intent=tracker.get_slot("pending_intent"),
         zip_answer=tracker.get_slot("zip_answer"),
         payment_amount_cents=_cents(tracker.get_slot("payment_amount_cents")),
+        pending_text=tracker.get_slot("pending_text"),
     )
 
 

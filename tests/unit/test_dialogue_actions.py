@@ -18,11 +18,14 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.app import load_policy_file
 from abono.services.customers import find_customer_by_address
 from abono.services.dialogue import Dialogue, DialogueConfig
 from abono.services.payment_dialogue import PaymentConfig
+from abono.services.plan_dialogue import PlanConfig
 from abono.store.models import ContactPoint, Conversation, Customer, OptOut, PaymentLink
 from bot.actions import dialogue_actions
+from policies.payment_plans import PlanPolicy
 from policies.payments import PaymentPolicy
 from policies.verification import VerificationRules
 from tests.unit.conftest import Clock
@@ -40,6 +43,9 @@ ACTION_FOR = {
     "pay_full": "action_pay",
     "pay_partial": "action_pay",
     "request_payment_plan": "action_request_plan",
+    "promise_to_pay": "action_promise_to_pay",
+    "goodbye": "action_goodbye",
+    "dispute_charge": "action_hand_off",
     "opt_out": "action_opt_out",
     "wrong_party": "action_mark_wrong_party",
     "switch_language": "action_switch_language",
@@ -106,11 +112,23 @@ class Chat:
         return Turn(dispatcher.messages, slots_set)
 
 
+def dialogue_config(
+    rules: VerificationRules, payments: PaymentConfig, method: str = "link"
+) -> DialogueConfig:
+    plans = PlanConfig(
+        PlanPolicy.parse(load_policy_file("payment_plans.yml")),
+        method,
+        2,
+        PAY_URL,
+        payments.link_ttl,
+    )
+    return DialogueConfig(rules, SUPPORT, payments, plans)
+
+
 @pytest.fixture
 def actions(demo_sessions: sessionmaker[Session], clock: Clock) -> dict[str, Action]:
     payments = PaymentConfig(PaymentPolicy(1, 2500), PAY_URL, dt.timedelta(hours=72))
-    config = DialogueConfig(VerificationRules(), SUPPORT, payments)
-    dialogue = Dialogue(demo_sessions, config, clock)
+    dialogue = Dialogue(demo_sessions, dialogue_config(VerificationRules(), payments), clock)
     return {action.name(): action for action in dialogue_actions(dialogue)}
 
 
@@ -478,7 +496,7 @@ async def test_date_of_birth_can_be_the_verification_question(
 ) -> None:
     payments = PaymentConfig(PaymentPolicy(1, 2500), PAY_URL, dt.timedelta(hours=72))
     rules = VerificationRules(method="dob")
-    dialogue = Dialogue(demo_sessions, DialogueConfig(rules, SUPPORT, payments), clock)
+    dialogue = Dialogue(demo_sessions, dialogue_config(rules, payments), clock)
     actions = {action.name(): action for action in dialogue_actions(dialogue)}
     conversation_id, language = open_conversation(demo_sessions, "CUST-1002")
     james = Chat(actions, conversation_id, JAMES_PHONE, language)

@@ -1,0 +1,86 @@
+"""``abono plans …`` and ``abono promises …``: the operator's view of commitments."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import Any
+
+from abono.settings import Settings
+
+
+def add_commands(commands: Any) -> None:
+    plans = commands.add_parser("plans", help="payment plans")
+    actions = plans.add_subparsers(metavar="ACTION")
+    follow = actions.add_parser(
+        "follow-up", help="send due reminders, mark missed installments and broken promises"
+    )
+    follow.add_argument("--at", type=_timestamp, default=None, help="ISO time (default: now)")
+    follow.set_defaults(handler=_follow_up)
+    listing = actions.add_parser("list", help="plans by status")
+    listing.add_argument("--status", default=None, help="pending|active|completed|broken")
+    listing.set_defaults(handler=_list_plans)
+
+    promises = commands.add_parser("promises", help="promises to pay")
+    promise_actions = promises.add_subparsers(metavar="ACTION")
+    stats = promise_actions.add_parser("stats", help="promises kept, broken and the kept rate")
+    stats.set_defaults(handler=_promise_stats)
+
+
+def _timestamp(value: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a time zone, e.g. 2026-12-09T15:00:00+00:00")
+    return moment
+
+
+def _sessions(settings: Settings) -> Any:
+    from abono.store.db import make_engine, make_sessionmaker, migrate
+
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    return make_sessionmaker(engine)
+
+
+def _follow_up(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.services.plans import FollowUpConfig, follow_up
+
+    now = args.at or dt.datetime.now(dt.timezone.utc)
+    config = FollowUpConfig(link_ttl=dt.timedelta(hours=settings.payment_link_ttl_hours))
+    with _sessions(settings).begin() as session:
+        done = follow_up(session, now, config)
+    print(", ".join(f"{kind}: {count}" for kind, count in sorted(done.items())) or "nothing due")
+    return 0
+
+
+def _list_plans(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from abono.i18n import format_money
+    from abono.store.models import Account, PaymentPlan
+
+    query = select(PaymentPlan, Account).join(Account, PaymentPlan.account_id == Account.id)
+    if args.status:
+        query = query.where(PaymentPlan.status == args.status)
+    with _sessions(settings)() as session:
+        rows = session.execute(query.order_by(PaymentPlan.id)).all()
+        for plan, account in rows:
+            paid = sum(1 for i in plan.installments if i.status == "paid")
+            print(
+                f"plan {plan.id}  account {account.account_number}  {plan.status:<9}  "
+                f"{format_money(plan.total_cents, plan.currency, 'en')}  "
+                f"{paid}/{len(plan.installments)} paid  misses {plan.misses}/{plan.max_misses}  "
+                f"policy v{plan.policy_version}"
+            )
+    print(f"{len(rows)} plan(s)")
+    return 0
+
+
+def _promise_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.services.plans import promise_kept_rate
+
+    with _sessions(settings)() as session:
+        kept, broken, rate = promise_kept_rate(session)
+    shown = f"{rate:.1%}" if rate is not None else "n/a"
+    print(f"kept {kept}, broken {broken}, kept rate {shown}")
+    return 0

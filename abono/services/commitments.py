@@ -1,0 +1,89 @@
+"""Money that arrives, applied to what the customer committed to: installments and promises.
+
+Called by the payments service in the transaction that records a payment. A payment through an
+installment's link pays that installment; any payment counts towards the account's pending
+promises, which are kept once what arrived covers them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from abono.services import audit
+from abono.store.models import (
+    Account,
+    Conversation,
+    PaymentLink,
+    PaymentPlan,
+    PlanInstallment,
+    PromiseToPay,
+)
+
+
+def payment_arrived(
+    session: Session, link: PaymentLink, account: Account, amount_cents: int, now: dt.datetime
+) -> None:
+    if link.kind == "installment":
+        installment = session.scalars(
+            select(PlanInstallment).where(PlanInstallment.payment_link_id == link.id)
+        ).first()
+        if installment is not None:
+            _installment_paid(session, installment, now)
+    for promise in session.scalars(
+        select(PromiseToPay).where(
+            PromiseToPay.account_id == account.id, PromiseToPay.status == "pending"
+        )
+    ):
+        promise.paid_cents += amount_cents
+        if promise.paid_cents >= promise.amount_cents:
+            promise.status, promise.resolved_at = "kept", now
+            _audit(session, "promise.kept", promise.conversation_id, promise_id=promise.id)
+
+
+def _installment_paid(session: Session, installment: PlanInstallment, now: dt.datetime) -> None:
+    if installment.status == "paid":
+        return
+    installment.status, installment.paid_at = "paid", now
+    plan = installment.plan
+    if plan.status == "pending":
+        plan.status = "active"
+    _audit(
+        session,
+        "plan.installment_paid",
+        plan.conversation_id,
+        plan_id=plan.id,
+        seq=installment.seq,
+        amount_cents=installment.amount_cents,
+    )
+    if plan.status == "active" and all(i.status == "paid" for i in plan.installments):
+        plan.status, plan.ended_at = "completed", now
+        _audit(session, "plan.completed", plan.conversation_id, plan_id=plan.id)
+
+
+def _audit(session: Session, kind: str, conversation_id: str, **data: object) -> None:
+    audit.record(session, kind, session.get(Conversation, conversation_id), **data)
+
+
+def open_commitments(
+    session: Session, account_id: int
+) -> tuple[list[PaymentPlan], list[PromiseToPay]]:
+    """Running plans and pending promises: what a reminder or a case file must take into account."""
+    plans = list(
+        session.scalars(
+            select(PaymentPlan).where(
+                PaymentPlan.account_id == account_id,
+                PaymentPlan.status.in_(("pending", "active")),
+            )
+        )
+    )
+    promises = list(
+        session.scalars(
+            select(PromiseToPay).where(
+                PromiseToPay.account_id == account_id, PromiseToPay.status == "pending"
+            )
+        )
+    )
+    return plans, promises

@@ -1,0 +1,223 @@
+"""The calendar side of plans and promises: reminders before due dates, follow-ups after them.
+
+``follow_up`` runs periodically (the app runs it every few minutes; ``abono plans follow-up``
+runs it once). Every message goes through the durable outbox with an idempotency key per
+installment or promise and purpose, so running it twice, or after a crash, sends nothing twice.
+Each plan keeps the terms it was agreed under (its own ``max_misses``, its own installments): a
+policy change never touches a running plan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from abono.services import audit
+from abono.services.payments import issue_link, queue_to_conversation
+from abono.store.models import (
+    Account,
+    Conversation,
+    PaymentLink,
+    PaymentPlan,
+    PlanInstallment,
+    PromiseToPay,
+)
+from abono.understanding.dates import today_in
+
+
+@dataclass(frozen=True)
+class FollowUpConfig:
+    remind_days_before: int = 2  # installment reminder this many days before it is due
+    grace_days: int = 1  # an installment unpaid this many days after its due date is missed
+    link_ttl: dt.timedelta = dt.timedelta(hours=72)
+
+
+def follow_up(session: Session, now: dt.datetime, config: FollowUpConfig) -> Counter[str]:
+    """Everything due at ``now``; returns what was done, by kind, for the operator."""
+    done: Counter[str] = Counter()
+    for installment, plan, account, conversation in _open_installments(session):
+        today = _today(conversation, now)
+        done[
+            _installment_step(session, installment, plan, account, conversation, today, now, config)
+        ] += 1
+    for promise, account, conversation in _pending_promises(session):
+        today = _today(conversation, now)
+        done[_promise_step(session, promise, account, conversation, today, now, config)] += 1
+    done.pop("nothing", None)
+    return done
+
+
+def _installment_step(
+    session: Session,
+    installment: PlanInstallment,
+    plan: PaymentPlan,
+    account: Account,
+    conversation: Conversation,
+    today: dt.date,
+    now: dt.datetime,
+    config: FollowUpConfig,
+) -> str:
+    if today > installment.due_date + dt.timedelta(days=config.grace_days):
+        return _missed(session, installment, plan, account, conversation, now, config)
+    days_left = (installment.due_date - today).days
+    if installment.reminded_at is None and 0 <= days_left <= config.remind_days_before:
+        if installment.payment_link_id is not None and installment.seq <= 1:
+            return "nothing"  # the first payment's link went out with the agreement
+        link = _link(session, account, installment.amount_cents, conversation, now, config)
+        installment.payment_link_id, installment.reminded_at = link.id, now
+        args = {
+            "amount_cents": installment.amount_cents,
+            "currency": account.currency,
+            "due_date": installment.due_date.isoformat(),
+            "url_token": link.token,
+        }
+        key = f"plan-{plan.id}-{installment.seq}-reminder"
+        queue_to_conversation(session, conversation, "utter_installment_reminder", args, key)
+        return "installment_reminded"
+    return "nothing"
+
+
+def _missed(
+    session: Session,
+    installment: PlanInstallment,
+    plan: PaymentPlan,
+    account: Account,
+    conversation: Conversation,
+    now: dt.datetime,
+    config: FollowUpConfig,
+) -> str:
+    installment.status, installment.missed_at = "missed", now
+    plan.misses += 1
+    audit.record(
+        session, "plan.installment_missed", conversation, plan_id=plan.id, seq=installment.seq
+    )
+    if plan.misses >= plan.max_misses:
+        plan.status, plan.ended_at = "broken", now
+        for later in plan.installments:
+            if later.status == "scheduled":
+                later.status = "cancelled"
+        audit.record(session, "plan.broken", conversation, plan_id=plan.id, misses=plan.misses)
+        args = {"balance_cents": account.balance_cents, "currency": account.currency}
+        queue_to_conversation(
+            session, conversation, "utter_plan_broken", args, f"plan-{plan.id}-broken"
+        )
+        return "plan_broken"
+    amount = min(installment.amount_cents, account.balance_cents)
+    if amount > 0:
+        link = _link(session, account, amount, conversation, now, config)
+        installment.payment_link_id = link.id
+        args = {"amount_cents": amount, "currency": account.currency, "url_token": link.token}
+        key = f"plan-{plan.id}-{installment.seq}-missed"
+        queue_to_conversation(session, conversation, "utter_installment_missed", args, key)
+    return "installment_missed"
+
+
+def _promise_step(
+    session: Session,
+    promise: PromiseToPay,
+    account: Account,
+    conversation: Conversation,
+    today: dt.date,
+    now: dt.datetime,
+    config: FollowUpConfig,
+) -> str:
+    owed = min(promise.amount_cents - promise.paid_cents, account.balance_cents)
+    if today > promise.due_date:
+        promise.status, promise.resolved_at = "broken", now
+        audit.record(session, "promise.broken", conversation, promise_id=promise.id)
+        if owed > 0:  # the follow-up: a new conversation about it, with a way to pay
+            link = _link(session, account, owed, conversation, now, config, "partial")
+            args = {"amount_cents": owed, "currency": account.currency, "url_token": link.token}
+            key = f"promise-{promise.id}-broken"
+            queue_to_conversation(session, conversation, "utter_promise_broken", args, key)
+        return "promise_broken"
+    if promise.reminded_at is None and (promise.due_date - today).days <= 1 and owed > 0:
+        promise.reminded_at = now
+        link = _link(session, account, owed, conversation, now, config, "partial")
+        args = {
+            "amount_cents": owed,
+            "currency": account.currency,
+            "due_date": promise.due_date.isoformat(),
+            "url_token": link.token,
+        }
+        key = f"promise-{promise.id}-reminder"
+        queue_to_conversation(session, conversation, "utter_promise_reminder", args, key)
+        return "promise_reminded"
+    return "nothing"
+
+
+def promise_kept_rate(session: Session) -> tuple[int, int, float | None]:
+    """Kept, broken, and the kept rate over promises whose date has come (None when none)."""
+    counts: dict[str, int] = {
+        status: count
+        for status, count in session.execute(
+            select(PromiseToPay.status, func.count())
+            .where(PromiseToPay.status.in_(("kept", "broken")))
+            .group_by(PromiseToPay.status)
+        ).all()
+    }
+    kept, broken = int(counts.get("kept", 0)), int(counts.get("broken", 0))
+    return kept, broken, (kept / (kept + broken) if kept + broken else None)
+
+
+def _open_installments(
+    session: Session,
+) -> Iterator[tuple[PlanInstallment, PaymentPlan, Account, Conversation]]:
+    query = (
+        select(PlanInstallment, PaymentPlan, Account, Conversation)
+        .join(PaymentPlan, PlanInstallment.plan_id == PaymentPlan.id)
+        .join(Account, PaymentPlan.account_id == Account.id)
+        .join(Conversation, PaymentPlan.conversation_id == Conversation.id)
+        .where(
+            PaymentPlan.status.in_(("pending", "active")),
+            PlanInstallment.status == "scheduled",
+        )
+        .order_by(PlanInstallment.due_date, PlanInstallment.id)
+    )
+    for row in session.execute(query).all():
+        yield row[0], row[1], row[2], row[3]
+
+
+def _pending_promises(
+    session: Session,
+) -> Iterator[tuple[PromiseToPay, Account, Conversation]]:
+    query = (
+        select(PromiseToPay, Account, Conversation)
+        .join(Account, PromiseToPay.account_id == Account.id)
+        .join(Conversation, PromiseToPay.conversation_id == Conversation.id)
+        .where(PromiseToPay.status == "pending")
+        .order_by(PromiseToPay.due_date, PromiseToPay.id)
+    )
+    for row in session.execute(query).all():
+        yield row[0], row[1], row[2]
+
+
+def _today(conversation: Conversation, now: dt.datetime) -> dt.date:
+    customer = conversation.customer
+    return today_in(customer.timezone if customer is not None else "America/New_York", now)
+
+
+def _link(
+    session: Session,
+    account: Account,
+    amount_cents: int,
+    conversation: Conversation,
+    now: dt.datetime,
+    config: FollowUpConfig,
+    kind: str = "installment",
+) -> PaymentLink:
+    return issue_link(
+        session,
+        account,
+        amount_cents,
+        kind,
+        conversation.language,
+        conversation.id,
+        now,
+        config.link_ttl,
+    )
