@@ -373,4 +373,3 @@ def carry_out_with_plans(clock: Callable[[], dt.datetime]) -> OnApproved:
         carry_out_approval(session, conversation, account, terms, version, clock(), by)
 
     return on_approved
-
