@@ -33,11 +33,11 @@ from abono.integrations.stripe_gateway import build_gateway
 from abono.ports import ConversationEngine, PaymentGateway
 from abono.services.desk_events import DeskEventWorker
 from abono.services.dialogue import Dialogue, DialogueConfig
-from abono.services.handoff import HandoffService, carry_out_with_plans
+from abono.services.handoff import HandoffService
 from abono.services.outbox import OutboxWorker, RecordingSender
 from abono.services.payment_dialogue import PaymentConfig
 from abono.services.pipeline import Pipeline, PipelineConfig
-from abono.services.plan_dialogue import PlanConfig
+from abono.services.plan_dialogue import PlanConfig, approval_handler
 from abono.services.plans import FollowUpConfig, follow_up
 from abono.settings import Settings
 from abono.store.db import make_engine, make_sessionmaker
@@ -76,7 +76,6 @@ def build_container(
         settings.public_url,
         dt.timedelta(hours=settings.payment_link_ttl_hours),
     )
-    escalation = EscalationPolicy.parse(load_policy_file("escalation.yml"))
     plans = PlanConfig(
         PlanPolicy.parse(load_policy_file("payment_plans.yml")),
         settings.plan_method,
@@ -84,6 +83,7 @@ def build_container(
         settings.public_url,
         payments.link_ttl,
     )
+    escalation = EscalationPolicy.parse(load_policy_file("escalation.yml"))
     dialogue = Dialogue(
         sessions,
         DialogueConfig(rules, settings.support_phone, payments, plans, escalation),
@@ -98,9 +98,13 @@ def build_container(
         clock,
         escalation,
     )
-    # Terms a person approved go back to the plan service: the bot puts them to the customer.
+    # Terms an agent approves are put to the customer by the bot (plan_dialogue).
     handoffs = HandoffService(
-        sessions, escalation, clock, carry_out_with_plans(clock), decorate=pipeline.decorate
+        sessions,
+        escalation,
+        clock,
+        on_approved=approval_handler(clock),
+        decorate=pipeline.decorate,
     )
     defaults = {
         "company": settings.company_name,

@@ -112,15 +112,15 @@ def format_arguments(args: Mapping[str, Any], lang: str) -> dict[str, Any]:
             shown[name.removesuffix("_cents")] = format_money(int(value), currency, lang)
         elif name.endswith("_date") and isinstance(value, str) and value:
             shown[name] = format_day(dt.date.fromisoformat(value), lang)
-        elif name.endswith("_time") and isinstance(value, str) and _CLOCK.match(value):
-            shown[name] = format_time(
-                dt.time.fromisoformat(value), format="short", locale=LOCALES.get(lang, "en_US")
-            )
         elif name == "schedule" and isinstance(value, list):
             shown[name] = "; ".join(
                 f"{format_day(dt.date.fromisoformat(day), lang)}: "
                 + format_money(cents, currency, lang)
                 for day, cents in value
+            )
+        elif name.endswith("_time") and isinstance(value, str) and _CLOCK.match(value):
+            shown[name] = format_time(
+                dt.time.fromisoformat(value), format="short", locale=LOCALES.get(lang, "en_US")
             )
         else:
             shown[name] = value

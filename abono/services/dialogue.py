@@ -424,12 +424,10 @@ class Dialogue:
         text: str,
         proposal: dict[str, Any],
     ) -> None:
-        """Terms beyond the bot's authority: a person's case with the proposal attached."""
-        code = reason if reason in REASONS else "outside_limits"
         open_handoff(
             session,
             conversation,
-            code,
+            reason,
             channel=channel,
             trigger_text=text,
             now=self._clock(),

@@ -28,7 +28,6 @@ from abono.redaction import redact_card_numbers
 from abono.services import audit, opt_outs, outbox
 from abono.services.agents import Actor
 from abono.services.customers import primary_account
-from abono.services.plan_dialogue import carry_out_approval
 from abono.store.models import Agent, Conversation, DeskEvent, Handoff, Message
 from policies.escalation import REASONS, EscalationPolicy, approval, next_opening, priority
 
@@ -356,20 +355,3 @@ def _refusal(reason: str, ceiling_cents: int) -> str:
         limit = format_money(ceiling_cents, "USD", "en")
         return f"above your approval limit of {limit}: a supervisor must approve it"
     return f"cannot approve: {reason.replace('_', ' ')}"
-
-
-def carry_out_with_plans(clock: Callable[[], dt.datetime]) -> OnApproved:
-    """``on_approved`` for the plan service: the bot puts the approved terms to the customer."""
-
-    def on_approved(session: Session, handoff: Handoff) -> None:
-        terms = handoff.approved_terms
-        conversation = handoff.conversation
-        account = primary_account(session, conversation.customer_id or 0)
-        if terms is None or account is None:
-            return
-        approver = session.get(Agent, handoff.approved_by) if handoff.approved_by else None
-        version = int(terms.get("policy_version") or 0)
-        by = approver.username if approver is not None else "agent"
-        carry_out_approval(session, conversation, account, terms, version, clock(), by)
-
-    return on_approved

@@ -19,10 +19,13 @@ from sqlalchemy.orm import Session
 
 from abono.services import audit
 from abono.services.commitments import open_commitments
+from abono.services.customers import primary_account
 from abono.services.payments import issue_link, queue_to_conversation
 from abono.store.models import (
     Account,
+    Agent,
     Conversation,
+    Handoff,
     Offer,
     PaymentPlan,
     PlanInstallment,
@@ -343,7 +346,7 @@ class PlanConversation:
     def _promise(self, session: Session, ask: Ask, terms: ProposedTerms) -> Outcome:
         if terms.bad_date:
             return self._say("promise_date", "utter_plan_bad_date")
-        amount = terms.amount_cents or ask.remembered_cents or _promised(session, ask)
+        amount = _first_known(terms.amount_cents, ask.remembered_cents, _promised(session, ask))
         if terms.date is None:
             outcome = self._say("promise_date", "utter_ask_promise_date")
             outcome.slots["payment_amount_cents"] = amount
@@ -354,7 +357,7 @@ class PlanConversation:
         )
         asked = {
             "kind": "promise",
-            "amount_cents": amount or ask.account.balance_cents,
+            "amount_cents": ask.account.balance_cents if amount is None else amount,
             "date": terms.date.isoformat(),
             "currency": ask.account.currency,
         }
@@ -506,6 +509,22 @@ def carry_out_approval(
     return offer
 
 
+def approval_handler(clock: Callable[[], dt.datetime]) -> Callable[[Session, Handoff], None]:
+    """What the handoff service calls once an agent approved a case's proposal."""
+
+    def carry_out(session: Session, handoff: Handoff) -> None:
+        conversation, terms = handoff.conversation, handoff.approved_terms
+        account = primary_account(session, conversation.customer_id or 0)
+        if account is None or not terms:
+            return
+        agent = session.get(Agent, handoff.approved_by) if handoff.approved_by else None
+        version = int(terms.get("policy_version") or 0)
+        who = agent.username if agent is not None else "agent"
+        carry_out_approval(session, conversation, account, terms, version, clock(), who)
+
+    return carry_out
+
+
 def _approved_message(offer: Offer, currency: str) -> tuple[str, dict[str, Any]]:
     if offer.kind == "promise":
         return "utter_promise_approved", {
@@ -564,6 +583,10 @@ def _existing_commitment(session: Session, account: Account) -> Outcome | None:
             due_date=promise.due_date.isoformat(),
         )
     return None
+
+
+def _first_known(*amounts: int | None) -> int | None:
+    return next((a for a in amounts if a is not None), None)
 
 
 def _may_be_choice(text: str, terms: ProposedTerms) -> bool:

@@ -45,6 +45,9 @@ _UNDATED_FUTURE = re.compile(
     r"|\b(el )?(año|ano) (que viene|pr[oó]ximo)\b|\bpr[oó]ximo (año|ano)\b",
     re.IGNORECASE,
 )
+_NEGATIVE = re.compile(
+    r"(?:^|[\s(])(?:[-−–]|negative |minus |menos )\s*[$€]?\s*(\d)", re.IGNORECASE
+)
 _MONTH_WORD = re.compile(
     r"\b(january|february|march|april|may|june|july|august|september|october|november|december"
     r"|enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre"
@@ -117,10 +120,19 @@ def _amount_without_count(text: str, rest: str, lang: str, count: int | None) ->
     return amount
 
 
+def _negative(text: str) -> bool:
+    """A sign (or "negative", "menos") right before the first number of the message."""
+    first = re.search(r"\d", text)
+    signed = _NEGATIVE.search(text)
+    return first is not None and signed is not None and signed.start(1) == first.start()
+
+
 def read_terms(text: str, lang: str, today: dt.date) -> ProposedTerms:
     count, implied, rest = find_count(text, lang)
     frequency = find_frequency(text) or implied
     amount = _amount_without_count(text, rest, lang, count)
+    if amount is not None and _negative(text):
+        amount = -amount  # "-$50 a month": refused as an amount, not read as $50
     date = find_date(text, lang, today)
     bad_date = date is None and bool(_UNDATED_FUTURE.search(text) or _MONTH_WORD.search(text))
     return ProposedTerms(amount, count, frequency, date, bad_date)

@@ -8,10 +8,12 @@ the assertions check amounts, counts and wording, not calendar dates.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 
 from tests.support import Product
@@ -125,3 +127,82 @@ def test_broken_promise_starts_a_follow_up_and_counts_against_the_kept_rate(
     while not any("haven't received the $150.00" in t for t in thread_texts(negotiating, BEN)):
         assert time.monotonic() < deadline, thread_texts(negotiating, BEN)
         time.sleep(0.2)
+
+
+# $4,000.00, 10 days late: everything financed is above the bot's authority ($3,000.00).
+OLIVIA = "+16175550205"
+OLIVIA_ROW = (
+    "CUST-2005,Olivia,Grant,en,America/New_York,+1 617 555 0205,olivia@example.com,02110,"
+    "1980-02-02,ACC-8800200205,4000.00,USD,2026-11-14,10,consumer,y,y,y"
+)
+
+
+class ConsoleAgent:
+    """An agent using the console's HTTP interface: signed in, with the page's CSRF token."""
+
+    def __init__(self, product: Product, username: str, password: str) -> None:
+        cli_input(product, password, "agents", "add", username, "--role", "supervisor")
+        self.client = httpx.Client(base_url=product.url, timeout=30)
+        form = self.client.get("/console/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf is not None
+        done = self.client.post(
+            "/console/login",
+            data={"username": username, "password": password, "csrf": csrf.group(1)},
+        )
+        assert done.status_code == 303, done.text
+        page = self.client.get("/console").text
+        token = re.search(r"const CSRF = \"([^\"]+)\"", page)
+        assert token is not None
+        self.csrf = token.group(1)
+
+    def act(self, case: int, action: str) -> httpx.Response:
+        return self.client.post(
+            f"/console/api/cases/{case}/{action}", headers={"X-CSRF-Token": self.csrf}
+        )
+
+    def cases(self) -> list[dict[str, object]]:
+        queue = self.client.get("/console/api/queue").json()
+        found: list[dict[str, object]] = queue["cases"]
+        return found
+
+
+def cli_input(product: Product, stdin: str, *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "abono.cli", *args, "--password-stdin"],
+        env=product.env,
+        input=stdin + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_terms_beyond_the_limits_go_to_an_agent_whose_approval_the_bot_carries_out(
+    negotiating: Product, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    negotiating.import_accounts(HEADER + OLIVIA_ROW + "\n", tmp_path_factory.mktemp("olivia"))
+    negotiating.say(OLIVIA, "hi")
+    negotiating.say(OLIVIA, "can I pay $400 a month?")
+    told = joined(negotiating.say(OLIVIA, "02110 0205"))
+    assert "need a person's approval" in told
+    assert negotiating.say(OLIVIA, "ok thanks") == []  # held: the bot is silent
+
+    agent = ConsoleAgent(negotiating, "olga", "olga-secret-pass")
+    (case,) = [c for c in agent.cases() if "Olivia" in str(c)]
+    case_id = int(str(case["id"]))
+    assert agent.act(case_id, "claim").status_code == 200
+    approved = agent.act(case_id, "approve")
+    assert approved.status_code == 200, approved.text
+    assert agent.act(case_id, "hand-back").status_code == 200
+
+    deadline = time.monotonic() + 20  # the approved terms reach the customer via the outbox
+    while not any("our team approved your plan" in t for t in thread_texts(negotiating, OLIVIA)):
+        assert time.monotonic() < deadline, thread_texts(negotiating, OLIVIA)
+        time.sleep(0.2)
+    offer = next(t for t in thread_texts(negotiating, OLIVIA) if "approved your plan" in t)
+    assert "$600.00 today, then 9 monthly payments" in offer
+    agreed = joined(negotiating.say(OLIVIA, "yes"))
+    assert "payment plan is set up" in agreed and "$600.00" in agreed
+    assert "ACC-8800200205" in cli(negotiating, "plans", "list", "--status", "pending")

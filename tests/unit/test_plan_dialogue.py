@@ -183,13 +183,14 @@ async def test_walking_away_creates_nothing_and_declines_the_offers(
     ("text", "answer"),
     [
         ("can I pay $0 a month", "utter_plan_invalid_amount"),
+        ("can I pay -$50 a month", "utter_plan_invalid_amount"),
         ("can I pay $500 a month", "utter_plan_amount_above_balance"),
         ("$10 a month for 2 months", "utter_plan_contradictory"),
         ("can I start on February 30", "utter_plan_bad_date"),
         ("can I start next year", "utter_plan_bad_date"),
         ("3 payments starting 2026-11-01", "utter_plan_date_in_past"),
     ],
-    ids=["zero", "above-balance", "contradictory", "feb-30", "next-year", "past-date"],
+    ids=["zero", "negative", "above-balance", "contradictory", "feb-30", "next-year", "past-date"],
 )
 async def test_bad_terms_get_a_clear_question_and_nothing_is_created(
     james: Chat, demo_sessions: sessionmaker[Session], text: str, answer: str
@@ -229,7 +230,7 @@ async def test_terms_above_the_approval_threshold_go_to_a_person_with_the_propos
     assert turn.responses == ["utter_verified", "utter_plan_needs_approval"]
     (offer,) = rows(demo_sessions, Offer)
     assert (offer.status, offer.reason) == ("needs_approval", "above_approval_threshold")
-    (handoff,) = rows(demo_sessions, Handoff)  # a person's case, the proposal attached
+    (handoff,) = rows(demo_sessions, Handoff)  # a person takes it, the proposal attached
     assert (handoff.reason, handoff.status) == ("outside_limits", "open")
     assert handoff.proposal is not None and handoff.proposal["financed_cents"] == 20500
     assert rows(demo_sessions, PaymentPlan) == []
@@ -338,3 +339,12 @@ async def test_a_running_plan_is_not_renegotiated_by_the_bot(james: Chat) -> Non
     turn = await james.says("can I get a payment plan?", "request_payment_plan")
     assert turn.responses == ["utter_plan_exists"]
     assert turn.said("utter_plan_exists")["amount_cents"] == 2500  # the down payment, due today
+
+
+@pytest.mark.parametrize("text", ["I'll pay 0 dollars on Friday", "I'll pay -20 on Friday"])
+async def test_a_promise_of_nothing_is_asked_again_not_recorded_for_the_balance(
+    james: Chat, demo_sessions: sessionmaker[Session], text: str
+) -> None:
+    turn = await verified(james, text, "promise_to_pay")
+    assert turn.responses == ["utter_verified", "utter_plan_invalid_amount"]
+    assert rows(demo_sessions, Offer) == [] and rows(demo_sessions, PromiseToPay) == []

@@ -136,11 +136,11 @@ async def test_a_policy_change_does_not_touch_a_running_plan(
     policy["version"] = 2
     for row in policy["limits"]:
         row["max_installments"] = min(row["max_installments"], 2)
-    restarted = Chat(
-        build_actions(demo_sessions, clock, policy), james.conversation_id, JAMES_PHONE, "en"
+    lucia_id, language = open_conversation(demo_sessions, "CUST-1003")
+    restarted = Chat(  # the app restarted with v2; another customer asks for a plan
+        build_actions(demo_sessions, clock, policy), lucia_id, "+14155550103", language
     )
-    restarted.slots = dict(james.slots)
-    turn = await restarted.says("what are my plan options?", "request_payment_plan")
+    turn = await verified(restarted, "¿puedo pagar a plazos?", "request_payment_plan", "94110 0303")
     options = [
         m for m in turn.messages if m["response"] in ("utter_plan_option", "utter_plan_option_down")
     ]
