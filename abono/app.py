@@ -30,7 +30,7 @@ from abono.integrations.action_server import action_router
 from abono.integrations.desk_webhook import HttpDeskWebhook
 from abono.integrations.rasa_engine import RasaEngine
 from abono.integrations.stripe_gateway import build_gateway
-from abono.ports import ConversationEngine, PaymentGateway
+from abono.ports import ConversationEngine, PaymentGateway, SavedCards
 from abono.services.desk_events import DeskEventWorker
 from abono.services.dialogue import Dialogue, DialogueConfig
 from abono.services.handoff import HandoffService
@@ -39,6 +39,7 @@ from abono.services.payment_dialogue import PaymentConfig
 from abono.services.pipeline import Pipeline, PipelineConfig
 from abono.services.plan_dialogue import PlanConfig, approval_handler
 from abono.services.plans import FollowUpConfig, follow_up
+from abono.services.saved_cards import charge_due
 from abono.settings import Settings
 from abono.store.db import make_engine, make_sessionmaker
 from policies.disclosures import DisclosurePolicy
@@ -64,6 +65,7 @@ def build_container(
     engine: ConversationEngine | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
     gateway: PaymentGateway | None = None,
+    saved_cards: SavedCards | None = None,
 ) -> Container:
     sessions = make_sessionmaker(make_engine(settings.database_url))
     catalogs = Catalogs.load(settings.locales_dir)
@@ -114,7 +116,7 @@ def build_container(
     # Sandbox: every channel's sender records instead of sending (issue 5 brings real ones).
     senders = {channel: RecordingSender() for channel in MEDIA} if settings.sandbox else {}
     outbox = OutboxWorker(sessions, catalogs, pipeline, senders, engine, defaults, clock)
-    gateway = gateway or build_gateway(settings)
+    stripe = build_gateway(settings)  # a client object only: no I/O until it is used
     return Container(
         settings,
         sessions,
@@ -123,10 +125,11 @@ def build_container(
         dialogue,
         pipeline,
         outbox,
-        gateway,
+        gateway or stripe,
         clock,
         handoffs,
         plans.policy.stage_for,
+        saved_cards or stripe,
     )
 
 
@@ -141,11 +144,19 @@ async def _follow_up_forever(container: Container) -> None:
         if done:
             log.info("plans.follow_up.done", **done)
 
+    async def charge() -> None:
+        """Saved cards first (abono/services/saved_cards.py): a paid one needs no follow-up."""
+        cards, now = container.saved_cards, container.clock()
+        charged = await charge_due(container.sessions, cards, now, config.link_ttl)
+        if charged:
+            log.info("plans.charges.done", **charged)
+
     while True:
-        try:
-            await asyncio.to_thread(once)
-        except Exception:  # keep going; the next round retries what this one did not finish
-            log.exception("plans.follow_up.failed")
+        for step in (charge, lambda: asyncio.to_thread(once)):
+            try:
+                await step()
+            except Exception:  # keep going; the next round retries what this one did not finish
+                log.exception("plans.follow_up.failed")
         await asyncio.sleep(settings.follow_up_interval_seconds)
 
 

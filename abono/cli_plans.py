@@ -13,7 +13,9 @@ def add_commands(commands: Any) -> None:
     plans = commands.add_parser("plans", help="payment plans")
     actions = plans.add_subparsers(metavar="ACTION")
     follow = actions.add_parser(
-        "follow-up", help="send due reminders, mark missed installments and broken promises"
+        "follow-up",
+        help="charge saved cards due today, send due reminders, mark missed installments and "
+        "broken promises",
     )
     follow.add_argument("--at", type=_timestamp, default=None, help="ISO time (default: now)")
     follow.set_defaults(handler=_follow_up)
@@ -43,12 +45,19 @@ def _sessions(settings: Settings) -> Any:
 
 
 def _follow_up(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from abono.integrations.stripe_gateway import build_gateway
     from abono.services.plans import FollowUpConfig, follow_up
+    from abono.services.saved_cards import charge_due
 
     now = args.at or dt.datetime.now(dt.timezone.utc)
     config = FollowUpConfig(link_ttl=dt.timedelta(hours=settings.payment_link_ttl_hours))
-    with _sessions(settings).begin() as session:
-        done = follow_up(session, now, config)
+    sessions = _sessions(settings)
+    # Saved cards are charged first, so a charge that goes through needs no reminder.
+    done = asyncio.run(charge_due(sessions, build_gateway(settings), now, config.link_ttl))
+    with sessions.begin() as session:
+        done.update(follow_up(session, now, config))
     print(", ".join(f"{kind}: {count}" for kind, count in sorted(done.items())) or "nothing due")
     return 0
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.i18n import Catalogs
-from abono.ports import ConversationEngine, PaymentGateway
+from abono.ports import ConversationEngine, PaymentGateway, SavedCards
 from abono.services.dialogue import Dialogue
 from abono.services.handoff import HandoffService
 from abono.services.outbox import OutboxWorker
@@ -30,3 +30,4 @@ class Container:
     clock: Callable[[], dt.datetime]
     handoffs: HandoffService
     stage_of: Callable[[int], str]  # the collections stage for days past due (policy)
+    saved_cards: SavedCards

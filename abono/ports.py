@@ -60,3 +60,45 @@ class DeskWebhook(Protocol):
     """An outside agent desk's webhook: POSTs our signed JSON, returns the HTTP status."""
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int: ...
+
+
+@dataclass(frozen=True)
+class CardSetupRef:
+    """A SetupIntent: the page confirms it with its client secret; we read back the card."""
+
+    id: str
+    client_secret: str
+    status: str
+    customer_id: str | None
+    payment_method_id: str | None
+
+
+@dataclass(frozen=True)
+class ChargeRef:
+    """An off-session charge's answer; ``declined`` carries the provider's reason code."""
+
+    id: str | None
+    status: str
+    decline_code: str | None = None
+
+
+class SavedCards(Protocol):
+    """A card saved once by the customer and charged later without them (installments)."""
+
+    async def start_card_setup(
+        self, idempotency_key: str, metadata: Mapping[str, str]
+    ) -> CardSetupRef:
+        """A customer object and an off-session SetupIntent for it."""
+        ...
+
+    async def card_setup(self, setup_intent_id: str) -> CardSetupRef: ...
+
+    async def charge_saved_card(
+        self,
+        customer_id: str,
+        payment_method_id: str,
+        amount_cents: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> ChargeRef: ...

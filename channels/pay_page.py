@@ -29,6 +29,16 @@ Real Stripe vs the localstripe mock
   to the mock's own confirmation dialog. That route exists only when ``stripe_api_base`` is
   set and speaks only to that server, so it can never touch real Stripe.
 
+Saved-card plans
+----------------
+When the link pays the first installment of a plan whose method is ``saved_card`` (and no card
+is saved yet), the page is ``pay_setup.html`` instead: the amount, the plan's next payments and
+a note that the card will be saved for them, and ``stripe.confirmCardSetup`` on a SetupIntent
+(localstripe's mock implements that one for real, against localstripe, so no shim). The page
+then posts only the SetupIntent's id to ``POST /p/{token}/card-saved``; the app asks Stripe
+whether it succeeded, keeps its payment method on the plan and charges the first installment
+off-session (``abono.services.saved_cards``).
+
 Either way localstripe or Stripe then sends the signed ``payment_intent.succeeded`` webhook,
 which moves the balance and queues the receipt. Expired, paid and unknown links get a page in
 the customer's language (unknown: the browser's Accept-Language) that charges nothing.
@@ -56,6 +66,7 @@ from abono.container import Container
 from abono.errors import AbonoError
 from abono.i18n import LANGUAGES, Catalogs, format_arguments, format_money
 from abono.services.payments import LinkView, open_link
+from abono.services.saved_cards import CardSetupView, card_saved, open_card_setup
 from abono.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -66,6 +77,7 @@ REAL_STRIPE_JS = "https://js.stripe.com/v3/"
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 CARD_ID = r"^card_[A-Za-z0-9]{1,64}$"
 CLIENT_SECRET = r"^pi_[A-Za-z0-9]{1,64}_secret_[A-Za-z0-9]{1,64}$"
+SETUP_INTENT = r"^seti_[A-Za-z0-9]{1,64}$"
 SANDBOX_TIMEOUT_SECONDS = 10.0
 
 PAYABLE_KEYS = (
@@ -85,6 +97,14 @@ PAYABLE_KEYS = (
     "page_try_again",
     "page_sandbox_note",
 )
+SETUP_KEYS = (
+    "page_save_card_note",
+    "page_schedule_label",
+    "page_save_pay_button",
+    "page_charge_declined",
+)
+# card_saved's outcome -> HTTP status for the page's script
+CARD_SAVED_STATUS = {"unknown": 404, "not_saved": 409}
 # state -> (title key, body key, HTTP status)
 CLOSED: dict[str, tuple[str, str, int]] = {
     "expired": ("page_expired_title", "page_expired_body", 200),
@@ -138,6 +158,10 @@ class StripeJs:
 class SandboxConfirm(BaseModel):
     client_secret: str = Field(pattern=CLIENT_SECRET)
     card: str = Field(pattern=CARD_ID)
+
+
+class CardSaved(BaseModel):
+    setup_intent: str = Field(pattern=SETUP_INTENT)
 
 
 class PageTexts:
@@ -210,14 +234,65 @@ def install(app: FastAPI, container: Container) -> None:
             tel=_tel(settings.support_phone),
         )
 
+    async def setup_for(token: str) -> CardSetupView | None:
+        if not TOKEN.match(token):
+            return None
+        cards = container.saved_cards
+        return await open_card_setup(container.sessions, cards, token, container.clock())
+
+    @app.post("/p/{token}/card-saved", include_in_schema=False)
+    async def card_saved_route(token: str, body: CardSaved) -> JSONResponse:
+        """The page's word that the SetupIntent succeeded; Stripe is asked before we act."""
+        if not TOKEN.match(token):
+            return _stripe_error("This payment link can no longer be paid.", 404)
+        status = await card_saved(
+            container.sessions, container.saved_cards, token, body.setup_intent, container.clock()
+        )
+        log.info("pay_page.card_setup.reported", outcome=status)
+        code = CARD_SAVED_STATUS.get(status, 200)
+        return JSONResponse({"status": status}, code, headers={"Cache-Control": "no-store"})
+
     async def view_for(token: str) -> LinkView | None:
         if not TOKEN.match(token):
             return None
         return await open_link(container.sessions, gateway, token, container.clock())
 
+    def setup_page(setup: CardSetupView) -> HTMLResponse:
+        lang = setup.language if setup.language in LANGUAGES else "en"
+        money = {"amount_cents": setup.amount_cents, "currency": setup.currency}
+        shown = texts.render(PAYABLE_KEYS + SETUP_KEYS, lang, **money)
+        schedule = [
+            texts.render(
+                ("page_schedule_row",),
+                lang,
+                due_date=later.due_date.isoformat(),
+                amount_cents=later.amount_cents,
+                currency=setup.currency,
+            )["schedule_row"]
+            for later in setup.later
+        ]
+        log.info("pay_page.card_setup.opened", account=setup.account_id, lang=lang)
+        return page(
+            "pay_setup.html",
+            200,
+            lang=lang,
+            t=shown,
+            schedule=schedule,
+            company=settings.company_name,
+            amount=format_money(setup.amount_cents, setup.currency, lang),
+            publishable_key=settings.stripe_publishable_key,
+            client_secret=setup.client_secret,
+            stripe_js=stripe_js.script_url,
+            card_saved=f"/p/{setup.token}/card-saved",
+            sandbox=stripe_js.sandbox_api is not None,
+        )
+
     @app.get("/p/{token}", response_class=HTMLResponse, include_in_schema=False)
     async def pay_page(token: str, request: Request) -> Response:
         try:
+            setup = await setup_for(token)
+            if setup is not None:
+                return setup_page(setup)
             view = await view_for(token)
         except AbonoError as error:
             log.warning("pay_page.link.unavailable", code=error.code)

@@ -4,7 +4,7 @@
 127.0.0.1 only (its own ``start()`` listens on every interface) and keeps nothing on disk
 (localstripe pickles its store to /tmp after every write, shared by every instance on the
 machine). localstripe 1.15 predates the API version that stripe-python 16 speaks, so two
-gaps are closed here, where only the sandbox sees them: PaymentIntents accept
+gaps are closed here, where only the sandbox sees them: PaymentIntents and SetupIntents accept
 ``allowed_payment_method_types`` (what Stripe now takes instead of ``payment_method_types``),
 and a repeated ``Idempotency-Key`` replays the first answer as Stripe does.
 """
@@ -66,11 +66,12 @@ def register_webhook(api_base: str, url: str, secret: str, webhook_id: str = "ab
 
 def serve(port: int) -> None:
     from aiohttp import web
-    from localstripe.resources import PaymentIntent, store
+    from localstripe.resources import PaymentIntent, SetupIntent, store
     from localstripe.server import app
 
     store.dump_to_disk = lambda: None  # fresh each start, nothing written to /tmp
     _accept_allowed_payment_method_types(PaymentIntent)
+    _accept_allowed_payment_method_types(SetupIntent)
     app.middlewares.insert(0, _idempotency_middleware(web))
     web.run_app(app, host="127.0.0.1", port=port, print=None)
 

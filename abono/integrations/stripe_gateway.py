@@ -10,12 +10,13 @@ key, the client secret or the metadata.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import stripe
 import structlog
 
 from abono.errors import PaymentProviderError
-from abono.ports import PaymentIntentRef
+from abono.ports import CardSetupRef, ChargeRef, PaymentIntentRef
 from abono.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -49,22 +50,118 @@ class StripeGateway:
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.StripeError as error:
-            log.warning(
-                "payments.intent.failed",
-                error_type=type(error).__name__,
-                http_status=error.http_status,
-                stripe_code=error.code,
-                request_id=error.request_id,
-            )
-            raise PaymentProviderError(
-                "The payment provider did not answer; please try again in a moment."
-            ) from error
+            raise _provider_error("payments.intent.failed", error) from error
         if not intent.client_secret:
             raise PaymentProviderError("The payment provider returned no client secret.")
         log.info("payments.intent.created", payment_intent=intent.id, status=intent.status)
         return PaymentIntentRef(
             id=intent.id, client_secret=intent.client_secret, status=intent.status
         )
+
+    async def start_card_setup(
+        self, idempotency_key: str, metadata: Mapping[str, str]
+    ) -> CardSetupRef:
+        """Stripe charges a saved card off-session only for a customer it is attached to."""
+        try:
+            customer = await self._client.v1.customers.create_async(
+                params={"metadata": dict(metadata)},
+                options={"idempotency_key": f"{idempotency_key}-customer"},
+            )
+            setup = await self._client.v1.setup_intents.create_async(
+                params={
+                    "customer": customer.id,
+                    "usage": "off_session",
+                    "allowed_payment_method_types": ["card"],
+                    "metadata": dict(metadata),
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as error:
+            raise _provider_error("payments.setup.failed", error) from error
+        log.info("payments.setup.created", setup_intent=setup.id, status=setup.status)
+        return _setup_ref(setup)
+
+    async def card_setup(self, setup_intent_id: str) -> CardSetupRef:
+        try:
+            setup = await self._client.v1.setup_intents.retrieve_async(setup_intent_id)
+        except stripe.StripeError as error:
+            raise _provider_error("payments.setup.unreadable", error) from error
+        return _setup_ref(setup)
+
+    async def charge_saved_card(
+        self,
+        customer_id: str,
+        payment_method_id: str,
+        amount_cents: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> ChargeRef:
+        """A decline is an answer (the webhook follows), not an error: only outages raise."""
+        try:
+            intent = await self._client.v1.payment_intents.create_async(
+                params={
+                    "amount": amount_cents,
+                    "currency": currency.lower(),
+                    "customer": customer_id,
+                    "payment_method": payment_method_id,
+                    "allowed_payment_method_types": ["card"],
+                    "off_session": True,
+                    "confirm": True,
+                    "metadata": dict(metadata),
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.CardError as error:
+            log.info("payments.charge.declined", stripe_code=error.code)
+            return ChargeRef(_intent_of(error), "declined", error.code or "card_declined")
+        except stripe.StripeError as error:
+            raise _provider_error("payments.charge.failed", error) from error
+        log.info("payments.charge.created", payment_intent=intent.id, status=intent.status)
+        return ChargeRef(intent.id, intent.status)
+
+
+def _setup_ref(setup: Any) -> CardSetupRef:
+    if not setup.client_secret:
+        raise PaymentProviderError("The payment provider returned no client secret.")
+    return CardSetupRef(
+        id=setup.id,
+        client_secret=setup.client_secret,
+        status=setup.status,
+        customer_id=_id_of(setup.customer),
+        payment_method_id=_id_of(setup.payment_method),
+    )
+
+
+def _id_of(value: object) -> str | None:
+    """Stripe sends an id, or the object when the field is expanded."""
+    if value is None or isinstance(value, str):
+        return value
+    found = getattr(value, "id", None)
+    return found if isinstance(found, str) else None
+
+
+def _intent_of(error: stripe.StripeError) -> str | None:
+    """Real Stripe names the declined PaymentIntent in the error (localstripe does not)."""
+    body = error.json_body if isinstance(error.json_body, dict) else {}
+    details = body.get("error")
+    intent = details.get("payment_intent") if isinstance(details, dict) else None
+    if isinstance(intent, dict):
+        intent = intent.get("id")
+    return intent if isinstance(intent, str) else None
+
+
+def _provider_error(event: str, error: stripe.StripeError) -> PaymentProviderError:
+    log.warning(
+        event,
+        error_type=type(error).__name__,
+        http_status=error.http_status,
+        stripe_code=error.code,
+        request_id=error.request_id,
+    )
+    return PaymentProviderError(
+        "The payment provider did not answer; please try again in a moment."
+    )
 
 
 def build_client(settings: Settings) -> stripe.StripeClient:

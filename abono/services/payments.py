@@ -281,6 +281,11 @@ def _on_failed(session: Session, event_id: str, intent: Mapping[str, Any], now: 
         link_id=link.id,
         reason=reason,
     )
+    if _off_session(intent) and link.status == "open":
+        from abono.services import plans  # plans builds on this module; imported when needed
+
+        if plans.charge_declined(session, link, account, now):
+            return "charge_declined_missed"
     if link.status != "open":
         return "payment_failed"  # already superseded (a second failed try) or paid meanwhile
     link.status = "failed"
@@ -392,6 +397,12 @@ def _link_for_intent(session: Session, intent_id: str, metadata: object) -> Paym
             return link
     token = metadata.get("abono_link") if isinstance(metadata, Mapping) else None
     return _link_by_token(session, token) if isinstance(token, str) else None
+
+
+def _off_session(intent: Mapping[str, Any]) -> bool:
+    """A saved card charged without the customer (abono/services/saved_cards.py)."""
+    metadata = intent.get("metadata")
+    return isinstance(metadata, Mapping) and metadata.get("abono_charge") == "off_session"
 
 
 def _account_for_charge(session: Session, intent_id: str, metadata: object) -> Account | None:

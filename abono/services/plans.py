@@ -29,6 +29,8 @@ from abono.store.models import (
 )
 from abono.understanding.dates import today_in
 
+_LIVE = ("pending", "active")
+
 
 @dataclass(frozen=True)
 class FollowUpConfig:
@@ -68,6 +70,8 @@ def _installment_step(
     if installment.reminded_at is None and 0 <= days_left <= config.remind_days_before:
         if installment.payment_link_id is not None and installment.seq <= 1:
             return "nothing"  # the first payment's link went out with the agreement
+        if plan.method == "saved_card" and plan.payment_method_id is not None:
+            return _charge_reminder(session, installment, plan, account, conversation, now)
         link = _link(session, account, installment.amount_cents, conversation, now, config)
         installment.payment_link_id, installment.reminded_at = link.id, now
         args = {
@@ -82,6 +86,47 @@ def _installment_step(
     return "nothing"
 
 
+def _charge_reminder(
+    session: Session,
+    installment: PlanInstallment,
+    plan: PaymentPlan,
+    account: Account,
+    conversation: Conversation,
+    now: dt.datetime,
+) -> str:
+    """A saved card is charged on the day (abono/services/saved_cards.py): say so, no link."""
+    installment.reminded_at = now
+    args = {
+        "amount_cents": installment.amount_cents,
+        "currency": account.currency,
+        "due_date": installment.due_date.isoformat(),
+    }
+    key = f"plan-{plan.id}-{installment.seq}-reminder"
+    queue_to_conversation(session, conversation, "utter_installment_charge_reminder", args, key)
+    return "installment_reminded"
+
+
+def charge_declined(
+    session: Session, link: PaymentLink, account: Account, now: dt.datetime
+) -> bool:
+    """A saved card's off-session charge was declined: the missed-installment follow-up at once,
+    with a link to pay by hand. False when the link is no longer that installment's charge."""
+    found = session.execute(
+        select(PlanInstallment, PaymentPlan, Conversation)
+        .join(PaymentPlan, PlanInstallment.plan_id == PaymentPlan.id)
+        .join(Conversation, PaymentPlan.conversation_id == Conversation.id)
+        .where(PlanInstallment.payment_link_id == link.id)
+    ).first()
+    if found is None or found[0].status != "scheduled" or found[1].status not in _LIVE:
+        return False
+    link.status = "failed"
+    config = FollowUpConfig(link_ttl=max(link.expires_at - link.created_at, dt.timedelta(hours=1)))
+    installment, plan, conversation = found[0], found[1], found[2]
+    message = "utter_installment_charge_failed"
+    _missed(session, installment, plan, account, conversation, now, config, message)
+    return True
+
+
 def _missed(
     session: Session,
     installment: PlanInstallment,
@@ -90,6 +135,7 @@ def _missed(
     conversation: Conversation,
     now: dt.datetime,
     config: FollowUpConfig,
+    message: str = "utter_installment_missed",
 ) -> str:
     installment.status, installment.missed_at = "missed", now
     plan.misses += 1
@@ -113,7 +159,7 @@ def _missed(
         installment.payment_link_id = link.id
         args = {"amount_cents": amount, "currency": account.currency, "url_token": link.token}
         key = f"plan-{plan.id}-{installment.seq}-missed"
-        queue_to_conversation(session, conversation, "utter_installment_missed", args, key)
+        queue_to_conversation(session, conversation, message, args, key)
     return "installment_missed"
 
 

@@ -1,0 +1,49 @@
+"""The supervisors' operations page: plans by status, broken plans, the promise kept rate.
+
+``/console/operations`` needs a console login with the supervisor role: signed out → the login
+page, an agent → 403 with nothing shown. Read-only; numbers come from
+``abono.services.operations``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+
+from abono.container import Container
+from abono.i18n import format_money
+from abono.services import operations
+from channels.console import Console
+
+
+def install(app: FastAPI, container: Container) -> None:
+    console = Console(container)
+    router = APIRouter(prefix="/console", include_in_schema=False)
+
+    @router.get("/operations")
+    async def operations_page(request: Request) -> Response:
+        found = await asyncio.to_thread(console.signed_in, request)
+        if found is None:
+            return RedirectResponse("/console/login", 303)
+        actor, csrf = found
+        if actor.role != "supervisor":
+            return Response("", 403)
+        data = await asyncio.to_thread(_overview, container)
+        return console.page("operations.html", actor=actor, csrf=csrf, **data)
+
+    app.include_router(router)
+
+
+def _overview(container: Container) -> dict[str, Any]:
+    with container.sessions() as session:
+        plans = operations.plans_overview(session)
+        promises = operations.promises_overview(session)
+    for row in plans["broken"]:
+        row["total"] = format_money(row["total_cents"], row["currency"], "en")
+        row["balance"] = format_money(row["balance_cents"], row["currency"], "en")
+    rate = promises["kept_rate"]
+    promises["kept_rate_shown"] = f"{rate:.0%}" if rate is not None else "no promise due yet"
+    return {"plans": plans, "promises": promises}
