@@ -39,6 +39,7 @@ nlu-eval: train
 
 bench: train
 	$(APP)/python -m tests.bench.plans
+	$(APP)/python -m tests.bench.handoffs
 	$(APP)/python -m tests.bench.turns
 	$(APP)/python -m tests.bench.campaign --postgres
 

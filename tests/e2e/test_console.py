@@ -2,8 +2,8 @@
 
 An agent signs in, claims the case from the queue, reads the case file, answers (the
 customer sees it in their sandbox thread), watches the customer's next message arrive live,
-approves the plan the customer asked for, and hands the conversation back to the bot, which
-answers the message that was waiting.
+approves the plan the customer asked for (the bot then puts it to the customer), and hands the
+conversation back to the bot, which carries the plan out when the customer says yes.
 """
 
 from __future__ import annotations
@@ -104,6 +104,8 @@ def test_agent_claims_reads_replies_approves_and_hands_back(
         tmp_path,
     )
     add_agent(product, "alice", "agent", "alice-secret-1")
+    product.say(NORA, "how much do I owe?", channel="web")
+    assert "$660.00" in " ".join(product.say(NORA, "60610 and 0188", channel="web"))
     told = product.say(NORA, "I want to talk to a real person", channel="web")
     assert "member of our team" in " ".join(told)
     with sqlite3.connect(product.database) as db:
@@ -126,6 +128,7 @@ def test_agent_claims_reads_replies_approves_and_hands_back(
     expect(page.locator("#summary")).to_contain_text("owes $660.00")
     expect(page.locator("#summary")).to_contain_text("Waiting for approval: plan of $600.00")
     expect(page.locator("#customer")).to_contain_text("Nora Quinn")
+    expect(page.locator("#customer")).to_contain_text("Verifiedyes")
     expect(page.locator("#why")).to_contain_text("I want to talk to a real person")
     expect(page.locator("#transcript")).to_contain_text("I want to talk to a real person")
 
@@ -139,10 +142,15 @@ def test_agent_claims_reads_replies_approves_and_hands_back(
     page.get_by_role("button", name="Approve terms").click()
     expect(page.locator("#notice")).to_contain_text("approve: done")
     expect(page.locator("#proposal")).to_contain_text("approved by Alice")
+    # The bot puts the approved plan to the customer, on their channel.
+    wait_for(lambda: any("our team approved your plan" in m["text"] for m in thread(product)))
 
-    before = len(thread(product))
     page.get_by_role("button", name="Hand back to the bot").click()
     expect(page.locator("#status")).to_contain_text("(handed back)")
-    # The message that waited while Alice held the case gets one answer from the bot.
-    wait_for(lambda: len(thread(product)) > before)
-    assert product.say(NORA, "thanks", channel="web") != []  # the bot speaks again
+    # The approval already answered the message that waited; the customer's yes goes to the
+    # bot again, which carries the approved plan out.
+    told = " ".join(product.say(NORA, "yes", channel="web"))
+    assert told and "/p/" in told  # the link for the first payment
+    with sqlite3.connect(product.database) as db:
+        plans = db.execute("SELECT total_cents, status FROM payment_plans").fetchall()
+    assert plans == [(66000, "pending")]

@@ -101,3 +101,35 @@ def test_trigger_hands_the_conversation_to_a_person(
     assert handoff_reasons(product.database, address) == [(reason, "open")]
     assert product.say(address, "hello? is anyone there?") == []  # the bot is silent now
     assert handoff_reasons(product.database, address) == [(reason, "open")]  # still one case
+
+
+# (language, the request after verification, what the customer is told): a plan above what the
+# bot may approve ($4,000 owed: the financed part is over policies/payment_plans.yml's limit).
+BEYOND_LIMITS = [
+    ("en", "can I pay $300 a month?", "need a person's approval"),
+    ("es", "¿puedo pagar 300 dólares al mes?", "necesitan la aprobación de una persona"),
+]
+
+
+@pytest.mark.parametrize(("lang", "ask", "told_key"), BEYOND_LIMITS, ids=["en", "es"])
+def test_a_plan_beyond_the_bots_authority_goes_to_a_person_with_the_proposal(
+    product: Product, tmp_path: Path, lang: str, ask: str, told_key: str
+) -> None:
+    index = 902 if lang == "en" else 903  # a number range no other case uses
+    address = phone(index)
+    product.import_accounts(
+        f"{HEADER}\nCUST-L{index},Big{index},Owner,{lang},America/Chicago,{address},,60614,"
+        f"1980-01-01,ACC-66{index:08d},4000.00,USD,2026-11-01,23,consumer,y,y,y\n",
+        tmp_path,
+    )
+    product.say(address, "how much do I owe?" if lang == "en" else "¿cuánto debo?")
+    assert "4,000.00" in "\n".join(product.say(address, f"60614 {index:04d}"))
+    told = "\n".join(product.say(address, ask))
+    assert told_key in told
+    assert handoff_reasons(product.database, address) == [("outside_limits", "open")]
+    with sqlite3.connect(product.database) as db:
+        (proposal,) = db.execute(
+            "SELECT proposal FROM handoffs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert '"kind": "plan"' in proposal and '"financed_cents"' in proposal
+    assert product.say(address, "so? any news?") == []

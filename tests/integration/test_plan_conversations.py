@@ -111,9 +111,17 @@ def test_spanish_counter_offer_then_a_new_amount_then_walking_away(negotiating: 
     assert "ACC-8800200203" not in cli(negotiating, "plans", "list")  # nothing was created
 
 
+def broken_count(stats: str) -> int:
+    found = re.search(r"broken (\d+)", stats)
+    assert found is not None, stats
+    return int(found.group(1))
+
+
 def test_broken_promise_starts_a_follow_up_and_counts_against_the_kept_rate(
     negotiating: Product,
 ) -> None:
+    # The session's product is shared: other tests (the operations page) break promises too.
+    before = broken_count(cli(negotiating, "promises", "stats"))
     negotiating.say(BEN, "hello")
     negotiating.say(BEN, "I will pay in 3 days")
     read_back = joined(negotiating.say(BEN, "02101 0204"))
@@ -122,7 +130,7 @@ def test_broken_promise_starts_a_follow_up_and_counts_against_the_kept_rate(
     assert "I've noted that you'll pay $150.00" in noted
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=5)
     assert "promise_broken: 1" in cli(negotiating, "plans", "follow-up", "--at", later.isoformat())
-    assert "kept 0, broken 1" in cli(negotiating, "promises", "stats")
+    assert broken_count(cli(negotiating, "promises", "stats")) == before + 1
     deadline = time.monotonic() + 20  # the app's outbox worker sends the follow-up
     while not any("haven't received the $150.00" in t for t in thread_texts(negotiating, BEN)):
         assert time.monotonic() < deadline, thread_texts(negotiating, BEN)

@@ -49,8 +49,9 @@ def engine() -> FakeEngine:
 
 @pytest.fixture
 def now_clock() -> Clock:
-    # Outbox rows are due from the wall clock's now; the worker's clock starts just after it.
-    return Clock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1))
+    # Outbox rows are due from the wall clock's now; the worker's clock starts just after it
+    # (with room for building the app on a busy machine: one second was not always enough).
+    return Clock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30))
 
 
 def build(url: str, engine: FakeEngine, clock: Clock, **overrides: Any) -> Container:
