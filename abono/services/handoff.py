@@ -25,10 +25,10 @@ import policies
 from abono.errors import ForbiddenError, HandoffConflictError, HandoffNotFoundError
 from abono.i18n import format_money
 from abono.redaction import redact_card_numbers
-from abono.services import audit, opt_outs, outbox
+from abono.services import audit, campaign, opt_outs, outbox
 from abono.services.agents import Actor
 from abono.services.customers import primary_account
-from abono.store.models import Agent, Conversation, DeskEvent, Handoff, Message
+from abono.store.models import Account, Agent, Conversation, DeskEvent, Handoff, Message
 from policies.escalation import REASONS, EscalationPolicy, approval, next_opening, priority
 
 OnApproved = Callable[[Session, Handoff], None]
@@ -46,6 +46,39 @@ def default_policy() -> EscalationPolicy:
 
 
 # -- opening and finding a handoff (called inside the caller's transaction) --------------------
+
+
+# Reasons that stop reminders while a person looks at the case (policies/contact_rules.yml
+# do-not-contact states). A deceased account holder's hold outlives the case.
+HOLDS = {"dispute": "dispute_open", "hardship": "hardship_hold", "deceased": "deceased"}
+RELEASED_ON_RESOLUTION = frozenset({"dispute_open", "hardship_hold"})
+
+
+def _accounts(session: Session, conversation: Conversation) -> list[Account]:
+    if conversation.customer_id is None:
+        return []
+    return list(
+        session.scalars(select(Account).where(Account.customer_id == conversation.customer_id))
+    )
+
+
+def _hold_contact(session: Session, conversation: Conversation, reason: str) -> None:
+    """A dispute, hardship or deceased holder cancels queued reminders and holds new ones."""
+    state = HOLDS.get(reason)
+    if state is None:
+        return
+    for account in _accounts(session, conversation):
+        campaign.place_hold(session, account, state, "handoff")
+
+
+def _release_contact(
+    session: Session, conversation: Conversation, reasons: list[str], now: dt.datetime
+) -> None:
+    """Once a person resolved the case, reminders may resume (except for a deceased holder)."""
+    states = {HOLDS[r] for r in reasons if r in HOLDS} & RELEASED_ON_RESOLUTION
+    for account in _accounts(session, conversation):
+        for state in states:
+            campaign.release_hold(session, account, state, now)
 
 
 def open_handoff(
@@ -67,6 +100,7 @@ def open_handoff(
     account = primary_account(session, conversation.customer_id or 0)
     balance = account.balance_cents if account is not None else None
     urgency = priority(policy or default_policy(), reason, balance)
+    _hold_contact(session, conversation, reason)
     if existing is not None:
         existing.reasons = [*existing.reasons, reason]
         existing.priority = min(existing.priority, urgency)
@@ -297,6 +331,7 @@ class HandoffService:
                 handoff.resumed_at = handoff.resolved_at  # nothing for the bot to answer
             self._audit(session, handoff, f"handoff.{resolution}", actor)
             desk_event(session, "handoff.resolved", handoff, {"resolution": resolution})
+            _release_contact(session, handoff.conversation, handoff.reasons, self._clock())
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from abono.services import audit
+from abono.services import audit, campaign
 from abono.services.commitments import open_commitments
 from abono.services.customers import primary_account
 from abono.services.payments import issue_link, queue_to_conversation
@@ -283,6 +283,7 @@ class PlanConversation:
             pending.status = "superseded"  # the balance moved since the read-back
             return self._options(session, ask)
         plan = self._create_plan(session, ask, pending, option, today)
+        campaign.cancel_queued(session, account, "plan")  # the plan's own reminders take over
         first = plan.installments[0]
         link = issue_link(
             session,
@@ -386,6 +387,7 @@ class PlanConversation:
         )
         session.add(promise)
         session.flush()
+        campaign.cancel_queued(session, ask.account, "promise")
         audit.record(
             session,
             "promise.recorded",

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.app import build_container, create_app
 from abono.container import Container
 from abono.services import opt_outs
+from abono.services.agents import service_account
 from abono.services.campaign import (
     RunSummary,
     cancel_queued,
@@ -38,13 +39,16 @@ from abono.store.models import (
     ContactHold,
     Conversation,
     Customer,
+    Handoff,
     Message,
     OutboxMessage,
     PaymentLink,
 )
+from bot.actions import dialogue_actions
 from channels.twilio_fake import FakeTwilio, serving
 from tests.fakes import FakeEngine
 from tests.unit.conftest import DEMO_NOW, Clock
+from tests.unit.test_dialogue_actions import Chat
 
 ANA, JAMES, LUCIA = "ACC-7700100101", "ACC-7700100202", "ACC-7700100303"
 TOM_PRE_BILL, DANIEL = "ACC-7700100414", "ACC-7700100606"
@@ -336,3 +340,45 @@ def test_a_voice_touch_places_a_twilio_call_that_the_voice_webhook_answers(
     assert call["Url"] == "https://abono.example/webhooks/twilio/voice"
     assert call["MachineDetection"] == "Enable"
     assert touches(built.sessions)[JAMES].status == "sent"
+
+
+def conversation_of(sessions: sessionmaker[Session], external_id: str) -> str:
+    with sessions() as session:
+        found: str = session.scalars(
+            select(Conversation.id)
+            .join(Customer, Customer.id == Conversation.customer_id)
+            .where(Customer.external_id == external_id)
+        ).one()
+        return found
+
+
+async def test_a_promise_or_a_dispute_cancels_queued_reminders_and_a_dispute_holds_them(
+    container: Container,
+) -> None:
+    run(container)
+    assert touches(container.sessions)[DANIEL].status == "pending"
+    assert touches(container.sessions)[TOM_PRE_BILL].status == "pending"
+    actions = {a.name(): a for a in dialogue_actions(container.dialogue)}
+    daniel_id = conversation_of(container.sessions, "CUST-1006")  # the reminder's thread
+    daniel = Chat(actions, daniel_id, "+17875550106", "en")
+    await daniel.says("I'll pay on Friday", "promise_to_pay")
+    await daniel.says("00907 0606", "inform")
+    assert (await daniel.says("yes", "affirm")).responses == ["utter_promise_agreed"]
+    tom_id = conversation_of(container.sessions, "CUST-1004")
+    tom = Chat(actions, tom_id, "+17205550104", "en")
+    await tom.says("I don't recognize this charge", "dispute_charge")
+    queued = touches(container.sessions)
+    assert (queued[DANIEL].status, queued[DANIEL].last_error) == ("cancelled", "promise")
+    assert (queued[TOM_PRE_BILL].status, queued[TOM_PRE_BILL].last_error) == (
+        "cancelled",
+        "do_not_contact:dispute_open",
+    )
+    with container.sessions.begin() as session:
+        holds = session.scalars(select(ContactHold).where(ContactHold.released_at.is_(None)))
+        assert {h.state for h in holds} == {"dispute_open"}
+        supervisor = service_account(session, "sue", "supervisor")
+        (case,) = session.scalars(select(Handoff.id))
+    container.handoffs.close(case, supervisor, "charge explained, customer agrees")
+    with container.sessions() as session:  # resolved: reminders may resume
+        holds = session.scalars(select(ContactHold).where(ContactHold.released_at.is_(None)))
+        assert list(holds) == []
