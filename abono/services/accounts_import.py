@@ -89,6 +89,7 @@ class _AccountRow:
     consent_sms: bool
     consent_email: bool
     consent_voice: bool
+    preferred_channel: str | None = None  # optional column: sms | email | voice
 
     @property
     def contacts(self) -> list[tuple[str, str]]:
@@ -107,6 +108,12 @@ def _text(max_length: int) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _channel(value: str) -> str:
+    if value.lower() not in ("sms", "email", "voice"):
+        raise _Invalid("must be sms, email or voice")
+    return value.lower()
 
 
 def _language(value: str) -> str:
@@ -223,6 +230,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "consent_voice": _yes_no,
 }
 COLUMNS: tuple[str, ...] = tuple(_PARSERS)
+# Columns a file may leave out altogether (the reminders' channel when a step says "preferred").
+EXTRA_PARSERS: dict[str, Callable[[str], Any]] = {"preferred_channel": _channel}
 _OPTIONAL = frozenset({"phone", "email"})  # a customer needs one of them, not both
 
 
@@ -238,6 +247,12 @@ def _parse(raw: dict[str | None, Any]) -> tuple[_AccountRow | None, list[str]]:
             continue
         try:
             values[column] = parse(cell)
+        except _Invalid as invalid:
+            reasons.append(f"{column}: {invalid}")
+    for column, parse in EXTRA_PARSERS.items():
+        cell = (raw.get(column) or "").strip()
+        try:
+            values[column] = parse(cell) if cell else None
         except _Invalid as invalid:
             reasons.append(f"{column}: {invalid}")
     if not (raw.get("phone") or "").strip() and not (raw.get("email") or "").strip():
@@ -325,6 +340,7 @@ def _fill_customer(customer: Customer, row: _AccountRow) -> None:
     customer.consent_sms = row.consent_sms
     customer.consent_email = row.consent_email
     customer.consent_voice = row.consent_voice
+    customer.preferred_channel = row.preferred_channel
 
 
 def _fill_account(account: Account, row: _AccountRow, customer: Customer) -> None:

@@ -462,3 +462,36 @@ def test_primary_account_is_the_largest_balance_then_account_number(
         account = primary_account(session, customer.id)
         assert account is not None and account.account_number == "A"
         assert primary_account(session, customer.id + 1000) is None
+
+
+def test_an_optional_preferred_channel_column_is_read_and_checked(
+    db: sessionmaker[Session],
+) -> None:
+    header = HEADER + ",preferred_channel"
+    lines = [
+        header + "\n",
+        row() + ",email\n",
+        row(
+            customer_id="T-2",
+            account_number="T-ACC-2",
+            phone="(415) 555-0191",
+            email="t2@example.com",
+        )
+        + ",fax\n",
+        row(
+            customer_id="T-3",
+            account_number="T-ACC-3",
+            phone="(415) 555-0192",
+            email="t3@example.com",
+        )
+        + ",\n",
+    ]
+    report = import_accounts(db, lines)
+    assert report.imported == 2
+    (rejected,) = report.rejected
+    assert rejected.reasons == ["preferred_channel: must be sms, email or voice"]
+    with db() as session:
+        chosen = dict(
+            session.execute(select(Customer.external_id, Customer.preferred_channel)).tuples().all()
+        )
+    assert chosen == {"T-1": "email", "T-3": None}
