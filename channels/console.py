@@ -51,9 +51,34 @@ class CloseBody(BaseModel):
     note: str = Field(min_length=1, max_length=2000)
 
 
+class LoginThrottle:
+    """Failed sign-ins per username in a sliding window; past the limit, even the right password
+    is refused until the window moves on. Per app process (several replicas each count)."""
+
+    def __init__(self, limit: int = 5, window: dt.timedelta = dt.timedelta(minutes=15)) -> None:
+        self._limit, self._window = limit, window
+        self._failures: dict[str, list[dt.datetime]] = {}
+
+    def _recent(self, username: str, now: dt.datetime) -> list[dt.datetime]:
+        key = username.strip().lower()
+        recent = [t for t in self._failures.get(key, []) if now - t < self._window]
+        self._failures[key] = recent
+        return recent
+
+    def blocked(self, username: str, now: dt.datetime) -> bool:
+        return len(self._recent(username, now)) >= self._limit
+
+    def failed(self, username: str, now: dt.datetime) -> None:
+        self._recent(username, now).append(now)
+
+    def succeeded(self, username: str) -> None:
+        self._failures.pop(username.strip().lower(), None)
+
+
 class Console:
     def __init__(self, container: Container) -> None:
         self._c = container
+        self._throttle = LoginThrottle()
         self._ttl = dt.timedelta(hours=container.settings.console_session_hours)
         self._secure = container.settings.public_url.startswith("https://")
         self._pages = jinja2.Environment(
@@ -114,10 +139,17 @@ class Console:
         if not expected or not hmac.compare_digest(sent, expected):
             return Response("forbidden: missing or wrong CSRF token", 403)
         username, password = str(form.get("username", "")), str(form.get("password", ""))
+        if self._throttle.blocked(username, self._c.clock()):
+            log.warning("console.login.throttled")
+            return self.login_page(
+                "Too many failed sign-ins for this username. Try again in 15 minutes.", 429
+            )
         login = await asyncio.to_thread(self._log_in, username, password)
         if login is None:
             log.info("console.login.failed")
+            self._throttle.failed(username, self._c.clock())
             return self.login_page("Wrong username or password.", 401)
+        self._throttle.succeeded(username)
         log.info("console.login.succeeded", agent=login.actor.username)
         response = RedirectResponse("/console", 303)
         response.set_cookie(

@@ -438,3 +438,19 @@ async def test_a_console_login_expires(app: Container, web: TestClient, clock: C
     clock.advance(hours=8, seconds=1)
     assert web.get("/console/api/queue").status_code == 401
     assert web.get("/console", follow_redirects=False).status_code == 303
+
+
+async def test_repeated_wrong_passwords_lock_the_username_for_a_while(
+    web: TestClient, clock: Clock
+) -> None:
+    def attempt(password: str) -> int:
+        form = web.get("/console/login")
+        csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
+        data = {"username": "alice", "password": password, "csrf": csrf}
+        return web.post("/console/login", data=data, follow_redirects=False).status_code
+
+    assert [attempt("guess") for _ in range(5)] == [401] * 5
+    locked = attempt("correct horse 1")  # even the right password, for now
+    assert locked == 429
+    clock.advance(minutes=16)
+    assert attempt("correct horse 1") == 303
