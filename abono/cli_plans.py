@@ -79,6 +79,7 @@ def _list_plans(args: argparse.Namespace, settings: Settings) -> int:
                 f"plan {plan.id}  account {account.account_number}  {plan.status:<9}  "
                 f"{format_money(plan.total_cents, plan.currency, 'en')}  "
                 f"{paid}/{len(plan.installments)} paid  misses {plan.misses}/{plan.max_misses}  "
+                f"by {plan.method}  "
                 f"policy v{plan.policy_version}"
             )
     print(f"{len(rows)} plan(s)")
