@@ -300,12 +300,39 @@ class _Batch:
     account_ids: list[int] = field(default_factory=list)
 
 
+@dataclass
+class _Lookups:
+    """What a batch's rows refer to, read in three queries instead of several per row."""
+
+    customers: dict[str, Customer]
+    accounts: dict[str, Account]
+    holders: dict[tuple[str, str], int]  # (kind, value) -> customer id
+
+    @classmethod
+    def load(cls, session: Session, rows: list[_AccountRow]) -> _Lookups:
+        ids = {r.customer_id for r in rows}
+        numbers = {r.account_number for r in rows}
+        values = {value for r in rows for _, value in r.contacts}
+        customers = session.scalars(select(Customer).where(Customer.external_id.in_(ids)))
+        accounts = session.scalars(select(Account).where(Account.account_number.in_(numbers)))
+        holders = session.execute(
+            select(ContactPoint.kind, ContactPoint.value, ContactPoint.customer_id).where(
+                ContactPoint.value.in_(values)
+            )
+        ).tuples()
+        return cls(
+            {c.external_id: c for c in customers},
+            {a.account_number: a for a in accounts},
+            {(kind, value): owner for kind, value, owner in holders},
+        )
+
+
 def _conflicts(
-    session: Session,
     row: _AccountRow,
     customer: Customer | None,
     account: Account | None,
     written: _AccountIds,
+    lookups: _Lookups,
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """Why the row clashes with the store, and the contact points it would add."""
     owner = None if customer is None else customer.id
@@ -316,11 +343,7 @@ def _conflicts(
         reasons.append("account_number: already belongs to another customer")
     new_contacts = []
     for kind, value in row.contacts:
-        holder = session.scalar(
-            select(ContactPoint.customer_id).where(
-                ContactPoint.kind == kind, ContactPoint.value == value
-            )
-        )
+        holder = lookups.holders.get((kind, value))
         if holder is None:
             new_contacts.append((kind, value))
         elif holder != owner:
@@ -355,22 +378,28 @@ def _fill_account(account: Account, row: _AccountRow, customer: Customer) -> Non
     account.segment = row.segment
 
 
-def _write(session: Session, row: _AccountRow, written: _AccountIds, batch: _Batch) -> list[str]:
+def _write(
+    session: Session, row: _AccountRow, written: _AccountIds, batch: _Batch, lookups: _Lookups
+) -> list[str]:
     """Upsert one validated row; returns the reasons it conflicts with the store, if any."""
-    customer = session.scalar(select(Customer).where(Customer.external_id == row.customer_id))
-    account = session.scalar(select(Account).where(Account.account_number == row.account_number))
-    reasons, new_contacts = _conflicts(session, row, customer, account, written)
+    customer = lookups.customers.get(row.customer_id)
+    account = lookups.accounts.get(row.account_number)
+    reasons, new_contacts = _conflicts(row, customer, account, written, lookups)
     if reasons:
         return reasons
     if customer is None:
         customer = Customer()
         session.add(customer)
     _fill_customer(customer, row)
-    session.flush()  # a new customer needs its id for the rows below
+    if customer.id is None:
+        session.flush()  # a new customer needs its id for the rows below
+        lookups.customers[row.customer_id] = customer
     # Contact points are only ever added: an old number may still be theirs, and deleting one
     # would lose its wrong-party mark. One added meanwhile by another writer fails the flush.
     for kind, value in new_contacts:
         session.add(ContactPoint(customer_id=customer.id, kind=kind, value=value))
+        lookups.holders[(kind, value)] = customer.id
+    new = account is None
     if account is None:
         account = Account()
         batch.imported += 1
@@ -378,7 +407,11 @@ def _write(session: Session, row: _AccountRow, written: _AccountIds, batch: _Bat
         batch.updated += 1
     _fill_account(account, row, customer)
     session.add(account)
-    ledger.recompute(session, account)
+    if new:  # no payment can exist yet: the balance is the opening balance
+        session.flush()
+        lookups.accounts[row.account_number] = account
+    else:
+        ledger.recompute(session, account)
     written.add(account.id)
     batch.account_ids.append(account.id)
     return []
@@ -390,13 +423,15 @@ def _import_rows(
     written: _AccountIds,
     batch: _Batch,
 ) -> None:
-    for line, raw in rows:
-        row, reasons = _parse(raw)
-        if row is not None:
-            reasons = _write(session, row, written, batch)
-        if reasons:
-            customer_id = (raw.get("customer_id") or "").strip()
-            batch.rejected.append(RowError(line, customer_id, reasons))
+    parsed = [(line, raw, *_parse(raw)) for line, raw in rows]
+    lookups = _Lookups.load(session, [row for _, _, row, _ in parsed if row is not None])
+    with session.no_autoflush:
+        for line, raw, row, reasons in parsed:
+            if row is not None:
+                reasons = _write(session, row, written, batch, lookups)
+            if reasons:
+                customer_id = (raw.get("customer_id") or "").strip()
+                batch.rejected.append(RowError(line, customer_id, reasons))
 
 
 def _commit_rows(
