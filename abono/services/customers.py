@@ -6,6 +6,7 @@ normalizes the same way the account import does; the import reuses these normali
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import phonenumbers
@@ -13,6 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from abono.store.models import Account, ContactPoint, Conversation, Customer
+from abono.understanding.dates import today_in
+
+# Where the record has no time zone (an unknown address), plan by the operator's default.
+DEFAULT_TIMEZONE = "America/New_York"
 
 # Providers send US numbers without a country code often enough that the US is the default.
 DEFAULT_REGION = "US"
@@ -89,3 +94,9 @@ def find_conversation(session: Session, address: str) -> Conversation | None:
         else Conversation.unknown_address == value
     )
     return session.scalars(select(Conversation).where(condition)).first()
+
+
+def customer_today(conversation: Conversation, now: dt.datetime) -> dt.date:
+    """Today's date where the customer lives: due dates and promises count in their days."""
+    customer = conversation.customer
+    return today_in(customer.timezone if customer is not None else DEFAULT_TIMEZONE, now)

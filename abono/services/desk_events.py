@@ -19,10 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.ports import DeskWebhook
+from abono.services.outbox import due_ids
 from abono.store.models import DeskEvent
 
 log = structlog.get_logger(__name__)
@@ -78,17 +79,7 @@ class DeskEventWorker:
 
     def _due(self, limit: int) -> list[int]:
         with self._sessions() as session:
-            return list(
-                session.scalars(
-                    select(DeskEvent.id)
-                    .where(
-                        DeskEvent.status.in_(("pending", "sending")),
-                        DeskEvent.next_attempt_at <= self._clock(),
-                    )
-                    .order_by(DeskEvent.id)
-                    .limit(limit)
-                )
-            )
+            return due_ids(session, DeskEvent, self._clock(), limit)
 
     def _claim(self, row_id: int) -> dict[str, Any] | None:
         now = self._clock()

@@ -397,10 +397,7 @@ class Dialogue:
 
     def _plan_answer(self, turn: Turn) -> Outcome:
         """A reply while a plan or a promise is on the table (identity first, as always)."""
-        with self._sessions() as session:
-            conversation = session.get(Conversation, turn.conversation_id)
-            verified = conversation is not None and conversation.verified_at is not None
-        if not verified:
+        if not self._verified(turn):
             intent = "promise_to_pay" if (turn.awaiting or "").startswith("promise") else None
             return self.debt_request(
                 replace(turn, awaiting=None, intent=intent or "request_payment_plan")
@@ -414,6 +411,11 @@ class Dialogue:
             return self._plans.answer(
                 session, _ask(conversation, account, turn), turn.awaiting or "plan_choice"
             )
+
+    def _verified(self, turn: Turn) -> bool:
+        with self._sessions() as session:
+            conversation = session.get(Conversation, turn.conversation_id)
+            return conversation is not None and conversation.verified_at is not None
 
     def _escalate(
         self,
@@ -444,10 +446,9 @@ class Dialogue:
 
     def _payment_answer(self, turn: Turn) -> Outcome:
         """The answer to "how much?" or to "shall I send the link?"."""
-        with self._sessions() as session:
-            conversation = session.get(Conversation, turn.conversation_id)
-            verified = conversation is not None and conversation.verified_at is not None
-        if not verified:  # verification expired mid-way: identity first, then the payment
+        if not self._verified(
+            turn
+        ):  # verification expired mid-way: identity first, then the payment
             return self.debt_request(replace(turn, awaiting=None, intent="pay_partial"))
         with self._sessions.begin() as session:
             conversation = session.get(Conversation, turn.conversation_id)

@@ -30,7 +30,14 @@ from abono.errors import SendRefused
 from abono.i18n import Catalogs
 from abono.ports import ConversationEngine, MessageSender
 from abono.services import campaign, opt_outs, payments
-from abono.store.models import Account, CallAttempt, Conversation, Message, OutboxMessage
+from abono.store.models import (
+    Account,
+    CallAttempt,
+    Conversation,
+    DeskEvent,
+    Message,
+    OutboxMessage,
+)
 from policies.contact_rules import ContactPolicy
 
 if TYPE_CHECKING:  # the pipeline queues replies here; the worker decorates with it
@@ -48,6 +55,20 @@ ENGINE_SLOTS = {
     "utter_plan_approved_down": {"awaiting": "plan_consent"},
     "utter_promise_approved": {"awaiting": "promise_consent"},
 }
+
+
+def due_ids(
+    session: Session, model: type[OutboxMessage] | type[DeskEvent], now: dt.datetime, limit: int
+) -> list[int]:
+    """Rows of a durable queue (the outbox, desk events) waiting or whose lease ran out."""
+    return list(
+        session.scalars(
+            select(model.id)
+            .where(model.status.in_(("pending", "sending")), model.next_attempt_at <= now)
+            .order_by(model.id)
+            .limit(limit)
+        )
+    )
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -188,17 +209,7 @@ class OutboxWorker:
 
     def _due(self, limit: int) -> list[int]:
         with self._sessions() as session:
-            return list(
-                session.scalars(
-                    select(OutboxMessage.id)
-                    .where(
-                        OutboxMessage.status.in_(("pending", "sending")),
-                        OutboxMessage.next_attempt_at <= self._clock(),
-                    )
-                    .order_by(OutboxMessage.id)
-                    .limit(limit)
-                )
-            )
+            return due_ids(session, OutboxMessage, self._clock(), limit)
 
     def _claim(self, row_id: int) -> dict[str, Any] | None:
         """Only one worker wins the row: the update matches only while it is due."""

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from abono.services import audit, campaign
 from abono.services.commitments import open_commitments
-from abono.services.customers import primary_account
+from abono.services.customers import customer_today, primary_account
 from abono.services.payments import issue_link, queue_to_conversation
 from abono.store.models import (
     Account,
@@ -31,7 +31,6 @@ from abono.store.models import (
     PlanInstallment,
     PromiseToPay,
 )
-from abono.understanding.dates import today_in
 from abono.understanding.plan_terms import ProposedTerms, read_terms
 from policies.payment_plans import (
     Decision,
@@ -122,7 +121,7 @@ class PlanConversation:
         """request_payment_plan or promise_to_pay, once the customer is verified."""
         if ask.account.balance_cents <= 0:
             return self._say(None, "utter_balance_zero")
-        existing = _existing_commitment(session, ask.account)
+        existing = self._existing_commitment(session, ask.account)
         if existing is not None:
             return existing
         if ask.intent == "promise_to_pay":
@@ -407,6 +406,24 @@ class PlanConversation:
 
     # -- shared ------------------------------------------------------------------------------
 
+    def _existing_commitment(self, session: Session, account: Account) -> Outcome | None:
+        """A running plan or a pending promise is kept, not renegotiated by the bot."""
+        plans, promises = open_commitments(session, account.id)
+        upcoming = [i for p in plans for i in p.installments if i.status == "scheduled"]
+        if upcoming:
+            amount, due, key = upcoming[0].amount_cents, upcoming[0].due_date, "utter_plan_exists"
+        elif promises:
+            amount, due, key = (
+                promises[0].amount_cents,
+                promises[0].due_date,
+                "utter_promise_exists",
+            )
+        else:
+            return None
+        return self._say(
+            None, key, amount_cents=amount, currency=account.currency, due_date=due.isoformat()
+        )
+
     def _walk_away(self, session: Session, ask: Ask) -> Outcome:
         now = self._clock()
         for offer in _offered(session, ask.conversation.id):
@@ -463,9 +480,7 @@ class PlanConversation:
         return read_terms(ask.text, ask.conversation.language, self._today(ask))
 
     def _today(self, ask: Ask) -> dt.date:
-        customer = ask.conversation.customer
-        zone = customer.timezone if customer is not None else "America/New_York"
-        return today_in(zone, self._clock())
+        return customer_today(ask.conversation, self._clock())
 
     def _limits(self, account: Account) -> PlanLimits:
         return self._config.policy.limits_for(
@@ -560,32 +575,6 @@ def _offered(session: Session, conversation_id: str, source: str | None = None) 
 def _latest_offered(session: Session, conversation_id: str, kind: str) -> Offer | None:
     offered = [o for o in _offered(session, conversation_id) if o.kind == kind]
     return offered[-1] if offered else None
-
-
-def _existing_commitment(session: Session, account: Account) -> Outcome | None:
-    """A running plan or a pending promise is kept, not renegotiated by the bot."""
-    from abono.services.dialogue import Outcome
-
-    plans, promises = open_commitments(session, account.id)
-    for plan in plans:
-        upcoming = [i for i in plan.installments if i.status == "scheduled"]
-        if upcoming:
-            outcome = Outcome(slots={"awaiting": None})
-            return outcome.say(
-                "utter_plan_exists",
-                amount_cents=upcoming[0].amount_cents,
-                currency=plan.currency,
-                due_date=upcoming[0].due_date.isoformat(),
-            )
-    for promise in promises:
-        outcome = Outcome(slots={"awaiting": None})
-        return outcome.say(
-            "utter_promise_exists",
-            amount_cents=promise.amount_cents,
-            currency=promise.currency,
-            due_date=promise.due_date.isoformat(),
-        )
-    return None
 
 
 def _first_known(*amounts: int | None) -> int | None:

@@ -13,11 +13,13 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from abono.services import audit
+from abono.services.customers import customer_today
 from abono.services.payments import issue_link, queue_to_conversation
 from abono.store.models import (
     Account,
@@ -27,7 +29,6 @@ from abono.store.models import (
     PlanInstallment,
     PromiseToPay,
 )
-from abono.understanding.dates import today_in
 
 _LIVE = ("pending", "active")
 
@@ -43,12 +44,12 @@ def follow_up(session: Session, now: dt.datetime, config: FollowUpConfig) -> Cou
     """Everything due at ``now``; returns what was done, by kind, for the operator."""
     done: Counter[str] = Counter()
     for installment, plan, account, conversation in _open_installments(session):
-        today = _today(conversation, now)
+        today = customer_today(conversation, now)
         done[
             _installment_step(session, installment, plan, account, conversation, today, now, config)
         ] += 1
     for promise, account, conversation in _pending_promises(session):
-        today = _today(conversation, now)
+        today = customer_today(conversation, now)
         done[_promise_step(session, promise, account, conversation, today, now, config)] += 1
     done.pop("nothing", None)
     return done
@@ -72,16 +73,14 @@ def _installment_step(
             return "nothing"  # the first payment's link went out with the agreement
         if plan.method == "saved_card" and plan.payment_method_id is not None:
             return _charge_reminder(session, installment, plan, account, conversation, now)
-        link = _link(session, account, installment.amount_cents, conversation, now, config)
+        link = _ask_to_pay(
+            _Ask(session, account, conversation, now, config),
+            "utter_installment_reminder",
+            installment.amount_cents,
+            f"plan-{plan.id}-{installment.seq}-reminder",
+            due=installment.due_date,
+        )
         installment.payment_link_id, installment.reminded_at = link.id, now
-        args = {
-            "amount_cents": installment.amount_cents,
-            "currency": account.currency,
-            "due_date": installment.due_date.isoformat(),
-            "url_token": link.token,
-        }
-        key = f"plan-{plan.id}-{installment.seq}-reminder"
-        queue_to_conversation(session, conversation, "utter_installment_reminder", args, key)
         return "installment_reminded"
     return "nothing"
 
@@ -155,11 +154,13 @@ def _missed(
         return "plan_broken"
     amount = min(installment.amount_cents, account.balance_cents)
     if amount > 0:
-        link = _link(session, account, amount, conversation, now, config)
+        link = _ask_to_pay(
+            _Ask(session, account, conversation, now, config),
+            message,
+            amount,
+            f"plan-{plan.id}-{installment.seq}-missed",
+        )
         installment.payment_link_id = link.id
-        args = {"amount_cents": amount, "currency": account.currency, "url_token": link.token}
-        key = f"plan-{plan.id}-{installment.seq}-missed"
-        queue_to_conversation(session, conversation, message, args, key)
     return "installment_missed"
 
 
@@ -173,26 +174,17 @@ def _promise_step(
     config: FollowUpConfig,
 ) -> str:
     owed = min(promise.amount_cents - promise.paid_cents, account.balance_cents)
+    ask = _Ask(session, account, conversation, now, config, kind="partial")
     if today > promise.due_date:
         promise.status, promise.resolved_at = "broken", now
         audit.record(session, "promise.broken", conversation, promise_id=promise.id)
         if owed > 0:  # the follow-up: a new conversation about it, with a way to pay
-            link = _link(session, account, owed, conversation, now, config, "partial")
-            args = {"amount_cents": owed, "currency": account.currency, "url_token": link.token}
-            key = f"promise-{promise.id}-broken"
-            queue_to_conversation(session, conversation, "utter_promise_broken", args, key)
+            _ask_to_pay(ask, "utter_promise_broken", owed, f"promise-{promise.id}-broken")
         return "promise_broken"
     if promise.reminded_at is None and (promise.due_date - today).days <= 1 and owed > 0:
         promise.reminded_at = now
-        link = _link(session, account, owed, conversation, now, config, "partial")
-        args = {
-            "amount_cents": owed,
-            "currency": account.currency,
-            "due_date": promise.due_date.isoformat(),
-            "url_token": link.token,
-        }
         key = f"promise-{promise.id}-reminder"
-        queue_to_conversation(session, conversation, "utter_promise_reminder", args, key)
+        _ask_to_pay(ask, "utter_promise_reminder", owed, key, due=promise.due_date)
         return "promise_reminded"
     return "nothing"
 
@@ -243,27 +235,39 @@ def _pending_promises(
         yield row[0], row[1], row[2]
 
 
-def _today(conversation: Conversation, now: dt.datetime) -> dt.date:
-    customer = conversation.customer
-    return today_in(customer.timezone if customer is not None else "America/New_York", now)
+@dataclass(frozen=True)
+class _Ask:
+    """Where a follow-up goes and what its link pays for."""
+
+    session: Session
+    account: Account
+    conversation: Conversation
+    now: dt.datetime
+    config: FollowUpConfig
+    kind: str = "installment"  # the payment link's kind
 
 
-def _link(
-    session: Session,
-    account: Account,
-    amount_cents: int,
-    conversation: Conversation,
-    now: dt.datetime,
-    config: FollowUpConfig,
-    kind: str = "installment",
+def _ask_to_pay(
+    ask: _Ask, key: str, cents: int, idempotency_key: str, due: dt.date | None = None
 ) -> PaymentLink:
-    return issue_link(
-        session,
+    """Queue a message with a fresh one-tap link for ``cents`` (and the due date, if any)."""
+    conversation, account = ask.conversation, ask.account
+    link = issue_link(
+        ask.session,
         account,
-        amount_cents,
-        kind,
+        cents,
+        ask.kind,
         conversation.language,
         conversation.id,
-        now,
-        config.link_ttl,
+        ask.now,
+        ask.config.link_ttl,
     )
+    args: dict[str, Any] = {
+        "amount_cents": cents,
+        "currency": account.currency,
+        "url_token": link.token,
+    }
+    if due is not None:
+        args["due_date"] = due.isoformat()
+    queue_to_conversation(ask.session, conversation, key, args, idempotency_key)
+    return link

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.errors import PaymentProviderError
 from abono.ports import CardSetupRef, ChargeRef, SavedCards
 from abono.services import audit
+from abono.services.customers import customer_today
 from abono.services.payments import issue_link
 from abono.store.models import (
     Account,
@@ -37,7 +38,6 @@ from abono.store.models import (
     PaymentPlan,
     PlanInstallment,
 )
-from abono.understanding.dates import today_in
 
 log = structlog.get_logger(__name__)
 
@@ -281,9 +281,7 @@ def _prepare_due(
     charges = []
     with sessions.begin() as session:
         for installment, plan, account, conversation in _due_rows(session):
-            customer = conversation.customer
-            zone = customer.timezone if customer is not None else "America/New_York"
-            if installment.due_date > today_in(zone, now):
+            if installment.due_date > customer_today(conversation, now):
                 continue
             amount = min(installment.amount_cents, account.balance_cents)
             if amount <= 0:
