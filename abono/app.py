@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 import policies
 from abono.api.nlg import nlg_router
+from abono.clock import Clock, system_clock
 from abono.container import Container
 from abono.errors import AbonoError
 from abono.i18n import MEDIA, Catalogs
@@ -54,10 +55,6 @@ from policies.verification import VerificationRules
 log = structlog.get_logger(__name__)
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
 def load_policy_file(name: str) -> Any:
     path = Path(policies.__file__).resolve().parent / name
     return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -75,11 +72,11 @@ def campaign_config(catalogs: Catalogs) -> CampaignConfig:
 def build_container(
     settings: Settings,
     engine: ConversationEngine | None = None,
-    clock: Callable[[], dt.datetime] = utc_now,
+    clock: Clock = system_clock,
     gateway: PaymentGateway | None = None,
     saved_cards: SavedCards | None = None,
 ) -> Container:
-    sessions = make_sessionmaker(make_engine(settings.database_url))
+    sessions = make_sessionmaker(make_engine(settings.database_url), clock)
     catalogs = Catalogs.load(settings.locales_dir)
     if engine is None:
         client = httpx.AsyncClient(timeout=settings.engine_timeout_seconds)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from abono import cli_operator
 from abono.cli_plans import add_commands as add_plan_commands
+from abono.clock import system_clock
 from abono.settings import Settings
 
 
@@ -145,7 +146,9 @@ def _import_accounts(args: argparse.Namespace, settings: Settings) -> int:
                 advance(position - done[0])
                 done[0] = position
 
-            report = import_accounts(make_sessionmaker(engine), handle, on_progress=moved)
+            report = import_accounts(
+                make_sessionmaker(engine, system_clock), handle, on_progress=moved
+            )
     except AbonoError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
@@ -175,7 +178,7 @@ def _add_agent(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     migrate(engine)
     try:
-        with make_sessionmaker(engine).begin() as session:
+        with make_sessionmaker(engine, system_clock).begin() as session:
             agent = add_agent(session, args.username, password, args.role, args.name)
             print(f"{agent.role} {agent.username!r} created")
     except AbonoError as error:

@@ -25,6 +25,7 @@ from rich.progress import (
 )
 from sqlalchemy import select
 
+from abono.clock import system_clock
 from abono.settings import Settings
 
 REPORT_COLUMNS = (
@@ -75,8 +76,8 @@ def campaign_run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     engine = make_engine(settings.database_url)
     migrate(engine)
-    sessions = make_sessionmaker(engine)
-    at = args.at or dt.datetime.now(dt.timezone.utc)
+    at = args.at or system_clock()
+    sessions = make_sessionmaker(engine, lambda: at)
     with progress_bar("planning", count_accounts(sessions, config, at)) as advance:
         summary = plan_run(sessions, config, at, dry_run=args.dry_run, progress=advance)
     head = "dry run, nothing written" if args.dry_run else f"run {summary.run_id}"
@@ -100,7 +101,7 @@ def campaign_report(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = make_engine(settings.database_url)
     migrate(engine)
-    with make_sessionmaker(engine)() as session:
+    with make_sessionmaker(engine, system_clock)() as session:
         query = select(CampaignRun).order_by(CampaignRun.id.desc()).limit(1)
         if args.run is not None:
             query = select(CampaignRun).where(CampaignRun.id == args.run)

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 from typing import Any
 
+from abono.clock import Clock, system_clock
 from abono.settings import Settings
 
 
@@ -36,12 +37,12 @@ def _timestamp(value: str) -> dt.datetime:
     return moment
 
 
-def _sessions(settings: Settings) -> Any:
+def _sessions(settings: Settings, clock: Clock = system_clock) -> Any:
     from abono.store.db import make_engine, make_sessionmaker, migrate
 
     engine = make_engine(settings.database_url)
     migrate(engine)
-    return make_sessionmaker(engine)
+    return make_sessionmaker(engine, clock)
 
 
 def _follow_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -51,9 +52,9 @@ def _follow_up(args: argparse.Namespace, settings: Settings) -> int:
     from abono.services.plans import FollowUpConfig, follow_up
     from abono.services.saved_cards import charge_due
 
-    now = args.at or dt.datetime.now(dt.timezone.utc)
+    now = args.at or system_clock()
     config = FollowUpConfig(link_ttl=dt.timedelta(hours=settings.payment_link_ttl_hours))
-    sessions = _sessions(settings)
+    sessions = _sessions(settings, lambda: now)
     # Saved cards are charged first, so a charge that goes through needs no reminder.
     done = asyncio.run(charge_due(sessions, build_gateway(settings), now, config.link_ttl))
     with sessions.begin() as session:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from abono.clock import system_clock
 from abono.integrations.engine_process import start_engine, stop, wait_ready
 from abono.integrations.localstripe_server import (
     register_webhook,
@@ -41,7 +42,7 @@ def up(settings: Settings, demo_file: Path | None) -> int:
     migrate(engine)
     if demo_file is not None:
         with demo_file.open(newline="", encoding="utf-8") as handle:
-            report = import_accounts(make_sessionmaker(engine), handle)
+            report = import_accounts(make_sessionmaker(engine, system_clock), handle)
         print(f"demo accounts: {report.imported} new, {report.updated} updated")
     logs = ROOT / "var" / "log"
     logs.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ from abono.store.models import (
     OutboxMessage,
     PaymentPlan,
     PromiseToPay,
-    utcnow,
+    session_now,
 )
 from policies import contact_rules as rules
 from policies.cadence import Cadence, Step, StepFacts, blocked_by
@@ -655,7 +655,7 @@ def _write(
 ) -> None:
     by_id = {r.id: r for r in rows}
     queued = [d for d in decisions if d.outcome == "queued"]
-    conversations = _conversations(session, queued, by_id, scope)
+    conversations = _conversations(session, queued, by_id, scope, at)
     touches = [_touch_row(d, by_id[d.account_id], conversations, at) for d in queued]
     if touches:
         session.execute(_insert_ignoring_duplicates(session), touches)
@@ -667,7 +667,11 @@ def _write(
 
 
 def _conversations(
-    session: Session, queued: list[_Decision], by_id: dict[int, Row[Any]], scope: Any
+    session: Session,
+    queued: list[_Decision],
+    by_id: dict[int, Row[Any]],
+    scope: Any,
+    at: dt.datetime,
 ) -> dict[int, str]:
     """Each contacted customer's one thread, created now when they have none: a reply to the
     reminder then lands in it (the pipeline finds a conversation by its customer)."""
@@ -688,6 +692,8 @@ def _conversations(
                     "customer_id": d.customer_id,
                     "language": row.language,
                     "last_channel": d.channel,
+                    "created_at": at,
+                    "updated_at": at,
                 }
             )
     if new:
@@ -770,6 +776,6 @@ def _finish_run(sessions: sessionmaker[Session], summary: RunSummary) -> None:
     with sessions.begin() as session:
         run = session.get(CampaignRun, summary.run_id)
         assert run is not None
-        run.status, run.finished_at = "finished", utcnow()
+        run.status, run.finished_at = "finished", session_now(session)
         run.accounts, run.not_due = summary.accounts, summary.not_due
         run.queued, run.skipped = sum(summary.queued.values()), sum(summary.skipped.values())

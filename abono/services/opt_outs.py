@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from abono.services import campaign
-from abono.store.models import OptOut, utcnow
+from abono.store.models import OptOut
 
 
 def _active(session: Session, address: str, channel: str) -> OptOut | None:
@@ -33,9 +33,9 @@ def opt_out(session: Session, address: str, channel: str, source: str) -> bool:
     return True
 
 
-def opt_in(session: Session, address: str, channel: str, now: dt.datetime | None = None) -> bool:
+def opt_in(session: Session, address: str, channel: str, now: dt.datetime) -> bool:
     active = _active(session, address, channel)
     if active is None:
         return False
-    active.revoked_at = now or utcnow()
+    active.revoked_at = now
     return True

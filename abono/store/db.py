@@ -9,6 +9,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.clock import Clock
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -31,8 +33,9 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, clock: Clock) -> sessionmaker[Session]:
+    """Sessions that stamp the rows they write (created_at, updated_at, ...) from ``clock``."""
+    return sessionmaker(engine, expire_on_commit=False, info={"clock": clock})
 
 
 def alembic_config(url: str) -> Config:

@@ -19,13 +19,63 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    MappedColumn,
+    Session,
+    UOWTransaction,
+    mapped_column,
+    relationship,
+)
+
+# The time columns the store fills in itself, from the clock of the session that writes the row
+# (``make_sessionmaker(engine, clock)``): never the machine's clock, so a test clock, a replay or
+# a run planned for another day stamps what it decides with the same time it decides by.
+_STAMP = "abono_stamp"
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+def stamped(*, on_update: bool = False, index: bool = False) -> MappedColumn[Any]:
+    """A time column set from the session's clock when the row is added and left unset
+    (``on_update``: again whenever the row changes)."""
+    return mapped_column(index=index, info={_STAMP: "update" if on_update else "insert"})
+
+
+class ClockMissing(RuntimeError):
+    """A session without a clock tried to write a row whose time the store stamps."""
+
+
+def session_now(session: Session) -> dt.datetime:
+    """Now, by the clock the session was made with."""
+    clock = session.info.get("clock")
+    if clock is None:
+        raise ClockMissing("this session has no clock: use make_sessionmaker(engine, clock)")
+    now: dt.datetime = clock()
+    return now
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_times(session: Session, _flush: UOWTransaction, _instances: object) -> None:
+    now: dt.datetime | None = None
+
+    def clock_now() -> dt.datetime:
+        nonlocal now
+        if now is None:
+            now = session_now(session)
+        return now
+
+    for obj in session.new:
+        for column in obj.__table__.columns:
+            if _STAMP in column.info and getattr(obj, column.key) is None:
+                setattr(obj, column.key, clock_now())
+    for obj in session.dirty:
+        stamps = [c.key for c in obj.__table__.columns if c.info.get(_STAMP) == "update"]
+        if stamps and session.is_modified(obj, include_collections=False):
+            for key in stamps:
+                setattr(obj, key, clock_now())
 
 
 def new_conversation_id() -> str:
@@ -70,8 +120,8 @@ class Customer(Base):
     consent_voice: Mapped[bool] = mapped_column(Boolean, default=False)
     # sms | email | voice; None: SMS where there is a phone, else email (cadence "preferred").
     preferred_channel: Mapped[str | None] = mapped_column(String(8), default=None)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
+    updated_at: Mapped[dt.datetime] = stamped(on_update=True)
 
     accounts: Mapped[list[Account]] = relationship(back_populates="customer")
     contact_points: Mapped[list[ContactPoint]] = relationship(back_populates="customer")
@@ -90,7 +140,7 @@ class ContactPoint(Base):
     kind: Mapped[str] = mapped_column(String(8))  # phone | email
     value: Mapped[str] = mapped_column(String(254))
     wrong_party_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
 
     customer: Mapped[Customer] = relationship(back_populates="contact_points")
 
@@ -110,8 +160,8 @@ class Account(Base):
     due_date: Mapped[dt.date] = mapped_column(Date)
     days_past_due: Mapped[int] = mapped_column(Integer)
     segment: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
+    updated_at: Mapped[dt.datetime] = stamped(on_update=True)
 
     customer: Mapped[Customer] = relationship(back_populates="accounts")
 
@@ -137,8 +187,8 @@ class Conversation(Base):
     ended_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # Consecutive turns the bot did not understand; enough of them bring in a person.
     misunderstood_turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
+    updated_at: Mapped[dt.datetime] = stamped(on_update=True)
 
     customer: Mapped[Customer | None] = relationship()
 
@@ -159,7 +209,7 @@ class Message(Base):
     provider_id: Mapped[str | None] = mapped_column(String(64), default=None)
     # Outbound: what the provider last said about delivery (queued, delivered, failed, ...).
     delivery_status: Mapped[str | None] = mapped_column(String(16), default=None)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    created_at: Mapped[dt.datetime] = stamped(index=True)
 
 
 class OptOut(Base):
@@ -171,7 +221,7 @@ class OptOut(Base):
     address: Mapped[str] = mapped_column(String(254), index=True)
     channel: Mapped[str] = mapped_column(String(8))
     source: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
@@ -185,7 +235,7 @@ class AuditEvent(Base):
     conversation_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
     customer_id: Mapped[int | None] = mapped_column(Integer, index=True, default=None)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
 
 
 class PaymentLink(Base):
@@ -205,7 +255,7 @@ class PaymentLink(Base):
     payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     status: Mapped[str] = mapped_column(String(12), default="open")  # open | paid | failed
     paid_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
 
 
 class LedgerEntry(Base):
@@ -224,7 +274,7 @@ class LedgerEntry(Base):
     reference: Mapped[str] = mapped_column(String(64))  # PaymentIntent id / refund id
     payment_intent_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     event_id: Mapped[str | None] = mapped_column(String(64), default=None)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
 
 
 class ProviderEvent(Base):
@@ -238,7 +288,7 @@ class ProviderEvent(Base):
     event_id: Mapped[str] = mapped_column(String(64))
     type: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(32))
-    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[dt.datetime] = stamped()
 
 
 class OutboxMessage(Base):
@@ -260,9 +310,9 @@ class OutboxMessage(Base):
     subject: Mapped[str | None] = mapped_column(String(200), default=None)
     status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = stamped()
     last_error: Mapped[str | None] = mapped_column(String(200), default=None)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # Reminder touches (abono/services/campaign.py): whose, and which cadence step.
     account_id: Mapped[int | None] = mapped_column(Integer, index=True, default=None)
@@ -293,7 +343,7 @@ class Offer(Base):
     reason: Mapped[str | None] = mapped_column(String(48), default=None)
     # offered | accepted | declined | superseded | needs_approval | approved
     status: Mapped[str] = mapped_column(String(16), default="offered")
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
     decided_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
@@ -325,7 +375,7 @@ class PaymentPlan(Base):
     stripe_customer_id: Mapped[str | None] = mapped_column(String(64), default=None)
     setup_intent_id: Mapped[str | None] = mapped_column(String(64), default=None)
     payment_method_id: Mapped[str | None] = mapped_column(String(64), default=None)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
     ended_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     installments: Mapped[list[PlanInstallment]] = relationship(
@@ -379,7 +429,7 @@ class PromiseToPay(Base):
     status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
     reminded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
 
 
 class Agent(Base):
@@ -393,7 +443,7 @@ class Agent(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(12))  # agent | supervisor
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
 
 
 class AgentSession(Base):
@@ -407,7 +457,7 @@ class AgentSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[dt.datetime] = mapped_column()
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
 
 
 class Handoff(Base):
@@ -448,8 +498,8 @@ class Handoff(Base):
     held_message_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     resumed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
+    updated_at: Mapped[dt.datetime] = stamped(on_update=True)
 
     conversation: Mapped[Conversation] = relationship()
     agent: Mapped[Agent | None] = relationship(foreign_keys=[agent_id])
@@ -467,9 +517,9 @@ class DeskEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = stamped()
     last_error: Mapped[str | None] = mapped_column(String(200), default=None)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
@@ -487,7 +537,7 @@ class CampaignRun(Base):
     queued: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     not_due: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
     finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
@@ -519,7 +569,7 @@ class ContactHold(Base):
     )
     state: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped()
     released_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 

@@ -140,7 +140,7 @@ def bench_plan(count: int, postgres: bool) -> None:
         started = time.perf_counter()
         generate(engine, count)
         made = time.perf_counter() - started
-        sessions = make_sessionmaker(engine)
+        sessions = make_sessionmaker(engine, lambda: AT)
         timings = []
         for label in ("first run", "second run"):
             started = time.perf_counter()
@@ -164,9 +164,9 @@ def bench_sends(count: int) -> None:
         url = f"sqlite:///{Path(work) / 'sends.db'}"
         engine = make_engine(url)
         migrate(engine)
-        sessions = make_sessionmaker(engine)
+        sessions = make_sessionmaker(engine, lambda: AT)
         _queue(sessions, count)
-        clock_now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)
+        clock_now = AT + dt.timedelta(seconds=1)
         settings = Settings(database_url=url, twilio_api_base=base)
         container = build_container(settings, engine=FakeEngine(), clock=lambda: clock_now)
         from channels.sms import TwilioSmsSender

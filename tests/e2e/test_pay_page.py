@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
+from abono.clock import system_clock
 from abono.i18n import Catalogs, format_money
 from abono.services.payments import issue_link
 from abono.store.db import make_engine, make_sessionmaker
@@ -201,8 +202,9 @@ def test_an_unknown_link_is_a_friendly_404_in_the_browsers_language(
 def test_an_expired_link_explains_itself_in_the_customers_language(
     product: Product, customers: None, phone: Page
 ) -> None:
-    sessions = make_sessionmaker(make_engine(f"sqlite:///{product.database}"))
-    issued = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=4)
+    # The product runs on the machine's clock: four days before it, the link has expired.
+    sessions = make_sessionmaker(make_engine(f"sqlite:///{product.database}"), system_clock)
+    issued = system_clock() - dt.timedelta(days=4)
     with sessions.begin() as session:
         account = session.scalars(
             select(Account).where(Account.account_number == "ACC-9100000143")

@@ -25,6 +25,7 @@ from abono.services.accounts_import import import_accounts
 from abono.services.customers import find_customer_by_address, primary_account
 from abono.store.db import make_engine, make_sessionmaker, migrate
 from abono.store.models import Account, Base, ContactPoint, Conversation, Customer, Message
+from tests.unit.conftest import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "data" / "demo_accounts.csv"
@@ -84,7 +85,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def db(engine: Engine) -> sessionmaker[Session]:
-    return make_sessionmaker(engine)
+    return make_sessionmaker(engine, Clock())
 
 
 def run_import(db: sessionmaker[Session], path: Path) -> tuple[int, int, list[int]]:

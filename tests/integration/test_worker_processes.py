@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.clock import system_clock
 from abono.services import outbox
 from abono.store.db import make_engine, make_sessionmaker, migrate
 from abono.store.models import Conversation, OutboxMessage
@@ -98,7 +99,7 @@ def test_a_worker_killed_mid_send_and_restarted_sends_everything_exactly_once(
     url = f"sqlite:///{tmp_path / 'abono.db'}"
     engine = make_engine(url)
     migrate(engine)
-    sessions = make_sessionmaker(engine)
+    sessions = make_sessionmaker(engine, system_clock)
     seed(sessions, PHONES)
     first = start_worker(url, base, tmp_path / "worker1.log")
     try:
@@ -147,7 +148,7 @@ def test_two_workers_on_postgresql_share_a_batch_with_no_duplicate_and_none_lost
     phones = [f"+1312555{2000 + i}" for i in range(60)]
     engine = make_engine(postgres_url)
     migrate(engine)
-    sessions = make_sessionmaker(engine)
+    sessions = make_sessionmaker(engine, system_clock)
     seed(sessions, phones)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     with serving(fake) as base:

@@ -44,7 +44,7 @@ def _demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     engine = make_engine(f"sqlite:///{path}")
     migrate(engine)
     with DEMO_ACCOUNTS.open(newline="", encoding="utf-8") as file:
-        report = import_accounts(make_sessionmaker(engine), file)
+        report = import_accounts(make_sessionmaker(engine, Clock()), file)
     assert not report.rejected
     engine.dispose()  # the last connection closing checkpoints the WAL into the file
     return path
@@ -58,7 +58,7 @@ def demo_database_url(_demo_template: Path, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def demo_sessions(demo_database_url: str) -> Iterator[sessionmaker[Session]]:
+def demo_sessions(demo_database_url: str, clock: Clock) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(demo_database_url)
-    yield make_sessionmaker(engine)
+    yield make_sessionmaker(engine, clock)
     engine.dispose()

@@ -23,6 +23,7 @@ from abono.services.customers import (
 )
 from abono.store.db import make_engine, make_sessionmaker, migrate
 from abono.store.models import Account, ContactPoint, Customer
+from tests.unit.conftest import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "data" / "demo_accounts.csv"
@@ -39,8 +40,8 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def db(engine: Engine) -> sessionmaker[Session]:
-    return make_sessionmaker(engine)
+def db(engine: Engine, clock: Clock) -> sessionmaker[Session]:
+    return make_sessionmaker(engine, clock)
 
 
 def run_import(db: sessionmaker[Session], path: Path) -> ImportReport:
@@ -348,7 +349,7 @@ def test_a_row_clashing_with_a_concurrent_writer_loses_only_itself(
     engine: Engine, db: sessionmaker[Session]
 ) -> None:
     # Another writer takes T-2's phone after the import checked it and before it writes it.
-    intruder = make_sessionmaker(engine)
+    intruder = make_sessionmaker(engine, Clock())
 
     @event.listens_for(db, "before_flush")
     def take_the_phone(session: Session, *_: object) -> None:

@@ -35,6 +35,7 @@ from abono.store.models import (
 )
 from policies.cadence import Cadence
 from policies.contact_rules import ContactPolicy, allowed_window, plausible_timezones
+from tests.unit.conftest import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
@@ -84,7 +85,7 @@ people = st.builds(
 def sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('props') / 'abono.db'}")
     migrate(engine)
-    yield make_sessionmaker(engine)
+    yield make_sessionmaker(engine, Clock())
     engine.dispose()
 
 

@@ -37,7 +37,7 @@ from abono.store.models import (
     PaymentLink,
     ProviderEvent,
 )
-from tests.unit.conftest import DEMO_NOW
+from tests.unit.conftest import DEMO_NOW, Clock
 
 JAMES = "ACC-7700100202"  # 230.00 USD, English
 ANA = "ACC-7700100101"  # 84.50 USD, Spanish
@@ -653,7 +653,7 @@ class _store:
         self._engine = make_engine(f"sqlite:///{path}")
 
     def __enter__(self) -> sessionmaker[Session]:
-        return make_sessionmaker(self._engine)
+        return make_sessionmaker(self._engine, Clock())
 
     def __exit__(self, *_: object) -> None:
         self._engine.dispose()
