@@ -23,7 +23,7 @@ from abono.services.customers import (
 )
 from abono.store.db import make_engine, make_sessionmaker, migrate
 from abono.store.models import Account, ContactPoint, Customer
-from tests.unit.conftest import Clock
+from tests.unit.conftest import DEMO_NOW, Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "data" / "demo_accounts.csv"
@@ -439,7 +439,7 @@ def test_lookup_ignores_unknown_and_wrong_party_addresses(db: sessionmaker[Sessi
         point = session.scalars(
             select(ContactPoint).where(ContactPoint.value == "+12125550101")
         ).one()
-        point.wrong_party_at = dt.datetime.now(dt.timezone.utc)
+        point.wrong_party_at = DEMO_NOW
     with db() as session:
         assert find_customer_by_address(session, "(212) 555-0101") is None
         ana = find_customer_by_address(session, "ana.morales@example.com")

@@ -8,7 +8,6 @@ official client, so the SDK's request and error paths are the ones exercised.
 
 from __future__ import annotations
 
-import datetime as dt
 import statistics
 import time
 from collections.abc import Iterator
@@ -47,21 +46,14 @@ def engine() -> FakeEngine:
     return FakeEngine(replies=[REPLY])
 
 
-@pytest.fixture
-def now_clock() -> Clock:
-    # Outbox rows are due from the wall clock's now; the worker's clock starts just after it
-    # (with room for building the app on a busy machine: one second was not always enough).
-    return Clock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30))
-
-
 def build(url: str, engine: FakeEngine, clock: Clock, **overrides: Any) -> Container:
     settings = Settings(database_url=url, public_url=PUBLIC, twilio_auth_token=TOKEN, **overrides)
     return build_container(settings, engine=engine, clock=clock)
 
 
 @pytest.fixture
-def container(demo_database_url: str, engine: FakeEngine, now_clock: Clock) -> Iterator[Container]:
-    built = build(demo_database_url, engine, now_clock)
+def container(demo_database_url: str, engine: FakeEngine, clock: Clock) -> Iterator[Container]:
+    built = build(demo_database_url, engine, clock)
     yield built
     built.sessions.kw["bind"].dispose()
 
@@ -268,9 +260,9 @@ def twilio() -> Iterator[tuple[FakeTwilio, str]]:
 
 @pytest.fixture
 def wired(
-    demo_database_url: str, engine: FakeEngine, now_clock: Clock, twilio: tuple[FakeTwilio, str]
+    demo_database_url: str, engine: FakeEngine, clock: Clock, twilio: tuple[FakeTwilio, str]
 ) -> Iterator[tuple[Container, TestClient]]:
-    built = build(demo_database_url, engine, now_clock, twilio_api_base=twilio[1])
+    built = build(demo_database_url, engine, clock, twilio_api_base=twilio[1])
     yield built, TestClient(create_app(built.settings, container=built))
     built.sessions.kw["bind"].dispose()
 
@@ -292,13 +284,13 @@ async def test_reply_is_sent_through_twilio_with_the_status_callback(
 
 
 async def test_messaging_service_is_used_when_configured(
-    demo_database_url: str, engine: FakeEngine, now_clock: Clock, twilio: tuple[FakeTwilio, str]
+    demo_database_url: str, engine: FakeEngine, clock: Clock, twilio: tuple[FakeTwilio, str]
 ) -> None:
     service = "MG" + "9" * 32
     built = build(
         demo_database_url,
         engine,
-        now_clock,
+        clock,
         twilio_api_base=twilio[1],
         twilio_messaging_service_sid=service,
     )
@@ -310,7 +302,7 @@ async def test_messaging_service_is_used_when_configured(
 
 
 async def test_carrier_opt_out_21610_is_recorded_and_not_retried(
-    wired: tuple[Container, TestClient], twilio: tuple[FakeTwilio, str], now_clock: Clock
+    wired: tuple[Container, TestClient], twilio: tuple[FakeTwilio, str], clock: Clock
 ) -> None:
     container, client = wired
     fake = twilio[0]
@@ -319,7 +311,7 @@ async def test_carrier_opt_out_21610_is_recorded_and_not_retried(
     await container.outbox.run_once()
     [opt_out] = rows(container, OptOut)
     assert (opt_out.address, opt_out.channel, opt_out.source) == (JAMES, "sms", "carrier_21610")
-    now_clock.advance(hours=2)
+    clock.advance(hours=2)
     await container.outbox.run_once()
     assert fake.attempts == 1 and fake.messages == []
     [row] = rows(container, OutboxMessage)
@@ -327,7 +319,7 @@ async def test_carrier_opt_out_21610_is_recorded_and_not_retried(
 
 
 async def test_server_error_is_retried_with_backoff_and_sent_once(
-    wired: tuple[Container, TestClient], twilio: tuple[FakeTwilio, str], now_clock: Clock
+    wired: tuple[Container, TestClient], twilio: tuple[FakeTwilio, str], clock: Clock
 ) -> None:
     container, client = wired
     fake = twilio[0]
@@ -337,7 +329,7 @@ async def test_server_error_is_retried_with_backoff_and_sent_once(
     [row] = rows(container, OutboxMessage)
     assert (row.status, row.last_error) == ("pending", "SmsProviderUnavailable")
     assert await container.outbox.run_once() == 0  # backing off
-    now_clock.advance(seconds=6)
+    clock.advance(seconds=6)
     assert await container.outbox.run_once() == 1
     assert fake.attempts == 2 and len(fake.messages) == 1
     assert rows(container, OutboxMessage)[0].status == "sent"

@@ -32,7 +32,7 @@ from abono.integrations.stripe_gateway import StripeGateway, build_gateway
 from abono.settings import Settings
 from abono.store.models import LedgerEntry, OutboxMessage, ProviderEvent
 from tests.fakes import FakeEngine
-from tests.unit.conftest import Clock
+from tests.unit.conftest import DEMO_NOW, Clock
 from tests.unit.test_payments_ledger import JAMES, balance, new_link, refunded, succeeded
 
 SECRET = "whsec_unit_test"
@@ -57,7 +57,7 @@ def client(container: Container) -> TestClient:
 
 def signed(body: str, secret: str = SECRET, at: float | None = None) -> dict[str, str]:
     """The Stripe-Signature header as Stripe computes it."""
-    ts = int(at if at is not None else time.time())
+    ts = int(at if at is not None else DEMO_NOW.timestamp())
     digest = hmac.new(secret.encode(), f"{ts}.{body}".encode(), hashlib.sha256).hexdigest()
     return {"Stripe-Signature": f"t={ts},v1={digest}", "Content-Type": "application/json"}
 
@@ -90,7 +90,8 @@ def test_a_signed_payment_lowers_the_balance_and_queues_the_receipt(
     "headers",
     [
         pytest.param(lambda body: signed(body, secret="whsec_someone_else"), id="forged"),
-        pytest.param(lambda body: signed(body, at=time.time() - 301), id="stale"),
+        pytest.param(lambda body: signed(body, at=DEMO_NOW.timestamp() - 301), id="stale"),
+        pytest.param(lambda body: signed(body, at=DEMO_NOW.timestamp() + 301), id="future"),
         pytest.param(lambda body: {"Content-Type": "application/json"}, id="missing"),
         pytest.param(lambda body: {"Stripe-Signature": "t=abc,v1=zz"}, id="garbled"),
         pytest.param(lambda body: signed(body + " "), id="body-changed"),
@@ -120,7 +121,7 @@ def test_a_stale_signature_within_five_minutes_is_still_accepted(
     client: TestClient, container: Container
 ) -> None:
     new_link(container.sessions, JAMES, 5000, intent="pi_1")
-    response = deliver(client, succeeded("evt_1", "pi_1", 5000), at=time.time() - 290)
+    response = deliver(client, succeeded("evt_1", "pi_1", 5000), at=DEMO_NOW.timestamp() - 290)
     assert response.status_code == 200
 
 
