@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from abono import cli_operator
 from abono.cli_plans import add_commands as add_plan_commands
 from abono.clock import system_clock
-from abono.settings import Settings
+from abono.settings import ROOT, Settings
+
+DEMO_FILE = ROOT / "data" / "demo_accounts.csv"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(metavar="COMMAND")
 
     everything = commands.add_parser("up", help="run engine and app together until Ctrl-C")
-    everything.add_argument("--demo", type=Path, default=None, help="accounts CSV to load first")
+    everything.add_argument(
+        "--demo", type=Path, default=None, help="demo accounts CSV to load first (dated today)"
+    )
     everything.set_defaults(handler=_up)
 
     serve = commands.add_parser("serve", help="migrate the database and run the app")
@@ -48,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     importer = accounts_commands.add_parser("import", help="upsert accounts from a CSV file")
     importer.add_argument("file", type=Path)
     importer.set_defaults(handler=_import_accounts)
+    demo = accounts_commands.add_parser(
+        "demo", help="load the demo accounts, due dates counted back from today"
+    )
+    demo.add_argument("file", type=Path, nargs="?", default=DEMO_FILE)
+    demo.add_argument(
+        "--at", type=cli_operator.parse_instant, default=None, help="today as of (ISO, with zone)"
+    )
+    demo.set_defaults(handler=_load_demo)
 
     campaign = commands.add_parser("campaign", help="reminder runs")
     campaign_commands = campaign.add_subparsers(metavar="ACTION")
@@ -158,6 +170,29 @@ def _import_accounts(args: argparse.Namespace, settings: Settings) -> int:
         f"{report.imported} imported, {report.updated} updated, "
         f"{len(report.rejected)} rejected, {report.total} rows"
     )
+    return 0 if not report.rejected else 1
+
+
+def _load_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.errors import AbonoError
+    from abono.services.demo import load_demo
+    from abono.store.db import make_engine, make_sessionmaker, migrate
+
+    if not args.file.is_file():
+        print(f"error: no such file: {args.file}", file=sys.stderr)
+        return 2
+    now = args.at or system_clock()
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    try:
+        report = load_demo(make_sessionmaker(engine, lambda: now), args.file, now)
+    except AbonoError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    for row in report.rejected:
+        print(f"line {row.line} ({row.customer_id or '?'}): rejected: {'; '.join(row.reasons)}")
+    dated = now.date().isoformat()
+    print(f"demo accounts dated {dated}: {report.imported} new, {report.updated} updated")
     return 0 if not report.rejected else 1
 
 

@@ -35,15 +35,14 @@ def tracker_url(settings: Settings) -> str:
 
 
 def up(settings: Settings, demo_file: Path | None) -> int:
-    from abono.services.accounts_import import import_accounts
+    from abono.services.demo import load_demo
     from abono.store.db import make_engine, make_sessionmaker, migrate
 
     engine = make_engine(settings.database_url)
     migrate(engine)
     if demo_file is not None:
-        with demo_file.open(newline="", encoding="utf-8") as handle:
-            report = import_accounts(make_sessionmaker(engine, system_clock), handle)
-        print(f"demo accounts: {report.imported} new, {report.updated} updated")
+        report = load_demo(make_sessionmaker(engine, system_clock), demo_file, system_clock())
+        print(f"demo accounts, dated today: {report.imported} new, {report.updated} updated")
     logs = ROOT / "var" / "log"
     logs.mkdir(parents=True, exist_ok=True)
     engine_port = int(settings.engine_url.rsplit(":", 1)[1].split("/")[0])

@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.errors import ImportFileError
 from abono.services import ledger
 from abono.services.customers import normalize_email, normalize_phone
-from abono.store.models import Account, ContactPoint, Customer
+from abono.store.models import Account, ContactPoint, Customer, session_now
+from abono.understanding.dates import today_in
 
 BATCH_SIZE = 500
 LANGUAGES = ("en", "es")
@@ -84,12 +85,14 @@ class _AccountRow:
     balance_cents: int
     currency: str
     due_date: dt.date
-    days_past_due: int
     segment: str
     consent_sms: bool
     consent_email: bool
     consent_voice: bool
     preferred_channel: str | None = None  # optional column: sms | email | voice
+    # Optional column: what the operator's system counted. abono counts from the due date, so
+    # it only checks the file (see _check_days_past_due) and is not stored.
+    days_past_due: int | None = None
 
     @property
     def contacts(self) -> list[tuple[str, str]]:
@@ -223,7 +226,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "balance": _cents,
     "currency": _currency,
     "due_date": _date,
-    "days_past_due": _days_past_due,
     "segment": _text(32),
     "consent_sms": _yes_no,
     "consent_email": _yes_no,
@@ -231,11 +233,14 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 }
 COLUMNS: tuple[str, ...] = tuple(_PARSERS)
 # Columns a file may leave out altogether (the reminders' channel when a step says "preferred").
-EXTRA_PARSERS: dict[str, Callable[[str], Any]] = {"preferred_channel": _channel}
+EXTRA_PARSERS: dict[str, Callable[[str], Any]] = {
+    "preferred_channel": _channel,
+    "days_past_due": _days_past_due,
+}
 _OPTIONAL = frozenset({"phone", "email"})  # a customer needs one of them, not both
 
 
-def _parse(raw: dict[str | None, Any]) -> tuple[_AccountRow | None, list[str]]:
+def _parse(raw: dict[str | None, Any], now: dt.datetime) -> tuple[_AccountRow | None, list[str]]:
     values: dict[str, Any] = {}
     reasons: list[str] = []
     for column, parse in _PARSERS.items():
@@ -259,10 +264,29 @@ def _parse(raw: dict[str | None, Any]) -> tuple[_AccountRow | None, list[str]]:
         reasons.append("phone: required when there is no email")
     if raw.get(None):  # csv.DictReader puts cells beyond the header under the key None
         reasons.append("row: more values than columns in the header")
+    if not reasons:
+        reasons += _check_days_past_due(values, now)
     if reasons:
         return None, reasons
     values["balance_cents"] = values.pop("balance")
     return _AccountRow(**values), []
+
+
+def _check_days_past_due(values: dict[str, Any], now: dt.datetime) -> list[str]:
+    """A file's days_past_due must fit its due date: due date + days is the day the operator's
+    system counted them, which cannot be after today where the customer lives (a day's grace
+    for clocks and zones). A row that fails names both cells, since either may be wrong."""
+    days, due = values.get("days_past_due"), values["due_date"]
+    if days is None:
+        return []
+    counted_on = due + dt.timedelta(days=days)
+    today = today_in(values["timezone"], now)
+    if counted_on <= today + dt.timedelta(days=1):
+        return []
+    return [
+        f"days_past_due: {days} days past due {due.isoformat()} would be counted on "
+        f"{counted_on.isoformat()}, after today ({today.isoformat()}); check the due date"
+    ]
 
 
 # --- writing ---
@@ -374,7 +398,6 @@ def _fill_account(account: Account, row: _AccountRow, customer: Customer) -> Non
     account.balance_cents = row.balance_cents
     account.currency = row.currency
     account.due_date = row.due_date
-    account.days_past_due = row.days_past_due
     account.segment = row.segment
 
 
@@ -423,7 +446,8 @@ def _import_rows(
     written: _AccountIds,
     batch: _Batch,
 ) -> None:
-    parsed = [(line, raw, *_parse(raw)) for line, raw in rows]
+    now = session_now(session)
+    parsed = [(line, raw, *_parse(raw, now)) for line, raw in rows]
     lookups = _Lookups.load(session, [row for _, _, row, _ in parsed if row is not None])
     with session.no_autoflush:
         for line, raw, row, reasons in parsed:

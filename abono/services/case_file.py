@@ -18,6 +18,7 @@ from abono.errors import ForbiddenError, HandoffNotFoundError
 from abono.i18n import format_money
 from abono.services import audit
 from abono.services.agents import Actor
+from abono.services.customers import days_past_due
 from abono.store.models import (
     Account,
     Agent,
@@ -94,7 +95,7 @@ def case_file(
     file: dict[str, Any] = {
         "handoff": _handoff(handoff, names, now),
         "customer": _customer(conversation, customer),
-        "accounts": [_account(a, stage_of) for a in accounts],
+        "accounts": [_account(a, stage_of, now) for a in accounts],
         "channels": _channels(session, conversation.id),
         "consent": _consent(session, customer),
         "offers": _offers(session, conversation.id),
@@ -107,6 +108,15 @@ def case_file(
     return file
 
 
+def lateness(days: int) -> str:
+    """How late an account is, in words a person reads at a glance."""
+    if days > 0:
+        return f"{days} day{'s' if days != 1 else ''} past due"
+    if days == 0:
+        return "due today"
+    return f"due in {-days} day{'s' if days != -1 else ''}"
+
+
 def summary(file: dict[str, Any]) -> str:
     """Two or three sentences a person reads first, built only from the file's own figures."""
     who, h = file["customer"], file["handoff"]
@@ -116,7 +126,7 @@ def summary(file: dict[str, Any]) -> str:
     for account in file["accounts"]:
         parts.append(
             f"owes {account['balance']} on account {account['number']}, "
-            f"{account['days_past_due']} days past due ({account['stage']})"
+            f"{lateness(account['days_past_due'])} ({account['stage']})"
         )
     lines = [", ".join(parts) + "."]
     reasons = ", ".join(dict.fromkeys(r.replace("_", " ") for r in h["reasons"]))
@@ -193,15 +203,17 @@ def _customer(conversation: Conversation, customer: Customer | None) -> dict[str
     }
 
 
-def _account(account: Account, stage_of: StageOf) -> dict[str, Any]:
+def _account(account: Account, stage_of: StageOf, now: dt.datetime) -> dict[str, Any]:
+    days = days_past_due(account, now)
     return {
         "number": "…" + account.account_number[-4:],
         "balance": format_money(account.balance_cents, account.currency, "en"),
         "balance_cents": account.balance_cents,
         "currency": account.currency,
         "due_date": account.due_date.isoformat(),
-        "days_past_due": account.days_past_due,
-        "stage": stage_of(account.days_past_due),
+        "days_past_due": days,
+        "lateness": lateness(days),
+        "stage": stage_of(days),
         "segment": account.segment,
     }
 

@@ -100,3 +100,12 @@ def customer_today(conversation: Conversation, now: dt.datetime) -> dt.date:
     """Today's date where the customer lives: due dates and promises count in their days."""
     customer = conversation.customer
     return today_in(customer.timezone if customer is not None else DEFAULT_TIMEZONE, now)
+
+
+def days_past_due(account: Account, now: dt.datetime) -> int:
+    """Whole days since the due date, counted in the customer's days (negative before it).
+
+    Always derived from the due date and the clock at the moment it is used, never stored: a
+    file's snapshot would be wrong the day after the import.
+    """
+    return (today_in(account.customer.timezone, now) - account.due_date).days

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.services import audit, opt_outs
-from abono.services.customers import primary_account
+from abono.services.customers import days_past_due, primary_account
 from abono.services.handoff import default_policy, handoff_notice, open_handoff
 from abono.services.payment_dialogue import PaymentConfig, PaymentConversation
 from abono.services.plan_dialogue import PLAN_QUESTIONS, Ask, PlanConfig, PlanConversation
@@ -391,7 +391,7 @@ class Dialogue:
             return self._hand_off(session, conversation, reason, conversation.last_channel, None)
         if intent in ("pay_full", "pay_partial"):
             return self._payments.offer(account, intent, amount)
-        return balance_replies(account)
+        return balance_replies(account, self._clock())
 
     # -- plans and promises --------------------------------------------------------------
 
@@ -487,7 +487,7 @@ def _ask(conversation: Conversation, account: Account, turn: Turn) -> Ask:
     )
 
 
-def balance_replies(account: Account) -> Outcome:
+def balance_replies(account: Account, now: dt.datetime) -> Outcome:
     """What is owed, how much of it is late, and by when."""
     if account.balance_cents <= 0:
         return Outcome().say("utter_balance_zero")
@@ -496,7 +496,7 @@ def balance_replies(account: Account) -> Outcome:
         "currency": account.currency,
         "due_date": account.due_date.isoformat(),
     }
-    if account.days_past_due > 0:
+    if days_past_due(account, now) > 0:
         return Outcome().say("utter_balance_past_due", past_due_cents=account.balance_cents, **args)
     return Outcome().say("utter_balance", **args)
 

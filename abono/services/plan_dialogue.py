@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from abono.services import audit, campaign
 from abono.services.commitments import open_commitments
-from abono.services.customers import customer_today, primary_account
+from abono.services.customers import customer_today, days_past_due, primary_account
 from abono.services.payments import issue_link, queue_to_conversation
 from abono.store.models import (
     Account,
@@ -484,7 +484,7 @@ class PlanConversation:
 
     def _limits(self, account: Account) -> PlanLimits:
         return self._config.policy.limits_for(
-            account.segment, account.days_past_due, account.balance_cents
+            account.segment, days_past_due(account, self._clock()), account.balance_cents
         )
 
 

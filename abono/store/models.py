@@ -157,8 +157,9 @@ class Account(Base):
     opening_balance_cents: Mapped[int] = mapped_column(BigInteger)
     balance_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
+    # Days past due and the stage are counted from it at the moment they are used
+    # (abono.services.customers.days_past_due), never stored.
     due_date: Mapped[dt.date] = mapped_column(Date)
-    days_past_due: Mapped[int] = mapped_column(Integer)
     segment: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = stamped()
     updated_at: Mapped[dt.datetime] = stamped(on_update=True)

@@ -112,7 +112,6 @@ def _account(i: int, rng: random.Random) -> dict[str, object]:
         "balance_cents": cents,
         "currency": "USD",
         "due_date": AT.date() - dt.timedelta(days=days),
-        "days_past_due": days,
         "segment": "consumer",
     }
 

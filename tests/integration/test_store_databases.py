@@ -25,10 +25,9 @@ from abono.services.accounts_import import import_accounts
 from abono.services.customers import find_customer_by_address, primary_account
 from abono.store.db import make_engine, make_sessionmaker, migrate
 from abono.store.models import Account, Base, ContactPoint, Conversation, Customer, Message
-from tests.unit.conftest import Clock
+from tests.unit.conftest import Clock, demo_lines
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "data" / "demo_accounts.csv"
 BAD = ROOT / "tests" / "fixtures" / "accounts_bad.csv"
 PG_USERS = ("postgres", "root")
 
@@ -88,9 +87,12 @@ def db(engine: Engine) -> sessionmaker[Session]:
     return make_sessionmaker(engine, Clock())
 
 
-def run_import(db: sessionmaker[Session], path: Path) -> tuple[int, int, list[int]]:
-    with path.open(newline="", encoding="utf-8") as file:
-        report = import_accounts(db, file)
+def run_import(db: sessionmaker[Session], path: Path | list[str]) -> tuple[int, int, list[int]]:
+    if isinstance(path, list):
+        report = import_accounts(db, path)
+    else:
+        with path.open(newline="", encoding="utf-8") as file:
+            report = import_accounts(db, file)
     return report.imported, report.updated, [error.line for error in report.rejected]
 
 
@@ -118,8 +120,8 @@ def test_migrations_match_the_models(engine: Engine) -> None:
 
 
 def test_demo_import_reimport_and_lookup(db: sessionmaker[Session]) -> None:
-    assert run_import(db, DEMO) == (7, 0, [])
-    assert run_import(db, DEMO) == (0, 7, [])
+    assert run_import(db, demo_lines()) == (7, 0, [])
+    assert run_import(db, demo_lines()) == (0, 7, [])
 
     with db() as session:
         assert session.scalar(select(func.count()).select_from(Customer)) == 6
@@ -139,7 +141,7 @@ def test_bad_file_rejects_the_same_lines(db: sessionmaker[Session]) -> None:
 
 def test_too_long_values_are_rejected_rows_not_a_failed_batch(db: sessionmaker[Session]) -> None:
     # PostgreSQL enforces column lengths at flush; the import must catch them per row first.
-    lines = DEMO.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = demo_lines()
     lines[2] = lines[2].replace(",consumer,", "," + "c" * 40 + ",")
 
     report = import_accounts(db, lines)
@@ -153,7 +155,7 @@ def test_too_long_values_are_rejected_rows_not_a_failed_batch(db: sessionmaker[S
 
 
 def test_a_contact_point_belongs_to_one_customer(db: sessionmaker[Session]) -> None:
-    run_import(db, DEMO)
+    run_import(db, demo_lines())
     with db() as session:
         ana = find_customer_by_address(session, "ana.morales@example.com")
         james = find_customer_by_address(session, "james.carter@example.com")
@@ -176,7 +178,7 @@ def _message(conversation_id: str, n: int, provider_id: str | None = None) -> Me
 
 
 def test_message_log_reads_back_in_the_order_written(db: sessionmaker[Session]) -> None:
-    run_import(db, DEMO)
+    run_import(db, demo_lines())
     with db.begin() as session:
         ana = find_customer_by_address(session, "(212) 555-0101")
         assert ana is not None

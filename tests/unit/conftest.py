@@ -10,13 +10,21 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono.services.accounts_import import import_accounts
+from abono.services.demo import dated, load_demo
 from abono.store.db import make_engine, make_sessionmaker, migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_ACCOUNTS = ROOT / "data" / "demo_accounts.csv"
-# The day the demo file's days_past_due were taken (docs/demo-accounts.md), mid-morning UTC.
+# The unit tests' today (a Tuesday), mid-morning UTC: the demo accounts are dated on it, so
+# James is due 2026-11-19 and Ana 2026-11-26 (docs/demo-accounts.md). Nothing reads the
+# machine's clock, so the suite passes on any date.
 DEMO_NOW = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.timezone.utc)
+
+
+def demo_lines(now: dt.datetime = DEMO_NOW) -> list[str]:
+    """The demo file as an operator's file with absolute due dates, dated on ``now``."""
+    with DEMO_ACCOUNTS.open(newline="", encoding="utf-8") as file:
+        return dated(file, now)
 
 
 class Clock:
@@ -43,8 +51,7 @@ def _demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "abono.db"
     engine = make_engine(f"sqlite:///{path}")
     migrate(engine)
-    with DEMO_ACCOUNTS.open(newline="", encoding="utf-8") as file:
-        report = import_accounts(make_sessionmaker(engine, Clock()), file)
+    report = load_demo(make_sessionmaker(engine, Clock()), DEMO_ACCOUNTS, DEMO_NOW)
     assert not report.rejected
     engine.dispose()  # the last connection closing checkpoints the WAL into the file
     return path

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.errors import AbonoError, ImportFileError
 from abono.services.accounts_import import COLUMNS, ImportReport, RowError, import_accounts
 from abono.services.customers import (
+    days_past_due,
     find_customer_by_address,
     normalize_address,
     normalize_phone,
@@ -23,12 +24,12 @@ from abono.services.customers import (
 )
 from abono.store.db import make_engine, make_sessionmaker, migrate
 from abono.store.models import Account, ContactPoint, Customer
-from tests.unit.conftest import DEMO_NOW, Clock
+from tests.unit.conftest import DEMO_NOW, Clock, demo_lines
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "data" / "demo_accounts.csv"
 BAD = ROOT / "tests" / "fixtures" / "accounts_bad.csv"
-HEADER = ",".join(COLUMNS)
+FILE_COLUMNS = (*COLUMNS, "days_past_due")  # the optional column the operator's files carry
+HEADER = ",".join(FILE_COLUMNS)
 
 
 @pytest.fixture
@@ -44,7 +45,9 @@ def db(engine: Engine, clock: Clock) -> sessionmaker[Session]:
     return make_sessionmaker(engine, clock)
 
 
-def run_import(db: sessionmaker[Session], path: Path) -> ImportReport:
+def run_import(db: sessionmaker[Session], path: Path | list[str]) -> ImportReport:
+    if isinstance(path, list):
+        return import_accounts(db, path)
     with path.open(newline="", encoding="utf-8") as file:
         return import_accounts(db, file)
 
@@ -80,7 +83,7 @@ def row(**overrides: str) -> str:
         "consent_voice": "y",
     }
     cells.update(overrides)
-    return ",".join(cells[column] for column in COLUMNS)
+    return ",".join(cells[column] for column in FILE_COLUMNS)
 
 
 def csv_lines(*rows: str) -> list[str]:
@@ -91,7 +94,7 @@ def csv_lines(*rows: str) -> list[str]:
 
 
 def test_demo_file_imports_every_row(db: sessionmaker[Session]) -> None:
-    report = run_import(db, DEMO)
+    report = run_import(db, demo_lines())
 
     assert report == ImportReport(imported=7, updated=0, rejected=[])
     assert report.total == 7
@@ -100,11 +103,11 @@ def test_demo_file_imports_every_row(db: sessionmaker[Session]) -> None:
 
 
 def test_importing_the_demo_twice_changes_nothing(db: sessionmaker[Session]) -> None:
-    run_import(db, DEMO)
+    run_import(db, demo_lines())
     with db() as session:
         before = session.execute(select(Account.id, Account.updated_at)).all()
 
-    report = run_import(db, DEMO)
+    report = run_import(db, demo_lines())
 
     assert report == ImportReport(imported=0, updated=7, rejected=[])
     assert counts(db) == (6, 7, 12)
@@ -113,7 +116,7 @@ def test_importing_the_demo_twice_changes_nothing(db: sessionmaker[Session]) -> 
 
 
 @pytest.mark.parametrize(
-    ("account_number", "cents", "days_past_due", "currency"),
+    ("account_number", "cents", "late", "currency"),
     [
         ("ACC-7700100101", 8450, -2, "USD"),
         ("ACC-7700100202", 23000, 5, "USD"),
@@ -123,22 +126,22 @@ def test_importing_the_demo_twice_changes_nothing(db: sessionmaker[Session]) -> 
     ],
 )
 def test_demo_balances_are_exact_cents(
-    db: sessionmaker[Session], account_number: str, cents: int, days_past_due: int, currency: str
+    db: sessionmaker[Session], account_number: str, cents: int, late: int, currency: str
 ) -> None:
-    run_import(db, DEMO)
+    run_import(db, demo_lines())
     with db() as session:
         account = session.scalars(
             select(Account).where(Account.account_number == account_number)
         ).one()
-    assert (account.balance_cents, account.days_past_due, account.currency) == (
-        cents,
-        days_past_due,
-        currency,
-    )
+        assert (account.balance_cents, days_past_due(account, DEMO_NOW), account.currency) == (
+            cents,
+            late,
+            currency,
+        )
 
 
 def test_demo_customer_fields_are_normalized(db: sessionmaker[Session]) -> None:
-    run_import(db, DEMO)
+    run_import(db, demo_lines())
     with db() as session:
         james = find_customer_by_address(session, "james.carter@example.com")
         daniel = find_customer_by_address(session, "(787) 555-0106")
@@ -161,8 +164,8 @@ def test_demo_customer_fields_are_normalized(db: sessionmaker[Session]) -> None:
 
 
 def test_changed_balance_is_updated_on_reimport(db: sessionmaker[Session]) -> None:
-    run_import(db, DEMO)
-    changed = DEMO.read_text(encoding="utf-8").replace(
+    run_import(db, demo_lines())
+    changed = "".join(demo_lines()).replace(
         "ACC-7700100303,1234.56,", "ACC-7700100303,1000.05,"
     )
 
@@ -201,8 +204,8 @@ EXPECTED_REJECTIONS = {
             "zip: must be 5 digits or ZIP+4",
             "currency: must be a 3-letter ISO 4217 code",
             "due_date: must be a date as YYYY-MM-DD",
-            "days_past_due: must be between -30 and 36500",
             "consent_sms: must be y or n",
+            "days_past_due: must be between -30 and 36500",
         ],
     ),
 }
@@ -241,7 +244,7 @@ def test_bad_file_reports_every_reason_and_keeps_the_good_rows(
         ({"segment": ""}, "segment: required"),
         ({"consent_voice": "maybe"}, "consent_voice: must be y or n"),
         ({"phone": "", "email": ""}, "phone: required when there is no email"),
-        ({"consent_voice": "y,extra"}, "row: more values than columns in the header"),
+        ({"days_past_due": "5,extra"}, "row: more values than columns in the header"),
     ],
 )
 def test_cell_rejections(db: sessionmaker[Session], cells: dict[str, str], reason: str) -> None:
@@ -258,7 +261,8 @@ def test_cell_rejections(db: sessionmaker[Session], cells: dict[str, str], reaso
         ({"balance": "12.500"}, 1250),  # trailing zeros are not extra precision
         ({"balance": "0"}, 0),
         ({"balance": "0.01"}, 1),
-        ({"days_past_due": "-30"}, -30),
+        ({"days_past_due": "-30", "due_date": "2026-12-24"}, 1000),
+        ({"days_past_due": ""}, 1000),  # optional: abono counts from the due date
         ({"zip": "10001-1234"}, "10001"),
         ({"zip": "100011234"}, "10001"),
         ({"phone": ""}, None),  # an email alone is enough to reach someone
@@ -273,7 +277,7 @@ def test_cell_acceptances(
     with db() as session:
         account = session.scalars(select(Account)).one()
         phone = session.scalar(select(ContactPoint.value).where(ContactPoint.kind == "phone"))
-        values = {account.balance_cents, account.days_past_due, account.customer.zip, phone}
+        values = {account.balance_cents, account.customer.zip, phone}
     assert stored in values
 
 
@@ -289,6 +293,42 @@ def test_same_customer_with_another_account_is_fine(db: sessionmaker[Session]) -
         assert customer is not None
         account = primary_account(session, customer.id)
         assert account is not None and account.account_number == "T-ACC-2"
+
+
+# --- days past due: counted from the due date, the file's figure only checked ---
+
+
+def test_a_file_without_days_past_due_imports(db: sessionmaker[Session]) -> None:
+    header = ",".join(COLUMNS)
+    line = ",".join(row().split(",")[: len(COLUMNS)])
+    assert import_accounts(db, [header + "\n", line + "\n"]).imported == 1
+
+
+def test_a_file_counted_days_ago_imports_and_the_days_are_todays(
+    db: sessionmaker[Session],
+) -> None:
+    # Exported on 2026-11-14 with 10 days past due: 20 days late today, whatever the file said.
+    report = import_accounts(db, csv_lines(row(due_date="2026-11-04", days_past_due="10")))
+    assert report.imported == 1
+    with db() as session:
+        assert days_past_due(session.scalars(select(Account)).one(), DEMO_NOW) == 20
+
+
+def test_days_past_due_that_put_the_count_in_the_future_reject_the_row(
+    db: sessionmaker[Session],
+) -> None:
+    report = import_accounts(db, csv_lines(row(due_date="2026-12-15", days_past_due="12")))
+    assert report.rejected == [
+        RowError(
+            line=2,
+            customer_id="T-1",
+            reasons=[
+                "days_past_due: 12 days past due 2026-12-15 would be counted on 2026-12-27, "
+                "after today (2026-11-24); check the due date"
+            ],
+        )
+    ]
+    assert counts(db) == (0, 0, 0)
 
 
 # --- the header ---
@@ -314,7 +354,7 @@ def test_empty_file_is_a_file_error(db: sessionmaker[Session]) -> None:
 
 def test_spreadsheet_header_quirks_are_tolerated(db: sessionmaker[Session]) -> None:
     # Excel writes a BOM and people capitalize headers; extra columns are ignored.
-    header = "\ufeff" + ",".join(column.upper() for column in COLUMNS) + ",notes"
+    header = "\ufeff" + ",".join(column.upper() for column in FILE_COLUMNS) + ",notes"
     report = import_accounts(db, [header + "\n", row() + ",call after 5pm\n"])
 
     assert report == ImportReport(imported=1, updated=0, rejected=[])
@@ -431,7 +471,7 @@ def test_normalizing_an_address_twice_changes_nothing(address: str) -> None:
 
 
 def test_lookup_ignores_unknown_and_wrong_party_addresses(db: sessionmaker[Session]) -> None:
-    run_import(db, DEMO)
+    run_import(db, demo_lines())
     with db.begin() as session:
         assert find_customer_by_address(session, "(999) 555-0101") is None
         assert find_customer_by_address(session, "nobody@example.com") is None

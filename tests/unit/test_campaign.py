@@ -193,7 +193,6 @@ def test_a_second_account_of_the_same_customer_respects_the_daily_sms_cap(
                 balance_cents=5000,
                 currency="USD",
                 due_date=tom.due_date,
-                days_past_due=-2,
                 segment="small_business",
             )
         )

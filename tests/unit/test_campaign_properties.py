@@ -149,7 +149,6 @@ def _store(session: Session, index: int, person: Person, at: dt.datetime) -> Non
             balance_cents=10_000,
             currency="USD",
             due_date=local_today - dt.timedelta(days=person.days_past_due),
-            days_past_due=person.days_past_due,
             segment="consumer",
         )
     )
