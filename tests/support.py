@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from abono.clock import system_clock
 from abono.integrations.engine_process import free_port, start_engine, stop, wait_ready
 from abono.integrations.localstripe_server import (
     register_webhook,
@@ -21,8 +23,25 @@ from abono.integrations.localstripe_server import (
 )
 from abono.runner import wait_healthy
 from abono.settings import ROOT, Settings
+from abono.understanding.dates import today_in
 
 DEMO = ROOT / "data" / "demo_accounts.csv"
+
+
+def due(days_past_due: int, tz: str = "America/New_York") -> str:
+    """The due date (ISO) that makes an account ``days_past_due`` days late today in ``tz``.
+
+    The running product counts on the machine's clock, so the accounts a test loads into it
+    are dated from that clock too: the test passes on any day.
+    """
+    return (today_in(tz, system_clock()) - dt.timedelta(days=days_past_due)).isoformat()
+
+
+def said_date(days_past_due: int, tz: str, locale: str) -> str:
+    """That due date as the product writes it (Babel's long format)."""
+    from babel.dates import format_date
+
+    return format_date(dt.date.fromisoformat(due(days_past_due, tz)), "long", locale=locale)
 
 
 class Product:
@@ -88,7 +107,7 @@ def running_product(work: Path, **overrides: str) -> Iterator[Product]:
     )
     python = sys.executable
     subprocess.run(
-        [python, "-m", "abono.cli", "accounts", "import", str(DEMO)],
+        [python, "-m", "abono.cli", "accounts", "demo", str(DEMO)],
         env=env,
         check=True,
         capture_output=True,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import Product, running_product
+from tests.support import Product, due, running_product
 
 HEADER = (
     "customer_id,first_name,last_name,language,timezone,phone,email,zip,dob,account_number,"
@@ -72,7 +72,7 @@ def main() -> None:
         count = PER_TRIGGER * sum(len(t) for t in TRIGGERS.values())
         rows = [HEADER] + [
             f"BENCH-{i},Bench{i},Tester,en,America/Chicago,+1312555{5000 + i:04d},,60614,"
-            f"1980-01-01,ACC-77{i:08d},100.00,USD,2026-11-01,23,consumer,y,y,y"
+            f"1980-01-01,ACC-77{i:08d},100.00,USD,{due(23)},23,consumer,y,y,y"
             for i in range(count)
         ]
         product.import_accounts("\n".join(rows) + "\n", Path(work))

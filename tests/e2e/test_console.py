@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.support import Product
+from tests.support import Product, due
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ PLAN = {
     "installment_cents": 9000,
     "count": 6,
     "frequency": "monthly",
-    "start_date": "2026-12-24",
+    "start_date": due(-30),  # a month from today
     "currency": "USD",
     "policy_version": 1,
     "reason": "too_many_installments",
@@ -100,7 +100,7 @@ def test_agent_claims_reads_replies_approves_and_hands_back(
 ) -> None:
     product.import_accounts(
         HEADER + "CON-1,Nora,Quinn,en,America/Chicago,+1 312 555 0188,nora.quinn@example.com,"
-        "60610,1985-04-05,ACC-9100000188,660.00,USD,2026-10-20,35,consumer,y,y,n\n",
+        f"60610,1985-04-05,ACC-9100000188,660.00,USD,{due(35)},35,consumer,y,y,n\n",
         tmp_path,
     )
     add_agent(product, "alice", "agent", "alice-secret-1")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.support import Product
+from tests.support import Product, due
 
 pytestmark = pytest.mark.integration
 
@@ -26,9 +26,9 @@ HEADER = (
 )
 ROWS = (
     "OPS-1,Iris,Vale,en,America/New_York,+1 646 555 0301,iris@example.com,10001,1981-01-01,"
-    "ACC-9300000301,265.00,USD,2026-11-14,10,consumer,y,y,y\n"
+    f"ACC-9300000301,265.00,USD,{due(10)},10,consumer,y,y,y\n"
     "OPS-2,Hugo,Paz,es,America/New_York,+1 646 555 0302,hugo@example.com,10002,1982-02-02,"
-    "ACC-9300000302,150.00,USD,2026-11-14,10,consumer,y,y,y\n"
+    f"ACC-9300000302,150.00,USD,{due(10)},10,consumer,y,y,y\n"
 )
 IRIS, HUGO = "+16465550301", "+16465550302"
 

@@ -24,7 +24,7 @@ from abono.i18n import Catalogs, format_money
 from abono.services.payments import issue_link
 from abono.store.db import make_engine, make_sessionmaker
 from abono.store.models import Account
-from tests.support import Product
+from tests.support import Product, due
 
 LINK = re.compile(r"https?://\S+?/p/[A-Za-z0-9_-]+")
 SETTLE_SECONDS = 15.0
@@ -38,11 +38,11 @@ HEADER = (
 # One customer per test, so the session's shared product keeps every other balance intact.
 CUSTOMERS = (
     "PAY-ES,Lucia,Ramos,es,America/New_York,+1 212 555 0141,lucia@example.com,10025,"
-    "1988-05-14,ACC-9100000141,62.40,USD,2026-11-20,6,consumer,y,y,n\n"
+    f"1988-05-14,ACC-9100000141,62.40,USD,{due(6)},6,consumer,y,y,n\n"
     "PAY-EN,Owen,Price,en,America/Chicago,+1 312 555 0142,owen@example.com,60614,"
-    "1975-09-30,ACC-9100000142,140.00,USD,2026-11-18,8,consumer,y,y,n\n"
+    f"1975-09-30,ACC-9100000142,140.00,USD,{due(8)},8,consumer,y,y,n\n"
     "PAY-EXP,Marta,Gil,es,America/New_York,+1 212 555 0143,marta@example.com,10026,"
-    "1969-01-22,ACC-9100000143,45.00,USD,2026-11-18,8,consumer,y,y,n\n"
+    f"1969-01-22,ACC-9100000143,45.00,USD,{due(8)},8,consumer,y,y,n\n"
 )
 
 

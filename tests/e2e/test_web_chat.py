@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.support import Product
+from tests.support import Product, due
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def test_a_customer_verifies_and_reads_their_balance_in_the_web_chat(
 ) -> None:
     product.import_accounts(
         HEADER + "WEB-1,Mia,Lopez,en,America/Chicago,+1 312 555 0177,mia@example.com,60601,"
-        "1990-02-03,ACC-9000000177,75.25,USD,2026-11-20,4,consumer,y,y,n\n",
+        f"1990-02-03,ACC-9000000177,75.25,USD,{due(4)},4,consumer,y,y,n\n",
         tmp_path,
     )
     page.goto(product.url + "/")

@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo_accounts.csv"
-AT = "2026-11-24T15:00:00Z"  # the demo file's day, 10:00 in New York
+AT = "2026-11-24T15:00:00Z"  # the day the demo is dated on and planned for, 10:00 in New York
 
 
 def abono(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -36,7 +36,7 @@ def count(database: Path, table: str) -> int:
 def test_a_dry_run_shows_what_a_real_run_then_does(tmp_path: Path) -> None:
     database = tmp_path / "abono.db"
     env = {**os.environ, "ABONO_DATABASE_URL": f"sqlite:///{database}"}
-    assert abono("accounts", "import", str(DEMO), env=env).returncode == 0
+    assert abono("accounts", "demo", str(DEMO), "--at", AT, env=env).returncode == 0
 
     dry = abono("campaign", "run", "--dry-run", "--at", AT, env=env)
     assert dry.returncode == 0, dry.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Product
+from tests.support import Product, due
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def customers(product: Product, tmp_path_factory: pytest.TempPathFactory) -> lis
     for index, (_, lang, _) in enumerate(CASES):
         rows.append(
             f"CUST-H{index:03d},Case{index},Tester,{lang},America/Chicago,{phone(index)},,"
-            f"60614,1980-01-01,ACC-88{index:08d},777.00,USD,2026-11-01,23,consumer,y,y,y"
+            f"60614,1980-01-01,ACC-88{index:08d},777.00,USD,{due(23)},23,consumer,y,y,y"
         )
     product.import_accounts("\n".join(rows) + "\n", tmp_path_factory.mktemp("handoff"))
     return [phone(index) for index in range(len(CASES))]
@@ -119,7 +119,7 @@ def test_a_plan_beyond_the_bots_authority_goes_to_a_person_with_the_proposal(
     address = phone(index)
     product.import_accounts(
         f"{HEADER}\nCUST-L{index},Big{index},Owner,{lang},America/Chicago,{address},,60614,"
-        f"1980-01-01,ACC-66{index:08d},4000.00,USD,2026-11-01,23,consumer,y,y,y\n",
+        f"1980-01-01,ACC-66{index:08d},4000.00,USD,{due(23)},23,consumer,y,y,y\n",
         tmp_path,
     )
     product.say(address, "how much do I owe?" if lang == "en" else "¿cuánto debo?")

@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from tests.support import Product
+from tests.support import Product, due
 
 pytestmark = pytest.mark.integration
 
@@ -27,14 +27,14 @@ HEADER = (
 CUSTOMERS = {
     # $265.00, 5 days late: $26.50 down (10 %), then up to 6 installments of at least $25.00.
     "maya": "CUST-2001,Maya,Chen,en,America/Chicago,+1 312 555 0201,maya@example.com,60601,"
-    "1990-01-01,ACC-8800200201,265.00,USD,2026-11-19,5,consumer,y,y,y",
+    f"1990-01-01,ACC-8800200201,265.00,USD,{due(5)},5,consumer,y,y,y",
     # $84.50, not yet due: no down payment, up to 3 installments.
     "sofia": "CUST-2002,Sofía,Herrera,es,America/New_York,+1 305 555 0202,sofia@example.com,"
-    "33101,1985-05-05,ACC-8800200202,84.50,USD,2026-11-26,-2,consumer,y,y,y",
+    f"33101,1985-05-05,ACC-8800200202,84.50,USD,{due(-2)},-2,consumer,y,y,y",
     "marco": "CUST-2003,Marco,Díaz,es,America/Los_Angeles,+1 213 555 0203,marco@example.com,"
-    "90001,1970-07-07,ACC-8800200203,265.00,USD,2026-11-19,5,consumer,y,y,y",
+    f"90001,1970-07-07,ACC-8800200203,265.00,USD,{due(5)},5,consumer,y,y,y",
     "ben": "CUST-2004,Ben,Ortiz,en,America/New_York,+1 617 555 0204,ben@example.com,02101,"
-    "1975-03-03,ACC-8800200204,150.00,USD,2026-11-14,10,consumer,y,y,y",
+    f"1975-03-03,ACC-8800200204,150.00,USD,{due(10)},10,consumer,y,y,y",
 }
 MAYA, SOFIA, MARCO, BEN = "+13125550201", "+13055550202", "+12135550203", "+16175550204"
 
@@ -92,7 +92,9 @@ def test_spanish_three_payments_are_read_back_in_spanish_and_agreed(negotiating:
     read_back = joined(negotiating.say(SOFIA, "33101 y los últimos cuatro son 0202"))
     assert "3 pagos mensuales" in read_back
     assert read_back.count("$28.17") == 2 and "$28.16" in read_back
-    assert " de 202" in read_back  # dates in Spanish ("24 de diciembre de 2026")
+    assert re.search(
+        r"\d+ de [a-z]+ de \d{4}", read_back
+    )  # dates in Spanish ("24 de diciembre de 2026")
     assert "¿Está de acuerdo con este plan?" in read_back
     agreed = joined(negotiating.say(SOFIA, "sí"))
     assert "plan de pagos quedó registrado" in agreed and "/p/" in agreed
@@ -141,7 +143,7 @@ def test_broken_promise_starts_a_follow_up_and_counts_against_the_kept_rate(
 OLIVIA = "+16175550205"
 OLIVIA_ROW = (
     "CUST-2005,Olivia,Grant,en,America/New_York,+1 617 555 0205,olivia@example.com,02110,"
-    "1980-02-02,ACC-8800200205,4000.00,USD,2026-11-14,10,consumer,y,y,y"
+    f"1980-02-02,ACC-8800200205,4000.00,USD,{due(10)},10,consumer,y,y,y"
 )
 
 

@@ -165,9 +165,7 @@ def test_demo_customer_fields_are_normalized(db: sessionmaker[Session]) -> None:
 
 def test_changed_balance_is_updated_on_reimport(db: sessionmaker[Session]) -> None:
     run_import(db, demo_lines())
-    changed = "".join(demo_lines()).replace(
-        "ACC-7700100303,1234.56,", "ACC-7700100303,1000.05,"
-    )
+    changed = "".join(demo_lines()).replace("ACC-7700100303,1234.56,", "ACC-7700100303,1000.05,")
 
     report = import_accounts(db, io.StringIO(changed, newline=""))
 

@@ -374,6 +374,33 @@ async def test_customer_not_yet_late_gets_plain_balance(
 
 
 @pytest.mark.parametrize(
+    ("now", "response"),
+    [
+        # Ana is due 2026-11-26 and lives in New York (UTC-5 in November).
+        (dt.datetime(2026, 11, 27, 4, 59, tzinfo=dt.timezone.utc), "utter_balance"),  # 23:59
+        (dt.datetime(2026, 11, 27, 5, 0, tzinfo=dt.timezone.utc), "utter_balance_past_due"),
+        (dt.datetime(2026, 12, 4, 15, 0, tzinfo=dt.timezone.utc), "utter_balance_past_due"),
+        (dt.datetime(2029, 2, 28, 23, 59, tzinfo=dt.timezone.utc), "utter_balance_past_due"),
+    ],
+    ids=["due-day-last-minute", "next-day-in-her-zone", "eight-days-late", "years-later"],
+)
+async def test_a_bill_is_past_due_from_the_day_after_its_due_date_in_the_customers_zone(
+    actions: dict[str, Action],
+    demo_sessions: sessionmaker[Session],
+    clock: Clock,
+    now: dt.datetime,
+    response: str,
+) -> None:
+    conversation_id, language = open_conversation(demo_sessions, "CUST-1001")
+    ana = Chat(actions, conversation_id, "+12125550101", language)
+    clock.now = now
+    await ana.says("¿cuánto debo?", "check_balance")
+    turn = await ana.says("10027 0101", "inform")
+    assert turn.responses == ["utter_verified", response]
+    assert turn.said(response)["due_date"] == "2026-11-26"
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [("en español por favor", "es"), ("Spanish please", "es"), ("cambiar idioma", "es")],
     ids=["named-in-spanish", "named-in-english", "unnamed-means-other"],

@@ -375,6 +375,30 @@ async def test_queue_and_case_file_for_the_holder(app: Container, web: TestClien
     assert empty.status_code == 422
 
 
+async def test_the_case_file_counts_days_past_due_from_the_clock(
+    app: Container, web: TestClient
+) -> None:
+    await send(app, "someone opened this account in my name", address=TOM)
+    sign_in(web, "alice", "correct horse 1")
+
+    def accounts() -> dict[str, tuple[int, str, str]]:
+        file = web.get("/console/api/cases/1").json()
+        return {
+            a["number"]: (a["days_past_due"], a["lateness"], a["stage"]) for a in file["accounts"]
+        }
+
+    # Tom's accounts are due 2026-07-17 and 2026-11-26; it is 2026-11-24 in Denver.
+    assert accounts() == {
+        "…0404": (130, "130 days past due", "recovery"),
+        "…0414": (-2, "due in 2 days", "pre_due"),
+    }
+    assert isinstance(app.clock, Clock)
+    app.clock.advance(days=10)
+    sign_in(web, "alice", "correct horse 1")  # the console sign-in has expired meanwhile
+    assert accounts()["…0414"] == (8, "8 days past due", "early")
+    assert "8 days past due" in web.get("/console/api/cases/1").json()["summary"]
+
+
 def people_by_name(app: Container, username: str) -> Actor:
     with app.sessions() as session:
         agent = session.scalars(select(agents.Agent).where(agents.Agent.username == username)).one()
