@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from abono.clock import system_clock
 from tests.support import Product, due
 
 pytestmark = pytest.mark.integration
@@ -69,7 +70,7 @@ def test_supervisor_sees_broken_plans_and_the_kept_rate_an_agent_does_not(
         product.say(IRIS, text)
     for text in ("hola", "le pago en 3 días", "10002 0302", "sí"):
         product.say(HUGO, text)
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=70)
+    later = system_clock() + dt.timedelta(days=70)
     done = cli(product, "plans", "follow-up", "--at", later.isoformat())
     # (other tests' customers share this product: count at least ours)
     assert re.search(r"plan_broken: [1-9]", done) and re.search(r"promise_broken: [1-9]", done)

@@ -9,7 +9,6 @@ would see it: the page, the balance, the plan.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -17,6 +16,7 @@ from typing import TypeVar
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from abono.clock import system_clock
 from abono.i18n import Catalogs, format_money
 from tests.integration.test_saved_card_plans import (
     ANA,
@@ -74,7 +74,7 @@ def eventually(check: Callable[[], T | None], seconds: float = 15.0) -> T:
 def test_the_customer_saves_a_card_and_the_first_payment_is_taken(
     sandbox: Sandbox, phone: Page
 ) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = system_clock()
     plan = _plan(sandbox, JAMES, [8000, 8000, 7000], now)
     before = _balance(sandbox, JAMES)
     catalogs = Catalogs.load(sandbox.settings.locales_dir)
@@ -109,7 +109,7 @@ def test_the_customer_saves_a_card_and_the_first_payment_is_taken(
 def test_a_declined_first_charge_says_so_in_spanish_and_charges_nothing(
     sandbox: Sandbox, phone: Page
 ) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = system_clock()
     plan = _plan(sandbox, ANA, [3000, 3000, 2450], now)
     before = _balance(sandbox, ANA)
 

@@ -16,6 +16,7 @@ import time
 import httpx
 import pytest
 
+from abono.clock import system_clock
 from tests.support import Product, due
 
 pytestmark = pytest.mark.integration
@@ -130,7 +131,7 @@ def test_broken_promise_starts_a_follow_up_and_counts_against_the_kept_rate(
     assert "you'll pay $150.00 by" in read_back
     noted = joined(negotiating.say(BEN, "yes"))
     assert "I've noted that you'll pay $150.00" in noted
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=5)
+    later = system_clock() + dt.timedelta(days=5)
     assert "promise_broken: 1" in cli(negotiating, "plans", "follow-up", "--at", later.isoformat())
     assert broken_count(cli(negotiating, "promises", "stats")) == before + 1
     deadline = time.monotonic() + 20  # the app's outbox worker sends the follow-up

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.app import build_container, create_app
+from abono.clock import system_clock
 from abono.container import Container
 from abono.integrations.engine_process import free_port
 from abono.integrations.localstripe_server import (
@@ -273,7 +274,7 @@ def _outbox(sandbox: Sandbox, idempotency_key: str) -> OutboxMessage | None:
 async def test_a_saved_card_pays_the_first_installment_and_each_one_on_its_day_once(
     sandbox: Sandbox,
 ) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = system_clock()
     plan = _plan(sandbox, JAMES, [8000, 8000, 7000], now)
     before = _balance(sandbox, JAMES)
 
@@ -324,7 +325,7 @@ async def test_a_saved_card_pays_the_first_installment_and_each_one_on_its_day_o
 async def test_a_declined_saved_card_gets_the_missed_follow_up_with_a_link(
     sandbox: Sandbox,
 ) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = system_clock()
     plan = _plan(sandbox, ANA, [3000, 3000, 2450], now)
     before = _balance(sandbox, ANA)
 
@@ -383,7 +384,7 @@ async def test_a_declined_saved_card_gets_the_missed_follow_up_with_a_link(
 
 
 async def test_bad_reports_from_a_page_are_refused_and_change_nothing(sandbox: Sandbox) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = system_clock()
     plan = _plan(sandbox, LUCIA, [4000, 4000], now)
     other = _plan(sandbox, LUCIA, [4000, 4000], now)
     async with httpx.AsyncClient(base_url=sandbox.settings.public_url, timeout=10) as client:

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.app import build_container, create_app
+from abono.clock import system_clock
 from abono.container import Container
 from abono.integrations.engine_process import free_port
 from abono.integrations.localstripe_server import (
@@ -115,7 +116,7 @@ def _wait(condition: Any, what: str, seconds: float = 15.0) -> None:
 
 def _link(sandbox: Sandbox, amount: int) -> str:
     """A link issued in James's SMS thread, as the dialogue does after his consent."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = system_clock()
     with sandbox.sessions.begin() as session:
         account = session.scalars(select(Account).where(Account.account_number == JAMES)).one()
         conversation = session.scalars(
@@ -201,7 +202,7 @@ async def test_a_card_payment_lands_by_signed_webhook_and_lowers_the_balance(
 ) -> None:
     token, before = _link(sandbox, 4200), _balance(sandbox)
     gateway = build_gateway(sandbox.settings)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = system_clock()
     view = await open_link(sandbox.sessions, gateway, token, now)
     reopened = await open_link(sandbox.sessions, gateway, token, now)
     assert view.state == "payable" and view.client_secret == reopened.client_secret
@@ -230,9 +231,7 @@ async def test_a_card_payment_lands_by_signed_webhook_and_lowers_the_balance(
 
 async def test_a_declined_card_gets_a_fresh_link_and_charges_nothing(sandbox: Sandbox) -> None:
     token, before = _link(sandbox, 3000), _balance(sandbox)
-    view = await open_link(
-        sandbox.sessions, build_gateway(sandbox.settings), token, dt.datetime.now(dt.timezone.utc)
-    )
+    view = await open_link(sandbox.sessions, build_gateway(sandbox.settings), token, system_clock())
     assert view.client_secret is not None
     intent_id = view.client_secret.split("_secret_")[0]
     seen = _count(sandbox, "payment_intent.payment_failed")
