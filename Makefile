@@ -5,7 +5,7 @@ TODAY ?= $(shell date +%F)
 TZ_EVAL ?= America/New_York
 EVAL ?= ../shared/eval/public_en.csv
 
-.PHONY: setup train run test test-unit lint i18n nlu-eval bench bench-campaign clean
+.PHONY: setup train run test test-unit test-clock lint i18n nlu-eval bench bench-campaign clean
 
 setup:
 	@bash scripts/setup.sh
@@ -22,6 +22,10 @@ test: train
 
 test-unit: setup
 	@$(APP)/python -m pytest tests/unit -q
+
+# The unit suite under Debian's faketime: a leap day at 23:59 and DST changes, years ahead.
+test-clock: setup
+	@bash scripts/clock-check.sh
 
 lint: setup
 	$(APP)/ruff check abono channels policies bot tests
