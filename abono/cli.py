@@ -185,7 +185,7 @@ def _load_demo(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     migrate(engine)
     try:
-        report = load_demo(make_sessionmaker(engine, lambda: now), args.file, now)
+        report = load_demo(make_sessionmaker(engine, system_clock), args.file, now)
     except AbonoError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2

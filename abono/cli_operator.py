@@ -76,8 +76,8 @@ def campaign_run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     engine = make_engine(settings.database_url)
     migrate(engine)
-    at = args.at or system_clock()
-    sessions = make_sessionmaker(engine, lambda: at)
+    at = args.at or system_clock()  # what is planned for; rows are stamped at the real time
+    sessions = make_sessionmaker(engine, system_clock)
     with progress_bar("planning", count_accounts(sessions, config, at)) as advance:
         summary = plan_run(sessions, config, at, dry_run=args.dry_run, progress=advance)
     head = "dry run, nothing written" if args.dry_run else f"run {summary.run_id}"

@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from abono.clock import Clock, system_clock
+from abono.clock import system_clock
 from abono.settings import Settings
 
 
@@ -37,12 +37,12 @@ def _timestamp(value: str) -> dt.datetime:
     return moment
 
 
-def _sessions(settings: Settings, clock: Clock = system_clock) -> Any:
+def _sessions(settings: Settings) -> Any:
     from abono.store.db import make_engine, make_sessionmaker, migrate
 
     engine = make_engine(settings.database_url)
     migrate(engine)
-    return make_sessionmaker(engine, clock)
+    return make_sessionmaker(engine, system_clock)
 
 
 def _follow_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -54,7 +54,8 @@ def _follow_up(args: argparse.Namespace, settings: Settings) -> int:
 
     now = args.at or system_clock()
     config = FollowUpConfig(link_ttl=dt.timedelta(hours=settings.payment_link_ttl_hours))
-    sessions = _sessions(settings, lambda: now)
+    # --at decides what is due; the rows written are stamped (and queued) at the real time.
+    sessions = _sessions(settings)
     # Saved cards are charged first, so a charge that goes through needs no reminder.
     done = asyncio.run(charge_due(sessions, build_gateway(settings), now, config.link_ttl))
     with sessions.begin() as session:

@@ -32,7 +32,7 @@ from abono.integrations.localstripe_server import (
     wait_localstripe,
 )
 from abono.integrations.stripe_gateway import build_client, build_gateway
-from abono.services.accounts_import import import_accounts
+from abono.services.demo import load_demo
 from abono.services.payments import issue_link, open_link
 from abono.settings import ROOT, Settings
 from abono.store.db import make_engine, migrate
@@ -79,8 +79,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     engine = make_engine(settings.database_url)
     migrate(engine)
     container = build_container(settings, engine=FakeEngine())
-    with (ROOT / "data" / "demo_accounts.csv").open(newline="", encoding="utf-8") as file:
-        import_accounts(container.sessions, file)
+    load_demo(container.sessions, ROOT / "data" / "demo_accounts.csv", system_clock())
     localstripe = start_localstripe(stripe_port, work / "localstripe.log")
     server = uvicorn.Server(
         uvicorn.Config(
