@@ -24,8 +24,8 @@ for instant in "${instants[@]}"; do
   IFS='|' read -r zone start why <<< "$instant"
   echo "== unit suite at $start $zone ($why)"
   # The faked date shows in the log lines; monotonic timers (timeouts, rate limits) stay real.
-  TZ="$zone" FAKETIME_DONT_FAKE_MONOTONIC=1 faketime "@$start" \
+  TZ="$zone" FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f "@$start" \
     .venv-app/bin/python -c 'import datetime; print("the machine says", datetime.datetime.now().astimezone().isoformat())'
-  TZ="$zone" FAKETIME_DONT_FAKE_MONOTONIC=1 faketime "@$start" \
+  TZ="$zone" FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f "@$start" \
     .venv-app/bin/python -m pytest tests/unit -q -p no:cacheprovider
 done
