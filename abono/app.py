@@ -132,9 +132,7 @@ def build_container(
         link_ttl=dt.timedelta(hours=settings.payment_link_ttl_hours),
         contact=campaign.contact,
     )
-    outbox = OutboxWorker(
-        sessions, catalogs, pipeline, senders, engine, defaults, clock, config=worker
-    )
+    outbox = OutboxWorker(sessions, catalogs, pipeline, senders, defaults, clock, config=worker)
     stripe = build_gateway(settings)  # a client object only: no I/O until it is used
     return Container(
         settings,

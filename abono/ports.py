@@ -24,10 +24,6 @@ class ConversationEngine(Protocol):
 
     async def ready(self) -> bool: ...
 
-    async def set_slots(self, conversation_id: str, slots: Mapping[str, Any]) -> None:
-        """Tell the conversation about something that happened outside it (a payment)."""
-        ...
-
 
 class MessageSender(Protocol):
     """A channel's outbound edge; returns the provider's message id."""

@@ -18,7 +18,6 @@ class FakeEngine:
     replies: list[str] = field(default_factory=list)
     fail: bool = False
     received: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-    slots: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     async def send(self, conversation_id: str, text: str, metadata: Mapping[str, Any]) -> list[str]:
         self.received.append((conversation_id, text, dict(metadata)))
@@ -34,9 +33,6 @@ class FakeEngine:
 
     async def ready(self) -> bool:
         return not self.fail
-
-    async def set_slots(self, conversation_id: str, slots: Mapping[str, Any]) -> None:
-        self.slots.append((conversation_id, dict(slots)))
 
     @property
     def texts(self) -> list[str]:

@@ -29,10 +29,6 @@ class RasaEngine:
             str(intent.get("name") or "nlu_fallback"), float(intent.get("confidence") or 0.0)
         )
 
-    async def set_slots(self, conversation_id: str, slots: Mapping[str, Any]) -> None:
-        events = [{"event": "slot", "name": name, "value": value} for name, value in slots.items()]
-        await self._call("POST", f"/conversations/{conversation_id}/tracker/events", json=events)
-
     async def ready(self) -> bool:
         try:
             data = await self._call("GET", "/status")

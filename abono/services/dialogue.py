@@ -60,6 +60,11 @@ HANDOFF_REASONS = {
 }
 
 
+# The dialogue's state between turns: kept on the conversation (the store decides); the
+# action hands the engine the same values as slots, which only mirror them.
+STATE = ("awaiting", "pending_intent", "pending_text", "zip_answer", "payment_amount_cents")
+
+
 @dataclass(frozen=True)
 class Turn:
     conversation_id: str
@@ -115,6 +120,26 @@ class Dialogue:
         self._clock = clock
         self._payments = PaymentConversation(config.payments, clock, Outcome)
         self._plans = PlanConversation(config.plans, clock, Outcome, self._escalate)
+
+    def run(self, decide: Callable[[Turn], Outcome], turn: Turn) -> Outcome:
+        """One engine action: the turn's state comes from the store and its changes go back.
+
+        The engine's lock store runs one message of a conversation at a time, so nothing else
+        changes this state between the read and the write.
+        """
+        with self._sessions() as session:
+            conversation = session.get(Conversation, turn.conversation_id)
+            if conversation is not None:
+                turn = replace(turn, **{name: getattr(conversation, name) for name in STATE})
+        outcome = decide(turn)
+        changes = {name: value for name, value in outcome.slots.items() if name in STATE}
+        if changes:
+            with self._sessions.begin() as session:
+                conversation = session.get(Conversation, turn.conversation_id)
+                if conversation is not None:
+                    for name, value in changes.items():
+                        setattr(conversation, name, value)
+        return outcome
 
     # -- entry points, one per engine action -------------------------------------------
 

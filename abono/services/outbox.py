@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import SendRefused
 from abono.i18n import Catalogs
-from abono.ports import ConversationEngine, MessageSender
+from abono.ports import MessageSender
 from abono.services import campaign, opt_outs, payments
 from abono.store.models import (
     Account,
@@ -47,14 +47,6 @@ log = structlog.get_logger(__name__)
 
 LEASE = dt.timedelta(seconds=60)
 MAX_ATTEMPTS = 8
-# What the conversation is told when one of these goes out.
-ENGINE_SLOTS = {
-    "utter_payment_received": {"payment_status": "received"},
-    # Terms a person approved wait for the customer's yes (abono/services/plan_dialogue.py).
-    "utter_plan_approved": {"awaiting": "plan_consent"},
-    "utter_plan_approved_down": {"awaiting": "plan_consent"},
-    "utter_promise_approved": {"awaiting": "promise_consent"},
-}
 
 
 def due_ids(
@@ -159,7 +151,6 @@ class OutboxWorker:
         catalogs: Catalogs,
         pipeline: Pipeline,
         senders: Mapping[str, MessageSender],
-        engine: ConversationEngine,
         defaults: Mapping[str, Any],
         clock: Callable[[], dt.datetime],
         config: WorkerConfig | None = None,
@@ -168,7 +159,6 @@ class OutboxWorker:
         self._catalogs = catalogs
         self._pipeline = pipeline
         self._senders = dict(senders)
-        self._engine = engine
         self._defaults = defaults
         self._clock = clock
         self._config = config or WorkerConfig()
@@ -351,12 +341,6 @@ class OutboxWorker:
             await asyncio.to_thread(self._failed, row["id"], type(error).__name__, final)
             return
         await asyncio.to_thread(self._sent, row, claimed["texts"], provider_ids)
-        slots = ENGINE_SLOTS.get(row["key"])
-        if slots:
-            try:
-                await self._engine.set_slots(row["conversation_id"], slots)
-            except Exception:  # the store already knows; the engine's mirror can lag
-                log.warning("outbox.engine.not_told", key=row["key"])
 
     async def _send_one(
         self, sender: MessageSender, row: dict[str, Any], text: str, key: str

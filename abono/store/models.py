@@ -188,6 +188,14 @@ class Conversation(Base):
     ended_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # Consecutive turns the bot did not understand; enough of them bring in a person.
     misunderstood_turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The dialogue's state between turns (abono.services.dialogue.STATE): what the last
+    # question waits on, the request verification interrupted, a ZIP given before the last
+    # four digits, an amount read back for consent. The engine's slots only mirror it.
+    awaiting: Mapped[str | None] = mapped_column(String(32), default=None)
+    pending_intent: Mapped[str | None] = mapped_column(String(48), default=None)
+    pending_text: Mapped[str | None] = mapped_column(Text, default=None)
+    zip_answer: Mapped[str | None] = mapped_column(String(10), default=None)
+    payment_amount_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)
     created_at: Mapped[dt.datetime] = stamped()
     updated_at: Mapped[dt.datetime] = stamped(on_update=True)
 

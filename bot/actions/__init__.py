@@ -1,8 +1,9 @@
 """Rasa custom actions: thin adapters from the engine's tracker to the app's dialogue service.
 
-Each action builds a ``Turn`` from the tracker (intent, text, mirrored slots, channel and
-address from the message metadata), lets ``abono.services.dialogue`` decide, and turns the
-outcome into response keys for the NLG endpoint and slot events.
+Each action builds a ``Turn`` from the tracker (intent, text, channel and address from the
+message metadata), lets ``abono.services.dialogue`` decide with the conversation's state from
+the store, and turns the outcome into response keys for the NLG endpoint and slot events
+that mirror that state for the tracker's readers.
 """
 
 from __future__ import annotations
@@ -33,16 +34,7 @@ def turn_from(tracker: Tracker) -> Turn:
         text=str(message.get("text") or ""),
         channel=str(metadata.get("channel") or "web"),
         address=str(metadata.get("address") or ""),
-        awaiting=tracker.get_slot("awaiting"),
-        pending_intent=tracker.get_slot("pending_intent"),
-        zip_answer=tracker.get_slot("zip_answer"),
-        payment_amount_cents=_cents(tracker.get_slot("payment_amount_cents")),
-        pending_text=tracker.get_slot("pending_text"),
     )
-
-
-def _cents(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) else None
 
 
 def slot_events(tracker: Tracker, outcome: Outcome) -> list[EventType]:
@@ -91,7 +83,11 @@ def dialogue_actions(dialogue: Dialogue) -> list[Action]:
         "action_switch_language": dialogue.switch_language,
         "action_out_of_scope": dialogue.out_of_scope,
     }
-    return [DialogueAction(name, decide) for name, decide in table.items()]
+    return [DialogueAction(name, _with_state(dialogue, decide)) for name, decide in table.items()]
+
+
+def _with_state(dialogue: Dialogue, decide: Callable[[Turn], Outcome]) -> Callable[[Turn], Outcome]:
+    return lambda turn: dialogue.run(decide, turn)
 
 
 def build_actions(container: Container) -> list[Action]:

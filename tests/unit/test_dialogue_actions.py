@@ -213,6 +213,25 @@ async def test_both_answers_in_one_message_verify(james: Chat, text: str) -> Non
     assert turn.responses == ["utter_verified", "utter_balance_past_due"]
 
 
+async def test_the_dialogue_state_is_the_stores_a_tracker_that_forgot_changes_nothing(
+    james: Chat, demo_sessions: sessionmaker[Session]
+) -> None:
+    await james.says("balance?", "check_balance")
+    await james.says("60614", "inform")
+    conversation = stored(demo_sessions, james.conversation_id)
+    assert (conversation.awaiting, conversation.zip_answer) == ("last4", "60614")
+    assert conversation.pending_intent == "check_balance"
+    james.slots.clear()  # the engine lost its tracker (or a push to it failed)
+    turn = await james.says("0202", "inform")
+    assert turn.responses == ["utter_verified", "utter_balance_past_due"]
+    conversation = stored(demo_sessions, james.conversation_id)
+    assert (conversation.awaiting, conversation.zip_answer, conversation.pending_intent) == (
+        None,
+        None,
+        None,
+    )
+
+
 async def test_zip_plus_4_and_last4_in_one_message_verify(james: Chat) -> None:
     await james.says("balance?", "check_balance")
     turn = await james.says("my zip is 60614-2203 and the last four are 0202", "inform")
@@ -498,8 +517,13 @@ async def test_unknown_address_is_told_to_call_and_learns_nothing(
     assert no_amount_revealed(turn)
 
 
-async def test_unknown_address_guessing_answers_learns_nothing(stranger: Chat) -> None:
-    stranger.slots.update({"awaiting": "zip", "pending_intent": "check_balance"})
+async def test_unknown_address_guessing_answers_learns_nothing(
+    stranger: Chat, demo_sessions: sessionmaker[Session]
+) -> None:
+    with demo_sessions.begin() as session:  # as if a question had been asked
+        conversation = session.get(Conversation, stranger.conversation_id)
+        assert conversation is not None
+        conversation.awaiting, conversation.pending_intent = "zip", "check_balance"
     turn = await stranger.says("60614 0202", "inform")
     assert turn.responses == ["utter_unknown_address"]
     assert no_amount_revealed(turn)

@@ -326,7 +326,6 @@ async def test_terms_a_person_approved_are_put_to_the_customer_and_carried_out(
         (message,) = session.scalars(select(OutboxMessage))
         assert message.key == "utter_plan_approved_down" and message.address == JAMES_PHONE
         assert sum(c for _, c in message.args["schedule"]) == 20500
-    james.slots["awaiting"] = "plan_consent"  # what the outbox tells the engine once it is sent
     turn = await james.says("yes", "affirm")
     assert turn.responses == ["utter_plan_agreed", "utter_payment_link"]
     plan, installments = plan_with_installments(demo_sessions)
