@@ -26,7 +26,7 @@ from abono.api.nlg import nlg_router
 from abono.clock import Clock, system_clock
 from abono.container import Container
 from abono.errors import AbonoError
-from abono.i18n import MEDIA, Catalogs
+from abono.i18n import MEDIA, Catalogs, reply_renderer
 from abono.integrations.action_server import action_router
 from abono.integrations.desk_webhook import HttpDeskWebhook
 from abono.integrations.rasa_engine import RasaEngine
@@ -78,9 +78,15 @@ def build_container(
 ) -> Container:
     sessions = make_sessionmaker(make_engine(settings.database_url), clock)
     catalogs = Catalogs.load(settings.locales_dir)
+    defaults = {
+        "company": settings.company_name,
+        "support_phone": settings.support_phone,
+        "public_url": settings.public_url,
+    }
     if engine is None:
         client = httpx.AsyncClient(timeout=settings.engine_timeout_seconds)
-        engine = RasaEngine(client, settings.engine_url, settings.engine_token)
+        render = reply_renderer(catalogs, defaults)
+        engine = RasaEngine(client, settings.engine_url, settings.engine_token, render)
     rules = VerificationRules(settings.verification_method, settings.max_verification_failures)
     payments = PaymentConfig(
         PaymentPolicy.parse(load_policy_file("payments.yml")),
@@ -117,11 +123,6 @@ def build_container(
         on_approved=approval_handler(clock),
         decorate=pipeline.decorate,
     )
-    defaults = {
-        "company": settings.company_name,
-        "support_phone": settings.support_phone,
-        "public_url": settings.public_url,
-    }
     # Sandbox: every channel's sender records instead of sending (issue 5 brings real ones).
     senders = {channel: RecordingSender() for channel in MEDIA} if settings.sandbox else {}
     campaign = campaign_config(catalogs)

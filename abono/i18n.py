@@ -11,11 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
 from babel.dates import format_date, format_time
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency
@@ -23,6 +24,8 @@ from babel.numbers import format_currency
 LANGUAGES = ("en", "es")
 LOCALES = {"en": "en_US", "es": "es_US"}
 MEDIA = ("sms", "email", "voice", "web")
+
+log = structlog.get_logger(__name__)
 
 
 class _Lenient(string.Formatter):
@@ -125,3 +128,18 @@ def format_arguments(args: Mapping[str, Any], lang: str) -> dict[str, Any]:
         else:
             shown[name] = value
     return shown
+
+
+def reply_renderer(
+    catalogs: Catalogs, defaults: Mapping[str, Any]
+) -> Callable[[str, str, str | None, Mapping[str, Any]], str]:
+    """Renders a reply the dialogue named by key; an unknown key is an apology, not an error."""
+
+    def render(key: str, language: str, medium: str | None, args: Mapping[str, Any]) -> str:
+        try:
+            return catalogs.render(key, language, medium, {**defaults, **args})
+        except KeyError:
+            log.error("i18n.response.unknown", response=key)
+            return catalogs.render("reply_engine_unavailable", language, medium, defaults)
+
+    return render

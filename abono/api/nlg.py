@@ -1,4 +1,8 @@
-"""The engine's NLG endpoint: a response key becomes text in the customer's language and medium."""
+"""The engine's NLG endpoint: a response key becomes text in the customer's language and medium.
+
+The actions name their replies in the messages they return (rendered by the engine adapter,
+``abono.integrations.rasa_engine``), so the engine calls this only for a response of its own.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.api.security import require_engine_token
-from abono.i18n import Catalogs
+from abono.i18n import Catalogs, reply_renderer
 from abono.store.models import Conversation
 
 log = structlog.get_logger(__name__)
@@ -19,20 +23,16 @@ def nlg_router(
     sessions: sessionmaker[Session], catalogs: Catalogs, token: str, defaults: dict[str, Any]
 ) -> APIRouter:
     router = APIRouter()
+    render = reply_renderer(catalogs, defaults)
 
     @router.post("/internal/nlg", include_in_schema=False)
     async def generate(request: Request) -> dict[str, Any]:
         require_engine_token(request, token)
         body = await request.json()
         key = str(body.get("response") or "")
-        arguments = {**defaults, **(body.get("arguments") or {})}
         sender = str((body.get("tracker") or {}).get("sender_id") or "")
         language, medium = _context(sessions, sender)
-        try:
-            return {"text": catalogs.render(key, language, medium, arguments)}
-        except KeyError:
-            log.error("nlg.response.unknown", response=key)
-            return {"text": catalogs.render("reply_engine_unavailable", language, medium, defaults)}
+        return {"text": render(key, language, medium, body.get("arguments") or {})}
 
     return router
 

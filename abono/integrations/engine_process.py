@@ -35,7 +35,7 @@ def engine_command(settings: Settings, port: int, with_app: bool) -> list[str]:
     command = [
         str(settings.engine_python),
         "-m",
-        "rasa",
+        "bot.engine",  # rasa's own CLI, with the action results validated cheaply
         "run",
         "--enable-api",
         "--auth-token",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -10,17 +10,41 @@ import httpx
 from abono.errors import EngineUnavailableError
 from abono.ports import Understanding
 
+# What an action's reply carries (bot/actions): the key, its typed arguments, and the language
+# and medium the store decided; rendered here, so the engine makes no NLG call per message.
+REPLY = "abono_reply"
+Render = Callable[[str, str, str | None, Mapping[str, Any]], str]
+
 
 class RasaEngine:
-    def __init__(self, client: httpx.AsyncClient, base_url: str, token: str) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, base_url: str, token: str, render: Render | None = None
+    ) -> None:
+        """``render`` turns the actions' named replies into text (not needed to parse only)."""
         self._client = client
         self._base = base_url.rstrip("/")
         self._token = token
+        self._render = render
 
     async def send(self, conversation_id: str, text: str, metadata: Mapping[str, Any]) -> list[str]:
         payload = {"sender": conversation_id, "message": text, "metadata": dict(metadata)}
         data = await self._call("POST", "/webhooks/rest/webhook", json=payload, auth=False)
-        return [str(m["text"]) for m in data if isinstance(m, dict) and m.get("text")]
+        return [t for m in data if isinstance(m, dict) for t in [self._text(m)] if t]
+
+    def _text(self, message: Mapping[str, Any]) -> str:
+        custom = message.get("custom")
+        reply = custom.get(REPLY) if isinstance(custom, dict) else None
+        if isinstance(reply, dict):
+            if self._render is None:
+                raise RuntimeError("this engine client cannot render replies")
+            medium = reply.get("medium")
+            return self._render(
+                str(reply.get("key") or ""),
+                str(reply.get("language") or "en"),
+                str(medium) if medium else None,
+                reply.get("args") or {},
+            )
+        return str(message.get("text") or "")
 
     async def parse(self, text: str) -> Understanding:
         data = await self._call("POST", "/model/parse", json={"text": text})

@@ -91,6 +91,10 @@ class Reply:
 class Outcome:
     replies: list[Reply] = field(default_factory=list)
     slots: dict[str, Any] = field(default_factory=dict)
+    # The conversation's language and medium once the turn is decided (a switch included):
+    # what the replies are rendered in. Set by ``Dialogue.run``.
+    language: str = "en"
+    medium: str | None = None
 
     def say(self, key: str, **args: Any) -> Outcome:
         self.replies.append(Reply(key, args))
@@ -133,12 +137,12 @@ class Dialogue:
                 turn = replace(turn, **{name: getattr(conversation, name) for name in STATE})
         outcome = decide(turn)
         changes = {name: value for name, value in outcome.slots.items() if name in STATE}
-        if changes:
-            with self._sessions.begin() as session:
-                conversation = session.get(Conversation, turn.conversation_id)
-                if conversation is not None:
-                    for name, value in changes.items():
-                        setattr(conversation, name, value)
+        with self._sessions.begin() as session:
+            conversation = session.get(Conversation, turn.conversation_id)
+            if conversation is not None:
+                for name, value in changes.items():
+                    setattr(conversation, name, value)
+                outcome.language, outcome.medium = conversation.language, conversation.last_channel
         return outcome
 
     # -- entry points, one per engine action -------------------------------------------

@@ -45,6 +45,14 @@ if TYPE_CHECKING:  # the pipeline queues replies here; the worker decorates with
 
 log = structlog.get_logger(__name__)
 
+# Once one of these has gone out, the customer's next message answers it: the conversation's
+# state says so from the transaction that records the send (terms a person approved,
+# abono/services/plan_dialogue.py). A message held meanwhile was answered before it.
+AWAITS_AFTER_SENDING = {
+    "utter_plan_approved": "plan_consent",
+    "utter_plan_approved_down": "plan_consent",
+    "utter_promise_approved": "promise_consent",
+}
 LEASE = dt.timedelta(seconds=60)
 MAX_ATTEMPTS = 8
 
@@ -370,6 +378,10 @@ class OutboxWorker:
             stored = session.get(OutboxMessage, row["id"])
             assert stored is not None
             stored.status, stored.sent_at = "sent", self._clock()
+            awaits = AWAITS_AFTER_SENDING.get(stored.key)
+            thread = session.get(Conversation, stored.conversation_id) if awaits else None
+            if thread is not None:
+                thread.awaiting = awaits
             attempt_id = stored.args.get("call_attempt_id")
             if attempt_id is not None:  # the call's webhooks find its ledger row by the sid
                 attempt = session.get(CallAttempt, attempt_id)

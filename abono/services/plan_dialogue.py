@@ -524,8 +524,6 @@ def carry_out_approval(
     )
     key, args = _approved_message(offer, account.currency)
     queue_to_conversation(session, conversation, key, args, f"offer-{offer.id}-approved")
-    # The customer's next message answers these terms (nothing to push to the engine).
-    conversation.awaiting = f"{kind}_consent"
     return offer
 
 

@@ -18,6 +18,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from abono.container import Container
+from abono.integrations.rasa_engine import REPLY
 from abono.services.dialogue import Dialogue, Outcome, Turn
 
 MIRRORED = ("language", "channel")
@@ -63,7 +64,11 @@ class DialogueAction(Action):
         # The store is synchronous; keep the event loop free for the engine's other calls.
         outcome = await asyncio.to_thread(self._decide, turn_from(tracker))
         for reply in outcome.replies:
-            dispatcher.utter_message(response=reply.key, **dict(reply.args))
+            # Named, not rendered: the app renders it when the engine hands it back (no NLG
+            # callback per message); the tracker keeps the key and its arguments.
+            named = {"key": reply.key, "args": dict(reply.args)}
+            named.update(language=outcome.language, medium=outcome.medium)
+            dispatcher.utter_message(json_message={REPLY: named})
         return slot_events(tracker, outcome)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.app import load_policy_file
+from abono.integrations.rasa_engine import REPLY
 from abono.services.customers import find_customer_by_address
 from abono.services.dialogue import Dialogue, DialogueConfig
 from abono.services.payment_dialogue import PaymentConfig
@@ -64,6 +65,7 @@ JAMES_BALANCE = {
 class Turn:
     messages: list[dict[str, Any]]
     slots_set: dict[str, Any]
+    sent: list[dict[str, Any]] = field(default_factory=list)  # what the engine receives
 
     @property
     def responses(self) -> list[str]:
@@ -109,7 +111,14 @@ class Chat:
         events = await self._actions[ACTION_FOR[intent]].run(dispatcher, tracker, {})
         slots_set = {e["name"]: e["value"] for e in events if e["event"] == "slot"}
         self.slots.update(slots_set)
-        return Turn(dispatcher.messages, slots_set)
+        messages = dispatcher.messages
+        return Turn([named(m) for m in messages], slots_set, messages)
+
+
+def named(message: dict[str, Any]) -> dict[str, Any]:
+    """A reply as the action named it: ``{"response": key, **args}``."""
+    reply = message["custom"][REPLY]
+    return {"response": reply["key"], **reply["args"]}
 
 
 def dialogue_config(
@@ -435,6 +444,16 @@ async def test_switch_language_is_remembered_for_the_customer(
     with demo_sessions() as session:
         customer = session.get(Customer, conversation.customer_id)
         assert customer is not None and customer.language == expected
+
+
+async def test_replies_go_to_the_engine_named_in_the_language_the_turn_decided(
+    james: Chat,
+) -> None:
+    turn = await james.says("Spanish please", "switch_language")
+    assert [m.get("text") for m in turn.sent] == [None]  # nothing rendered: no NLG call
+    assert [m["custom"][REPLY] for m in turn.sent] == [
+        {"key": "utter_language_switched", "args": {}, "language": "es", "medium": "sms"}
+    ]
 
 
 async def test_switch_language_mid_verification_asks_the_question_again(james: Chat) -> None:

@@ -16,10 +16,11 @@ from rasa_sdk import Action
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono.app import load_policy_file
+from abono.app import build_container, load_policy_file
 from abono.services.dialogue import Dialogue, DialogueConfig
 from abono.services.payment_dialogue import PaymentConfig
 from abono.services.plan_dialogue import PlanConfig, carry_out_approval
+from abono.settings import Settings
 from abono.store.models import (
     Account,
     Conversation,
@@ -35,6 +36,7 @@ from bot.actions import dialogue_actions
 from policies.payment_plans import PlanPolicy
 from policies.payments import PaymentPolicy
 from policies.verification import VerificationRules
+from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
 from tests.unit.test_dialogue_actions import (
     JAMES_PHONE,
@@ -295,7 +297,7 @@ async def test_paying_the_monthly_bill_is_still_a_payment(james: Chat) -> None:
 
 
 async def test_terms_a_person_approved_are_put_to_the_customer_and_carried_out(
-    demo_sessions: sessionmaker[Session], clock: Clock
+    demo_sessions: sessionmaker[Session], demo_database_url: str, clock: Clock
 ) -> None:
     policy = load_policy_file("payment_plans.yml")
     for row in policy["limits"]:
@@ -326,6 +328,14 @@ async def test_terms_a_person_approved_are_put_to_the_customer_and_carried_out(
         (message,) = session.scalars(select(OutboxMessage))
         assert message.key == "utter_plan_approved_down" and message.address == JAMES_PHONE
         assert sum(c for _, c in message.args["schedule"]) == 20500
+    early = await james.says("ok thanks", "affirm")  # before the terms went out: not a yes
+    assert "utter_plan_agreed" not in early.responses
+    # The outbox sends the terms; from then on the customer's next message answers them.
+    sending = build_container(
+        Settings(database_url=demo_database_url), engine=FakeEngine(), clock=clock
+    )
+    assert await sending.outbox.run_once() == 1
+    james.slots.clear()  # whatever the engine's tracker holds, the store decides
     turn = await james.says("yes", "affirm")
     assert turn.responses == ["utter_plan_agreed", "utter_payment_link"]
     plan, installments = plan_with_installments(demo_sessions)
