@@ -44,7 +44,7 @@ nlu-eval: train
 bench: train
 	$(APP)/python -m tests.bench.plans
 	$(APP)/python -m tests.bench.handoffs
-	$(APP)/python -m tests.bench.turns
+	$(APP)/python -m tests.bench.throughput
 	$(APP)/python -m tests.bench.campaign --postgres
 
 bench-campaign: setup

@@ -24,6 +24,10 @@ class ConversationEngine(Protocol):
 
     async def ready(self) -> bool: ...
 
+    async def new_session(self, conversation_id: str) -> None:
+        """Start a new engine session for the conversation (its state is in the store)."""
+        ...
+
 
 class MessageSender(Protocol):
     """A channel's outbound edge; returns the provider's message id."""

@@ -20,6 +20,11 @@ class Settings(BaseSettings):
     engine_url: str = "http://127.0.0.1:5005"
     engine_token: str = "abono-local-engine-token"
     engine_timeout_seconds: float = 30.0
+    # Engine processes answering at once (Sanic workers). More than one needs a lock store
+    # shared by them, so that one conversation's messages still run one at a time, in order:
+    # a Redis URL (redis://127.0.0.1:6379/1). docs/performance.md has the figures.
+    engine_workers: int = 1
+    engine_lock_store_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str = "http://127.0.0.1:8000"

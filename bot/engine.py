@@ -1,10 +1,15 @@
-"""The engine's entry point: ``python -m bot.engine run …`` is ``rasa run …`` with one fix.
+"""The engine's entry point: ``python -m bot.engine run …`` is ``rasa run …`` with two fixes.
 
-Rasa 3.6 checks every action-server answer with ``jsonschema.validate``, which first checks the
-schema itself against the JSON Schema meta-schema, on every call: about a third of the engine's
-CPU per turn went there (docs/performance.md). ``fast_action_validation`` builds the validator
-once and keeps the same check and the same error. Nothing else in rasa changes; this module
-runs in the engine's environment (``.venv-engine``), never in the app's.
+- Rasa 3.6 checks every action-server answer with ``jsonschema.validate``, which first checks
+  the schema itself against the JSON Schema meta-schema, on every call: about a third of the
+  engine's CPU per turn went there (docs/performance.md). ``fast_action_validation`` builds the
+  validator once and keeps the same check and the same error.
+- The SQLite tracker store (the embedded default) commits in WAL mode with ``synchronous=
+  NORMAL``, as the app's store does (abono/store/db.py): an fsync per tracker save was the next
+  largest cost. PostgreSQL trackers are untouched.
+
+Nothing else in rasa changes; this module runs in the engine's environment (``.venv-engine``),
+never in the app's.
 """
 
 from __future__ import annotations
@@ -42,8 +47,25 @@ def fast_action_validation() -> None:
     RemoteAction._validate_action_result = validate  # type: ignore[method-assign]
 
 
+def lighter_sqlite_commits() -> None:
+    """WAL and synchronous=NORMAL on every SQLite connection the engine opens."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        if type(dbapi_connection).__module__.startswith("sqlite3"):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    if not event.contains(Engine, "connect", pragmas):
+        event.listen(Engine, "connect", pragmas)
+
+
 def main() -> None:
     fast_action_validation()
+    lighter_sqlite_commits()
     from rasa.__main__ import main as rasa_main
 
     rasa_main()

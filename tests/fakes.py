@@ -18,6 +18,7 @@ class FakeEngine:
     replies: list[str] = field(default_factory=list)
     fail: bool = False
     received: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    sessions_started: list[str] = field(default_factory=list)
 
     async def send(self, conversation_id: str, text: str, metadata: Mapping[str, Any]) -> list[str]:
         self.received.append((conversation_id, text, dict(metadata)))
@@ -33,6 +34,11 @@ class FakeEngine:
 
     async def ready(self) -> bool:
         return not self.fail
+
+    async def new_session(self, conversation_id: str) -> None:
+        if self.fail:
+            raise EngineUnavailableError("engine timed out")
+        self.sessions_started.append(conversation_id)
 
     @property
     def texts(self) -> list[str]:

@@ -48,12 +48,18 @@ class Product:
     """The running product, as a customer and an operator reach it."""
 
     def __init__(
-        self, url: str, settings: Settings, env: dict[str, str], timings: dict[str, float]
+        self,
+        url: str,
+        settings: Settings,
+        env: dict[str, str],
+        timings: dict[str, float],
+        pids: dict[str, int] | None = None,
     ) -> None:
         self.url = url
         self.settings = settings
         self.env = env
         self.timings = timings
+        self.pids = pids or {}  # app, engine, localstripe
         self.client = httpx.Client(base_url=url, timeout=60)
 
     def say(self, address: str, text: str, channel: str = "sms") -> list[str]:
@@ -83,7 +89,9 @@ class Product:
 
 
 @contextmanager
-def running_product(work: Path, **overrides: str) -> Iterator[Product]:
+def running_product(
+    work: Path, tracker_url: str | None = None, **overrides: str
+) -> Iterator[Product]:
     """Fresh SQLite database with the demo accounts, the trained model, app as its own process."""
     app_port, engine_port, stripe_port = free_port(), free_port(), free_port()
     env = dict(os.environ)
@@ -103,6 +111,7 @@ def running_product(work: Path, **overrides: str) -> Iterator[Product]:
         database_url=env["ABONO_DATABASE_URL"],
         port=app_port,
         engine_url=env["ABONO_ENGINE_URL"],
+        **{k: v for k, v in overrides.items() if k in ("engine_workers", "engine_lock_store_url")},
         engine_token="integration-token",
     )
     python = sys.executable
@@ -115,7 +124,8 @@ def running_product(work: Path, **overrides: str) -> Iterator[Product]:
     log, app_log = work / "engine.log", work / "app.log"
     started = time.monotonic()
     stripe = start_localstripe(stripe_port, work / "localstripe.log")
-    engine = start_engine(settings, engine_port, f"sqlite:///{work / 'trackers.db'}", log)
+    trackers = tracker_url or f"sqlite:///{work / 'trackers.db'}"
+    engine = start_engine(settings, engine_port, trackers, log)
     app = subprocess.Popen(
         [python, "-m", "abono.cli", "serve"],
         env=env,
@@ -131,7 +141,8 @@ def running_product(work: Path, **overrides: str) -> Iterator[Product]:
         asyncio.run(wait_localstripe(stripe_base, stripe))
         register_webhook(stripe_base, f"{url}/webhooks/stripe", settings.stripe_webhook_secret)
         timings = {"engine_ready_s": engine_ready, "healthy_s": time.monotonic() - started}
-        yield Product(url, settings, env, timings)
+        pids = {"app": app.pid, "engine": engine.pid, "localstripe": stripe.pid}
+        yield Product(url, settings, env, timings, pids)
     except Exception:
         sys.stderr.write(log.read_text(errors="replace")[-4000:])
         sys.stderr.write(app_log.read_text(errors="replace")[-4000:])

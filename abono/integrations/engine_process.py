@@ -9,8 +9,10 @@ import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
+import yaml
 
 from abono.errors import EngineUnavailableError
 from abono.integrations.rasa_engine import RasaEngine
@@ -53,9 +55,38 @@ def engine_command(settings: Settings, port: int, with_app: bool) -> list[str]:
             "--credentials",
             str(ROOT / "bot" / "credentials.yml"),
             "--endpoints",
-            str(ROOT / "bot" / "endpoints.yml"),
+            str(endpoints_file(settings)),
         ]
     return command
+
+
+def endpoints_file(settings: Settings) -> Path:
+    """bot/endpoints.yml, plus the shared lock store when several engine workers answer."""
+    shipped = ROOT / "bot" / "endpoints.yml"
+    if settings.engine_workers > 1 and not settings.engine_lock_store_url:
+        raise EngineUnavailableError(
+            "ABONO_ENGINE_WORKERS > 1 needs ABONO_ENGINE_LOCK_STORE_URL (redis://host:port/db): "
+            "without a shared lock one conversation's messages could run out of order"
+        )
+    if not settings.engine_lock_store_url:
+        return shipped
+    url = urlsplit(settings.engine_lock_store_url)
+    if url.scheme != "redis" or not url.hostname:
+        raise EngineUnavailableError("ABONO_ENGINE_LOCK_STORE_URL must be redis://host:port/db")
+    lock_store = {
+        "lock_store": {
+            "type": "redis",
+            "url": url.hostname,
+            "port": url.port or 6379,
+            "db": int(url.path.strip("/") or 0),
+            "key_prefix": "abono",
+        }
+    }
+    generated = ROOT / "var" / f"engine-endpoints-{settings.engine_url.rsplit(':', 1)[-1]}.yml"
+    generated.parent.mkdir(parents=True, exist_ok=True)
+    body = shipped.read_text(encoding="utf-8") + "\n" + yaml.safe_dump(lock_store)
+    generated.write_text(body, encoding="utf-8")
+    return generated
 
 
 def engine_environment(settings: Settings, tracker_url: str) -> dict[str, str]:
@@ -67,6 +98,7 @@ def engine_environment(settings: Settings, tracker_url: str) -> dict[str, str]:
             "ABONO_TRACKER_URL": tracker_url,
             "TF_CPP_MIN_LOG_LEVEL": "3",
             "RASA_TELEMETRY_ENABLED": "false",
+            "SANIC_WORKERS": str(max(1, settings.engine_workers)),
         }
     )
     return env

@@ -53,6 +53,14 @@ class RasaEngine:
             str(intent.get("name") or "nlu_fallback"), float(intent.get("confidence") or 0.0)
         )
 
+    async def new_session(self, conversation_id: str) -> None:
+        """Runs rasa's session start for the conversation: later turns replay from there."""
+        await self._call(
+            "POST",
+            f"/conversations/{conversation_id}/execute",
+            json={"name": "action_session_start"},
+        )
+
     async def ready(self) -> bool:
         try:
             data = await self._call("GET", "/status")

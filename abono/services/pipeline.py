@@ -41,6 +41,10 @@ from policies.verification import verified_where
 log = structlog.get_logger(__name__)
 
 MAX_ENGINE_TEXT = 1000  # longer messages are cut for understanding, stored whole
+# Turns after which the engine starts a new session for the conversation. Rasa replays a
+# session's every event on each turn, so a long thread slowed every answer (docs/performance.md);
+# the dialogue's state is in the store, so a new engine session loses nothing.
+ENGINE_SESSION_TURNS = 40
 VERIFIED_FOR = dt.timedelta(minutes=30)
 
 
@@ -74,6 +78,7 @@ class _Prepared:
     duplicate: bool = False
     key_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     misunderstood: int = 0  # the conversation's count before the engine's turn
+    new_engine_session: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,16 @@ class Pipeline:
         texts: list[str] = []
         if prepared.use_engine:
             texts = await self._ask_engine(prepared, inbound.channel)
-        return await asyncio.to_thread(self._finish, prepared, inbound.channel, texts)
+        return await self._conclude(prepared, inbound.channel, texts)
+
+    async def _conclude(self, prepared: _Prepared, channel: str, texts: list[str]) -> list[str]:
+        replies = await asyncio.to_thread(self._finish, prepared, channel, texts)
+        if prepared.new_engine_session:
+            try:
+                await self._engine.new_session(prepared.conversation_id)
+            except EngineUnavailableError:  # the next long stretch tries again
+                log.warning("pipeline.engine.session_not_renewed")
+        return replies
 
     # -- before the engine -----------------------------------------------------------------
 
@@ -278,6 +292,10 @@ class Pipeline:
             assert conversation is not None
             if prepared.use_engine and conversation.misunderstood_turns == prepared.misunderstood:
                 conversation.misunderstood_turns = 0  # understood: the count starts again
+            if prepared.use_engine:
+                conversation.engine_turns += 1
+                if conversation.engine_turns >= ENGINE_SESSION_TURNS:
+                    conversation.engine_turns, prepared.new_engine_session = 0, True
             language = prepared.language if prepared.keys else conversation.language
             texts = [
                 self._render(key, language, channel, prepared.key_args.get(key))
@@ -384,7 +402,7 @@ class Pipeline:
             return []
         prepared, channel = claimed
         texts = await self._ask_engine(prepared, channel)
-        return await asyncio.to_thread(self._finish, prepared, channel, texts)
+        return await self._conclude(prepared, channel, texts)
 
     async def resume_pending(self, older_than: dt.timedelta = dt.timedelta(seconds=30)) -> int:
         """Hand-backs whose answer was never given (the process stopped in between)."""

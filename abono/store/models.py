@@ -196,6 +196,8 @@ class Conversation(Base):
     pending_text: Mapped[str | None] = mapped_column(Text, default=None)
     zip_answer: Mapped[str | None] = mapped_column(String(10), default=None)
     payment_amount_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Turns in the engine's current session (abono.services.pipeline.ENGINE_SESSION_TURNS).
+    engine_turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = stamped()
     updated_at: Mapped[dt.datetime] = stamped(on_update=True)
 

@@ -116,6 +116,10 @@ class E5SentenceFeaturizer(DenseFeaturizer, GraphComponent):
             "num_threads": 1,
             # Token embeddings kept in memory (each 384 float32 = 1.5 KB).
             "token_cache_size": 20000,
+            # Sentence embeddings of recent messages kept in memory (1.5 KB each): replies to
+            # a reminder repeat a lot ("yes", "STOP", "how much do I owe?"), and encoding one
+            # was half of the engine's CPU per turn (docs/performance.md). 0 turns it off.
+            "sentence_cache_size": 4096,
         }
 
     @classmethod
@@ -134,6 +138,9 @@ class E5SentenceFeaturizer(DenseFeaturizer, GraphComponent):
         self._scale = float(scale) if scale is not None else float(np.sqrt(self._model.dim))
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = int(self._config["token_cache_size"])
+        self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._sentences_size = int(self._config["sentence_cache_size"])
+        self._sentences_lock = threading.Lock()
 
     @classmethod
     def create(
@@ -155,6 +162,21 @@ class E5SentenceFeaturizer(DenseFeaturizer, GraphComponent):
         if self._scale != 1.0:
             out = out * self._scale
         return out
+
+    def _embed_sentences(self, texts: list[str]) -> np.ndarray:
+        """The texts' embeddings: recent ones from the LRU, the rest in one batched call."""
+        if self._sentences_size <= 0:
+            return self._embed(texts)
+        with self._sentences_lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._sentences))
+            fresh = dict(zip(missing, self._embed(missing), strict=True)) if missing else {}
+            found = [fresh[t] if t in fresh else self._sentences[t] for t in texts]
+            for text, vector in zip(texts, found, strict=True):
+                self._sentences[text] = vector
+                self._sentences.move_to_end(text)
+            while len(self._sentences) > self._sentences_size:
+                self._sentences.popitem(last=False)
+        return np.stack(found) if found else self._embed([])
 
     def _embed_tokens(self, words: list[str]) -> None:
         """Makes sure every word is in the cache (one batched call for the misses)."""
@@ -179,7 +201,7 @@ class E5SentenceFeaturizer(DenseFeaturizer, GraphComponent):
             ]
             if not todo:
                 continue
-            sentences = self._embed([str(m.get(attribute)) for m, _ in todo])
+            sentences = self._embed_sentences([str(m.get(attribute)) for m, _ in todo])
 
             mode = self._config["sequence_features"]
             words_of: list[list[str]] = []

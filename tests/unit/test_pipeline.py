@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from abono.app import build_container
 from abono.container import Container
 from abono.errors import AbonoError, InvalidAddressError
-from abono.services.pipeline import Inbound
+from abono.services.pipeline import ENGINE_SESSION_TURNS, Inbound
 from abono.settings import Settings
 from abono.store.models import AuditEvent, Conversation, Customer, Message, OptOut
 from policies.verification import verified_where
@@ -444,3 +444,34 @@ async def test_verification_holds_for_the_address_and_channel_that_passed_it_for
 
     assert (conversation_of(agency, "CUST-1002").verified_at is not None) is still_verified
     assert any("debt collector" in t for t in texts) is still_verified
+
+
+# -- long threads ----------------------------------------------------------------------------
+
+
+async def test_a_long_thread_gets_a_new_engine_session_and_keeps_its_state(
+    app: Container, engine: FakeEngine
+) -> None:
+    await send(app, "hi")
+    james = conversation_of(app, "CUST-1002")
+    with app.sessions.begin() as session:  # a question is pending when the session rolls over
+        stored = session.get(Conversation, james.id)
+        assert stored is not None
+        stored.awaiting = "last4"
+    for n in range(2, 2 * ENGINE_SESSION_TURNS + 1):
+        assert REPLY in " ".join(await send(app, f"message {n}"))
+    assert engine.sessions_started == [james.id, james.id]  # after turns 40 and 80
+    assert len(engine.received) == 2 * ENGINE_SESSION_TURNS
+    assert conversation_of(app, "CUST-1002").awaiting == "last4"
+
+
+async def test_a_session_the_engine_could_not_renew_loses_no_reply(
+    app: Container, engine: FakeEngine
+) -> None:
+    for n in range(ENGINE_SESSION_TURNS - 1):
+        await send(app, f"message {n}")
+    engine.fail = True
+    replies = await send(app, "one more")
+    assert replies and "trouble" in replies[0]  # the apology, as for any engine failure
+    engine.fail = False
+    assert REPLY in " ".join(await send(app, "and another"))

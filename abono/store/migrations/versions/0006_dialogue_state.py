@@ -25,9 +25,13 @@ def upgrade() -> None:
     with op.batch_alter_table("conversations") as batch:
         for name, kind in COLUMNS:
             batch.add_column(sa.Column(name, kind, nullable=True))
+        batch.add_column(
+            sa.Column("engine_turns", sa.Integer(), nullable=False, server_default="0")
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("conversations") as batch:
         for name, _ in COLUMNS:
             batch.drop_column(name)
+        batch.drop_column("engine_turns")
