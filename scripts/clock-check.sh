@@ -4,16 +4,8 @@
 # (abono/clock.py; tests/unit/test_one_clock.py), so the suite must pass whatever it says.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v faketime >/dev/null 2>&1; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing faketime (Debian package) for the clock check…"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null
-  else
-    echo "error: faketime missing; install Debian's faketime (sudo apt-get install faketime)" >&2
-    exit 1
-  fi
-fi
+source scripts/debian.sh
+debian_package faketime /usr/bin/faketime "the clock check"
 # zone | start of the faked clock (it ticks on from there) | why
 instants=(
   "UTC|2032-02-29 23:59:00|a leap day, one minute before midnight"

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 from twilio.request_validator import RequestValidator
 
 from abono.integrations.engine_process import free_port, start_engine, stop, wait_ready
 from abono.settings import ROOT, Settings
+from tests.bench.campaign import database
 from tests.support import Product, due, running_product
 
 RESULTS = ROOT / "bench" / "results.json"
@@ -230,18 +230,6 @@ def rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    admin = psycopg.connect("host=127.0.0.1 dbname=postgres user=postgres", autocommit=True)
-    name = f"abono_bench_{uuid.uuid4().hex[:8]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-@contextmanager
 def bare_engine(work: Path) -> Iterator[str]:
     settings = Settings()
     port = free_port()
@@ -262,10 +250,11 @@ def run_database(
     overrides: dict[str, str] = {"log_level": "WARNING", "engine_workers": str(workers)}
     if workers > 1:
         overrides["engine_lock_store_url"] = LOCK_STORE
-    with postgres_database() if kind == "postgresql" else _nothing() as url:
-        if url:
+    with database(kind == "postgresql", work) as url:
+        postgres = url.startswith("postgresql")
+        if postgres:
             overrides["database_url"] = url
-        with running_product(work, tracker_url=url, **overrides) as product:
+        with running_product(work, tracker_url=url if postgres else None, **overrides) as product:
             customers = [Customer(i) for i in range(serial + loaded + 33)]
             product.import_accounts("\n".join([HEADER, *(c.row() for c in customers)]) + "\n", work)
             with bare_engine(work) as engine_url:
@@ -300,11 +289,6 @@ def run_database(
         "rss_mb": rss,
         "rss_total_mb": sum(rss.values()),
     }
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield None
 
 
 def verdict(name: str, value: float) -> str:
