@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.services import audit, opt_outs
 from abono.services.customers import days_past_due, primary_account
-from abono.services.handoff import default_policy, handoff_notice, open_handoff
+from abono.services.handoff import handoff_notice, open_handoff
 from abono.services.payment_dialogue import PaymentConfig, PaymentConversation
 from abono.services.plan_dialogue import PLAN_QUESTIONS, Ask, PlanConfig, PlanConversation
 from abono.store.models import Account, ContactPoint, Conversation
@@ -107,7 +107,7 @@ class DialogueConfig:
     support_phone: str
     payments: PaymentConfig
     plans: PlanConfig
-    escalation: EscalationPolicy | None = None  # None: the shipped policies/escalation.yml
+    escalation: EscalationPolicy  # the composition root's, as for the pipeline
 
 
 class Dialogue:
@@ -215,8 +215,16 @@ class Dialogue:
     ) -> Outcome:
         """A person takes over; the customer hears when (inside or outside agents' hours)."""
         now = self._clock()
-        policy = self._config.escalation or default_policy()
-        open_handoff(session, conversation, reason, channel=channel, trigger_text=text, now=now)
+        policy = self._config.escalation
+        open_handoff(
+            session,
+            conversation,
+            reason,
+            channel=channel,
+            trigger_text=text,
+            now=now,
+            policy=policy,
+        )
         key, args = handoff_notice(policy, conversation, now)
         return Outcome(slots={"awaiting": None}).say(key, **args)
 
@@ -276,7 +284,7 @@ class Dialogue:
             conversation = session.get(Conversation, turn.conversation_id)
             if conversation is not None:  # the pipeline resets the count on an understood turn
                 conversation.misunderstood_turns += 1
-                policy = self._config.escalation or default_policy()
+                policy = self._config.escalation
                 if too_many_misunderstandings(policy, conversation.misunderstood_turns):
                     conversation.misunderstood_turns = 0
                     reason = "repeated_misunderstanding"
@@ -462,6 +470,7 @@ class Dialogue:
             channel=channel,
             trigger_text=text,
             now=self._clock(),
+            policy=self._config.escalation,
             proposal=proposal,
         )
 

@@ -12,16 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import yaml
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-import policies
 from abono.errors import ForbiddenError, HandoffConflictError, HandoffNotFoundError
 from abono.i18n import format_money
 from abono.redaction import redact_card_numbers
@@ -36,13 +32,6 @@ OnApproved = Callable[[Session, Handoff], None]
 Decorate = Callable[[Session, Conversation, str, str, list[str], bool], list[str]]
 MAX_REPLY = 1600
 MAX_NOTE = 2000
-
-
-@lru_cache(maxsize=1)
-def default_policy() -> EscalationPolicy:
-    """The shipped escalation.yml, read on first use (the app validates it at start-up)."""
-    path = Path(policies.__file__).resolve().parent / "escalation.yml"
-    return EscalationPolicy.parse(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
 # -- opening and finding a handoff (called inside the caller's transaction) --------------------
@@ -89,8 +78,8 @@ def open_handoff(
     channel: str,
     trigger_text: str | None,
     now: dt.datetime,
+    policy: EscalationPolicy,
     proposal: dict[str, Any] | None = None,
-    policy: EscalationPolicy | None = None,
 ) -> Handoff:
     """One case per conversation: while one is unresolved, a new reason is added to it."""
     if reason not in REASONS:
@@ -99,7 +88,7 @@ def open_handoff(
     existing = active_handoff(session, conversation.id)
     account = primary_account(session, conversation.customer_id or 0)
     balance = account.balance_cents if account is not None else None
-    urgency = priority(policy or default_policy(), reason, balance)
+    urgency = priority(policy, reason, balance)
     _hold_contact(session, conversation, reason)
     if existing is not None:
         existing.reasons = [*existing.reasons, reason]

@@ -97,7 +97,7 @@ class Pipeline:
         disclosures: DisclosurePolicy,
         config: PipelineConfig,
         clock: Callable[[], dt.datetime],
-        escalation: EscalationPolicy | None = None,
+        escalation: EscalationPolicy,
     ) -> None:
         self._sessions = sessions
         self._engine = engine
@@ -243,7 +243,7 @@ class Pipeline:
     ) -> None:
         """While a person holds the conversation the bot is silent; some messages need one."""
         held = active_handoff(session, conversation.id)
-        found = detect(self._escalation, prepared.text) if self._escalation else None
+        found = detect(self._escalation, prepared.text)
         if found is not None:
             now = self._clock()
             open_handoff(
@@ -260,7 +260,7 @@ class Pipeline:
             hold_message(session, held, message)
             prepared.use_engine, prepared.silent = False, True
             log.info("pipeline.message.held", channel=channel)
-        elif found is not None and self._escalation is not None:
+        elif found is not None:
             key, args = handoff_notice(self._escalation, conversation, now)
             prepared.use_engine, prepared.keys, prepared.key_args = False, [key], {key: args}
 

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import HandoffConflictError
 from abono.services import agents
-from abono.services.handoff import HandoffService, default_policy, open_handoff
+from abono.services.handoff import HandoffService, open_handoff
 from abono.store.models import Conversation, Handoff
 from tests.integration import test_store_databases as stores
+from tests.unit.conftest import shipped_escalation
 
 # The same database fixtures as the store tests: every test runs on SQLite and PostgreSQL.
 database_url, engine, db, postgres_url = (
@@ -47,7 +48,15 @@ def test_two_writers_cannot_open_two_cases_for_one_conversation(
             assert session.get(Conversation, conversation_id) is not None
         one = first.get(Conversation, conversation_id)
         assert one is not None
-        open_handoff(first, one, "dispute", channel="sms", trigger_text=None, now=NOW)
+        open_handoff(
+            first,
+            one,
+            "dispute",
+            channel="sms",
+            trigger_text=None,
+            now=NOW,
+            policy=shipped_escalation(),
+        )
         first.commit()
         two = second.get(Conversation, conversation_id)
         assert two is not None
@@ -76,7 +85,13 @@ def test_two_writers_cannot_open_two_cases_for_one_conversation(
         conversation = session.get(Conversation, conversation_id)
         assert conversation is not None
         again = open_handoff(
-            session, conversation, "hardship", channel="sms", trigger_text=None, now=NOW
+            session,
+            conversation,
+            "hardship",
+            channel="sms",
+            trigger_text=None,
+            now=NOW,
+            policy=shipped_escalation(),
         )
         assert again.id != handoff.id
 
@@ -87,13 +102,19 @@ def test_claim_race_has_one_winner(db: sessionmaker[Session]) -> None:
         conversation = session.get(Conversation, conversation_id)
         assert conversation is not None
         case = open_handoff(
-            session, conversation, "dispute", channel="sms", trigger_text=None, now=NOW
+            session,
+            conversation,
+            "dispute",
+            channel="sms",
+            trigger_text=None,
+            now=NOW,
+            policy=shipped_escalation(),
         ).id
         people = [
             agents.actor_of(agents.add_agent(session, f"agent{i}", "correct horse 1", "agent"))
             for i in range(4)
         ]
-    service = HandoffService(db, default_policy(), lambda: NOW)
+    service = HandoffService(db, shipped_escalation(), lambda: NOW)
     barrier = threading.Barrier(len(people))
     outcomes: list[str] = []
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.app import load_policy_file
 from abono.services.demo import dated, load_demo
 from abono.store.db import make_engine, make_sessionmaker, migrate
+from policies.escalation import EscalationPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_ACCOUNTS = ROOT / "data" / "demo_accounts.csv"
@@ -19,6 +21,11 @@ DEMO_ACCOUNTS = ROOT / "data" / "demo_accounts.csv"
 # James is due 2026-11-19 and Ana 2026-11-26 (docs/demo-accounts.md). Nothing reads the
 # machine's clock, so the suite passes on any date.
 DEMO_NOW = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.timezone.utc)
+
+
+def shipped_escalation() -> EscalationPolicy:
+    """policies/escalation.yml, as the composition root loads it."""
+    return EscalationPolicy.parse(load_policy_file("escalation.yml"))
 
 
 def demo_lines(now: dt.datetime = DEMO_NOW) -> list[str]:

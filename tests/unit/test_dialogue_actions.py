@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -24,12 +24,13 @@ from abono.services.customers import find_customer_by_address
 from abono.services.dialogue import Dialogue, DialogueConfig
 from abono.services.payment_dialogue import PaymentConfig
 from abono.services.plan_dialogue import PlanConfig
-from abono.store.models import ContactPoint, Conversation, Customer, OptOut, PaymentLink
+from abono.store.models import ContactPoint, Conversation, Customer, Handoff, OptOut, PaymentLink
 from bot.actions import dialogue_actions
+from policies.escalation import EscalationPolicy
 from policies.payment_plans import PlanPolicy
 from policies.payments import PaymentPolicy
 from policies.verification import VerificationRules
-from tests.unit.conftest import Clock
+from tests.unit.conftest import Clock, shipped_escalation
 
 SUPPORT = "+1 800 555 0100"
 PAY_URL = "https://pay.example.com"
@@ -131,7 +132,7 @@ def dialogue_config(
         PAY_URL,
         payments.link_ttl,
     )
-    return DialogueConfig(rules, SUPPORT, payments, plans)
+    return DialogueConfig(rules, SUPPORT, payments, plans, shipped_escalation())
 
 
 @pytest.fixture
@@ -577,3 +578,20 @@ async def test_date_of_birth_can_be_the_verification_question(
         assert turn.responses == ["utter_verified", "utter_balance_past_due"]
     else:
         assert turn.responses == ["utter_verification_failed", "utter_ask_dob"]
+
+
+async def test_a_handoff_is_ranked_by_the_operators_escalation_policy_not_the_shipped_one(
+    demo_sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    data = load_policy_file("escalation.yml")
+    data["priorities"]["dispute"] = 4  # shipped: 2
+    payments = PaymentConfig(PaymentPolicy(1, 2500), PAY_URL, dt.timedelta(hours=72))
+    config = dialogue_config(VerificationRules(), payments)
+    config = replace(config, escalation=EscalationPolicy.parse(data))
+    actions = {a.name(): a for a in dialogue_actions(Dialogue(demo_sessions, config, clock))}
+    conversation_id, language = open_conversation(demo_sessions, "CUST-1002")  # $230.00
+    james = Chat(actions, conversation_id, JAMES_PHONE, language)
+    await james.says("I never ordered this, I dispute the charge", "dispute_charge")
+    with demo_sessions() as session:
+        (case,) = session.scalars(select(Handoff))
+        assert (case.reason, case.priority) == ("dispute", 4)

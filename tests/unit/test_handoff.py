@@ -21,7 +21,7 @@ from abono.services.pipeline import Inbound
 from abono.settings import Settings
 from abono.store.models import AuditEvent, Conversation, Customer, Handoff, Message, OutboxMessage
 from tests.fakes import FakeEngine
-from tests.unit.conftest import Clock
+from tests.unit.conftest import Clock, shipped_escalation
 
 JAMES = "+13125550102"  # English, $230.00
 TOM = "+17205550104"  # English, $2,450.00
@@ -86,6 +86,7 @@ def open_case(app: Container, external_id: str, reason: str, proposal: dict | No
             channel="sms",
             trigger_text="my card 4242 4242 4242 4242",
             now=app.clock(),
+            policy=shipped_escalation(),
             proposal=proposal,
         )
         return handoff.id

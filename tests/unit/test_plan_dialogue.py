@@ -37,7 +37,7 @@ from policies.payment_plans import PlanPolicy
 from policies.payments import PaymentPolicy
 from policies.verification import VerificationRules
 from tests.fakes import FakeEngine
-from tests.unit.conftest import Clock
+from tests.unit.conftest import Clock, shipped_escalation
 from tests.unit.test_dialogue_actions import (
     JAMES_PHONE,
     PAY_URL,
@@ -55,7 +55,7 @@ def build_actions(
     payments = PaymentConfig(PaymentPolicy(1, 2500), PAY_URL, dt.timedelta(hours=72))
     data = policy or load_policy_file("payment_plans.yml")
     plans = PlanConfig(PlanPolicy.parse(data), "link", 2, PAY_URL, payments.link_ttl)
-    config = DialogueConfig(VerificationRules(), SUPPORT, payments, plans)
+    config = DialogueConfig(VerificationRules(), SUPPORT, payments, plans, shipped_escalation())
     return {a.name(): a for a in dialogue_actions(Dialogue(sessions, config, clock))}
 
 
@@ -365,7 +365,7 @@ async def test_with_saved_card_plans_the_customer_is_told_the_link_saves_the_car
     payments = PaymentConfig(PaymentPolicy(1, 2500), PAY_URL, dt.timedelta(hours=72))
     policy = PlanPolicy.parse(load_policy_file("payment_plans.yml"))
     plans = PlanConfig(policy, "saved_card", 2, PAY_URL, payments.link_ttl)
-    config = DialogueConfig(VerificationRules(), SUPPORT, payments, plans)
+    config = DialogueConfig(VerificationRules(), SUPPORT, payments, plans, shipped_escalation())
     actions = {a.name(): a for a in dialogue_actions(Dialogue(demo_sessions, config, clock))}
     conversation_id, language = open_conversation(demo_sessions, "CUST-1002")
     james = Chat(actions, conversation_id, JAMES_PHONE, language)

@@ -27,7 +27,7 @@ from abono.services.payments import issue_link
 from abono.settings import Settings
 from abono.store.models import Account, Conversation, Handoff, OutboxMessage, PaymentLink
 from tests.fakes import FakeEngine
-from tests.unit.conftest import Clock
+from tests.unit.conftest import Clock, shipped_escalation
 
 TOKEN = "unit-twilio-token"
 BASE = "https://abono.example.com"
@@ -73,6 +73,7 @@ class ScriptedEngine(FakeEngine):
                 channel="voice",
                 trigger_text="I lost my job",
                 now=self.clock(),
+                policy=shipped_escalation(),
             )
 
     def _link(self, conversation_id: str) -> str:
