@@ -41,7 +41,6 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
@@ -53,6 +52,7 @@ from abono.services import audit, opt_outs
 from abono.services.customers import find_conversation, find_customer_by_address, normalize_email
 from abono.services.pipeline import Inbound
 from abono.settings import Settings
+from abono.store.db import retrying_a_lost_race
 from abono.store.models import OutboxMessage, ProviderEvent
 from channels.email_text import html_to_text, reply_text
 
@@ -390,15 +390,11 @@ def _events_signed(public_key: str | None, request: Request, payload: bytes) -> 
 
 def _apply_events(sessions: sessionmaker[Session], events: list[dict[str, Any]]) -> int:
     """One transaction per batch; a concurrent redelivery loses the race and is retried once."""
-    for attempt in (1, 2):
-        try:
-            with sessions.begin() as session:
-                return sum(_apply_event(session, event) for event in events)
-        except IntegrityError:
-            if attempt == 2:
-                raise
-            log.info("email.events.raced")
-    raise AssertionError("unreachable")
+    return retrying_a_lost_race(
+        sessions,
+        lambda session: sum(_apply_event(session, event) for event in events),
+        lambda: log.info("email.events.raced"),
+    )
 
 
 def _apply_event(session: Session, event: dict[str, Any]) -> int:

@@ -16,11 +16,11 @@ import stripe
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.container import Container
 from abono.services.payments import handle_stripe_event
+from abono.store.db import retrying_a_lost_race
 
 log = structlog.get_logger(__name__)
 
@@ -60,15 +60,11 @@ def install(app: FastAPI, container: Container) -> None:
 
 def _apply(sessions: sessionmaker[Session], event: dict[str, Any], now: dt.datetime) -> str:
     """One transaction; a concurrent delivery of the same id loses the race and is a duplicate."""
-    for attempt in (1, 2):
-        try:
-            with sessions.begin() as session:
-                return handle_stripe_event(session, event, now)
-        except IntegrityError:
-            if attempt == 2:
-                raise
-            log.info("payments.webhook.raced", event_id=str(event.get("id")))
-    raise AssertionError("unreachable")
+    return retrying_a_lost_race(
+        sessions,
+        lambda session: handle_stripe_event(session, event, now),
+        lambda: log.info("payments.webhook.raced", event_id=str(event.get("id"))),
+    )
 
 
 def _fresh(header: str, now: dt.datetime) -> bool:

@@ -136,7 +136,7 @@ def _payable_link(
     sessions: sessionmaker[Session], token: str, now: dt.datetime
 ) -> LinkView | _Payable:
     with sessions() as session:
-        link = _link_by_token(session, token)
+        link = link_by_token(session, token)
         if link is None:
             return LinkView("unknown", "en", None, None, None, None, token)
         state: LinkState | None = None
@@ -157,12 +157,13 @@ def _payable_link(
 
 def _remember_intent(sessions: sessionmaker[Session], token: str, intent_id: str) -> None:
     with sessions.begin() as session:
-        link = _link_by_token(session, token)
+        link = link_by_token(session, token)
         if link is not None and link.status == "open" and link.payment_intent_id != intent_id:
             link.payment_intent_id = intent_id
 
 
-def _link_by_token(session: Session, token: str) -> PaymentLink | None:
+def link_by_token(session: Session, token: str) -> PaymentLink | None:
+    """The link a page or a Stripe event names; None for a missing or oversized token."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     return session.scalars(select(PaymentLink).where(PaymentLink.token == token)).first()
@@ -397,7 +398,7 @@ def _link_for_intent(session: Session, intent_id: str, metadata: object) -> Paym
         if link is not None:
             return link
     token = metadata.get("abono_link") if isinstance(metadata, Mapping) else None
-    return _link_by_token(session, token) if isinstance(token, str) else None
+    return link_by_token(session, token) if isinstance(token, str) else None
 
 
 def _off_session(intent: Mapping[str, Any]) -> bool:

@@ -30,7 +30,7 @@ from abono.errors import PaymentProviderError
 from abono.ports import CardSetupRef, ChargeRef, SavedCards
 from abono.services import audit
 from abono.services.customers import customer_today
-from abono.services.payments import issue_link
+from abono.services.payments import issue_link, link_by_token
 from abono.store.models import (
     Account,
     Conversation,
@@ -44,7 +44,6 @@ log = structlog.get_logger(__name__)
 OFF_SESSION = "off_session"  # metadata.abono_charge of our off-session PaymentIntents
 _REUSABLE_SETUP = frozenset({"requires_payment_method", "requires_confirmation", "requires_action"})
 _LIVE_PLAN = ("pending", "active")
-MAX_TOKEN_LENGTH = 43
 
 
 @dataclass(frozen=True)
@@ -360,7 +359,7 @@ def _record(
         installment.charge_attempts += 1
         if result.id:
             installment.payment_intent_id = result.id
-            link = _link_by_token(session, charge.token)
+            link = link_by_token(session, charge.token)
             if link is not None and link.payment_intent_id is None:
                 link.payment_intent_id = result.id
         plan = installment.plan
@@ -381,7 +380,7 @@ def _record(
 def _installment_of_link(
     session: Session, token: str
 ) -> tuple[PaymentLink, PlanInstallment, PaymentPlan] | None:
-    link = _link_by_token(session, token)
+    link = link_by_token(session, token)
     if link is None or link.kind != "installment":
         return None
     installment = session.scalars(
@@ -390,9 +389,3 @@ def _installment_of_link(
     if installment is None:
         return None
     return link, installment, installment.plan
-
-
-def _link_by_token(session: Session, token: str) -> PaymentLink | None:
-    if not token or len(token) > MAX_TOKEN_LENGTH:
-        return None
-    return session.scalars(select(PaymentLink).where(PaymentLink.token == token)).first()

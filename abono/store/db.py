@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.clock import Clock
@@ -41,6 +44,25 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
 def make_sessionmaker(engine: Engine, clock: Clock) -> sessionmaker[Session]:
     """Sessions that stamp the rows they write (created_at, updated_at, ...) from ``clock``."""
     return sessionmaker(engine, expire_on_commit=False, info={"clock": clock})
+
+
+T = TypeVar("T")
+
+
+def retrying_a_lost_race(
+    sessions: sessionmaker[Session], work: Callable[[Session], T], raced: Callable[[], None]
+) -> T:
+    """``work`` in one transaction; when a concurrent writer won a unique race (a webhook
+    delivered twice at once), once more: the second run sees the winner's rows."""
+    for attempt in (1, 2):
+        try:
+            with sessions.begin() as session:
+                return work(session)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            raced()
+    raise AssertionError("unreachable")
 
 
 def alembic_config(url: str) -> Config:
