@@ -215,17 +215,8 @@ class Dialogue:
     ) -> Outcome:
         """A person takes over; the customer hears when (inside or outside agents' hours)."""
         now = self._clock()
-        policy = self._config.escalation
-        open_handoff(
-            session,
-            conversation,
-            reason,
-            channel=channel,
-            trigger_text=text,
-            now=now,
-            policy=policy,
-        )
-        key, args = handoff_notice(policy, conversation, now)
+        self._open_case(session, conversation, reason, channel, text, now)
+        key, args = handoff_notice(self._config.escalation, conversation, now)
         return Outcome(slots={"awaiting": None}).say(key, **args)
 
     def opt_out(self, turn: Turn) -> Outcome:
@@ -463,14 +454,28 @@ class Dialogue:
         text: str,
         proposal: dict[str, Any],
     ) -> None:
+        self._open_case(session, conversation, reason, channel, text, self._clock(), proposal)
+
+    def _open_case(
+        self,
+        session: Session,
+        conversation: Conversation,
+        reason: str,
+        channel: str,
+        text: str | None,
+        now: dt.datetime,
+        proposal: dict[str, Any] | None = None,
+    ) -> None:
+        """A case for a person, ranked by the operator's escalation policy."""
+        policy = self._config.escalation
         open_handoff(
             session,
             conversation,
             reason,
             channel=channel,
             trigger_text=text,
-            now=self._clock(),
-            policy=self._config.escalation,
+            now=now,
+            policy=policy,
             proposal=proposal,
         )
 
