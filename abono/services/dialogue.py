@@ -20,7 +20,13 @@ from abono.services import audit, opt_outs
 from abono.services.customers import days_past_due, primary_account
 from abono.services.handoff import handoff_notice, open_handoff
 from abono.services.payment_dialogue import PaymentConfig, PaymentConversation
-from abono.services.plan_dialogue import PLAN_QUESTIONS, Ask, PlanConfig, PlanConversation
+from abono.services.plan_dialogue import (
+    PLAN_QUESTIONS,
+    PLAN_REASK_KEYS,
+    Ask,
+    PlanConfig,
+    PlanConversation,
+)
 from abono.store.models import Account, ContactPoint, Conversation
 from abono.understanding.amounts import find_amount_cents
 from abono.understanding.dates import parse_birth_date
@@ -42,10 +48,7 @@ REASK_KEYS = {
     "opt_out_confirmation": "utter_confirm_opt_out",
     "payment_amount": "utter_ask_payment_amount_again",
     "payment_consent": "utter_confirm_payment_again",
-    "plan_choice": "utter_plan_choose_again",
-    "plan_consent": "utter_plan_ask_consent",
-    "promise_date": "utter_ask_promise_date",
-    "promise_consent": "utter_promise_ask_consent",
+    **PLAN_REASK_KEYS,
 }
 PLAN_INTENTS = frozenset({"request_payment_plan", "promise_to_pay"})
 # While a plan or promise is on the table, these carry new terms ("what if I pay 80 instead").

@@ -53,6 +53,13 @@ if TYPE_CHECKING:
     from abono.services.dialogue import Outcome
 
 PLAN_QUESTIONS = frozenset({"plan_choice", "plan_consent", "promise_date", "promise_consent"})
+# What asks a plan question again (after an unclear answer, or an interruption).
+PLAN_REASK_KEYS = {
+    "plan_choice": "utter_plan_choose_again",
+    "plan_consent": "utter_plan_ask_consent",
+    "promise_date": "utter_ask_promise_date",
+    "promise_consent": "utter_promise_ask_consent",
+}
 # What a customer's ill-formed terms are answered with: a question back, nothing created.
 REJECTIONS = {
     "invalid_amount": "utter_plan_invalid_amount",
@@ -432,13 +439,7 @@ class PlanConversation:
         return self._say(None, "utter_plan_think_about_it")
 
     def _reask(self, awaiting: str) -> Outcome:
-        keys = {
-            "plan_choice": "utter_plan_choose_again",
-            "plan_consent": "utter_plan_ask_consent",
-            "promise_date": "utter_ask_promise_date",
-            "promise_consent": "utter_promise_ask_consent",
-        }
-        return self._say(awaiting, keys[awaiting])
+        return self._say(awaiting, PLAN_REASK_KEYS[awaiting])
 
     def _say(self, awaiting: str | None, key: str | None = None, **args: Any) -> Outcome:
         outcome = self._outcome()
