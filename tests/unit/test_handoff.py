@@ -376,14 +376,15 @@ async def test_queue_and_case_file_for_the_holder(app: Container, web: TestClien
     assert empty.status_code == 422
 
 
-async def test_the_case_file_counts_days_past_due_from_the_clock(
-    app: Container, web: TestClient
-) -> None:
-    await send(app, "someone opened this account in my name", address=TOM)
+def test_the_case_file_counts_days_past_due_from_the_clock(app: Container, web: TestClient) -> None:
+    with app.sessions.begin() as session:  # Tom's thread, as his first message opens it
+        tom = session.scalars(select(Customer).where(Customer.external_id == "CUST-1004")).one()
+        session.add(Conversation(customer_id=tom.id, language="en", last_channel="sms"))
+    case = open_case(app, "CUST-1004", "fraud_claim")
     sign_in(web, "alice", "correct horse 1")
 
     def accounts() -> dict[str, tuple[int, str, str]]:
-        file = web.get("/console/api/cases/1").json()
+        file = web.get(f"/console/api/cases/{case}").json()
         return {
             a["number"]: (a["days_past_due"], a["lateness"], a["stage"]) for a in file["accounts"]
         }
@@ -397,7 +398,7 @@ async def test_the_case_file_counts_days_past_due_from_the_clock(
     app.clock.advance(days=10)
     sign_in(web, "alice", "correct horse 1")  # the console sign-in has expired meanwhile
     assert accounts()["…0414"] == (8, "8 days past due", "early")
-    assert "8 days past due" in web.get("/console/api/cases/1").json()["summary"]
+    assert "8 days past due" in web.get(f"/console/api/cases/{case}").json()["summary"]
 
 
 def people_by_name(app: Container, username: str) -> Actor:
