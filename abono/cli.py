@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from abono import cli_operator
@@ -164,13 +165,17 @@ def _import_accounts(args: argparse.Namespace, settings: Settings) -> int:
     except AbonoError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
-    for row in report.rejected:
-        print(f"line {row.line} ({row.customer_id or '?'}): rejected: {'; '.join(row.reasons)}")
+    _print_rejections(report)
     print(
         f"{report.imported} imported, {report.updated} updated, "
         f"{len(report.rejected)} rejected, {report.total} rows"
     )
     return 0 if not report.rejected else 1
+
+
+def _print_rejections(report: Any) -> None:
+    for row in report.rejected:
+        print(f"line {row.line} ({row.customer_id or '?'}): rejected: {'; '.join(row.reasons)}")
 
 
 def _load_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -189,8 +194,7 @@ def _load_demo(args: argparse.Namespace, settings: Settings) -> int:
     except AbonoError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
-    for row in report.rejected:
-        print(f"line {row.line} ({row.customer_id or '?'}): rejected: {'; '.join(row.reasons)}")
+    _print_rejections(report)
     dated = now.date().isoformat()
     print(f"demo accounts dated {dated}: {report.imported} new, {report.updated} updated")
     return 0 if not report.rejected else 1

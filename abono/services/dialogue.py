@@ -134,18 +134,23 @@ class Dialogue:
         The engine's lock store runs one message of a conversation at a time, so nothing else
         changes this state between the read and the write.
         """
+        language, medium = "en", None
         with self._sessions() as session:
             conversation = session.get(Conversation, turn.conversation_id)
             if conversation is not None:
                 turn = replace(turn, **{name: getattr(conversation, name) for name in STATE})
+                language, medium = conversation.language, conversation.last_channel
         outcome = decide(turn)
+        # A language switch is the one decision that changes what the replies render in.
+        outcome.language = outcome.slots.get("language") or language
+        outcome.medium = medium
         changes = {name: value for name, value in outcome.slots.items() if name in STATE}
-        with self._sessions.begin() as session:
-            conversation = session.get(Conversation, turn.conversation_id)
-            if conversation is not None:
-                for name, value in changes.items():
-                    setattr(conversation, name, value)
-                outcome.language, outcome.medium = conversation.language, conversation.last_channel
+        if changes and conversation is not None:
+            with self._sessions.begin() as session:
+                stored = session.get(Conversation, turn.conversation_id)
+                if stored is not None:
+                    for name, value in changes.items():
+                        setattr(stored, name, value)
         return outcome
 
     # -- entry points, one per engine action -------------------------------------------

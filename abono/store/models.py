@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from typing import Any
 
@@ -68,14 +69,22 @@ def _stamp_times(session: Session, _flush: UOWTransaction, _instances: object) -
         return now
 
     for obj in session.new:
-        for column in obj.__table__.columns:
-            if _STAMP in column.info and getattr(obj, column.key) is None:
-                setattr(obj, column.key, clock_now())
+        for key in _stamped_columns(obj.__table__, "insert"):
+            if getattr(obj, key) is None:
+                setattr(obj, key, clock_now())
     for obj in session.dirty:
-        stamps = [c.key for c in obj.__table__.columns if c.info.get(_STAMP) == "update"]
+        stamps = _stamped_columns(obj.__table__, "update")
         if stamps and session.is_modified(obj, include_collections=False):
             for key in stamps:
                 setattr(obj, key, clock_now())
+
+
+@functools.cache
+def _stamped_columns(table: Any, when: str) -> tuple[str, ...]:
+    """The columns a flush stamps (insert: every stamped one; update: the on_update ones),
+    worked out once per table rather than on every flush."""
+    wanted = ("insert", "update") if when == "insert" else ("update",)
+    return tuple(c.key for c in table.columns if c.info.get(_STAMP) in wanted)
 
 
 def new_conversation_id() -> str:
