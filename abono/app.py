@@ -25,23 +25,23 @@ import policies
 from abono.api.nlg import nlg_router
 from abono.clock import Clock, system_clock
 from abono.container import Container
+from abono.conversation.dialogue import Dialogue, DialogueConfig
+from abono.conversation.payment_talk import PaymentConfig
+from abono.conversation.plan_talk import PlanConfig, approval_handler
+from abono.conversation.turn import Pipeline, PipelineConfig
 from abono.errors import AbonoError
+from abono.handoff.cases import HandoffService
+from abono.handoff.desk_events import DeskEventWorker
 from abono.i18n import MEDIA, Catalogs, reply_renderer
 from abono.integrations.action_server import action_router
 from abono.integrations.desk_webhook import HttpDeskWebhook
 from abono.integrations.rasa_engine import RasaEngine
 from abono.integrations.stripe_gateway import build_gateway
+from abono.messaging.outbox import OutboxWorker, RecordingSender, WorkerConfig
+from abono.outreach.campaign import CampaignConfig
+from abono.plans.follow_up import FollowUpConfig, follow_up
+from abono.plans.saved_cards import charge_due
 from abono.ports import ConversationEngine, PaymentGateway, SavedCards
-from abono.services.campaign import CampaignConfig
-from abono.services.desk_events import DeskEventWorker
-from abono.services.dialogue import Dialogue, DialogueConfig
-from abono.services.handoff import HandoffService
-from abono.services.outbox import OutboxWorker, RecordingSender, WorkerConfig
-from abono.services.payment_dialogue import PaymentConfig
-from abono.services.pipeline import Pipeline, PipelineConfig
-from abono.services.plan_dialogue import PlanConfig, approval_handler
-from abono.services.plans import FollowUpConfig, follow_up
-from abono.services.saved_cards import charge_due
 from abono.settings import Settings
 from abono.store.db import make_engine, make_sessionmaker
 from policies.cadence import Cadence
@@ -153,7 +153,7 @@ def build_container(
 
 
 async def _follow_up_forever(container: Container) -> None:
-    """Plan and promise reminders and follow-ups, every few minutes (abono/services/plans.py)."""
+    """Plan and promise reminders and follow-ups, every few minutes (abono/plans/follow_up.py)."""
     settings = container.settings
     config = FollowUpConfig(link_ttl=dt.timedelta(hours=settings.payment_link_ttl_hours))
 
@@ -164,7 +164,7 @@ async def _follow_up_forever(container: Container) -> None:
             log.info("plans.follow_up.done", **done)
 
     async def charge() -> None:
-        """Saved cards first (abono/services/saved_cards.py): a paid one needs no follow-up."""
+        """Saved cards first (abono/plans/saved_cards.py): a paid one needs no follow-up."""
         cards, now = container.saved_cards, container.clock()
         charged = await charge_due(container.sessions, cards, now, config.link_ttl)
         if charged:

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.conversation.dialogue import Dialogue
+from abono.conversation.turn import Pipeline
+from abono.handoff.cases import HandoffService
 from abono.i18n import Catalogs
+from abono.messaging.outbox import OutboxWorker
+from abono.outreach.campaign import CampaignConfig
 from abono.ports import ConversationEngine, PaymentGateway, SavedCards
-from abono.services.campaign import CampaignConfig
-from abono.services.dialogue import Dialogue
-from abono.services.handoff import HandoffService
-from abono.services.outbox import OutboxWorker
-from abono.services.pipeline import Pipeline
 from abono.settings import Settings
 
 

@@ -35,7 +35,7 @@ def tracker_url(settings: Settings) -> str:
 
 
 def up(settings: Settings, demo_file: Path | None) -> int:
-    from abono.services.demo import load_demo
+    from abono.accounts.demo import load_demo
     from abono.store.db import make_engine, make_sessionmaker, migrate
 
     engine = make_engine(settings.database_url)

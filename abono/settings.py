@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     desk_webhook_secret: str = "sandbox-desk-webhook-secret"
     desk_api_token: str | None = None
     desk_api_role: Literal["agent", "supervisor"] = "agent"
-    # The outbound worker (abono/services/outbox.py). worker_in_app: the app runs one too;
+    # The outbound worker (abono/messaging/outbox.py). worker_in_app: the app runs one too;
     # turn it off when `abono worker` processes do the sending.
     worker_in_app: bool = True
     outbox_rate_per_second: float = Field(default=0.0, ge=0)  # per sender; 0: no limit

@@ -26,9 +26,9 @@ from sqlalchemy import select
 
 from abono.container import Container
 from abono.errors import ForbiddenError, NotSignedInError
-from abono.services import agents, case_file
-from abono.services.agents import Actor
-from abono.services.handoff import HandoffService
+from abono.handoff import agents, case_file
+from abono.handoff.agents import Actor
+from abono.handoff.cases import HandoffService
 from abono.store.models import Agent
 
 log = structlog.get_logger(__name__)

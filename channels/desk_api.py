@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from abono.container import Container
 from abono.errors import HandoffConflictError, NotSignedInError
-from abono.services import agents, case_file
-from abono.services.agents import Actor
+from abono.handoff import agents, case_file
+from abono.handoff.agents import Actor
 from abono.store.models import Handoff
 
 DESK_USERNAME = "desk-api"

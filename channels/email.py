@@ -45,12 +45,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
+from abono import audit
+from abono.accounts.customers import find_conversation, find_customer_by_address, normalize_email
 from abono.container import Container
+from abono.conversation.turn import Inbound
 from abono.errors import AbonoError, SendRefused
 from abono.i18n import Catalogs
-from abono.services import audit, opt_outs
-from abono.services.customers import find_conversation, find_customer_by_address, normalize_email
-from abono.services.pipeline import Inbound
+from abono.messaging import opt_outs
 from abono.settings import Settings
 from abono.store.db import retrying_a_lost_race
 from abono.store.models import OutboxMessage, ProviderEvent

@@ -2,7 +2,7 @@
 
 ``/console/operations`` needs a console login with the supervisor role: signed out → the login
 page, an agent → 403 with nothing shown. Read-only; numbers come from
-``abono.services.operations``.
+``abono.plans.operations``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from abono.container import Container
 from abono.i18n import format_money
-from abono.services import operations
+from abono.plans import operations
 from channels.console import Console
 
 

@@ -3,7 +3,7 @@
 Mounted in every mode. The page shows the company, the amount in the link's language and
 Stripe's **Card Element**, and pays with ``stripe.confirmCardPayment(clientSecret,
 {payment_method: {card}})``. Card data goes from the browser to Stripe only; our server hands
-out the PaymentIntent's client secret (made by ``abono.services.payments.open_link``) and
+out the PaymentIntent's client secret (made by ``abono.payments.links.open_link``) and
 learns about the payment from the signed webhook, never from this page.
 
 Real Stripe vs the localstripe mock
@@ -37,7 +37,7 @@ a note that the card will be saved for them, and ``stripe.confirmCardSetup`` on 
 (localstripe's mock implements that one for real, against localstripe, so no shim). The page
 then posts only the SetupIntent's id to ``POST /p/{token}/card-saved``; the app asks Stripe
 whether it succeeded, keeps its payment method on the plan and charges the first installment
-off-session (``abono.services.saved_cards``).
+off-session (``abono.plans.saved_cards``).
 
 Either way localstripe or Stripe then sends the signed ``payment_intent.succeeded`` webhook,
 which moves the balance and queues the receipt. Expired, paid and unknown links get a page in
@@ -65,8 +65,8 @@ import abono
 from abono.container import Container
 from abono.errors import AbonoError
 from abono.i18n import LANGUAGES, Catalogs, format_arguments, format_money
-from abono.services.payments import LinkView, open_link
-from abono.services.saved_cards import CardSetupView, card_saved, open_card_setup
+from abono.payments.links import LinkView, open_link
+from abono.plans.saved_cards import CardSetupView, card_saved, open_card_setup
 from abono.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from abono.accounts.customers import normalize_address
 from abono.container import Container
+from abono.conversation.turn import Inbound
 from abono.errors import InvalidAddressError
-from abono.services.customers import normalize_address
-from abono.services.pipeline import Inbound
 from abono.store.models import Message, OutboxMessage
 
 

@@ -30,11 +30,12 @@ from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.rest import Client
 
+from abono import audit
+from abono.accounts.customers import find_conversation, normalize_address
 from abono.container import Container
+from abono.conversation.turn import Inbound
 from abono.errors import SendRefused
-from abono.services import audit, opt_outs
-from abono.services.customers import find_conversation, normalize_address
-from abono.services.pipeline import Inbound
+from abono.messaging import opt_outs
 from abono.settings import Settings
 from abono.store.models import Message
 

@@ -39,13 +39,15 @@ from twilio.rest import Client
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 import abono
+from abono import audit
+from abono.accounts.customers import find_conversation, find_customer_by_address, normalize_address
 from abono.container import Container
+from abono.conversation.turn import Inbound
 from abono.errors import SendRefused
+from abono.handoff.cases import active_handoff, handoff_notice
 from abono.i18n import format_arguments
-from abono.services import audit, campaign, opt_outs
-from abono.services.customers import find_conversation, find_customer_by_address, normalize_address
-from abono.services.handoff import active_handoff, handoff_notice
-from abono.services.pipeline import Inbound
+from abono.messaging import opt_outs
+from abono.outreach import campaign
 from abono.store.models import (
     Account,
     Conversation,

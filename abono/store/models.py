@@ -167,7 +167,7 @@ class Account(Base):
     balance_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     # Days past due and the stage are counted from it at the moment they are used
-    # (abono.services.customers.days_past_due), never stored.
+    # (abono.accounts.customers.days_past_due), never stored.
     due_date: Mapped[dt.date] = mapped_column(Date)
     segment: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = stamped()
@@ -197,7 +197,7 @@ class Conversation(Base):
     ended_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # Consecutive turns the bot did not understand; enough of them bring in a person.
     misunderstood_turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # The dialogue's state between turns (abono.services.dialogue.STATE): what the last
+    # The dialogue's state between turns (abono.conversation.dialogue.STATE): what the last
     # question waits on, the request verification interrupted, a ZIP given before the last
     # four digits, an amount read back for consent. The engine's slots only mirror it.
     awaiting: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -205,7 +205,7 @@ class Conversation(Base):
     pending_text: Mapped[str | None] = mapped_column(Text, default=None)
     zip_answer: Mapped[str | None] = mapped_column(String(10), default=None)
     payment_amount_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)
-    # Turns in the engine's current session (abono.services.pipeline.ENGINE_SESSION_TURNS).
+    # Turns in the engine's current session (abono.conversation.turn.ENGINE_SESSION_TURNS).
     engine_turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = stamped()
     updated_at: Mapped[dt.datetime] = stamped(on_update=True)
@@ -334,7 +334,7 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[dt.datetime] = stamped()
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-    # Reminder touches (abono/services/campaign.py): whose, and which cadence step.
+    # Reminder touches (abono/outreach/campaign.py): whose, and which cadence step.
     account_id: Mapped[int | None] = mapped_column(Integer, index=True, default=None)
     customer_id: Mapped[int | None] = mapped_column(Integer, index=True, default=None)
     campaign_step: Mapped[str | None] = mapped_column(String(40), default=None)

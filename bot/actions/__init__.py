@@ -1,7 +1,7 @@
 """Rasa custom actions: thin adapters from the engine's tracker to the app's dialogue service.
 
 Each action builds a ``Turn`` from the tracker (intent, text, channel and address from the
-message metadata), lets ``abono.services.dialogue`` decide with the conversation's state from
+message metadata), lets ``abono.conversation.dialogue`` decide with the conversation's state from
 the store, and turns the outcome into response keys for the NLG endpoint and slot events
 that mirror that state for the tracker's readers.
 """
@@ -18,8 +18,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from abono.container import Container
+from abono.conversation.dialogue import Dialogue, Outcome, Turn
 from abono.integrations.rasa_engine import REPLY
-from abono.services.dialogue import Dialogue, Outcome, Turn
 
 MIRRORED = ("language", "channel")
 

@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.app import build_container, campaign_config
 from abono.i18n import Catalogs
-from abono.services import outbox
-from abono.services.campaign import plan_run
+from abono.messaging import outbox
+from abono.outreach.campaign import plan_run
 from abono.settings import Settings
 from abono.store.db import make_engine, make_sessionmaker, migrate
 from abono.store.models import (
@@ -203,7 +203,7 @@ def bench_import(rows: int) -> None:
         size = path.stat().st_size / 1e6
         env = {**os.environ, "ABONO_DATABASE_URL": f"sqlite:///{Path(work) / 'import.db'}"}
         probe = (
-            "import resource, sys; from abono.cli import main; code = main(sys.argv[1:]); "
+            "import resource, sys; from abono.cli.main import main; code = main(sys.argv[1:]); "
             "print('peak_rss_mb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
             "file=sys.stderr); sys.exit(code)"
         )

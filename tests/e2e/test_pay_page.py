@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from abono.clock import system_clock
 from abono.i18n import Catalogs, format_money
-from abono.services.payments import issue_link
+from abono.payments.links import issue_link
 from abono.store.db import make_engine, make_sessionmaker
 from abono.store.models import Account
 from tests.support import Product, due

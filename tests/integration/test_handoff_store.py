@@ -10,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import HandoffConflictError
-from abono.services import agents
-from abono.services.handoff import HandoffService, open_handoff
+from abono.handoff import agents
+from abono.handoff.cases import HandoffService, open_handoff
 from abono.store.models import Conversation, Handoff
 from tests.integration import test_store_databases as stores
 from tests.unit.conftest import shipped_escalation

@@ -22,6 +22,7 @@ import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.accounts.demo import load_demo
 from abono.app import build_container, create_app
 from abono.clock import system_clock
 from abono.container import Container
@@ -32,10 +33,9 @@ from abono.integrations.localstripe_server import (
     wait_localstripe,
 )
 from abono.integrations.stripe_gateway import build_client, build_gateway
-from abono.services.demo import load_demo
-from abono.services.payments import issue_link, open_link
-from abono.services.plans import FollowUpConfig, follow_up
-from abono.services.saved_cards import charge_due
+from abono.payments.links import issue_link, open_link
+from abono.plans.follow_up import FollowUpConfig, follow_up
+from abono.plans.saved_cards import charge_due
 from abono.settings import ROOT, Settings
 from abono.store.db import make_engine, migrate
 from abono.store.models import (

@@ -21,8 +21,8 @@ from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono.services.accounts_import import import_accounts
-from abono.services.customers import find_customer_by_address, primary_account
+from abono.accounts.csv_import import import_accounts
+from abono.accounts.customers import find_customer_by_address, primary_account
 from abono.store.db import make_engine, make_sessionmaker, migrate
 from abono.store.models import Account, Base, ContactPoint, Conversation, Customer, Message
 from tests.unit.conftest import Clock, demo_lines

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.clock import system_clock
-from abono.services import outbox
+from abono.messaging import outbox
 from abono.store.db import make_engine, make_sessionmaker, migrate
 from abono.store.models import Conversation, OutboxMessage
 from channels.twilio_fake import FakeTwilio, serving

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.accounts.demo import dated, load_demo
 from abono.app import load_policy_file
-from abono.services.demo import dated, load_demo
 from abono.store.db import make_engine, make_sessionmaker, migrate
 from policies.escalation import EscalationPolicy
 

@@ -13,15 +13,15 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono.errors import AbonoError, ImportFileError
-from abono.services.accounts_import import COLUMNS, ImportReport, RowError, import_accounts
-from abono.services.customers import (
+from abono.accounts.csv_import import COLUMNS, ImportReport, RowError, import_accounts
+from abono.accounts.customers import (
     days_past_due,
     find_customer_by_address,
     normalize_address,
     normalize_phone,
     primary_account,
 )
+from abono.errors import AbonoError, ImportFileError
 from abono.store.db import make_engine, make_sessionmaker, migrate
 from abono.store.models import Account, ContactPoint, Customer
 from tests.unit.conftest import DEMO_NOW, Clock, demo_lines

@@ -18,18 +18,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.app import build_container, create_app
 from abono.container import Container
-from abono.services import opt_outs
-from abono.services.agents import service_account
-from abono.services.campaign import (
+from abono.conversation.turn import Inbound
+from abono.handoff.agents import service_account
+from abono.messaging import opt_outs
+from abono.messaging.outbox import RecordingSender, TokenBucket
+from abono.outreach.campaign import (
     RunSummary,
     cancel_queued,
     place_hold,
     plan_run,
     release_hold,
 )
-from abono.services.outbox import RecordingSender, TokenBucket
-from abono.services.payments import handle_stripe_event, issue_link
-from abono.services.pipeline import Inbound
+from abono.payments.links import handle_stripe_event, issue_link
 from abono.settings import Settings
 from abono.store.models import (
     Account,

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono.services.campaign import CampaignConfig, plan_run
+from abono.outreach.campaign import CampaignConfig, plan_run
 from abono.store.db import make_engine, make_sessionmaker, migrate
 from abono.store.models import (
     Account,

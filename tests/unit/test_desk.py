@@ -17,10 +17,10 @@ from sqlalchemy import select
 
 from abono.app import build_container, create_app
 from abono.container import Container
+from abono.conversation.turn import Inbound
+from abono.handoff import agents
+from abono.handoff.desk_events import DeskEventWorker
 from abono.integrations.desk_webhook import HttpDeskWebhook
-from abono.services import agents
-from abono.services.desk_events import DeskEventWorker
-from abono.services.pipeline import Inbound
 from abono.settings import Settings
 from abono.store.models import DeskEvent, Handoff, OutboxMessage
 from channels.fake_server import serving

@@ -18,12 +18,12 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.accounts.customers import find_customer_by_address
 from abono.app import load_policy_file
+from abono.conversation.dialogue import Dialogue, DialogueConfig
+from abono.conversation.payment_talk import PaymentConfig
+from abono.conversation.plan_talk import PlanConfig
 from abono.integrations.rasa_engine import REPLY
-from abono.services.customers import find_customer_by_address
-from abono.services.dialogue import Dialogue, DialogueConfig
-from abono.services.payment_dialogue import PaymentConfig
-from abono.services.plan_dialogue import PlanConfig
 from abono.store.models import ContactPoint, Conversation, Customer, Handoff, OptOut, PaymentLink
 from bot.actions import dialogue_actions
 from policies.escalation import EscalationPolicy

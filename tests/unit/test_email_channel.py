@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 
 from abono.app import build_container, create_app
 from abono.container import Container
-from abono.services import opt_outs
+from abono.messaging import opt_outs
 from abono.settings import ROOT, Settings
 from abono.store.models import AuditEvent, Conversation, Message, OutboxMessage
 from channels.email import email_for_token, unsubscribe_token

@@ -12,12 +12,12 @@ from sqlalchemy import func, select
 
 from abono.app import build_container, create_app
 from abono.container import Container
+from abono.conversation.dialogue import Turn
+from abono.conversation.turn import Inbound
 from abono.errors import ForbiddenError, HandoffConflictError
-from abono.services import agents
-from abono.services.agents import Actor, actor_of
-from abono.services.dialogue import Turn
-from abono.services.handoff import active_handoff, open_handoff
-from abono.services.pipeline import Inbound
+from abono.handoff import agents
+from abono.handoff.agents import Actor, actor_of
+from abono.handoff.cases import active_handoff, open_handoff
 from abono.settings import Settings
 from abono.store.models import AuditEvent, Conversation, Customer, Handoff, Message, OutboxMessage
 from tests.fakes import FakeEngine

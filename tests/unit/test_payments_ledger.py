@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import PaymentProviderError
+from abono.payments.links import handle_stripe_event, issue_link, open_link
 from abono.ports import PaymentIntentRef
-from abono.services.payments import handle_stripe_event, issue_link, open_link
 from abono.store.db import make_engine, make_sessionmaker
 from abono.store.models import (
     Account,

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from abono.app import build_container
 from abono.container import Container
+from abono.conversation.turn import ENGINE_SESSION_TURNS, Inbound
 from abono.errors import AbonoError, InvalidAddressError
-from abono.services.pipeline import ENGINE_SESSION_TURNS, Inbound
 from abono.settings import Settings
 from abono.store.models import AuditEvent, Conversation, Customer, Message, OptOut
 from policies.verification import verified_where

@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.app import build_container, load_policy_file
-from abono.services.dialogue import Dialogue, DialogueConfig
-from abono.services.payment_dialogue import PaymentConfig
-from abono.services.plan_dialogue import PlanConfig, carry_out_approval
+from abono.conversation.dialogue import Dialogue, DialogueConfig
+from abono.conversation.payment_talk import PaymentConfig
+from abono.conversation.plan_talk import PlanConfig, carry_out_approval
 from abono.settings import Settings
 from abono.store.models import (
     Account,

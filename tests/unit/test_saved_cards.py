@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import PaymentProviderError
+from abono.payments.links import handle_stripe_event
+from abono.plans.saved_cards import charge_due
 from abono.ports import CardSetupRef, ChargeRef
-from abono.services.payments import handle_stripe_event
-from abono.services.saved_cards import charge_due
 from abono.store.models import PaymentLink, PaymentPlan
 from tests.unit.conftest import Clock
 from tests.unit.test_plan_follow_up import agree_plan, at, james_chat, paid, queued, run, the_plan

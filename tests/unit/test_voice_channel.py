@@ -19,11 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
+from abono.accounts.customers import primary_account
 from abono.app import build_container, create_app
 from abono.container import Container
-from abono.services.customers import primary_account
-from abono.services.handoff import open_handoff
-from abono.services.payments import issue_link
+from abono.handoff.cases import open_handoff
+from abono.payments.links import issue_link
 from abono.settings import Settings
 from abono.store.models import Account, Conversation, Handoff, OutboxMessage, PaymentLink
 from tests.fakes import FakeEngine
@@ -474,7 +474,7 @@ def test_pay_by_phone_offers_twilio_pay(demo_database_url: str, clock: Clock) ->
 def test_a_verified_call_is_a_conversation_in_the_call_ledger_and_quiets_reminder_calls(
     client: TestClient, container: Container, clock: Clock
 ) -> None:
-    from abono.services.campaign import plan_run
+    from abono.outreach.campaign import plan_run
     from abono.store.models import CallAttempt, CampaignDecision, Customer
     from policies.verification import verified_where
 

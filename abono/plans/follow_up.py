@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from abono.services import audit
-from abono.services.customers import customer_today
-from abono.services.payments import issue_link, queue_to_conversation
+from abono import audit
+from abono.accounts.customers import customer_today
+from abono.payments.links import issue_link, queue_to_conversation
 from abono.store.models import (
     Account,
     Conversation,
@@ -93,7 +93,7 @@ def _charge_reminder(
     conversation: Conversation,
     now: dt.datetime,
 ) -> str:
-    """A saved card is charged on the day (abono/services/saved_cards.py): say so, no link."""
+    """A saved card is charged on the day (abono/plans/saved_cards.py): say so, no link."""
     installment.reminded_at = now
     args = {
         "amount_cents": installment.amount_cents,

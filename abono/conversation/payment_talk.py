@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from abono.services.customers import primary_account
-from abono.services.payments import issue_link
+from abono.accounts.customers import primary_account
+from abono.payments.links import issue_link
 from abono.store.models import Account, Conversation
 from policies.payments import PaymentPolicy, check_amount
 
 if TYPE_CHECKING:
-    from abono.services.dialogue import Outcome
+    from abono.conversation.dialogue import Outcome
 
 
 @dataclass(frozen=True)

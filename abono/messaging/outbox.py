@@ -28,8 +28,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import SendRefused
 from abono.i18n import Catalogs
+from abono.messaging import opt_outs
+from abono.outreach import campaign
+from abono.payments import links
 from abono.ports import MessageSender
-from abono.services import campaign, opt_outs, payments
 from abono.store.models import (
     Account,
     CallAttempt,
@@ -41,13 +43,13 @@ from abono.store.models import (
 from policies.contact_rules import ContactPolicy
 
 if TYPE_CHECKING:  # the pipeline queues replies here; the worker decorates with it
-    from abono.services.pipeline import Pipeline
+    from abono.conversation.turn import Pipeline
 
 log = structlog.get_logger(__name__)
 
 # Once one of these has gone out, the customer's next message answers it: the conversation's
 # state says so from the transaction that records the send (terms a person approved,
-# abono/services/plan_dialogue.py). A message held meanwhile was answered before it.
+# abono/conversation/plan_talk.py). A message held meanwhile was answered before it.
 AWAITS_AFTER_SENDING = {
     "utter_plan_approved": "plan_consent",
     "utter_plan_approved_down": "plan_consent",
@@ -299,7 +301,7 @@ class OutboxWorker:
         assert account is not None  # recheck cancels touches whose account is gone
         args = {**row.args, "balance_cents": account.balance_cents, "currency": account.currency}
         if args.get("link") and "url_token" not in args:
-            link = payments.issue_link(
+            link = links.issue_link(
                 session,
                 account,
                 account.balance_cents,

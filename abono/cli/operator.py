@@ -64,7 +64,7 @@ def campaign_run(args: argparse.Namespace, settings: Settings) -> int:
     from abono.app import campaign_config
     from abono.i18n import Catalogs
     from abono.logs import configure_logging
-    from abono.services.campaign import count_accounts, plan_run
+    from abono.outreach.campaign import count_accounts, plan_run
     from abono.store.db import make_engine, make_sessionmaker, migrate
     from policies.disclosures import PolicyError
 

@@ -26,11 +26,11 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono import audit
+from abono.accounts.customers import customer_today
 from abono.errors import PaymentProviderError
+from abono.payments.links import issue_link, link_by_token
 from abono.ports import CardSetupRef, ChargeRef, SavedCards
-from abono.services import audit
-from abono.services.customers import customer_today
-from abono.services.payments import issue_link, link_by_token
 from abono.store.models import (
     Account,
     Conversation,

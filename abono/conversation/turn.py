@@ -16,22 +16,23 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono.errors import AbonoError, EngineUnavailableError, InvalidAddressError
-from abono.i18n import MEDIA, Catalogs
-from abono.ports import ConversationEngine
-from abono.redaction import redact_card_numbers
-from abono.services import audit, opt_outs, outbox
-from abono.services.customers import (
+from abono import audit
+from abono.accounts.customers import (
     find_conversation,
     find_customer_by_address,
     normalize_address,
 )
-from abono.services.handoff import (
+from abono.errors import AbonoError, EngineUnavailableError, InvalidAddressError
+from abono.handoff.cases import (
     active_handoff,
     handoff_notice,
     hold_message,
     open_handoff,
 )
+from abono.i18n import MEDIA, Catalogs
+from abono.messaging import opt_outs, outbox
+from abono.ports import ConversationEngine
+from abono.redaction import redact_card_numbers
 from abono.store.models import Conversation, Handoff, Message
 from policies.disclosures import DisclosurePolicy, TurnState, disclosures_before, notice_after
 from policies.escalation import EscalationPolicy, detect

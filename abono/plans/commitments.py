@@ -12,7 +12,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from abono.services import audit
+from abono import audit
 from abono.store.models import (
     Account,
     Conversation,

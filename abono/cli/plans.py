@@ -49,8 +49,8 @@ def _follow_up(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     from abono.integrations.stripe_gateway import build_gateway
-    from abono.services.plans import FollowUpConfig, follow_up
-    from abono.services.saved_cards import charge_due
+    from abono.plans.follow_up import FollowUpConfig, follow_up
+    from abono.plans.saved_cards import charge_due
 
     now = args.at or system_clock()
     config = FollowUpConfig(link_ttl=dt.timedelta(hours=settings.payment_link_ttl_hours))
@@ -89,7 +89,7 @@ def _list_plans(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _promise_stats(args: argparse.Namespace, settings: Settings) -> int:
-    from abono.services.plans import promise_kept_rate
+    from abono.plans.follow_up import promise_kept_rate
 
     with _sessions(settings)() as session:
         kept, broken, rate = promise_kept_rate(session)

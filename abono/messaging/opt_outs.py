@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from abono.services import campaign
+from abono.outreach import campaign
 from abono.store.models import OptOut
 
 

@@ -24,9 +24,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.accounts.customers import normalize_email, normalize_phone
 from abono.errors import ImportFileError
-from abono.services import ledger
-from abono.services.customers import normalize_email, normalize_phone
+from abono.payments import ledger
 from abono.store.models import Account, ContactPoint, Customer, session_now
 from abono.understanding.dates import today_in
 

@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from abono import audit
+from abono.accounts.customers import days_past_due
 from abono.errors import ForbiddenError, HandoffNotFoundError
+from abono.handoff.agents import Actor
 from abono.i18n import format_money
-from abono.services import audit
-from abono.services.agents import Actor
-from abono.services.customers import days_past_due
 from abono.store.models import (
     Account,
     Agent,

@@ -16,17 +16,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono.services import audit, opt_outs
-from abono.services.customers import days_past_due, primary_account
-from abono.services.handoff import handoff_notice, open_handoff
-from abono.services.payment_dialogue import PaymentConfig, PaymentConversation
-from abono.services.plan_dialogue import (
+from abono import audit
+from abono.accounts.customers import days_past_due, primary_account
+from abono.conversation.payment_talk import PaymentConfig, PaymentConversation
+from abono.conversation.plan_talk import (
     PLAN_QUESTIONS,
     PLAN_REASK_KEYS,
     Ask,
     PlanConfig,
     PlanConversation,
 )
+from abono.handoff.cases import handoff_notice, open_handoff
+from abono.messaging import opt_outs
 from abono.store.models import Account, ContactPoint, Conversation
 from abono.understanding.amounts import find_amount_cents
 from abono.understanding.dates import parse_birth_date

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from abono import cli_operator
-from abono.cli_plans import add_commands as add_plan_commands
+from abono.cli import operator as cli_operator
+from abono.cli.plans import add_commands as add_plan_commands
 from abono.clock import system_clock
 from abono.settings import ROOT, Settings
 
@@ -136,8 +136,8 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _import_accounts(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.accounts.csv_import import import_accounts
     from abono.errors import AbonoError
-    from abono.services.accounts_import import import_accounts
     from abono.store.db import make_engine, make_sessionmaker, migrate
 
     if not args.file.is_file():
@@ -179,8 +179,8 @@ def _print_rejections(report: Any) -> None:
 
 
 def _load_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.accounts.demo import load_demo
     from abono.errors import AbonoError
-    from abono.services.demo import load_demo
     from abono.store.db import make_engine, make_sessionmaker, migrate
 
     if not args.file.is_file():
@@ -202,7 +202,7 @@ def _load_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def _add_agent(args: argparse.Namespace, settings: Settings) -> int:
     from abono.errors import AbonoError
-    from abono.services.agents import add_agent
+    from abono.handoff.agents import add_agent
     from abono.store.db import make_engine, make_sessionmaker, migrate
 
     if args.password_stdin:
@@ -260,7 +260,3 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
             for reply in body["replies"]:
                 print(f"< {reply}")
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

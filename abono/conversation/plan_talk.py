@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from abono.services import audit, campaign
-from abono.services.commitments import open_commitments
-from abono.services.customers import customer_today, days_past_due, primary_account
-from abono.services.payments import issue_link, queue_to_conversation
+from abono import audit
+from abono.accounts.customers import customer_today, days_past_due, primary_account
+from abono.outreach import campaign
+from abono.payments.links import issue_link, queue_to_conversation
+from abono.plans.commitments import open_commitments
 from abono.store.models import (
     Account,
     Agent,
@@ -50,7 +51,7 @@ from policies.payment_plans import (
 )
 
 if TYPE_CHECKING:
-    from abono.services.dialogue import Outcome
+    from abono.conversation.dialogue import Outcome
 
 PLAN_QUESTIONS = frozenset({"plan_choice", "plan_consent", "promise_date", "promise_consent"})
 # What asks a plan question again (after an unclear answer, or an interruption).

@@ -21,8 +21,12 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono import audit
+from abono.messaging import outbox
+from abono.outreach import campaign
+from abono.payments import ledger
+from abono.plans import commitments
 from abono.ports import PaymentGateway
-from abono.services import audit, campaign, commitments, ledger, outbox
 from abono.store.models import (
     Account,
     Conversation,
@@ -284,9 +288,9 @@ def _on_failed(session: Session, event_id: str, intent: Mapping[str, Any], now: 
         reason=reason,
     )
     if _off_session(intent) and link.status == "open":
-        from abono.services import plans  # plans builds on this module; imported when needed
+        from abono.plans import follow_up
 
-        if plans.charge_declined(session, link, account, now):
+        if follow_up.charge_declined(session, link, account, now):
             return "charge_declined_missed"
     if link.status != "open":
         return "payment_failed"  # already superseded (a second failed try) or paid meanwhile
@@ -402,7 +406,7 @@ def _link_for_intent(session: Session, intent_id: str, metadata: object) -> Paym
 
 
 def _off_session(intent: Mapping[str, Any]) -> bool:
-    """A saved card charged without the customer (abono/services/saved_cards.py)."""
+    """A saved card charged without the customer (abono/plans/saved_cards.py)."""
     metadata = intent.get("metadata")
     return isinstance(metadata, Mapping) and metadata.get("abono_charge") == "off_session"
 

@@ -18,12 +18,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono import audit
+from abono.accounts.customers import primary_account
 from abono.errors import ForbiddenError, HandoffConflictError, HandoffNotFoundError
+from abono.handoff.agents import Actor
 from abono.i18n import format_money
+from abono.messaging import opt_outs, outbox
+from abono.outreach import campaign
 from abono.redaction import redact_card_numbers
-from abono.services import audit, campaign, opt_outs, outbox
-from abono.services.agents import Actor
-from abono.services.customers import primary_account
 from abono.store.models import Account, Agent, Conversation, DeskEvent, Handoff, Message
 from policies.escalation import REASONS, EscalationPolicy, approval, next_opening, priority
 

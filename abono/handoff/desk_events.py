@@ -1,6 +1,6 @@
 """Events for an outside agent desk (handoff.created, customer.message, handoff.resolved).
 
-Rows are written in the transaction that caused them (``abono.services.handoff.desk_event``);
+Rows are written in the transaction that caused them (``abono.handoff.cases.desk_event``);
 this worker sends them to the configured webhook in order (a row that is waiting for its
 retry holds back the rows after it), signed with HMAC-SHA256 over
 ``"<timestamp>.<body>"`` (header ``X-Abono-Signature: t=<unix>,v1=<hex>``), with the row's
@@ -22,8 +22,8 @@ import structlog
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.messaging.outbox import due_ids
 from abono.ports import DeskWebhook
-from abono.services.outbox import due_ids
 from abono.store.models import DeskEvent
 
 log = structlog.get_logger(__name__)

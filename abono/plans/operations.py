@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from abono.services.plans import promise_kept_rate
+from abono.plans.follow_up import promise_kept_rate
 from abono.store.models import Account, Customer, PaymentPlan, PromiseToPay
 
 LISTED = 50

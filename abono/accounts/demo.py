@@ -16,8 +16,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.accounts.csv_import import ImportReport, import_accounts
 from abono.errors import ImportFileError
-from abono.services.accounts_import import ImportReport, import_accounts
 from abono.understanding.dates import today_in
 
 
