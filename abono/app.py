@@ -27,7 +27,7 @@ from abono.clock import Clock, system_clock
 from abono.container import Container
 from abono.conversation.dialogue import Dialogue, DialogueConfig
 from abono.conversation.payment_talk import PaymentConfig
-from abono.conversation.plan_talk import PlanConfig, approval_handler
+from abono.conversation.plan_talk import PlanConfig
 from abono.conversation.turn import Pipeline, PipelineConfig
 from abono.errors import AbonoError
 from abono.handoff.cases import HandoffService
@@ -43,7 +43,8 @@ from abono.plans.follow_up import FollowUpConfig, follow_up
 from abono.plans.saved_cards import charge_due
 from abono.ports import ConversationEngine, PaymentGateway, SavedCards
 from abono.settings import Settings
-from abono.store.db import make_engine, make_sessionmaker
+from abono.store.db import make_engine
+from abono.wiring import sessions_for
 from policies.cadence import Cadence
 from policies.contact_rules import ContactPolicy
 from policies.disclosures import DisclosurePolicy, PolicyError
@@ -76,7 +77,7 @@ def build_container(
     gateway: PaymentGateway | None = None,
     saved_cards: SavedCards | None = None,
 ) -> Container:
-    sessions = make_sessionmaker(make_engine(settings.database_url), clock)
+    sessions = sessions_for(make_engine(settings.database_url), clock)
     catalogs = Catalogs.load(settings.locales_dir)
     defaults = {
         "company": settings.company_name,
@@ -120,7 +121,6 @@ def build_container(
         sessions,
         escalation,
         clock,
-        on_approved=approval_handler(clock),
         decorate=pipeline.decorate,
     )
     # Sandbox: every channel's sender records instead of sending (issue 5 brings real ones).

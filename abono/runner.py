@@ -36,12 +36,13 @@ def tracker_url(settings: Settings) -> str:
 
 def up(settings: Settings, demo_file: Path | None) -> int:
     from abono.accounts.demo import load_demo
-    from abono.store.db import make_engine, make_sessionmaker, migrate
+    from abono.store.db import make_engine, migrate
+    from abono.wiring import sessions_for
 
     engine = make_engine(settings.database_url)
     migrate(engine)
     if demo_file is not None:
-        report = load_demo(make_sessionmaker(engine, system_clock), demo_file, system_clock())
+        report = load_demo(sessions_for(engine, system_clock), demo_file, system_clock())
         print(f"demo accounts, dated today: {report.imported} new, {report.updated} updated")
     logs = ROOT / "var" / "log"
     logs.mkdir(parents=True, exist_ok=True)

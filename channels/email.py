@@ -52,9 +52,10 @@ from abono.conversation.turn import Inbound
 from abono.errors import AbonoError, SendRefused
 from abono.i18n import Catalogs
 from abono.messaging import opt_outs
+from abono.provider_events import first_delivery
 from abono.settings import Settings
 from abono.store.db import retrying_a_lost_race
-from abono.store.models import OutboxMessage, ProviderEvent
+from abono.store.models import OutboxMessage
 from channels.email_text import html_to_text, reply_text
 
 log = structlog.get_logger(__name__)
@@ -404,12 +405,8 @@ def _apply_event(session: Session, event: dict[str, Any]) -> int:
     email = normalize_email(str(event.get("email") or ""))
     if not kind or not event_id:
         return 0
-    seen = session.scalars(
-        select(ProviderEvent.id).where(
-            ProviderEvent.provider == "sendgrid", ProviderEvent.event_id == event_id
-        )
-    ).first()
-    if seen is not None:
+    record = first_delivery(session, "sendgrid", event_id, kind)
+    if record is None:
         return 0
     # A "blocked" bounce is temporary (the receiving server said later); the rest are final.
     closes = kind in CLOSING_EVENTS and not (kind == "bounce" and event.get("type") == "blocked")
@@ -419,7 +416,7 @@ def _apply_event(session: Session, event: dict[str, Any]) -> int:
         outcome = "opted_out"
         if opt_outs.opt_out(session, email, "email", source=kind[:32]):
             audit.record(session, "consent.opt_out", conversation, channel="email", source=kind)
-    session.add(ProviderEvent(provider="sendgrid", event_id=event_id, type=kind, outcome=outcome))
+    record.outcome = outcome
     audit.record(
         session,
         "email.event",

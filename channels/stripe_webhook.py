@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.container import Container
-from abono.payments.links import handle_stripe_event
+from abono.payments.stripe_events import handle_stripe_event
 from abono.store.db import retrying_a_lost_race
 
 log = structlog.get_logger(__name__)

@@ -47,7 +47,7 @@ from abono.errors import SendRefused
 from abono.handoff.cases import active_handoff, handoff_notice
 from abono.i18n import format_arguments
 from abono.messaging import opt_outs
-from abono.outreach import campaign
+from abono.outreach import calls
 from abono.store.models import (
     Account,
     Conversation,
@@ -501,7 +501,7 @@ class VoiceCalls:
                 return
             if conversation.verified_at is None:
                 return
-            campaign.note_call_conversation(
+            calls.note_call_conversation(
                 session, conversation.customer_id, call.sid, call.outbound, self._c.clock()
             )
 

@@ -138,7 +138,8 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 def _import_accounts(args: argparse.Namespace, settings: Settings) -> int:
     from abono.accounts.csv_import import import_accounts
     from abono.errors import AbonoError
-    from abono.store.db import make_engine, make_sessionmaker, migrate
+    from abono.store.db import make_engine, migrate
+    from abono.wiring import sessions_for
 
     if not args.file.is_file():
         print(f"error: no such file: {args.file}", file=sys.stderr)
@@ -159,9 +160,7 @@ def _import_accounts(args: argparse.Namespace, settings: Settings) -> int:
                 advance(position - done[0])
                 done[0] = position
 
-            report = import_accounts(
-                make_sessionmaker(engine, system_clock), handle, on_progress=moved
-            )
+            report = import_accounts(sessions_for(engine, system_clock), handle, on_progress=moved)
     except AbonoError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
@@ -181,7 +180,8 @@ def _print_rejections(report: Any) -> None:
 def _load_demo(args: argparse.Namespace, settings: Settings) -> int:
     from abono.accounts.demo import load_demo
     from abono.errors import AbonoError
-    from abono.store.db import make_engine, make_sessionmaker, migrate
+    from abono.store.db import make_engine, migrate
+    from abono.wiring import sessions_for
 
     if not args.file.is_file():
         print(f"error: no such file: {args.file}", file=sys.stderr)
@@ -190,7 +190,7 @@ def _load_demo(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     migrate(engine)
     try:
-        report = load_demo(make_sessionmaker(engine, system_clock), args.file, now)
+        report = load_demo(sessions_for(engine, system_clock), args.file, now)
     except AbonoError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
@@ -203,7 +203,8 @@ def _load_demo(args: argparse.Namespace, settings: Settings) -> int:
 def _add_agent(args: argparse.Namespace, settings: Settings) -> int:
     from abono.errors import AbonoError
     from abono.handoff.agents import add_agent
-    from abono.store.db import make_engine, make_sessionmaker, migrate
+    from abono.store.db import make_engine, migrate
+    from abono.wiring import sessions_for
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -217,7 +218,7 @@ def _add_agent(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     migrate(engine)
     try:
-        with make_sessionmaker(engine, system_clock).begin() as session:
+        with sessions_for(engine, system_clock).begin() as session:
             agent = add_agent(session, args.username, password, args.role, args.name)
             print(f"{agent.role} {agent.username!r} created")
     except AbonoError as error:

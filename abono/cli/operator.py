@@ -65,7 +65,8 @@ def campaign_run(args: argparse.Namespace, settings: Settings) -> int:
     from abono.i18n import Catalogs
     from abono.logs import configure_logging
     from abono.outreach.campaign import count_accounts, plan_run
-    from abono.store.db import make_engine, make_sessionmaker, migrate
+    from abono.store.db import make_engine, migrate
+    from abono.wiring import sessions_for
     from policies.disclosures import PolicyError
 
     configure_logging(settings.log_level)
@@ -77,7 +78,7 @@ def campaign_run(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     migrate(engine)
     at = args.at or system_clock()  # what is planned for; rows are stamped at the real time
-    sessions = make_sessionmaker(engine, system_clock)
+    sessions = sessions_for(engine, system_clock)
     with progress_bar("planning", count_accounts(sessions, config, at)) as advance:
         summary = plan_run(sessions, config, at, dry_run=args.dry_run, progress=advance)
     head = "dry run, nothing written" if args.dry_run else f"run {summary.run_id}"
@@ -96,12 +97,13 @@ def _counts(counts: Any) -> str:
 
 
 def campaign_report(args: argparse.Namespace, settings: Settings) -> int:
-    from abono.store.db import make_engine, make_sessionmaker, migrate
+    from abono.store.db import make_engine, migrate
     from abono.store.models import CampaignRun
+    from abono.wiring import sessions_for
 
     engine = make_engine(settings.database_url)
     migrate(engine)
-    with make_sessionmaker(engine, system_clock)() as session:
+    with sessions_for(engine, system_clock)() as session:
         query = select(CampaignRun).order_by(CampaignRun.id.desc()).limit(1)
         if args.run is not None:
             query = select(CampaignRun).where(CampaignRun.id == args.run)

@@ -38,11 +38,12 @@ def _timestamp(value: str) -> dt.datetime:
 
 
 def _sessions(settings: Settings) -> Any:
-    from abono.store.db import make_engine, make_sessionmaker, migrate
+    from abono.store.db import make_engine, migrate
+    from abono.wiring import sessions_for
 
     engine = make_engine(settings.database_url)
     migrate(engine)
-    return make_sessionmaker(engine, system_clock)
+    return sessions_for(engine, system_clock)
 
 
 def _follow_up(args: argparse.Namespace, settings: Settings) -> int:

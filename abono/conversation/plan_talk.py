@@ -14,19 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from abono import audit
-from abono.accounts.customers import customer_today, days_past_due, primary_account
-from abono.outreach import campaign
-from abono.payments.links import issue_link, queue_to_conversation
+from abono.accounts.customers import customer_today, days_past_due
+from abono.events import CommitmentMade, publish
+from abono.payments.links import issue_link
 from abono.plans.commitments import open_commitments
+from abono.plans.offers import option_from, supersede_offers
 from abono.store.models import (
     Account,
-    Agent,
     Conversation,
-    Handoff,
     Offer,
     PaymentPlan,
     PlanInstallment,
@@ -35,15 +34,12 @@ from abono.store.models import (
 from abono.understanding.plan_terms import ProposedTerms, read_terms
 from policies.payment_plans import (
     Decision,
-    Installment,
     PlanLimits,
     PlanOption,
     PlanPolicy,
     PlanProposal,
     Promise,
     PromiseProposal,
-    Schedule,
-    build_schedule,
     evaluate_proposal,
     options_for,
     plan_violation,
@@ -181,7 +177,7 @@ class PlanConversation:
             asked = {"kind": "plan", "currency": account.currency}
             decision = Decision("needs_approval", "above_approval_threshold", limits.version)
             return self._decided(session, ask, "plan", decision, asked)
-        _supersede(session, ask.conversation.id)
+        supersede_offers(session, ask.conversation.id)
         outcome = self._say("plan_choice", "utter_plan_options_intro", **_money(account))
         for number, option in enumerate(options, start=1):
             self._store(
@@ -199,7 +195,7 @@ class PlanConversation:
                 for other in offered:
                     if other is not chosen:
                         other.status = "superseded"
-                option = _option_from(chosen)
+                option = option_from(chosen)
                 return self._read_back(self._say("plan_consent"), option, ask.account.currency)
         return None
 
@@ -208,7 +204,7 @@ class PlanConversation:
         pending = _latest_offered(session, ask.conversation.id, kind="plan")
         if pending is None or pending.kind != "plan":
             return terms
-        option = _option_from(pending)
+        option = option_from(pending)
         count = terms.count
         if count is None and terms.amount_cents is None:
             count = option.installment_count
@@ -228,7 +224,7 @@ class PlanConversation:
             question = "promise_date" if kind == "promise" else "plan_choice"
             key = REJECTIONS.get(decision.reason, "utter_plan_invalid_amount")
             return self._say(question, key, **_money(account))
-        _supersede(session, ask.conversation.id)
+        supersede_offers(session, ask.conversation.id)
         if decision.outcome == "needs_approval":
             asked.update(policy_version=decision.version, reason=decision.reason)
             terms = _terms_of(decision.terms, account) if decision.terms else asked
@@ -281,7 +277,7 @@ class PlanConversation:
         pending = _latest_offered(session, ask.conversation.id, kind="plan")
         if pending is None:
             return self._say(None, "utter_how_can_i_help")
-        option = _option_from(pending)
+        option = option_from(pending)
         account, today = ask.account, self._today(ask)
         total = option.down_payment_cents + option.schedule.total_cents
         violation = plan_violation(self._limits(account), account.balance_cents, option, today)
@@ -290,7 +286,7 @@ class PlanConversation:
             pending.status = "superseded"  # the balance moved since the read-back
             return self._options(session, ask)
         plan = self._create_plan(session, ask, pending, option, today)
-        campaign.cancel_queued(session, account, "plan")  # the plan's own reminders take over
+        publish(session, CommitmentMade(account.id, "plan"))  # its own reminders take over
         first = plan.installments[0]
         link = issue_link(
             session,
@@ -394,7 +390,7 @@ class PlanConversation:
         )
         session.add(promise)
         session.flush()
-        campaign.cancel_queued(session, ask.account, "promise")
+        publish(session, CommitmentMade(ask.account.id, "promise"))
         audit.record(
             session,
             "promise.recorded",
@@ -490,80 +486,6 @@ class PlanConversation:
         )
 
 
-# -- terms a person approved ------------------------------------------------------------------
-
-
-def carry_out_approval(
-    session: Session,
-    conversation: Conversation,
-    account: Account,
-    terms: dict[str, Any],
-    version: int,
-    now: dt.datetime,
-    approved_by: str,
-) -> Offer:
-    """An agent approved terms beyond the bot's limits: the bot puts them to the customer.
-
-    The approved terms become the offer on the table; the customer's yes (``plan_consent`` /
-    ``promise_consent``) then creates the plan or the promise as for any other offer.
-    """
-    _supersede(session, conversation.id)
-    kind = "promise" if terms.get("kind") == "promise" else "plan"
-    offer = Offer(
-        conversation_id=conversation.id,
-        account_id=account.id,
-        kind=kind,
-        source="approved",
-        terms={**terms, "approved_by": approved_by},
-        policy_version=version,
-        decision="approved",
-        created_at=now,
-    )
-    session.add(offer)
-    session.flush()
-    audit.record(
-        session, "offer.approved", conversation, offer_id=offer.id, approved_by=approved_by
-    )
-    key, args = _approved_message(offer, account.currency)
-    queue_to_conversation(session, conversation, key, args, f"offer-{offer.id}-approved")
-    return offer
-
-
-def approval_handler(clock: Callable[[], dt.datetime]) -> Callable[[Session, Handoff], None]:
-    """What the handoff service calls once an agent approved a case's proposal."""
-
-    def carry_out(session: Session, handoff: Handoff) -> None:
-        conversation, terms = handoff.conversation, handoff.approved_terms
-        account = primary_account(session, conversation.customer_id or 0)
-        if account is None or not terms:
-            return
-        agent = session.get(Agent, handoff.approved_by) if handoff.approved_by else None
-        version = int(terms.get("policy_version") or 0)
-        who = agent.username if agent is not None else "agent"
-        carry_out_approval(session, conversation, account, terms, version, clock(), who)
-
-    return carry_out
-
-
-def _approved_message(offer: Offer, currency: str) -> tuple[str, dict[str, Any]]:
-    if offer.kind == "promise":
-        return "utter_promise_approved", {
-            "amount_cents": int(offer.terms["amount_cents"]),
-            "due_date": offer.terms["date"],
-            "currency": currency,
-        }
-    option = _option_from(offer)
-    args: dict[str, Any] = {
-        "count": option.installment_count,
-        "frequency_key": f"word_{option.frequency}",
-        "schedule": [[i.due.isoformat(), i.amount_cents] for i in option.schedule.installments],
-        "currency": currency,
-    }
-    if option.down_payment_cents:
-        return "utter_plan_approved_down", {**args, "down_payment_cents": option.down_payment_cents}
-    return "utter_plan_approved", args
-
-
 # -- offers in the store ---------------------------------------------------------------------
 
 
@@ -594,14 +516,6 @@ def _promised(session: Session, ask: Ask) -> int | None:
     """The amount of the promise on the table, when the customer now only moves the date."""
     pending = _latest_offered(session, ask.conversation.id, kind="promise")
     return int(pending.terms["amount_cents"]) if pending is not None else None
-
-
-def _supersede(session: Session, conversation_id: str) -> None:
-    session.execute(
-        update(Offer)
-        .where(Offer.conversation_id == conversation_id, Offer.status == "offered")
-        .values(status="superseded")
-    )
 
 
 def _money(account: Account) -> dict[str, Any]:
@@ -642,32 +556,6 @@ def _proposal_terms(terms: ProposedTerms, currency: str) -> dict[str, Any]:
         "start_date": terms.date.isoformat() if terms.date else None,
         "currency": currency,
     }
-
-
-def option_from_terms(terms: dict[str, Any], version: int) -> PlanOption:
-    """The plan an offer's stored terms describe (also for terms a person approved)."""
-    if "installments" in terms:
-        schedule = Schedule(
-            terms["frequency"],
-            tuple(
-                Installment(dt.date.fromisoformat(day), int(cents))
-                for day, cents in terms["installments"]
-            ),
-        )
-    else:
-        schedule = build_schedule(
-            int(terms["financed_cents"]),
-            int(terms["count"]),
-            terms["frequency"],
-            dt.date.fromisoformat(terms["start_date"]),
-        )
-    return PlanOption(
-        version, int(terms["down_payment_cents"]), int(terms["financed_cents"]), schedule
-    )
-
-
-def _option_from(offer: Offer) -> PlanOption:
-    return option_from_terms(offer.terms, offer.policy_version)
 
 
 def _option_reply(number: int, option: PlanOption, currency: str) -> tuple[str, dict[str, Any]]:

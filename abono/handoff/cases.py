@@ -21,15 +21,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono import audit
 from abono.accounts.customers import primary_account
 from abono.errors import ForbiddenError, HandoffConflictError, HandoffNotFoundError
+from abono.events import HandoffOpened, HandoffResolved, TermsApproved, publish
 from abono.handoff.agents import Actor
 from abono.i18n import format_money
 from abono.messaging import opt_outs, outbox
-from abono.outreach import campaign
 from abono.redaction import redact_card_numbers
-from abono.store.models import Account, Agent, Conversation, DeskEvent, Handoff, Message
+from abono.store.models import Agent, Conversation, DeskEvent, Handoff, Message
 from policies.escalation import REASONS, EscalationPolicy, approval, next_opening, priority
 
-OnApproved = Callable[[Session, Handoff], None]
 # The pipeline's decorate(): disclosures before, the opt-out line after a reply.
 Decorate = Callable[[Session, Conversation, str, str, list[str], bool], list[str]]
 MAX_REPLY = 1600
@@ -37,39 +36,6 @@ MAX_NOTE = 2000
 
 
 # -- opening and finding a handoff (called inside the caller's transaction) --------------------
-
-
-# Reasons that stop reminders while a person looks at the case (policies/contact_rules.yml
-# do-not-contact states). A deceased account holder's hold outlives the case.
-HOLDS = {"dispute": "dispute_open", "hardship": "hardship_hold", "deceased": "deceased"}
-RELEASED_ON_RESOLUTION = frozenset({"dispute_open", "hardship_hold"})
-
-
-def _accounts(session: Session, conversation: Conversation) -> list[Account]:
-    if conversation.customer_id is None:
-        return []
-    return list(
-        session.scalars(select(Account).where(Account.customer_id == conversation.customer_id))
-    )
-
-
-def _hold_contact(session: Session, conversation: Conversation, reason: str) -> None:
-    """A dispute, hardship or deceased holder cancels queued reminders and holds new ones."""
-    state = HOLDS.get(reason)
-    if state is None:
-        return
-    for account in _accounts(session, conversation):
-        campaign.place_hold(session, account, state, "handoff")
-
-
-def _release_contact(
-    session: Session, conversation: Conversation, reasons: list[str], now: dt.datetime
-) -> None:
-    """Once a person resolved the case, reminders may resume (except for a deceased holder)."""
-    states = {HOLDS[r] for r in reasons if r in HOLDS} & RELEASED_ON_RESOLUTION
-    for account in _accounts(session, conversation):
-        for state in states:
-            campaign.release_hold(session, account, state, now)
 
 
 def open_handoff(
@@ -91,7 +57,7 @@ def open_handoff(
     account = primary_account(session, conversation.customer_id or 0)
     balance = account.balance_cents if account is not None else None
     urgency = priority(policy, reason, balance)
-    _hold_contact(session, conversation, reason)
+    publish(session, HandoffOpened(conversation.id, conversation.customer_id, reason))
     if existing is not None:
         existing.reasons = [*existing.reasons, reason]
         existing.priority = min(existing.priority, urgency)
@@ -197,13 +163,11 @@ class HandoffService:
         sessions: sessionmaker[Session],
         policy: EscalationPolicy,
         clock: Callable[[], dt.datetime],
-        on_approved: OnApproved | None = None,
         decorate: Decorate | None = None,
     ) -> None:
         self._sessions = sessions
         self.policy = policy
         self._clock = clock
-        self.on_approved = on_approved
         self._decorate = decorate
 
     def claim(self, handoff_id: int, actor: Actor) -> None:
@@ -300,8 +264,7 @@ class HandoffService:
             handoff.approved_terms = dict(handoff.proposal)
             handoff.approved_by, handoff.approved_at = actor.id, self._clock()
             self._audit(session, handoff, "handoff.approved", actor, terms=handoff.proposal["kind"])
-            if self.on_approved is not None:
-                self.on_approved(session, handoff)
+            publish(session, TermsApproved(handoff.id, self._clock()))
             return ApprovalOutcome(True, "approved: the bot confirms the terms with the customer")
 
     def hand_back(self, handoff_id: int, actor: Actor) -> None:
@@ -322,7 +285,11 @@ class HandoffService:
                 handoff.resumed_at = handoff.resolved_at  # nothing for the bot to answer
             self._audit(session, handoff, f"handoff.{resolution}", actor)
             desk_event(session, "handoff.resolved", handoff, {"resolution": resolution})
-            _release_contact(session, handoff.conversation, handoff.reasons, self._clock())
+            conversation = handoff.conversation
+            resolved = HandoffResolved(
+                conversation.id, conversation.customer_id, tuple(handoff.reasons), self._clock()
+            )
+            publish(session, resolved)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from abono.outreach import campaign
+from abono.events import OptedOut, publish
 from abono.store.models import OptOut
 
 
@@ -24,12 +24,12 @@ def is_opted_out(session: Session, address: str, channel: str) -> bool:
 
 
 def opt_out(session: Session, address: str, channel: str, source: str) -> bool:
-    """Record an opt-out and cancel the reminders queued for it; returns False when one was
-    already in force (confirm only once)."""
+    """Record an opt-out (the reminders queued for it are cancelled by the ``OptedOut`` event's
+    handler); returns False when one was already in force (confirm only once)."""
     if _active(session, address, channel) is not None:
         return False
     session.add(OptOut(address=address, channel=channel, source=source))
-    campaign.cancel_to_address(session, address, channel, f"opted_out:{source}")
+    publish(session, OptedOut(address, channel, source))
     return True
 
 

@@ -141,6 +141,30 @@ def queue(
     return message
 
 
+def queue_to_conversation(
+    session: Session,
+    conversation: Conversation,
+    key: str,
+    args: Mapping[str, Any],
+    idempotency_key: str,
+) -> bool:
+    """Queue a message on the conversation's current channel, to the address last heard from."""
+    address = session.scalars(
+        select(Message.address)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.direction == "in",
+            Message.channel == conversation.last_channel,
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+    ).first()
+    if address is None:
+        return False
+    queue(session, conversation, address, key, args, idempotency_key)
+    return True
+
+
 class RecordingSender:
     """Sandbox sender: nothing leaves the machine; the thread's log shows what was sent."""
 

@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Row, Table, and_, func, insert, or_, select, text, update
+from sqlalchemy import Row, Table, and_, func, insert, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -152,110 +152,6 @@ def _refresh_statistics(sessions: sessionmaker[Session]) -> None:
 
 def touch_key(account_id: int, due_date: dt.date, step_id: str) -> str:
     return f"campaign:{account_id}:{due_date.isoformat()}:{step_id}"
-
-
-# --- cancelling ------------------------------------------------------------------------------
-
-
-def cancel_queued(
-    session: Session, whose: Account | Customer, reason: str, channel: str | None = None
-) -> int:
-    """Cancel the reminder touches still waiting for an account or a customer.
-
-    Called when something makes them wrong: a payment, a promise, a dispute. Replies and
-    receipts in the outbox are not touches and stay.
-    """
-    column = OutboxMessage.account_id if isinstance(whose, Account) else OutboxMessage.customer_id
-    return _cancel(session, [column == whose.id], reason, channel)
-
-
-def cancel_to_address(session: Session, address: str, channel: str, reason: str) -> int:
-    """An opt-out stops the touches queued for that channel and address at once."""
-    return _cancel(session, [OutboxMessage.address == address], reason, channel)
-
-
-def _cancel(session: Session, where: list[Any], reason: str, channel: str | None) -> int:
-    if channel is not None:
-        where.append(OutboxMessage.channel == channel)
-    result = session.execute(
-        update(OutboxMessage)
-        .where(
-            *where,
-            OutboxMessage.campaign_step.is_not(None),
-            OutboxMessage.status == "pending",
-        )
-        .values(status="cancelled", last_error=reason[:200])
-        .execution_options(synchronize_session=False)
-    )
-    cancelled = int(result.rowcount or 0)  # type: ignore[attr-defined]
-    if cancelled:
-        log.info("campaign.touches.cancelled", reason=reason, count=cancelled)
-    return cancelled
-
-
-# --- do-not-contact states --------------------------------------------------------------------
-
-
-def place_hold(session: Session, account: Account, state: str, source: str) -> bool:
-    """Put an account in a do-not-contact state (dispute_open, hardship_hold, bankruptcy,
-    deceased, cease_and_desist) and cancel what is queued for it; False if already held."""
-    held = session.scalars(
-        select(ContactHold.id).where(
-            ContactHold.account_id == account.id,
-            ContactHold.state == state,
-            ContactHold.released_at.is_(None),
-        )
-    ).first()
-    if held is not None:
-        return False
-    session.add(ContactHold(account_id=account.id, state=state[:32], source=source[:32]))
-    cancel_queued(session, account, f"do_not_contact:{state}")
-    return True
-
-
-def release_hold(session: Session, account: Account, state: str, now: dt.datetime) -> bool:
-    """End a do-not-contact state; the next run considers the account again."""
-    result = session.execute(
-        update(ContactHold)
-        .where(
-            ContactHold.account_id == account.id,
-            ContactHold.state == state,
-            ContactHold.released_at.is_(None),
-        )
-        .values(released_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount or 0) > 0  # type: ignore[attr-defined]
-
-
-# --- the call ledger -------------------------------------------------------------------------
-
-
-def note_call_conversation(
-    session: Session, customer_id: int, call_sid: str, outbound: bool, now: dt.datetime
-) -> None:
-    """A call in which the debt was discussed starts the quiet period (Reg F 1006.14(b)(2)(ii)).
-
-    An outbound call already has its attempt row (the worker wrote it, with the call's sid);
-    an inbound one gets a row that counts for the quiet period but not as an attempt.
-    """
-    marked = session.execute(
-        update(CallAttempt)
-        .where(CallAttempt.provider_id == call_sid)
-        .values(conversation=True)
-        .execution_options(synchronize_session=False)
-    )
-    if int(marked.rowcount or 0) == 0:  # type: ignore[attr-defined]
-        direction = "out" if outbound else "in"
-        session.add(
-            CallAttempt(
-                customer_id=customer_id,
-                direction=direction,
-                conversation=True,
-                provider_id=call_sid[:64],
-                at=now,
-            )
-        )
 
 
 # --- at send time ----------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Money that arrives, applied to what the customer committed to: installments and promises.
 
-Called by the payments service in the transaction that records a payment. A payment through an
-installment's link pays that installment; any payment counts towards the account's pending
-promises, which are kept once what arrived covers them.
+Handles the payments' ``PaymentRecorded`` event, in the transaction that records a payment. A
+payment through an installment's link pays that installment; any payment counts towards the
+account's pending promises, which are kept once what arrived covers them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from abono import audit
+from abono.events import PaymentRecorded
 from abono.store.models import (
     Account,
     Conversation,
@@ -21,6 +22,12 @@ from abono.store.models import (
     PlanInstallment,
     PromiseToPay,
 )
+
+
+def on_payment_recorded(session: Session, event: PaymentRecorded) -> None:
+    link, account = session.get(PaymentLink, event.link_id), session.get(Account, event.account_id)
+    assert link is not None and account is not None
+    payment_arrived(session, link, account, event.amount_cents, event.at)
 
 
 def payment_arrived(

@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session
 
 from abono import audit
 from abono.accounts.customers import customer_today
-from abono.payments.links import issue_link, queue_to_conversation
+from abono.events import InstallmentChargeDeclined
+from abono.messaging.outbox import queue_to_conversation
+from abono.payments.links import issue_link
 from abono.store.models import (
     Account,
     Conversation,
@@ -105,25 +107,19 @@ def _charge_reminder(
     return "installment_reminded"
 
 
-def charge_declined(
-    session: Session, link: PaymentLink, account: Account, now: dt.datetime
-) -> bool:
+def on_installment_charge_declined(session: Session, event: InstallmentChargeDeclined) -> None:
     """A saved card's off-session charge was declined: the missed-installment follow-up at once,
-    with a link to pay by hand. False when the link is no longer that installment's charge."""
-    found = session.execute(
-        select(PlanInstallment, PaymentPlan, Conversation)
-        .join(PaymentPlan, PlanInstallment.plan_id == PaymentPlan.id)
-        .join(Conversation, PaymentPlan.conversation_id == Conversation.id)
-        .where(PlanInstallment.payment_link_id == link.id)
-    ).first()
-    if found is None or found[0].status != "scheduled" or found[1].status not in _LIVE:
-        return False
-    link.status = "failed"
+    with a link to pay by hand (the payments' event, in the webhook's transaction)."""
+    installment = session.get(PlanInstallment, event.installment_id)
+    link = session.get(PaymentLink, event.link_id)
+    account = session.get(Account, event.account_id)
+    assert installment is not None and link is not None and account is not None
+    plan = installment.plan
+    conversation = session.get(Conversation, plan.conversation_id)
+    assert conversation is not None
     config = FollowUpConfig(link_ttl=max(link.expires_at - link.created_at, dt.timedelta(hours=1)))
-    installment, plan, conversation = found[0], found[1], found[2]
     message = "utter_installment_charge_failed"
-    _missed(session, installment, plan, account, conversation, now, config, message)
-    return True
+    _missed(session, installment, plan, account, conversation, event.at, config, message)
 
 
 def _missed(

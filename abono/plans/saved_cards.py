@@ -4,15 +4,15 @@ installments are charged off-session on their due dates.
 The first installment's link opens a card-setup page instead of a plain payment: Stripe.js
 confirms a SetupIntent (card data goes to Stripe only), the page tells us, and we ask Stripe
 whether the SetupIntent really succeeded before keeping its payment method on the plan; then we
-charge the first installment off-session at once. ``charge_due`` charges every later
-installment whose day has come in the customer's time zone.
+charge the first installment off-session at once. ``charge_due`` charges every later installment
+whose day has come in the customer's time zone.
 
 Every charge goes through a ``PaymentLink`` row (kind ``installment``) whose token rides in the
 PaymentIntent's metadata, so the signed webhook applies the money exactly as for a link payment
-(ledger, receipt, installment paid) and a declined charge becomes the missed-installment
-follow-up (``plans.charge_declined``). The Stripe call happens outside any transaction with the
-idempotency key ``plan-{plan}-{seq}-charge``: a crash before we record the answer, or a second
-run, replays the same PaymentIntent instead of charging twice.
+(ledger, receipt, installment paid) and a declined charge becomes the missed-installment follow-
+up (``follow_up.on_installment_charge_declined``). The Stripe call happens outside any
+transaction with the idempotency key ``plan-{plan}-{seq}-charge``: a crash before we record the
+answer, or a second run, replays the same PaymentIntent instead of charging twice.
 """
 
 from __future__ import annotations

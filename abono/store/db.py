@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.clock import Clock
+from abono.events import HANDLERS, Handlers
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -41,9 +42,16 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
-def make_sessionmaker(engine: Engine, clock: Clock) -> sessionmaker[Session]:
-    """Sessions that stamp the rows they write (created_at, updated_at, ...) from ``clock``."""
-    return sessionmaker(engine, expire_on_commit=False, info={"clock": clock})
+def make_sessionmaker(
+    engine: Engine, clock: Clock, handlers: Handlers | None = None
+) -> sessionmaker[Session]:
+    """Sessions that stamp the rows they write (created_at, updated_at, ...) from ``clock`` and
+    hand the domain events they collect to ``handlers`` before they commit (``abono.events``;
+    the product's are wired in ``abono.wiring.sessions_for``)."""
+    info: dict[str, object] = {"clock": clock}
+    if handlers is not None:
+        info[HANDLERS] = handlers
+    return sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 T = TypeVar("T")

@@ -36,7 +36,7 @@ from abono.i18n import Catalogs
 from abono.messaging import outbox
 from abono.outreach.campaign import plan_run
 from abono.settings import Settings
-from abono.store.db import make_engine, make_sessionmaker, migrate
+from abono.store.db import make_engine, migrate
 from abono.store.models import (
     Account,
     ContactPoint,
@@ -45,6 +45,7 @@ from abono.store.models import (
     OptOut,
     OutboxMessage,
 )
+from abono.wiring import sessions_for
 from channels.twilio_fake import FakeTwilio, serving
 from tests.fakes import FakeEngine
 
@@ -139,7 +140,7 @@ def bench_plan(count: int, postgres: bool) -> None:
         started = time.perf_counter()
         generate(engine, count)
         made = time.perf_counter() - started
-        sessions = make_sessionmaker(engine, lambda: AT)
+        sessions = sessions_for(engine, lambda: AT)
         timings = []
         for label in ("first run", "second run"):
             started = time.perf_counter()
@@ -163,7 +164,7 @@ def bench_sends(count: int) -> None:
         url = f"sqlite:///{Path(work) / 'sends.db'}"
         engine = make_engine(url)
         migrate(engine)
-        sessions = make_sessionmaker(engine, lambda: AT)
+        sessions = sessions_for(engine, lambda: AT)
         _queue(sessions, count)
         clock_now = AT + dt.timedelta(seconds=1)
         settings = Settings(database_url=url, twilio_api_base=base)

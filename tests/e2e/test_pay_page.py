@@ -22,8 +22,9 @@ from sqlalchemy import select
 from abono.clock import system_clock
 from abono.i18n import Catalogs, format_money
 from abono.payments.links import issue_link
-from abono.store.db import make_engine, make_sessionmaker
+from abono.store.db import make_engine
 from abono.store.models import Account
+from abono.wiring import sessions_for
 from tests.support import Product, due
 
 LINK = re.compile(r"https?://\S+?/p/[A-Za-z0-9_-]+")
@@ -203,7 +204,7 @@ def test_an_expired_link_explains_itself_in_the_customers_language(
     product: Product, customers: None, phone: Page
 ) -> None:
     # The product runs on the machine's clock: four days before it, the link has expired.
-    sessions = make_sessionmaker(make_engine(f"sqlite:///{product.database}"), system_clock)
+    sessions = sessions_for(make_engine(f"sqlite:///{product.database}"), system_clock)
     issued = system_clock() - dt.timedelta(days=4)
     with sessions.begin() as session:
         account = session.scalars(

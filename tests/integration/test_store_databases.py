@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.accounts.csv_import import import_accounts
 from abono.accounts.customers import find_customer_by_address, primary_account
-from abono.store.db import make_engine, make_sessionmaker, migrate
+from abono.store.db import make_engine, migrate
 from abono.store.models import Account, Base, ContactPoint, Conversation, Customer, Message
+from abono.wiring import sessions_for
 from tests.unit.conftest import Clock, demo_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +85,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def db(engine: Engine) -> sessionmaker[Session]:
-    return make_sessionmaker(engine, Clock())
+    return sessions_for(engine, Clock())
 
 
 def run_import(db: sessionmaker[Session], path: Path | list[str]) -> tuple[int, int, list[int]]:

@@ -25,8 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.clock import system_clock
 from abono.messaging import outbox
-from abono.store.db import make_engine, make_sessionmaker, migrate
+from abono.store.db import make_engine, migrate
 from abono.store.models import Conversation, OutboxMessage
+from abono.wiring import sessions_for
 from channels.twilio_fake import FakeTwilio, serving
 
 pytestmark = pytest.mark.integration
@@ -99,7 +100,7 @@ def test_a_worker_killed_mid_send_and_restarted_sends_everything_exactly_once(
     url = f"sqlite:///{tmp_path / 'abono.db'}"
     engine = make_engine(url)
     migrate(engine)
-    sessions = make_sessionmaker(engine, system_clock)
+    sessions = sessions_for(engine, system_clock)
     seed(sessions, PHONES)
     first = start_worker(url, base, tmp_path / "worker1.log")
     try:
@@ -148,7 +149,7 @@ def test_two_workers_on_postgresql_share_a_batch_with_no_duplicate_and_none_lost
     phones = [f"+1312555{2000 + i}" for i in range(60)]
     engine = make_engine(postgres_url)
     migrate(engine)
-    sessions = make_sessionmaker(engine, system_clock)
+    sessions = sessions_for(engine, system_clock)
     seed(sessions, phones)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     with serving(fake) as base:

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.accounts.demo import dated, load_demo
 from abono.app import load_policy_file
-from abono.store.db import make_engine, make_sessionmaker, migrate
+from abono.store.db import make_engine, migrate
+from abono.wiring import sessions_for
 from policies.escalation import EscalationPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def _demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "abono.db"
     engine = make_engine(f"sqlite:///{path}")
     migrate(engine)
-    report = load_demo(make_sessionmaker(engine, Clock()), DEMO_ACCOUNTS, DEMO_NOW)
+    report = load_demo(sessions_for(engine, Clock()), DEMO_ACCOUNTS, DEMO_NOW)
     assert not report.rejected
     engine.dispose()  # the last connection closing checkpoints the WAL into the file
     return path
@@ -74,5 +75,5 @@ def demo_database_url(_demo_template: Path, tmp_path: Path) -> str:
 @pytest.fixture
 def demo_sessions(demo_database_url: str, clock: Clock) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(demo_database_url)
-    yield make_sessionmaker(engine, clock)
+    yield sessions_for(engine, clock)
     engine.dispose()

@@ -22,8 +22,9 @@ from abono.accounts.customers import (
     primary_account,
 )
 from abono.errors import AbonoError, ImportFileError
-from abono.store.db import make_engine, make_sessionmaker, migrate
+from abono.store.db import make_engine, migrate
 from abono.store.models import Account, ContactPoint, Customer
+from abono.wiring import sessions_for
 from tests.unit.conftest import DEMO_NOW, Clock, demo_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 def db(engine: Engine, clock: Clock) -> sessionmaker[Session]:
-    return make_sessionmaker(engine, clock)
+    return sessions_for(engine, clock)
 
 
 def run_import(db: sessionmaker[Session], path: Path | list[str]) -> ImportReport:
@@ -387,7 +388,7 @@ def test_a_row_clashing_with_a_concurrent_writer_loses_only_itself(
     engine: Engine, db: sessionmaker[Session]
 ) -> None:
     # Another writer takes T-2's phone after the import checked it and before it writes it.
-    intruder = make_sessionmaker(engine, Clock())
+    intruder = sessions_for(engine, Clock())
 
     @event.listens_for(db, "before_flush")
     def take_the_phone(session: Session, *_: object) -> None:

@@ -22,14 +22,10 @@ from abono.conversation.turn import Inbound
 from abono.handoff.agents import service_account
 from abono.messaging import opt_outs
 from abono.messaging.outbox import RecordingSender, TokenBucket
-from abono.outreach.campaign import (
-    RunSummary,
-    cancel_queued,
-    place_hold,
-    plan_run,
-    release_hold,
-)
-from abono.payments.links import handle_stripe_event, issue_link
+from abono.outreach.campaign import RunSummary, plan_run
+from abono.outreach.holds import cancel_queued, place_hold, release_hold
+from abono.payments.links import issue_link
+from abono.payments.stripe_events import handle_stripe_event
 from abono.settings import Settings
 from abono.store.models import (
     Account,

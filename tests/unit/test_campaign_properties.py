@@ -21,7 +21,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.outreach.campaign import CampaignConfig, plan_run
-from abono.store.db import make_engine, make_sessionmaker, migrate
+from abono.store.db import make_engine, migrate
 from abono.store.models import (
     Account,
     CallAttempt,
@@ -33,6 +33,7 @@ from abono.store.models import (
     OptOut,
     OutboxMessage,
 )
+from abono.wiring import sessions_for
 from policies.cadence import Cadence
 from policies.contact_rules import ContactPolicy, allowed_window, plausible_timezones
 from tests.unit.conftest import Clock
@@ -85,7 +86,7 @@ people = st.builds(
 def sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('props') / 'abono.db'}")
     migrate(engine)
-    yield make_sessionmaker(engine, Clock())
+    yield sessions_for(engine, Clock())
     engine.dispose()
 
 

@@ -19,7 +19,15 @@ from abono.handoff import agents
 from abono.handoff.agents import Actor, actor_of
 from abono.handoff.cases import active_handoff, open_handoff
 from abono.settings import Settings
-from abono.store.models import AuditEvent, Conversation, Customer, Handoff, Message, OutboxMessage
+from abono.store.models import (
+    AuditEvent,
+    Conversation,
+    Customer,
+    Handoff,
+    Message,
+    Offer,
+    OutboxMessage,
+)
 from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock, shipped_escalation
 
@@ -238,18 +246,28 @@ async def test_only_the_holder_replies_and_the_reply_goes_through_the_outbox(
     assert count(app, AuditEvent, kind="handoff.replied") == 1
 
 
+def put_to_customer(app: Container) -> list[int]:
+    """Cases whose approved terms the bot now offers the customer (an approved offer)."""
+    with app.sessions() as session:
+        return list(
+            session.scalars(
+                select(Handoff.id)
+                .join(Offer, Offer.conversation_id == Handoff.conversation_id)
+                .where(Offer.source == "approved")
+            )
+        )
+
+
 async def test_approval_respects_the_role_ceiling(app: Container) -> None:
     alice, _, sam = people(app)
-    approved: list[int] = []
-    app.handoffs.on_approved = lambda session, handoff: approved.append(handoff.id)
     await send(app, "hi")
     case = open_case(app, "CUST-1002", "outside_limits", proposal=PLAN)
     app.handoffs.claim(case, alice)
     refused = app.handoffs.approve(case, alice)  # $2,000 financed > the agent's $1,500
     assert not refused.approved and "$1,500.00" in refused.message
-    assert approved == []
+    assert put_to_customer(app) == []
     assert app.handoffs.approve(case, sam).approved
-    assert approved == [case]
+    assert put_to_customer(app) == [case]
     with pytest.raises(HandoffConflictError):
         app.handoffs.approve(case, sam)  # twice changes nothing
 

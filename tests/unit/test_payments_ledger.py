@@ -24,9 +24,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import PaymentProviderError
-from abono.payments.links import handle_stripe_event, issue_link, open_link
+from abono.payments.links import issue_link, open_link
+from abono.payments.stripe_events import handle_stripe_event
 from abono.ports import PaymentIntentRef
-from abono.store.db import make_engine, make_sessionmaker
+from abono.store.db import make_engine
 from abono.store.models import (
     Account,
     AuditEvent,
@@ -37,6 +38,7 @@ from abono.store.models import (
     PaymentLink,
     ProviderEvent,
 )
+from abono.wiring import sessions_for
 from tests.unit.conftest import DEMO_NOW, Clock
 
 JAMES = "ACC-7700100202"  # 230.00 USD, English
@@ -653,7 +655,7 @@ class _store:
         self._engine = make_engine(f"sqlite:///{path}")
 
     def __enter__(self) -> sessionmaker[Session]:
-        return make_sessionmaker(self._engine, Clock())
+        return sessions_for(self._engine, Clock())
 
     def __exit__(self, *_: object) -> None:
         self._engine.dispose()

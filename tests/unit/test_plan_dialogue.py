@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.app import build_container, load_policy_file
 from abono.conversation.dialogue import Dialogue, DialogueConfig
 from abono.conversation.payment_talk import PaymentConfig
-from abono.conversation.plan_talk import PlanConfig, carry_out_approval
+from abono.conversation.plan_talk import PlanConfig
+from abono.plans.approval import carry_out_approval
 from abono.settings import Settings
 from abono.store.models import (
     Account,

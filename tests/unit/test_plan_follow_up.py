@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.app import load_policy_file
-from abono.payments.links import handle_stripe_event
+from abono.payments.stripe_events import handle_stripe_event
 from abono.plans.follow_up import FollowUpConfig, follow_up, promise_kept_rate
 from abono.store.models import (
     Message,

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import PaymentProviderError
-from abono.payments.links import handle_stripe_event
+from abono.payments.stripe_events import handle_stripe_event
 from abono.plans.saved_cards import charge_due
 from abono.ports import CardSetupRef, ChargeRef
 from abono.store.models import PaymentLink, PaymentPlan

@@ -1,0 +1,49 @@
+"""Who handles which domain event: the one place the capabilities' reactions are wired.
+
+Every session the product opens comes from ``sessions_for``, so whatever one capability
+publishes (``abono.events``) reaches the others in the same transaction.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from abono.clock import Clock
+from abono.events import (
+    CommitmentMade,
+    Handlers,
+    HandoffOpened,
+    HandoffResolved,
+    InstallmentChargeDeclined,
+    OptedOut,
+    PaymentLinkReplaced,
+    PaymentRecorded,
+    TermsApproved,
+)
+from abono.messaging import notices
+from abono.outreach import holds
+from abono.plans import approval, commitments, follow_up
+from abono.store.db import make_sessionmaker
+
+# In order: a payment first stops the reminders, then queues its receipt, then pays the
+# installment and keeps the promise it covers.
+HANDLERS: Handlers = {
+    PaymentRecorded: (
+        holds.on_payment_recorded,
+        notices.on_payment_recorded,
+        commitments.on_payment_recorded,
+    ),
+    PaymentLinkReplaced: (notices.on_payment_link_replaced,),
+    InstallmentChargeDeclined: (follow_up.on_installment_charge_declined,),
+    CommitmentMade: (holds.on_commitment_made,),
+    OptedOut: (holds.on_opted_out,),
+    HandoffOpened: (holds.on_handoff_opened,),
+    HandoffResolved: (holds.on_handoff_resolved,),
+    TermsApproved: (approval.on_terms_approved,),
+}
+
+
+def sessions_for(engine: Engine, clock: Clock) -> sessionmaker[Session]:
+    """The product's sessions: stamped from ``clock``, with every domain event handled."""
+    return make_sessionmaker(engine, clock, HANDLERS)
