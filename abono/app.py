@@ -28,7 +28,7 @@ from abono.container import Container
 from abono.conversation.dialogue import Dialogue, DialogueConfig
 from abono.conversation.payment_talk import PaymentConfig
 from abono.conversation.plan_talk import PlanConfig
-from abono.conversation.turn import Pipeline, PipelineConfig
+from abono.conversation.turn import Pipeline
 from abono.errors import AbonoError
 from abono.handoff.cases import HandoffService
 from abono.handoff.desk_events import DeskEventWorker
@@ -37,6 +37,7 @@ from abono.integrations.action_server import action_router
 from abono.integrations.desk_webhook import HttpDeskWebhook
 from abono.integrations.rasa_engine import RasaEngine
 from abono.integrations.stripe_gateway import build_gateway
+from abono.messaging.compose import ComposeConfig, Composer
 from abono.messaging.outbox import OutboxWorker, RecordingSender, WorkerConfig
 from abono.outreach.campaign import CampaignConfig
 from abono.plans.follow_up import FollowUpConfig, follow_up
@@ -107,22 +108,14 @@ def build_container(
         DialogueConfig(rules, settings.support_phone, payments, plans, escalation),
         clock,
     )
-    pipeline = Pipeline(
-        sessions,
-        engine,
+    composer = Composer(
         catalogs,
         DisclosurePolicy.parse(load_policy_file("disclosures.yml")),
-        PipelineConfig(settings.collector_mode, settings.company_name, settings.support_phone),
+        ComposeConfig(settings.collector_mode, settings.company_name, settings.support_phone),
         clock,
-        escalation,
     )
-    # Terms an agent approves are put to the customer by the bot (plan_dialogue).
-    handoffs = HandoffService(
-        sessions,
-        escalation,
-        clock,
-        decorate=pipeline.decorate,
-    )
+    pipeline = Pipeline(sessions, engine, composer, clock, escalation)
+    handoffs = HandoffService(sessions, escalation, clock, composer=composer)
     # Sandbox: every channel's sender records instead of sending (issue 5 brings real ones).
     senders = {channel: RecordingSender() for channel in MEDIA} if settings.sandbox else {}
     campaign = campaign_config(catalogs)
@@ -133,7 +126,7 @@ def build_container(
         link_ttl=dt.timedelta(hours=settings.payment_link_ttl_hours),
         contact=campaign.contact,
     )
-    outbox = OutboxWorker(sessions, catalogs, pipeline, senders, defaults, clock, config=worker)
+    outbox = OutboxWorker(sessions, catalogs, composer, senders, defaults, clock, config=worker)
     stripe = build_gateway(settings)  # a client object only: no I/O until it is used
     return Container(
         settings,
@@ -142,6 +135,7 @@ def build_container(
         engine,
         dialogue,
         pipeline,
+        composer,
         outbox,
         gateway or stripe,
         clock,

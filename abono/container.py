@@ -12,6 +12,7 @@ from abono.conversation.dialogue import Dialogue
 from abono.conversation.turn import Pipeline
 from abono.handoff.cases import HandoffService
 from abono.i18n import Catalogs
+from abono.messaging.compose import Composer
 from abono.messaging.outbox import OutboxWorker
 from abono.outreach.campaign import CampaignConfig
 from abono.ports import ConversationEngine, PaymentGateway, SavedCards
@@ -26,6 +27,7 @@ class Container:
     engine: ConversationEngine
     dialogue: Dialogue
     pipeline: Pipeline
+    composer: Composer
     outbox: OutboxWorker
     payments_gateway: PaymentGateway
     clock: Callable[[], dt.datetime]

@@ -532,7 +532,7 @@ class VoiceCalls:
             url = f"{self._base}/p/{token}"
             text = self._texts.render("voice_link_sms", lang, "sms", url=url, **amount)
             closed = opt_outs.is_opted_out(session, address, "sms")
-            texts = self._c.pipeline.decorate(session, conversation, "sms", lang, [text], closed)
+            texts = self._c.composer.decorate(session, conversation, "sms", lang, [text], closed)
             sms = " ".join(texts)
             key = f"voice-link-{token}"
             exists = session.scalars(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono import audit
 from abono.accounts.customers import days_past_due, primary_account
+from abono.conversation.outcome import Outcome, Turn
 from abono.conversation.payment_talk import PaymentConfig, PaymentConversation
 from abono.conversation.plan_talk import (
     PLAN_QUESTIONS,
@@ -70,42 +71,6 @@ STATE = ("awaiting", "pending_intent", "pending_text", "zip_answer", "payment_am
 
 
 @dataclass(frozen=True)
-class Turn:
-    conversation_id: str
-    intent: str
-    text: str
-    channel: str
-    address: str
-    confidence: float = 1.0
-    awaiting: str | None = None
-    pending_intent: str | None = None
-    zip_answer: str | None = None
-    payment_amount_cents: int | None = None
-    # The request that verification interrupted ("can I pay $60 a month?"), to answer after it.
-    pending_text: str | None = None
-
-
-@dataclass(frozen=True)
-class Reply:
-    key: str
-    args: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Outcome:
-    replies: list[Reply] = field(default_factory=list)
-    slots: dict[str, Any] = field(default_factory=dict)
-    # The conversation's language and medium once the turn is decided (a switch included):
-    # what the replies are rendered in. Set by ``Dialogue.run``.
-    language: str = "en"
-    medium: str | None = None
-
-    def say(self, key: str, **args: Any) -> Outcome:
-        self.replies.append(Reply(key, args))
-        return self
-
-
-@dataclass(frozen=True)
 class DialogueConfig:
     rules: VerificationRules
     support_phone: str
@@ -126,8 +91,8 @@ class Dialogue:
         self._sessions = sessions
         self._config = config
         self._clock = clock
-        self._payments = PaymentConversation(config.payments, clock, Outcome)
-        self._plans = PlanConversation(config.plans, clock, Outcome, self._escalate)
+        self._payments = PaymentConversation(config.payments, clock)
+        self._plans = PlanConversation(config.plans, clock, self._escalate)
 
     def run(self, decide: Callable[[Turn], Outcome], turn: Turn) -> Outcome:
         """One engine action: the turn's state comes from the store and its changes go back.

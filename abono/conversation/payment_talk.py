@@ -9,17 +9,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from abono.accounts.customers import primary_account
+from abono.conversation.outcome import Outcome
 from abono.payments.links import issue_link
 from abono.store.models import Account, Conversation
 from policies.payments import PaymentPolicy, check_amount
-
-if TYPE_CHECKING:
-    from abono.conversation.dialogue import Outcome
 
 
 @dataclass(frozen=True)
@@ -34,11 +31,9 @@ class PaymentConversation:
         self,
         config: PaymentConfig,
         clock: Callable[[], dt.datetime],
-        new_outcome: Callable[[], Outcome],
     ) -> None:
         self._config = config
         self._clock = clock
-        self._outcome = new_outcome
 
     def offer(self, account: Account, intent: str, amount_cents: int | None) -> Outcome:
         """pay_full reads back the balance; pay_partial needs an amount first."""
@@ -49,7 +44,7 @@ class PaymentConversation:
         return self.propose(account, amount_cents)
 
     def ask_amount(self, account: Account) -> Outcome:
-        outcome = self._outcome()
+        outcome = Outcome()
         outcome.slots.update({"awaiting": "payment_amount", "payment_amount_cents": None})
         minimum = min(self._config.policy.partial_minimum_cents, account.balance_cents)
         return outcome.say(
@@ -63,7 +58,7 @@ class PaymentConversation:
         """Read the amount back and ask for consent, or say why it cannot be taken."""
         decision = check_amount(amount_cents, account.balance_cents, self._config.policy)
         money = {"currency": account.currency}
-        outcome = self._outcome()
+        outcome = Outcome()
         if decision.outcome == "nothing_owed":
             outcome.slots["awaiting"] = None
             return outcome.say("utter_balance_zero")
@@ -89,7 +84,7 @@ class PaymentConversation:
         """The customer said yes: issue the link for the amount they agreed to."""
         account = _account_of(session, conversation)
         if account is None or amount_cents is None:
-            outcome = self._outcome()
+            outcome = Outcome()
             outcome.slots["awaiting"] = None
             return outcome.say("utter_how_can_i_help")
         decision = check_amount(amount_cents, account.balance_cents, self._config.policy)
@@ -105,7 +100,7 @@ class PaymentConversation:
             self._clock(),
             self._config.link_ttl,
         )
-        outcome = self._outcome()
+        outcome = Outcome()
         outcome.slots.update({"awaiting": None, "payment_amount_cents": None})
         return outcome.say(
             "utter_payment_link",

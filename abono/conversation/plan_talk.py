@@ -12,13 +12,14 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from abono import audit
 from abono.accounts.customers import customer_today, days_past_due
+from abono.conversation.outcome import Outcome
 from abono.events import CommitmentMade, publish
 from abono.payments.links import issue_link
 from abono.plans.commitments import open_commitments
@@ -45,9 +46,6 @@ from policies.payment_plans import (
     plan_violation,
     required_down_payment,
 )
-
-if TYPE_CHECKING:
-    from abono.conversation.dialogue import Outcome
 
 PLAN_QUESTIONS = frozenset({"plan_choice", "plan_consent", "promise_date", "promise_consent"})
 # What asks a plan question again (after an unclear answer, or an interruption).
@@ -111,12 +109,10 @@ class PlanConversation:
         self,
         config: PlanConfig,
         clock: Callable[[], dt.datetime],
-        new_outcome: Callable[[], Outcome],
         escalate: Escalate,
     ) -> None:
         self._config = config
         self._clock = clock
-        self._outcome = new_outcome
         self._escalate = escalate
 
     # -- entry points ------------------------------------------------------------------------
@@ -439,7 +435,7 @@ class PlanConversation:
         return self._say(awaiting, PLAN_REASK_KEYS[awaiting])
 
     def _say(self, awaiting: str | None, key: str | None = None, **args: Any) -> Outcome:
-        outcome = self._outcome()
+        outcome = Outcome()
         outcome.slots["awaiting"] = awaiting
         return outcome.say(key, **args) if key else outcome
 

@@ -29,12 +29,12 @@ from abono.handoff.cases import (
     hold_message,
     open_handoff,
 )
-from abono.i18n import MEDIA, Catalogs
+from abono.i18n import MEDIA
 from abono.messaging import opt_outs, outbox
+from abono.messaging.compose import Composer
 from abono.ports import ConversationEngine
 from abono.redaction import redact_card_numbers
 from abono.store.models import Conversation, Handoff, Message
-from policies.disclosures import DisclosurePolicy, TurnState, disclosures_before, notice_after
 from policies.escalation import EscalationPolicy, detect
 from policies.opt_out import Keyword, match_keyword
 from policies.verification import verified_where
@@ -82,29 +82,18 @@ class _Prepared:
     new_engine_session: bool = False
 
 
-@dataclass(frozen=True)
-class PipelineConfig:
-    collector_mode: str
-    company_name: str
-    support_phone: str
-
-
 class Pipeline:
     def __init__(
         self,
         sessions: sessionmaker[Session],
         engine: ConversationEngine,
-        catalogs: Catalogs,
-        disclosures: DisclosurePolicy,
-        config: PipelineConfig,
+        composer: Composer,
         clock: Callable[[], dt.datetime],
         escalation: EscalationPolicy,
     ) -> None:
         self._sessions = sessions
         self._engine = engine
-        self._catalogs = catalogs
-        self._disclosures = disclosures
-        self._config = config
+        self._composer = composer
         self._clock = clock
         self._escalation = escalation
 
@@ -299,15 +288,19 @@ class Pipeline:
                     conversation.engine_turns, prepared.new_engine_session = 0, True
             language = prepared.language if prepared.keys else conversation.language
             texts = [
-                self._render(key, language, channel, prepared.key_args.get(key))
+                self._composer.render(key, language, channel, prepared.key_args.get(key))
                 for key in prepared.keys
             ]
             texts += engine_texts
             if prepared.found_card:
-                texts.insert(0, self._render("reply_card_number_removed", language, channel))
+                texts.insert(
+                    0, self._composer.render("reply_card_number_removed", language, channel)
+                )
             if texts:
                 closed = opt_outs.is_opted_out(session, prepared.address, channel)
-                texts = self.decorate(session, conversation, channel, language, texts, closed)
+                texts = self._composer.decorate(
+                    session, conversation, channel, language, texts, closed
+                )
             logged = [
                 _message(conversation, channel, "out", prepared.address, text, None)
                 for text in texts
@@ -342,53 +335,6 @@ class Pipeline:
             )
             if row is not None:
                 row.channel = channel
-
-    def decorate(
-        self,
-        session: Session,
-        conversation: Conversation,
-        channel: str,
-        language: str,
-        texts: list[str],
-        closed: bool,
-    ) -> list[str]:
-        """Policy's disclosures before the replies; the opt-out line after, while it applies."""
-        state = TurnState(
-            mode=self._config.collector_mode,
-            channel=channel,
-            introduced=conversation.introduced_at is not None,
-            verified=conversation.verified_at is not None,
-            initial_disclosure_given=conversation.initial_disclosure_at is not None,
-        )
-        keys = disclosures_before(self._disclosures, state)
-        now = self._clock()
-        for key in keys:
-            audit.record(session, "disclosure.given", conversation, key=key, channel=channel)
-        if keys and conversation.introduced_at is None:
-            conversation.introduced_at = now
-        if self._disclosures.modes[state.mode].initial in keys:
-            conversation.initial_disclosure_at = now
-        said = [self._render(key, language, channel) for key in keys]
-        notice = None if closed else notice_after(self._disclosures, channel)
-        if notice:
-            texts = texts[:-1] + [f"{texts[-1]} {self._render(notice, language, channel)}"]
-        if said:
-            texts = [" ".join(said + [texts[0]])] + texts[1:]
-        return texts
-
-    def _render(
-        self, key: str, language: str, channel: str, args: dict[str, Any] | None = None
-    ) -> str:
-        return self._catalogs.render(
-            key,
-            language,
-            channel,
-            {
-                "company": self._config.company_name,
-                "support_phone": self._config.support_phone,
-                **(args or {}),
-            },
-        )
 
     # -- after a hand-back ---------------------------------------------------------------------
 

@@ -25,12 +25,11 @@ from abono.events import HandoffOpened, HandoffResolved, TermsApproved, publish
 from abono.handoff.agents import Actor
 from abono.i18n import format_money
 from abono.messaging import opt_outs, outbox
+from abono.messaging.compose import Composer
 from abono.redaction import redact_card_numbers
 from abono.store.models import Agent, Conversation, DeskEvent, Handoff, Message
 from policies.escalation import REASONS, EscalationPolicy, approval, next_opening, priority
 
-# The pipeline's decorate(): disclosures before, the opt-out line after a reply.
-Decorate = Callable[[Session, Conversation, str, str, list[str], bool], list[str]]
 MAX_REPLY = 1600
 MAX_NOTE = 2000
 
@@ -163,12 +162,12 @@ class HandoffService:
         sessions: sessionmaker[Session],
         policy: EscalationPolicy,
         clock: Callable[[], dt.datetime],
-        decorate: Decorate | None = None,
+        composer: Composer | None = None,
     ) -> None:
         self._sessions = sessions
         self.policy = policy
         self._clock = clock
-        self._decorate = decorate
+        self._composer = composer
 
     def claim(self, handoff_id: int, actor: Actor) -> None:
         """Two agents at once: the UPDATE matches only while the case is open, so one wins."""
@@ -218,8 +217,8 @@ class HandoffService:
             if opt_outs.is_opted_out(session, address, channel):
                 raise HandoffConflictError(f"the customer opted out of {channel}")
             texts = [body]
-            if self._decorate is not None:
-                texts = self._decorate(
+            if self._composer is not None:
+                texts = self._composer.decorate(
                     session, conversation, channel, conversation.language, texts, False
                 )
             message = Message(

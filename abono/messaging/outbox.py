@@ -20,7 +20,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy import select, update
@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.errors import SendRefused
 from abono.i18n import Catalogs
 from abono.messaging import opt_outs
+from abono.messaging.compose import Composer
 from abono.outreach import campaign
 from abono.payments import links
 from abono.ports import MessageSender
@@ -41,9 +42,6 @@ from abono.store.models import (
     OutboxMessage,
 )
 from policies.contact_rules import ContactPolicy
-
-if TYPE_CHECKING:  # the pipeline queues replies here; the worker decorates with it
-    from abono.conversation.turn import Pipeline
 
 log = structlog.get_logger(__name__)
 
@@ -183,7 +181,7 @@ class OutboxWorker:
         self,
         sessions: sessionmaker[Session],
         catalogs: Catalogs,
-        pipeline: Pipeline,
+        composer: Composer,
         senders: Mapping[str, MessageSender],
         defaults: Mapping[str, Any],
         clock: Callable[[], dt.datetime],
@@ -191,7 +189,7 @@ class OutboxWorker:
     ) -> None:
         self._sessions = sessions
         self._catalogs = catalogs
-        self._pipeline = pipeline
+        self._composer = composer
         self._senders = dict(senders)
         self._defaults = defaults
         self._clock = clock
@@ -356,7 +354,7 @@ class OutboxWorker:
         conversation = session.get(Conversation, row.conversation_id)
         if conversation is None:
             return [text]
-        return self._pipeline.decorate(
+        return self._composer.decorate(
             session, conversation, row.channel, row.language, [text], closed=False
         )
 
