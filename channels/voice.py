@@ -46,14 +46,12 @@ from abono.conversation.turn import Inbound
 from abono.errors import SendRefused
 from abono.handoff.cases import active_handoff, handoff_notice
 from abono.i18n import format_arguments
-from abono.messaging import opt_outs
+from abono.messaging import opt_outs, outbox
 from abono.outreach import calls
 from abono.store.models import (
     Account,
     Conversation,
     Handoff,
-    Message,
-    OutboxMessage,
     PaymentLink,
 )
 from channels.sms import RebasedHttpClient
@@ -535,32 +533,10 @@ class VoiceCalls:
             texts = self._c.composer.decorate(session, conversation, "sms", lang, [text], closed)
             sms = " ".join(texts)
             key = f"voice-link-{token}"
-            exists = session.scalars(
-                select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)
-            ).first()
-            if exists is None:
-                session.add(
-                    OutboxMessage(
-                        idempotency_key=key,
-                        conversation_id=conversation.id,
-                        channel="sms",
-                        address=address,
-                        language=lang,
-                        key="voice_link_sms",
-                        args={},
-                        text=sms,
-                    )
-                )
-                session.add(
-                    Message(
-                        conversation_id=conversation.id,
-                        channel="sms",
-                        direction="out",
-                        address=address,
-                        language=lang,
-                        text=sms,
-                    )
-                )
+            if not outbox.is_queued(session, key):
+                message = outbox.log_outbound(conversation, "sms", address, sms)
+                session.add(message)
+                outbox.queue_logged(session, conversation, message, key, "voice_link_sms")
                 audit.record(session, "voice.link_texted", conversation, link_id=link.id)
             return amount
 

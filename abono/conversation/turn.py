@@ -302,12 +302,10 @@ class Pipeline:
                     session, conversation, channel, language, texts, closed
                 )
             logged = [
-                _message(conversation, channel, "out", prepared.address, text, None)
-                for text in texts
+                outbox.log_outbound(conversation, channel, prepared.address, text) for text in texts
             ]
             session.add_all(logged)
             if prepared.outbox_prefix:
-                session.flush()  # the outbox rows point at the logged replies
                 self._queue_replies(session, conversation, prepared, channel, logged)
         return texts
 
@@ -322,19 +320,8 @@ class Pipeline:
         """Provider channels: each reply into the outbox, in the transaction that logged it."""
         subject = prepared.reply_subject(conversation.language) if prepared.reply_subject else None
         for index, message in enumerate(logged):
-            row = outbox.queue(
-                session,
-                conversation,
-                prepared.address,
-                "reply",
-                {},
-                f"{prepared.outbox_prefix}-{index}",
-                text=message.text,
-                message_id=message.id,
-                subject=subject,
-            )
-            if row is not None:
-                row.channel = channel
+            key = f"{prepared.outbox_prefix}-{index}"
+            outbox.queue_logged(session, conversation, message, key, "reply", subject)
 
     # -- after a hand-back ---------------------------------------------------------------------
 

@@ -221,28 +221,12 @@ class HandoffService:
                 texts = self._composer.decorate(
                     session, conversation, channel, conversation.language, texts, False
                 )
-            message = Message(
-                conversation_id=conversation.id,
-                channel=channel,
-                direction="out",
-                address=address,
-                language=conversation.language,
-                text="\n".join(texts),
-            )
+            message = outbox.log_outbound(conversation, channel, address, "\n".join(texts))
             session.add(message)
-            session.flush()
-            row = outbox.queue(
-                session,
-                conversation,
-                address,
-                "agent_reply",
-                {},
-                f"agent-reply-{message.id}",
-                text=message.text,
-                message_id=message.id,
+            session.flush()  # its id names the reply in the outbox
+            outbox.queue_logged(
+                session, conversation, message, f"agent-reply-{message.id}", "agent_reply"
             )
-            if row is not None:
-                row.channel = channel
             self._audit(session, handoff, "handoff.replied", actor, message_id=message.id)
             return message.id
 

@@ -19,10 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono.messaging.outbox import due_ids
+from abono.messaging.durable_queue import DurableQueueWorker
 from abono.ports import DeskWebhook
 from abono.store.models import DeskEvent
 
@@ -37,11 +36,11 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
-def backoff(attempts: int) -> dt.timedelta:
-    return dt.timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
+class DeskEventWorker(DurableQueueWorker):
+    model = DeskEvent
+    max_attempts = MAX_ATTEMPTS
+    area = "desk"
 
-
-class DeskEventWorker:
     def __init__(
         self,
         sessions: sessionmaker[Session],
@@ -50,20 +49,10 @@ class DeskEventWorker:
         secret: str,
         clock: Callable[[], dt.datetime],
     ) -> None:
-        self._sessions = sessions
+        super().__init__(sessions, clock, LEASE)
         self._webhook = webhook
         self._url = url
         self._secret = secret
-        self._clock = clock
-
-    async def run_forever(self, interval: float = 0.5) -> None:
-        while True:
-            try:
-                if not await self.run_once():
-                    await asyncio.sleep(interval)
-            except Exception:  # keep the worker alive; the row is retried after its lease
-                log.exception("desk.worker.failed")
-                await asyncio.sleep(interval)
 
     async def run_once(self, limit: int = 20) -> int:
         handled = 0
@@ -77,25 +66,10 @@ class DeskEventWorker:
                 break  # in order: nothing later goes out before this one
         return handled
 
-    def _due(self, limit: int) -> list[int]:
-        with self._sessions() as session:
-            return due_ids(session, DeskEvent, self._clock(), limit)
-
     def _claim(self, row_id: int) -> dict[str, Any] | None:
         now = self._clock()
         with self._sessions.begin() as session:
-            won = session.execute(  # type: ignore[attr-defined]  # CursorResult for UPDATE
-                update(DeskEvent)
-                .where(
-                    DeskEvent.id == row_id,
-                    DeskEvent.status.in_(("pending", "sending")),
-                    DeskEvent.next_attempt_at <= now,
-                )
-                .values(
-                    status="sending", attempts=DeskEvent.attempts + 1, next_attempt_at=now + LEASE
-                )
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            won = self._win(session, row_id, now)
             row = session.get(DeskEvent, row_id) if won else None
             if row is None:
                 return None
@@ -127,10 +101,5 @@ class DeskEventWorker:
             if isinstance(status, int) and 200 <= status < 300:
                 row.status, row.sent_at = "sent", self._clock()
                 return True
-            row.last_error = str(status)[:200]
-            if row.attempts >= MAX_ATTEMPTS:
-                row.status = "failed"
-            else:
-                row.status, row.next_attempt_at = "pending", self._clock() + backoff(row.attempts)
-        log.warning("desk.event.retry", status=str(status))
+            self._back_off(row, str(status), final=False)
         return False

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import SendRefused
 from abono.i18n import Catalogs
 from abono.messaging import opt_outs
 from abono.messaging.compose import Composer
+from abono.messaging.durable_queue import DurableQueueWorker
 from abono.outreach import campaign
 from abono.payments import links
 from abono.ports import MessageSender
@@ -37,7 +38,6 @@ from abono.store.models import (
     Account,
     CallAttempt,
     Conversation,
-    DeskEvent,
     Message,
     OutboxMessage,
 )
@@ -55,24 +55,6 @@ AWAITS_AFTER_SENDING = {
 }
 LEASE = dt.timedelta(seconds=60)
 MAX_ATTEMPTS = 8
-
-
-def due_ids(
-    session: Session, model: type[OutboxMessage] | type[DeskEvent], now: dt.datetime, limit: int
-) -> list[int]:
-    """Rows of a durable queue (the outbox, desk events) waiting or whose lease ran out."""
-    return list(
-        session.scalars(
-            select(model.id)
-            .where(model.status.in_(("pending", "sending")), model.next_attempt_at <= now)
-            .order_by(model.id)
-            .limit(limit)
-        )
-    )
-
-
-def backoff(attempts: int) -> dt.timedelta:
-    return dt.timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
 
 
 @dataclass(frozen=True)
@@ -139,6 +121,54 @@ def queue(
     return message
 
 
+def is_queued(session: Session, idempotency_key: str) -> bool:
+    return (
+        session.scalars(
+            select(OutboxMessage.id).where(OutboxMessage.idempotency_key == idempotency_key)
+        ).first()
+        is not None
+    )
+
+
+def log_outbound(conversation: Conversation, channel: str, address: str, text: str) -> Message:
+    """A text said to the customer, for the thread (the caller adds it to the session)."""
+    return Message(
+        conversation_id=conversation.id,
+        channel=channel,
+        direction="out",
+        address=address,
+        language=conversation.language,
+        text=text,
+    )
+
+
+def queue_logged(
+    session: Session,
+    conversation: Conversation,
+    message: Message,
+    idempotency_key: str,
+    key: str,
+    subject: str | None = None,
+) -> OutboxMessage | None:
+    """Queue a text already logged in the thread: the worker sends it as it is, on the
+    message's channel, and delivery callbacks find the logged message by the provider's id."""
+    session.flush()  # the message's id
+    row = queue(
+        session,
+        conversation,
+        message.address,
+        key,
+        {},
+        idempotency_key,
+        text=message.text,
+        message_id=message.id,
+        subject=subject,
+    )
+    if row is not None:
+        row.channel = message.channel
+    return row
+
+
 def queue_to_conversation(
     session: Session,
     conversation: Conversation,
@@ -174,8 +204,12 @@ class RecordingSender:
         return f"sandbox-{idempotency_key}"[:64]
 
 
-class OutboxWorker:
+class OutboxWorker(DurableQueueWorker):
     """Sends due rows through the channel's sender; channels register real senders."""
+
+    model = OutboxMessage
+    max_attempts = MAX_ATTEMPTS
+    area = "outbox"
 
     def __init__(
         self,
@@ -187,12 +221,11 @@ class OutboxWorker:
         clock: Callable[[], dt.datetime],
         config: WorkerConfig | None = None,
     ) -> None:
-        self._sessions = sessions
+        super().__init__(sessions, clock, (config or WorkerConfig()).lease)
         self._catalogs = catalogs
         self._composer = composer
         self._senders = dict(senders)
         self._defaults = defaults
-        self._clock = clock
         self._config = config or WorkerConfig()
         self._buckets: dict[str, TokenBucket] = {}
         self._skip_locked = sessions.kw["bind"].dialect.name == "postgresql"
@@ -200,15 +233,6 @@ class OutboxWorker:
     def register_sender(self, channel: str, sender: MessageSender) -> None:
         """A channel edge with provider credentials replaces the sandbox's recording sender."""
         self._senders[channel] = sender
-
-    async def run_forever(self, interval: float = 0.5) -> None:
-        while True:
-            try:
-                if not await self.run_once():
-                    await asyncio.sleep(interval)
-            except Exception:  # keep the worker alive; the row is retried after its lease
-                log.exception("outbox.worker.failed")
-                await asyncio.sleep(interval)
 
     async def run_once(self, limit: int = 20) -> int:
         """Send what is due, one claimed row at a time; returns how many rows were handled."""
@@ -229,10 +253,6 @@ class OutboxWorker:
                 handled += 1
         return handled
 
-    def _due(self, limit: int) -> list[int]:
-        with self._sessions() as session:
-            return due_ids(session, OutboxMessage, self._clock(), limit)
-
     def _claim(self, row_id: int) -> dict[str, Any] | None:
         """Only one worker wins the row: the update matches only while it is due."""
         now = self._clock()
@@ -241,21 +261,7 @@ class OutboxWorker:
             if row is None:
                 return None
             was, lease_ended = row.status, row.next_attempt_at
-            won = session.execute(  # type: ignore[attr-defined]  # CursorResult for UPDATE
-                update(OutboxMessage)
-                .where(
-                    OutboxMessage.id == row_id,
-                    OutboxMessage.status.in_(("pending", "sending")),
-                    OutboxMessage.next_attempt_at <= now,
-                    OutboxMessage.attempts == row.attempts,
-                )
-                .values(
-                    status="sending",
-                    attempts=OutboxMessage.attempts + 1,
-                    next_attempt_at=now + self._config.lease,
-                )
-            ).rowcount
-            if not won:
+            if not self._win(session, row_id, now, attempts=row.attempts):
                 return None
             session.refresh(row)
             return self._prepare(session, row, now, was, lease_ended)
@@ -277,8 +283,7 @@ class OutboxWorker:
             if row is None:
                 return False
             was, lease_ended = row.status, row.next_attempt_at
-            row.status, row.attempts = "sending", row.attempts + 1
-            row.next_attempt_at = now + self._config.lease
+            self._take(row, now)
             return self._prepare(session, row, now, was, lease_ended)
 
     def _prepare(
@@ -434,15 +439,10 @@ class OutboxWorker:
         with self._sessions.begin() as session:
             row = session.get(OutboxMessage, row_id)
             assert row is not None
-            row.last_error = reason
             if final and opt_outs.is_opted_out(session, row.address, row.channel):
-                row.status = "suppressed"
-            elif final or row.attempts >= MAX_ATTEMPTS:
-                row.status = "failed"
-            else:
-                row.status, row.next_attempt_at = "pending", self._clock() + backoff(row.attempts)
-            status = row.status
-        log.warning("outbox.message.retry", reason=reason, status=status)
+                row.status, row.last_error = "suppressed", reason
+                return
+            self._back_off(row, reason, final)
 
 
 def _plain(row: OutboxMessage) -> dict[str, Any]:

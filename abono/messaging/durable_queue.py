@@ -1,0 +1,110 @@
+"""A durable queue: rows written in the transaction that decided them, sent later by workers.
+
+The outbox (messages to customers) and the desk events (webhooks to an outside agent desk) are
+both such a table, and share how a row moves: due rows are found in id order; a worker wins
+one with a conditional UPDATE that only one worker can win, which leases it (a crashed worker's
+lease runs out and the row is due again); a failure backs off exponentially, and after too many
+attempts the row is marked failed for an operator, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from abono.store.models import DeskEvent, OutboxMessage
+
+log = structlog.get_logger(__name__)
+
+QueueRow = type[OutboxMessage] | type[DeskEvent]
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """5 s after the first failure, doubling, at most an hour."""
+    return dt.timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def due_ids(session: Session, model: QueueRow, now: dt.datetime, limit: int) -> list[int]:
+    """Rows waiting, or whose worker's lease ran out, oldest first."""
+    return list(
+        session.scalars(
+            select(model.id)
+            .where(model.status.in_(("pending", "sending")), model.next_attempt_at <= now)
+            .order_by(model.id)
+            .limit(limit)
+        )
+    )
+
+
+class DurableQueueWorker:
+    """What every queue's worker does; a subclass says how one row is sent (``run_once``)."""
+
+    model: QueueRow
+    max_attempts: int
+    area: str  # the log events' area: "outbox", "desk"
+
+    def __init__(
+        self, sessions: sessionmaker[Session], clock: Callable[[], dt.datetime], lease: dt.timedelta
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._lease = lease
+
+    async def run_once(self, limit: int = 20) -> int:
+        raise NotImplementedError
+
+    async def run_forever(self, interval: float = 0.5) -> None:
+        while True:
+            try:
+                if not await self.run_once():
+                    await asyncio.sleep(interval)
+            except Exception:  # keep the worker alive; the row is retried after its lease
+                log.exception(f"{self.area}.worker.failed")
+                await asyncio.sleep(interval)
+
+    def _due(self, limit: int) -> list[int]:
+        with self._sessions() as session:
+            return due_ids(session, self.model, self._clock(), limit)
+
+    def _win(
+        self, session: Session, row_id: int, now: dt.datetime, attempts: int | None = None
+    ) -> bool:
+        """Lease the row if it is still due (and, given ``attempts``, nobody took it since)."""
+        model = self.model
+        where: list[Any] = [
+            model.id == row_id,
+            model.status.in_(("pending", "sending")),
+            model.next_attempt_at <= now,
+        ]
+        if attempts is not None:
+            where.append(model.attempts == attempts)
+        won = session.execute(  # type: ignore[attr-defined]  # CursorResult for UPDATE
+            update(model)
+            .where(*where)
+            .values(
+                status="sending", attempts=model.attempts + 1, next_attempt_at=now + self._lease
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        return bool(won)
+
+    def _take(self, row: OutboxMessage | DeskEvent, now: dt.datetime) -> None:
+        """Lease a row this transaction locked (PostgreSQL's FOR UPDATE SKIP LOCKED)."""
+        row.status, row.attempts = "sending", row.attempts + 1
+        row.next_attempt_at = now + self._lease
+
+    def _back_off(self, row: OutboxMessage | DeskEvent, reason: str, final: bool) -> str:
+        """A failed attempt: due again later, or failed for good (final, or too many tries)."""
+        row.last_error = reason[:200]
+        if final or row.attempts >= self.max_attempts:
+            row.status = "failed"
+        else:
+            row.status, row.next_attempt_at = "pending", self._clock() + backoff(row.attempts)
+        log.warning(f"{self.area}.row.retry", reason=reason, status=row.status)
+        return row.status
