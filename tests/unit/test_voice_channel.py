@@ -6,6 +6,7 @@ accounts and a small scripted engine; requests are signed with Twilio's own help
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
@@ -25,7 +26,14 @@ from abono.container import Container
 from abono.handoff.cases import open_handoff
 from abono.payments.links import issue_link
 from abono.settings import Settings
-from abono.store.models import Account, Conversation, Handoff, OutboxMessage, PaymentLink
+from abono.store.models import (
+    Account,
+    Conversation,
+    Handoff,
+    Message,
+    OutboxMessage,
+    PaymentLink,
+)
 from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock, shipped_escalation
 
@@ -503,3 +511,20 @@ def test_a_verified_call_is_a_conversation_in_the_call_ledger_and_quiets_reminde
     assert summary.run_id and [d.reason for d in decided if d.customer_id == talk.customer_id] == [
         "too_late:call_quiet_period"
     ]
+
+
+def test_the_texted_link_shows_once_in_the_thread_after_it_is_sent(
+    client: TestClient, container: Container
+) -> None:
+    first = twiml(post(client, "/webhooks/twilio/voice", call_params(JAMES)))
+    twiml(post(client, next_turn(first), call_params(JAMES, SpeechResult="pay")))
+    assert asyncio.run(container.outbox.run_once()) == 1
+    with container.sessions() as session:
+        texted = session.scalars(
+            select(Message).where(
+                Message.channel == "sms", Message.direction == "out", Message.address == JAMES
+            )
+        ).all()
+        sent = session.scalars(select(OutboxMessage)).one()
+    assert len(texted) == 1 and "/p/" in texted[0].text
+    assert sent.status == "sent" and texted[0].provider_id is not None  # callbacks find it
