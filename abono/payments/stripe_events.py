@@ -67,9 +67,8 @@ def _on_succeeded(
     session: Session, event_id: str, intent: Mapping[str, Any], now: dt.datetime
 ) -> str:
     intent_id = str(intent.get("id") or "")
-    link = _link_for_intent(session, intent_id, intent.get("metadata"))
+    link = _link_for_event(session, event_id, intent_id, intent.get("metadata"))
     if link is None:
-        log.warning("payments.event.unknown_intent", event_id=event_id, payment_intent=intent_id)
         return "unknown_payment_intent"
     account = _account(session, link.account_id)
     amount = _cents(intent.get("amount_received")) or _cents(intent.get("amount"))
@@ -128,9 +127,8 @@ def _audit_payment(
 
 def _on_failed(session: Session, event_id: str, intent: Mapping[str, Any], now: dt.datetime) -> str:
     intent_id = str(intent.get("id") or "")
-    link = _link_for_intent(session, intent_id, intent.get("metadata"))
+    link = _link_for_event(session, event_id, intent_id, intent.get("metadata"))
     if link is None:
-        log.warning("payments.event.unknown_intent", event_id=event_id, payment_intent=intent_id)
         return "unknown_payment_intent"
     account = _account(session, link.account_id)
     error = intent.get("last_payment_error")
@@ -247,6 +245,15 @@ _HANDLERS: dict[str, _Handler] = {
     "payment_intent.payment_failed": _on_failed,
     "charge.refunded": _on_refunded,
 }
+
+
+def _link_for_event(
+    session: Session, event_id: str, intent_id: str, metadata: object
+) -> PaymentLink | None:
+    link = _link_for_intent(session, intent_id, metadata)
+    if link is None:
+        log.warning("payments.event.unknown_intent", event_id=event_id, payment_intent=intent_id)
+    return link
 
 
 def _link_for_intent(session: Session, intent_id: str, metadata: object) -> PaymentLink | None:

@@ -8,6 +8,7 @@ account's pending promises, which are kept once what arrived covers them.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -94,3 +95,25 @@ def open_commitments(
         )
     )
     return plans, promises
+
+
+LIVE_PLANS = ("pending", "active")
+InstallmentRow = tuple[PlanInstallment, PaymentPlan, Account, Conversation]
+
+
+def scheduled_installments(session: Session, *conditions: Any) -> list[InstallmentRow]:
+    """Installments still to be paid on running plans (narrowed by ``conditions``), with their
+    plan, account and conversation, the earliest due first."""
+    query = (
+        select(PlanInstallment, PaymentPlan, Account, Conversation)
+        .join(PaymentPlan, PlanInstallment.plan_id == PaymentPlan.id)
+        .join(Account, PaymentPlan.account_id == Account.id)
+        .join(Conversation, PaymentPlan.conversation_id == Conversation.id)
+        .where(
+            PaymentPlan.status.in_(LIVE_PLANS),
+            PlanInstallment.status == "scheduled",
+            *conditions,
+        )
+        .order_by(PlanInstallment.due_date, PlanInstallment.id)
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in session.execute(query).all()]

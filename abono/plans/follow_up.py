@@ -23,6 +23,7 @@ from abono.accounts.customers import customer_today
 from abono.events import InstallmentChargeDeclined
 from abono.messaging.outbox import queue_to_conversation
 from abono.payments.links import issue_link
+from abono.plans.commitments import scheduled_installments
 from abono.store.models import (
     Account,
     Conversation,
@@ -31,8 +32,6 @@ from abono.store.models import (
     PlanInstallment,
     PromiseToPay,
 )
-
-_LIVE = ("pending", "active")
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class FollowUpConfig:
 def follow_up(session: Session, now: dt.datetime, config: FollowUpConfig) -> Counter[str]:
     """Everything due at ``now``; returns what was done, by kind, for the operator."""
     done: Counter[str] = Counter()
-    for installment, plan, account, conversation in _open_installments(session):
+    for installment, plan, account, conversation in scheduled_installments(session):
         today = customer_today(conversation, now)
         done[
             _installment_step(session, installment, plan, account, conversation, today, now, config)
@@ -197,24 +196,6 @@ def promise_kept_rate(session: Session) -> tuple[int, int, float | None]:
     }
     kept, broken = int(counts.get("kept", 0)), int(counts.get("broken", 0))
     return kept, broken, (kept / (kept + broken) if kept + broken else None)
-
-
-def _open_installments(
-    session: Session,
-) -> Iterator[tuple[PlanInstallment, PaymentPlan, Account, Conversation]]:
-    query = (
-        select(PlanInstallment, PaymentPlan, Account, Conversation)
-        .join(PaymentPlan, PlanInstallment.plan_id == PaymentPlan.id)
-        .join(Account, PaymentPlan.account_id == Account.id)
-        .join(Conversation, PaymentPlan.conversation_id == Conversation.id)
-        .where(
-            PaymentPlan.status.in_(("pending", "active")),
-            PlanInstallment.status == "scheduled",
-        )
-        .order_by(PlanInstallment.due_date, PlanInstallment.id)
-    )
-    for row in session.execute(query).all():
-        yield row[0], row[1], row[2], row[3]
 
 
 def _pending_promises(

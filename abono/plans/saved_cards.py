@@ -30,6 +30,7 @@ from abono import audit
 from abono.accounts.customers import customer_today
 from abono.errors import PaymentProviderError
 from abono.payments.links import issue_link, link_by_token
+from abono.plans.commitments import LIVE_PLANS, scheduled_installments
 from abono.ports import CardSetupRef, ChargeRef, SavedCards
 from abono.store.models import (
     Account,
@@ -43,7 +44,6 @@ log = structlog.get_logger(__name__)
 
 OFF_SESSION = "off_session"  # metadata.abono_charge of our off-session PaymentIntents
 _REUSABLE_SETUP = frozenset({"requires_payment_method", "requires_confirmation", "requires_action"})
-_LIVE_PLAN = ("pending", "active")
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def _setup_target(
         if (
             plan.method != "saved_card"
             or plan.payment_method_id is not None
-            or plan.status not in _LIVE_PLAN
+            or plan.status not in LIVE_PLANS
             or installment.status != "scheduled"
             or link.status != "open"
             or now >= link.expires_at
@@ -185,7 +185,7 @@ def _plan_expecting(
             return None
         plan = found[2]
         ours = plan.method == "saved_card" and plan.setup_intent_id == setup_intent_id
-        return plan.id if ours and plan.status in _LIVE_PLAN else None
+        return plan.id if ours and plan.status in LIVE_PLANS else None
 
 
 def _keep_card(sessions: sessionmaker[Session], plan_id: int, setup: CardSetupRef) -> None:
@@ -279,7 +279,12 @@ def _prepare_due(
     """The link each charge will be recorded under, committed before Stripe is called."""
     charges = []
     with sessions.begin() as session:
-        for installment, plan, account, conversation in _due_rows(session):
+        for installment, plan, account, conversation in scheduled_installments(
+            session,
+            PaymentPlan.method == "saved_card",
+            PaymentPlan.payment_method_id.is_not(None),
+            PlanInstallment.charge_attempts == 0,
+        ):
             if installment.due_date > customer_today(conversation, now):
                 continue
             amount = min(installment.amount_cents, account.balance_cents)
@@ -288,26 +293,6 @@ def _prepare_due(
             link = _charge_link(session, installment, account, conversation, amount, now, link_ttl)
             charges.append(_charge_for(installment, plan, account, link))
     return charges
-
-
-def _due_rows(
-    session: Session,
-) -> list[tuple[PlanInstallment, PaymentPlan, Account, Conversation]]:
-    query = (
-        select(PlanInstallment, PaymentPlan, Account, Conversation)
-        .join(PaymentPlan, PlanInstallment.plan_id == PaymentPlan.id)
-        .join(Account, PaymentPlan.account_id == Account.id)
-        .join(Conversation, PaymentPlan.conversation_id == Conversation.id)
-        .where(
-            PaymentPlan.method == "saved_card",
-            PaymentPlan.status.in_(_LIVE_PLAN),
-            PaymentPlan.payment_method_id.is_not(None),
-            PlanInstallment.status == "scheduled",
-            PlanInstallment.charge_attempts == 0,
-        )
-        .order_by(PlanInstallment.due_date, PlanInstallment.id)
-    )
-    return [(r[0], r[1], r[2], r[3]) for r in session.execute(query).all()]
 
 
 def _charge_link(
