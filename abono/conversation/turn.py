@@ -80,6 +80,7 @@ class _Prepared:
     key_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     misunderstood: int = 0  # the conversation's count before the engine's turn
     new_engine_session: bool = False
+    answered: list[str] | None = None  # the replies, when no engine turn was needed
 
 
 class Pipeline:
@@ -108,9 +109,9 @@ class Pipeline:
         if prepared.duplicate:
             log.info("pipeline.message.duplicate", channel=inbound.channel)
             return []
-        texts: list[str] = []
-        if prepared.use_engine:
-            texts = await self._ask_engine(prepared, inbound.channel)
+        if prepared.answered is not None:  # decided without the engine, in one transaction
+            return prepared.answered
+        texts = await self._ask_engine(prepared, inbound.channel)
         return await self._conclude(prepared, inbound.channel, texts)
 
     async def _conclude(self, prepared: _Prepared, channel: str, texts: list[str]) -> list[str]:
@@ -150,6 +151,10 @@ class Pipeline:
             if inbound.reply_via_outbox and inbound.provider_id:
                 prepared.outbox_prefix = f"{inbound.channel}-reply-{inbound.provider_id}"
                 prepared.reply_subject = inbound.reply_subject
+            if prepared.silent:
+                prepared.answered = []
+            elif not prepared.use_engine:  # the message, the decision and the replies at once
+                prepared.answered = self._answer(session, conversation, prepared, inbound.channel)
         if redacted.found_card:
             log.warning("pipeline.card_number.redacted", channel=inbound.channel)
         return prepared
@@ -280,33 +285,40 @@ class Pipeline:
         with self._sessions.begin() as session:
             conversation = session.get(Conversation, prepared.conversation_id)
             assert conversation is not None
-            if prepared.use_engine and conversation.misunderstood_turns == prepared.misunderstood:
-                conversation.misunderstood_turns = 0  # understood: the count starts again
-            if prepared.use_engine:
-                conversation.engine_turns += 1
-                if conversation.engine_turns >= ENGINE_SESSION_TURNS:
-                    conversation.engine_turns, prepared.new_engine_session = 0, True
-            language = prepared.language if prepared.keys else conversation.language
-            texts = [
-                self._composer.render(key, language, channel, prepared.key_args.get(key))
-                for key in prepared.keys
-            ]
-            texts += engine_texts
-            if prepared.found_card:
-                texts.insert(
-                    0, self._composer.render("reply_card_number_removed", language, channel)
-                )
-            if texts:
-                closed = opt_outs.is_opted_out(session, prepared.address, channel)
-                texts = self._composer.decorate(
-                    session, conversation, channel, language, texts, closed
-                )
-            logged = [
-                outbox.log_outbound(conversation, channel, prepared.address, text) for text in texts
-            ]
-            session.add_all(logged)
-            if prepared.outbox_prefix:
-                self._queue_replies(session, conversation, prepared, channel, logged)
+            return self._answer(session, conversation, prepared, channel, engine_texts)
+
+    def _answer(
+        self,
+        session: Session,
+        conversation: Conversation,
+        prepared: _Prepared,
+        channel: str,
+        engine_texts: tuple[str, ...] | list[str] = (),
+    ) -> list[str]:
+        """The replies rendered, composed, logged and (provider channels) queued."""
+        if prepared.use_engine and conversation.misunderstood_turns == prepared.misunderstood:
+            conversation.misunderstood_turns = 0  # understood: the count starts again
+        if prepared.use_engine:
+            conversation.engine_turns += 1
+            if conversation.engine_turns >= ENGINE_SESSION_TURNS:
+                conversation.engine_turns, prepared.new_engine_session = 0, True
+        language = prepared.language if prepared.keys else conversation.language
+        texts = [
+            self._composer.render(key, language, channel, prepared.key_args.get(key))
+            for key in prepared.keys
+        ]
+        texts += list(engine_texts)
+        if prepared.found_card:
+            texts.insert(0, self._composer.render("reply_card_number_removed", language, channel))
+        if texts:
+            closed = opt_outs.is_opted_out(session, prepared.address, channel)
+            texts = self._composer.decorate(session, conversation, channel, language, texts, closed)
+        logged = [
+            outbox.log_outbound(conversation, channel, prepared.address, text) for text in texts
+        ]
+        session.add_all(logged)
+        if prepared.outbox_prefix:
+            self._queue_replies(session, conversation, prepared, channel, logged)
         return texts
 
     def _queue_replies(
