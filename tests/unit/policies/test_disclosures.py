@@ -18,7 +18,7 @@ from policies.disclosures import (
     notice_after,
 )
 
-POLICY_FILE = Path(__file__).resolve().parents[2] / "policies" / "disclosures.yml"
+POLICY_FILE = Path(__file__).resolve().parents[3] / "policies" / "disclosures.yml"
 INTRO, FULL, SHORT = "disclosure_intro", "disclosure_initial", "disclosure_subsequent"
 DEBT_DISCLOSURES = {FULL, SHORT}
 

@@ -28,7 +28,7 @@ from policies.contact_rules import (
 )
 from policies.disclosures import PolicyError
 
-POLICY_FILE = Path(__file__).resolve().parents[2] / "policies" / "contact_rules.yml"
+POLICY_FILE = Path(__file__).resolve().parents[3] / "policies" / "contact_rules.yml"
 UTC = dt.timezone.utc
 NY, LA, CHI = "America/New_York", "America/Los_Angeles", "America/Chicago"
 # Tuesday 2026-11-24, 15:00 UTC = 10:00 in New York.

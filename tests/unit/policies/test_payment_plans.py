@@ -27,7 +27,7 @@ from policies.payment_plans import (
     promise_violation,
 )
 
-FILE = Path(__file__).resolve().parents[2] / "policies" / "payment_plans.yml"
+FILE = Path(__file__).resolve().parents[3] / "policies" / "payment_plans.yml"
 RAW: dict[str, Any] = yaml.safe_load(FILE.read_text())
 POLICY = PlanPolicy.parse(RAW)
 TODAY = dt.date(2026, 1, 31)

@@ -44,7 +44,7 @@ from bot.actions import dialogue_actions
 from channels.twilio_fake import FakeTwilio, serving
 from tests.fakes import FakeEngine
 from tests.unit.conftest import DEMO_NOW, Clock
-from tests.unit.test_dialogue_actions import Chat
+from tests.unit.conversation.test_dialogue_actions import Chat
 
 ANA, JAMES, LUCIA = "ACC-7700100101", "ACC-7700100202", "ACC-7700100303"
 TOM_PRE_BILL, DANIEL = "ACC-7700100414", "ACC-7700100606"

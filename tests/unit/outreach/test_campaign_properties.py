@@ -38,7 +38,7 @@ from policies.cadence import Cadence
 from policies.contact_rules import ContactPolicy, allowed_window, plausible_timezones
 from tests.unit.conftest import Clock
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 UTC = dt.timezone.utc
 START = dt.datetime(2026, 11, 2, 0, 0, tzinfo=UTC)  # a week before the US leaves DST, and after
 ZONES = [

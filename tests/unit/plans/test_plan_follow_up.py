@@ -24,8 +24,8 @@ from abono.store.models import (
     PromiseToPay,
 )
 from tests.unit.conftest import Clock
-from tests.unit.test_dialogue_actions import JAMES_PHONE, Chat, open_conversation
-from tests.unit.test_plan_dialogue import build_actions, verified
+from tests.unit.conversation.test_dialogue_actions import JAMES_PHONE, Chat, open_conversation
+from tests.unit.conversation.test_plan_dialogue import build_actions, verified
 
 CONFIG = FollowUpConfig()
 

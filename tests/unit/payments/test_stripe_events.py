@@ -33,7 +33,7 @@ from abono.settings import Settings
 from abono.store.models import LedgerEntry, OutboxMessage, ProviderEvent
 from tests.fakes import FakeEngine
 from tests.unit.conftest import DEMO_NOW, Clock
-from tests.unit.test_payments_ledger import JAMES, balance, new_link, refunded, succeeded
+from tests.unit.payments.test_payments_ledger import JAMES, balance, new_link, refunded, succeeded
 
 SECRET = "whsec_unit_test"
 pytestmark = pytest.mark.filterwarnings(

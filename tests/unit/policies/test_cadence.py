@@ -12,7 +12,7 @@ import yaml
 from policies.cadence import Cadence, StepFacts, blocked_by
 from policies.disclosures import PolicyError
 
-POLICY_FILE = Path(__file__).resolve().parents[2] / "policies" / "cadence.yml"
+POLICY_FILE = Path(__file__).resolve().parents[3] / "policies" / "cadence.yml"
 
 
 def raw() -> dict[str, Any]:

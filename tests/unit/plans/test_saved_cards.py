@@ -20,7 +20,15 @@ from abono.plans.saved_cards import charge_due
 from abono.ports import CardSetupRef, ChargeRef
 from abono.store.models import PaymentLink, PaymentPlan
 from tests.unit.conftest import Clock
-from tests.unit.test_plan_follow_up import agree_plan, at, james_chat, paid, queued, run, the_plan
+from tests.unit.plans.test_plan_follow_up import (
+    agree_plan,
+    at,
+    james_chat,
+    paid,
+    queued,
+    run,
+    the_plan,
+)
 
 TTL = dt.timedelta(hours=72)
 

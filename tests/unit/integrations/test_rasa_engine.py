@@ -10,7 +10,7 @@ import httpx
 from abono.i18n import Catalogs, reply_renderer
 from abono.integrations.rasa_engine import REPLY, RasaEngine
 
-LOCALES = Path(__file__).resolve().parents[2] / "locales"
+LOCALES = Path(__file__).resolve().parents[3] / "locales"
 
 
 def engine_answering(

@@ -27,7 +27,7 @@ from abono.store.models import Account, ContactPoint, Customer
 from abono.wiring import sessions_for
 from tests.unit.conftest import DEMO_NOW, Clock, demo_lines
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BAD = ROOT / "tests" / "fixtures" / "accounts_bad.csv"
 FILE_COLUMNS = (*COLUMNS, "days_past_due")  # the optional column the operator's files carry
 HEADER = ",".join(FILE_COLUMNS)

@@ -39,7 +39,7 @@ from policies.payments import PaymentPolicy
 from policies.verification import VerificationRules
 from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock, shipped_escalation
-from tests.unit.test_dialogue_actions import (
+from tests.unit.conversation.test_dialogue_actions import (
     JAMES_PHONE,
     PAY_URL,
     SUPPORT,
