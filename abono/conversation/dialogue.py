@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -88,7 +90,7 @@ class Dialogue:
         config: DialogueConfig,
         clock: Callable[[], dt.datetime],
     ) -> None:
-        self._sessions = sessions
+        self._sessions = _ActionUnitOfWork(sessions)
         self._config = config
         self._clock = clock
         self._payments = PaymentConversation(config.payments, clock)
@@ -98,25 +100,24 @@ class Dialogue:
         """One engine action: the turn's state comes from the store and its changes go back.
 
         The engine's lock store runs one message of a conversation at a time, so nothing else
-        changes this state between the read and the write.
+        changes this state between the read and the write. The read, the decision and the
+        write are one unit of work: every session the decision opens is this one, and what it
+        changed (and the events it published) commits once, or not at all.
         """
-        language, medium = "en", None
-        with self._sessions() as session:
+        with self._sessions.action() as session:
+            language, medium = "en", None
             conversation = session.get(Conversation, turn.conversation_id)
             if conversation is not None:
                 turn = replace(turn, **{name: getattr(conversation, name) for name in STATE})
                 language, medium = conversation.language, conversation.last_channel
-        outcome = decide(turn)
-        # A language switch is the one decision that changes what the replies render in.
-        outcome.language = outcome.slots.get("language") or language
-        outcome.medium = medium
-        changes = {name: value for name, value in outcome.slots.items() if name in STATE}
-        if changes and conversation is not None:
-            with self._sessions.begin() as session:
-                stored = session.get(Conversation, turn.conversation_id)
-                if stored is not None:
-                    for name, value in changes.items():
-                        setattr(stored, name, value)
+            outcome = decide(turn)
+            # A language switch is the one decision that changes what the replies render in.
+            outcome.language = outcome.slots.get("language") or language
+            outcome.medium = medium
+            if conversation is not None:
+                for name, value in outcome.slots.items():
+                    if name in STATE:
+                        setattr(conversation, name, value)
         return outcome
 
     # -- entry points, one per engine action -------------------------------------------
@@ -542,3 +543,41 @@ def requested_language(text: str, current: str) -> str:
     if wants_en and not wants_es:
         return "en"
     return "en" if current == "es" else "es"
+
+
+_ACTION_SESSION: ContextVar[Session | None] = ContextVar("abono_action_session", default=None)
+
+
+class _ActionUnitOfWork:
+    """The dialogue's sessions: inside ``action()`` every ``begin()`` or ``()`` hands out the
+    action's one session (committed once, when the action ends) instead of a new one."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    @contextmanager
+    def action(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            token = _ACTION_SESSION.set(session)
+            try:
+                yield session
+            finally:
+                _ACTION_SESSION.reset(token)
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:
+        ambient = _ACTION_SESSION.get()
+        if ambient is not None:
+            yield ambient
+            return
+        with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def __call__(self) -> Iterator[Session]:
+        ambient = _ACTION_SESSION.get()
+        if ambient is not None:
+            yield ambient
+            return
+        with self._sessions() as session:
+            yield session

@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.accounts.customers import find_customer_by_address
 from abono.app import load_policy_file
 from abono.conversation.dialogue import Dialogue, DialogueConfig
+from abono.conversation.outcome import Outcome
+from abono.conversation.outcome import Turn as DialogueTurn
 from abono.conversation.payment_talk import PaymentConfig
 from abono.conversation.plan_talk import PlanConfig
 from abono.integrations.rasa_engine import REPLY
@@ -595,3 +597,24 @@ async def test_a_handoff_is_ranked_by_the_operators_escalation_policy_not_the_sh
     with demo_sessions() as session:
         (case,) = session.scalars(select(Handoff))
         assert (case.reason, case.priority) == ("dispute", 4)
+
+
+def test_an_action_that_fails_keeps_nothing_half_done(
+    demo_sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    # The opt-out is recorded, then the action fails before its reply: the customer was never
+    # told, so the opt-out (and the state the action wrote) must not be kept either.
+    payments = PaymentConfig(PaymentPolicy(1, 2500), PAY_URL, dt.timedelta(hours=72))
+    dialogue = Dialogue(demo_sessions, dialogue_config(VerificationRules(), payments), clock)
+    conversation_id, _ = open_conversation(demo_sessions, "CUST-1002")
+    turn = DialogueTurn(conversation_id, "opt_out", "stop texting me", "sms", JAMES_PHONE, 0.95)
+
+    def opt_out_then_fail(turn: DialogueTurn) -> Outcome:
+        dialogue.opt_out(turn)
+        raise RuntimeError("the action failed after deciding")
+
+    with pytest.raises(RuntimeError):
+        dialogue.run(opt_out_then_fail, turn)
+    assert opt_outs_of(demo_sessions, JAMES_PHONE) == []
+    assert dialogue.run(dialogue.opt_out, turn).replies[0].key == "utter_opt_out_confirmed"
+    assert opt_outs_of(demo_sessions, JAMES_PHONE) == [("sms", "free_text")]
