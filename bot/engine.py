@@ -1,4 +1,4 @@
-"""The engine's entry point: ``python -m bot.engine run …`` is ``rasa run …`` with two fixes.
+"""The engine's entry point: ``python -m bot.engine run …`` is ``rasa run …`` with three fixes.
 
 - Rasa 3.6 checks every action-server answer with ``jsonschema.validate``, which first checks
   the schema itself against the JSON Schema meta-schema, on every call: about a third of the
@@ -7,6 +7,13 @@
 - The SQLite tracker store (the embedded default) commits in WAL mode with ``synchronous=
   NORMAL``, as the app's store does (abono/store/db.py): an fsync per tracker save was the next
   largest cost. PostgreSQL trackers are untouched.
+- Rasa 3.6 finds an event's class by its type name by walking every subclass of ``Event`` (and
+  asking ``inspect.isabstract`` of each) for every event it reads: each turn reads the whole
+  session back from the tracker store and the action server's events, and the walk was about
+  8 % of the engine's CPU. ``event_types_resolved_once`` keeps the answers; a name it does not
+  know walks again (an event class imported since), and rasa answers the rest as before.
+
+The tracker store the engine uses is ``bot/tracker_store.py`` (named in ``bot/endpoints.yml``).
 
 Nothing else in rasa changes; this module runs in the engine's environment (``.venv-engine``),
 never in the app's.
@@ -63,9 +70,34 @@ def lighter_sqlite_commits() -> None:
         event.listen(Engine, "connect", pragmas)
 
 
+def event_types_resolved_once() -> None:
+    """``Event.resolve_by_type`` with the subclasses walked once, not once per event read."""
+    import rasa.shared.utils.common
+    from rasa.shared.core.events import Event
+
+    original = Event.resolve_by_type
+    if getattr(original, "abono_fast", False):
+        return
+    known: dict[str, type[Event]] = {}
+
+    def resolve(type_name: str, default: type[Event] | None = None) -> type[Event] | None:
+        found = known.get(type_name)
+        if found is None:
+            # The first class of that name in rasa's own order, as rasa's loop returns it.
+            for cls in rasa.shared.utils.common.all_subclasses(Event):
+                known.setdefault(cls.type_name, cls)
+            found = known.get(type_name)
+        # Unknown names ("topic", a default, an error) as rasa answers them.
+        return found if found is not None else original(type_name, default)
+
+    resolve.abono_fast = True  # type: ignore[attr-defined]
+    Event.resolve_by_type = staticmethod(resolve)  # type: ignore[method-assign,assignment]
+
+
 def main() -> None:
     fast_action_validation()
     lighter_sqlite_commits()
+    event_types_resolved_once()
     from rasa.__main__ import main as rasa_main
 
     rasa_main()
