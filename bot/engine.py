@@ -1,4 +1,4 @@
-"""The engine's entry point: ``python -m bot.engine run …`` is ``rasa run …`` with three fixes.
+"""The engine's entry point: ``python -m bot.engine run …`` is ``rasa run …`` with four fixes.
 
 - Rasa 3.6 checks every action-server answer with ``jsonschema.validate``, which first checks
   the schema itself against the JSON Schema meta-schema, on every call: about a third of the
@@ -12,6 +12,11 @@
   session back from the tracker store and the action server's events, and the walk was about
   8 % of the engine's CPU. ``event_types_resolved_once`` keeps the answers; a name it does not
   know walks again (an event class imported since), and rasa answers the rest as before.
+- Rasa 3.6 opens a new HTTP client session, so a new TCP connection, for every call to the action
+  server (``EndpointConfig.request``): connecting and tearing down cost both processes CPU on
+  every turn. ``action_calls_kept_alive`` keeps one session per endpoint and event loop, whose
+  idle connections close after 2 s, before the app's server closes them (uvicorn: 5 s), so a
+  request never goes out on a connection the server is closing.
 
 The tracker store the engine uses is ``bot/tracker_store.py`` (named in ``bot/endpoints.yml``).
 
@@ -94,10 +99,61 @@ def event_types_resolved_once() -> None:
     Event.resolve_by_type = staticmethod(resolve)  # type: ignore[method-assign,assignment]
 
 
+KEEP_ALIVE_SECONDS = 2.0  # below uvicorn's 5 s: the engine closes an idle connection first
+
+
+def action_calls_kept_alive() -> None:
+    """One HTTP session per endpoint and event loop, reused across calls (keep-alive)."""
+    import asyncio
+
+    import aiohttp
+    from rasa.core.constants import DEFAULT_REQUEST_TIMEOUT
+    from rasa.utils.endpoints import EndpointConfig
+
+    if getattr(EndpointConfig.session, "abono_fast", False):
+        return
+
+    class Borrowed:
+        """``async with endpoint.session()`` as rasa writes it, without closing the session."""
+
+        def __init__(self, session: aiohttp.ClientSession) -> None:
+            self._session = session
+
+        async def __aenter__(self) -> aiohttp.ClientSession:
+            return self._session
+
+        async def __aexit__(self, *_exc: object) -> None:
+            return None
+
+    def session(self: EndpointConfig) -> Borrowed:
+        loop = asyncio.get_running_loop()
+        kept = getattr(self, "_abono_session", None)
+        if kept is None or kept[0] is not loop or kept[1].closed:
+            # As rasa builds it (rasa/utils/endpoints.py), with a keep-alive connector.
+            auth = None
+            if self.basic_auth:
+                auth = aiohttp.BasicAuth(self.basic_auth["username"], self.basic_auth["password"])
+            kept = (
+                loop,
+                aiohttp.ClientSession(
+                    headers=self.headers,
+                    auth=auth,
+                    timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT),
+                    connector=aiohttp.TCPConnector(keepalive_timeout=KEEP_ALIVE_SECONDS),
+                ),
+            )
+            self._abono_session = kept  # type: ignore[attr-defined]
+        return Borrowed(kept[1])
+
+    session.abono_fast = True  # type: ignore[attr-defined]
+    EndpointConfig.session = session  # type: ignore[assignment,method-assign]
+
+
 def main() -> None:
     fast_action_validation()
     lighter_sqlite_commits()
     event_types_resolved_once()
+    action_calls_kept_alive()
     from rasa.__main__ import main as rasa_main
 
     rasa_main()

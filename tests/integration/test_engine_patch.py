@@ -107,3 +107,62 @@ def test_rasa_alone_walks_every_event_class_for_every_event_it_reads() -> None:
 
 def test_the_engine_walks_them_once_and_reads_the_same_events() -> None:
     assert run_events("patched") == [READ, "walks: 1 unknown: Unknown event name 'nope'."]
+
+
+CALLS = textwrap.dedent(
+    """
+    import asyncio, sys
+    from aiohttp import web
+    from rasa.utils.endpoints import EndpointConfig
+    if sys.argv[1] == "patched":
+        from bot.engine import action_calls_kept_alive
+        action_calls_kept_alive()
+
+    async def main():
+        seen = []
+        async def answer(request):
+            seen.append(request.transport.get_extra_info("peername"))
+            body = await request.json()
+            return web.json_response({"events": [], "echo": body["n"],
+                                      "token": request.headers.get("X-Token")})
+        app = web.Application()
+        app.router.add_post("/internal/actions", answer)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        endpoint = EndpointConfig(f"http://127.0.0.1:{port}/internal/actions",
+                                  headers={"X-Token": "t"})
+        answers = [await endpoint.request(json={"n": n}) for n in range(20)]
+        assert [a["echo"] for a in answers] == list(range(20))
+        assert {a["token"] for a in answers} == {"t"}
+        await asyncio.sleep(2.5)  # idle past the keep-alive: a new connection, still answered
+        assert (await endpoint.request(json={"n": 20}))["echo"] == 20
+        print("connections:", len(set(seen[:20])), len(set(seen)))
+        await runner.cleanup()
+
+    asyncio.run(main())
+    """
+)
+
+
+def run_calls(mode: str) -> str:
+    done = subprocess.run(
+        [str(Settings().engine_python), "-c", CALLS, mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.splitlines()[-1]
+
+
+def test_rasa_alone_connects_to_the_action_server_for_every_call() -> None:
+    assert run_calls("plain") == "connections: 20 21"
+
+
+def test_the_engine_keeps_one_connection_alive_and_closes_it_when_idle() -> None:
+    assert run_calls("patched") == "connections: 1 2"
