@@ -1,4 +1,4 @@
-"""The engine's entry point: ``python -m bot.engine run …`` is ``rasa run …`` with four fixes.
+"""The engine's entry point: ``python -m bot.engine run …`` is ``rasa run …`` with five fixes.
 
 - Rasa 3.6 checks every action-server answer with ``jsonschema.validate``, which first checks
   the schema itself against the JSON Schema meta-schema, on every call: about a third of the
@@ -17,6 +17,12 @@
   every turn. ``action_calls_kept_alive`` keeps one session per endpoint and event loop, whose
   idle connections close after 2 s, before the app's server closes them (uvicorn: 5 s), so a
   request never goes out on a connection the server is closing.
+- Rasa runs the whole NLU pipeline for every message, though its answer depends on the text
+  alone: replies to a reminder repeat a lot ("yes", "hi", "how much do I owe?"), and the pipeline
+  (featurizers, classifier, the graph runner) was about a fifth of the engine's CPU per turn
+  beyond the sentence encoder. ``parses_cached`` keeps the answers for the last
+  ``PARSE_CACHE_SIZE`` texts per model and hands out copies; a model whose NLU reads the tracker
+  is never cached.
 
 The tracker store the engine uses is ``bot/tracker_store.py`` (named in ``bot/endpoints.yml``).
 
@@ -149,11 +155,66 @@ def action_calls_kept_alive() -> None:
     EndpointConfig.session = session  # type: ignore[assignment,method-assign]
 
 
+PARSE_CACHE_SIZE = 4096  # texts; each answer is a few KB
+
+
+def parses_cached(size: int = PARSE_CACHE_SIZE) -> None:
+    """The NLU answer for a text computed once per model, as long as only the text counts."""
+    import copy
+    from collections import OrderedDict
+
+    from rasa.core.processor import MessageProcessor
+    from rasa.engine.constants import PLACEHOLDER_TRACKER
+
+    original = MessageProcessor._parse_message_with_graph
+    if getattr(original, "abono_fast", False):
+        return
+    answers: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+    text_only: dict[str, bool] = {}
+
+    def reads_text_only(processor: MessageProcessor) -> bool:
+        """No node the NLU target needs reads the tracker (it is the same for any text)."""
+        schema = processor.model_metadata.predict_schema
+        todo, seen = [processor.model_metadata.nlu_target], set()
+        while todo:
+            name = todo.pop()
+            if name == PLACEHOLDER_TRACKER:
+                return False
+            if name in seen or name not in schema.nodes:
+                continue
+            seen.add(name)
+            todo.extend(schema.nodes[name].needs.values())
+        return True
+
+    def parse(
+        self: MessageProcessor, message: Any, tracker: Any, only_output_properties: bool = True
+    ) -> dict[str, Any]:
+        model = self.model_metadata.model_id
+        if model not in text_only:
+            text_only[model] = reads_text_only(self)
+        if not (only_output_properties and text_only[model] and isinstance(message.text, str)):
+            return original(self, message, tracker, only_output_properties)  # message id etc.
+        key = (model, message.text)
+        kept = answers.get(key)
+        if kept is not None:
+            answers.move_to_end(key)
+            return copy.deepcopy(kept)  # the caller may change its answer
+        answer = original(self, message, tracker, only_output_properties)
+        answers[key] = copy.deepcopy(answer)
+        while len(answers) > size:
+            answers.popitem(last=False)
+        return answer
+
+    parse.abono_fast = True  # type: ignore[attr-defined]
+    MessageProcessor._parse_message_with_graph = parse  # type: ignore[method-assign]
+
+
 def main() -> None:
     fast_action_validation()
     lighter_sqlite_commits()
     event_types_resolved_once()
     action_calls_kept_alive()
+    parses_cached()
     from rasa.__main__ import main as rasa_main
 
     rasa_main()

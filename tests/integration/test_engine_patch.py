@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import textwrap
 
@@ -166,3 +168,61 @@ def test_rasa_alone_connects_to_the_action_server_for_every_call() -> None:
 
 def test_the_engine_keeps_one_connection_alive_and_closes_it_when_idle() -> None:
     assert run_calls("patched") == "connections: 1 2"
+
+
+PARSES = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from rasa.core.agent import load_agent
+    from rasa.core.channels import UserMessage
+    if sys.argv[1] == "patched":
+        from bot.engine import parses_cached
+        parses_cached()
+
+    async def main():
+        processor = (await load_agent(sys.argv[2])).processor
+        runs = []
+        original = processor.graph_runner.run
+        processor.graph_runner.run = lambda **kw: runs.append(1) or original(**kw)
+        answers = []
+        for text in ["yes", "yes", "how much do I owe?", "yes"]:
+            answer = await processor.parse_message(UserMessage(text, sender_id="c1"))
+            answers.append(json.dumps({k: answer[k] for k in ("text", "intent", "intent_ranking")}))
+            answer["intent"]["name"] = "changed by the caller"
+        whole = await processor.parse_message(
+            UserMessage("yes", sender_id="c1", message_id="m7"), only_output_properties=False
+        )
+        print(json.dumps(answers))
+        print("graph runs:", len(runs), whole["message_id"])
+
+    asyncio.run(main())
+    """
+)
+
+
+def run_parses(mode: str) -> list[str]:
+    done = subprocess.run(
+        [str(Settings().engine_python), "-c", PARSES, mode, str(Settings().model_path)],
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.splitlines()[-2:]
+
+
+def test_rasa_alone_runs_the_nlu_pipeline_for_every_message_and_the_engine_once_per_text() -> None:
+    plain_answers, plain_runs = run_parses("plain")
+    answers, runs = run_parses("patched")
+    assert plain_runs == "graph runs: 5 m7"
+    assert runs == "graph runs: 3 m7"  # "yes" and the question once; the whole message again
+    assert answers == plain_answers  # the same answers, each the caller's own copy
+    assert [json.loads(a)["intent"]["name"] for a in json.loads(answers)] == [
+        "affirm",
+        "affirm",
+        "check_balance",
+        "affirm",
+    ]
