@@ -15,8 +15,8 @@
 - Rasa 3.6 opens a new HTTP client session, so a new TCP connection, for every call to the action
   server (``EndpointConfig.request``): connecting and tearing down cost both processes CPU on
   every turn. ``action_calls_kept_alive`` keeps one session per endpoint and event loop, whose
-  idle connections close after 2 s, before the app's server closes them (uvicorn: 5 s), so a
-  request never goes out on a connection the server is closing.
+  idle connections close after 2 s, before the app's server would close them (uvicorn: 5 s), so
+  a connection is reused only while the server still keeps it open.
 - Rasa runs the whole NLU pipeline for every message, though its answer depends on the text
   alone: replies to a reminder repeat a lot ("yes", "hi", "how much do I owe?"), and the pipeline
   (featurizers, classifier, the graph runner) was about a fifth of the engine's CPU per turn
