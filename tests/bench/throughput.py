@@ -7,6 +7,8 @@ On the same trained model, in one run, for SQLite and then PostgreSQL:
 - **the product through signed Twilio SMS webhooks**, multi-turn bilingual conversations
   (verify → balance → partial-payment link → promise) at concurrency 1 and 32, each customer in
   their own conversation;
+- **CPU per turn** of the engine and of the app during the 32-conversation load (from /proc):
+  throughput on two cores is bounded by their sum, and each runs on one core at most;
 - **voice**: 32 callers at once through signed Twilio voice webhooks (keypad, then speech);
 - **a long conversation**: 500 turns in one thread, the p50 of the last 20 over the first 20.
 
@@ -229,6 +231,12 @@ def rss_mb(pid: int) -> float:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far, from /proc (robust to a busy machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def bare_engine(work: Path) -> Iterator[str]:
     settings = Settings()
@@ -266,7 +274,12 @@ def run_database(
                     first = customers[:serial]
                     one = await conversations(sms, first, 1)
                     batch = customers[serial : serial + loaded]
+                    before = {name: cpu_seconds(pid) for name, pid in product.pids.items()}
                     many = await conversations(sms, batch, 32)
+                    many["cpu_ms_per_turn"] = {
+                        name: (cpu_seconds(pid) - before[name]) * 1000 / max(1, many["turns"])
+                        for name, pid in product.pids.items()
+                    }
                     ratio = await long_conversation(sms, customers[serial + loaded], long_turns)
                 return {"c1": one, "c32": many, "long_conversation_ratio": ratio}
 
@@ -281,6 +294,8 @@ def run_database(
         "app_c32_turns_per_s": measured["c32"]["turns_per_s"],
         "app_c32_p50_ms": measured["c32"]["p50_ms"],
         "app_c32_p95_ms": measured["c32"]["p95_ms"],
+        "engine_c32_cpu_ms_per_turn": measured["c32"]["cpu_ms_per_turn"]["engine"],
+        "app_c32_cpu_ms_per_turn": measured["c32"]["cpu_ms_per_turn"]["app"],
         "errors": measured["c1"]["errors"] + measured["c32"]["errors"] + voice["errors"],
         "voice_c32_p50_ms": voice["p50_ms"],
         "voice_c32_p95_ms": voice["p95_ms"],

@@ -1,7 +1,9 @@
-"""The engine's one fix to rasa (bot/engine.py), in the engine's own environment."""
+"""The engine's fixes to rasa (bot/engine.py), in the engine's own environment."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import textwrap
 
@@ -56,3 +58,171 @@ def test_rasa_alone_checks_the_schema_on_every_action_result() -> None:
 
 def test_the_engine_checks_it_never_per_turn_and_still_refuses_a_bad_result() -> None:
     assert run_check("patched") == ["refused: True", "schema checks: 0"]
+
+
+EVENTS = textwrap.dedent(
+    """
+    import sys
+    import rasa.shared.utils.common as common
+    from rasa.shared.core.events import Event, SlotSet, UserUttered, deserialise_events
+    if sys.argv[1] == "patched":
+        from bot.engine import event_types_resolved_once
+        event_types_resolved_once()
+    walks = []
+    original = common.all_subclasses
+    common.all_subclasses = lambda cls: walks.append(cls) or original(cls)
+    read = [
+        {"event": "user", "text": "hi", "parse_data": {"intent": {"name": "greet"}}},
+        {"event": "slot", "name": "awaiting", "value": "zip"},
+    ]
+    events = [e for _ in range(25) for e in deserialise_events(read)]
+    top = walks.count(Event)
+    print("read:", [type(e).__name__ for e in events[:2]], len(events),
+          Event.resolve_by_type("topic"), Event.resolve_by_type("nope", SlotSet).__name__)
+    try:
+        Event.resolve_by_type("nope")
+    except ValueError as error:
+        print("walks:", top, "unknown:", error)
+    """
+)
+
+
+def run_events(mode: str) -> list[str]:
+    done = subprocess.run(
+        [str(Settings().engine_python), "-c", EVENTS, mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.splitlines()[-2:]
+
+
+READ = "read: ['UserUttered', 'SlotSet'] 50 None SlotSet"
+
+
+def test_rasa_alone_walks_every_event_class_for_every_event_it_reads() -> None:
+    assert run_events("plain") == [READ, "walks: 50 unknown: Unknown event name 'nope'."]
+
+
+def test_the_engine_walks_them_once_and_reads_the_same_events() -> None:
+    assert run_events("patched") == [READ, "walks: 1 unknown: Unknown event name 'nope'."]
+
+
+CALLS = textwrap.dedent(
+    """
+    import asyncio, sys
+    from aiohttp import web
+    from rasa.utils.endpoints import EndpointConfig
+    if sys.argv[1] == "patched":
+        from bot.engine import action_calls_kept_alive
+        action_calls_kept_alive()
+
+    async def main():
+        seen = []
+        async def answer(request):
+            seen.append(request.transport.get_extra_info("peername"))
+            body = await request.json()
+            return web.json_response({"events": [], "echo": body["n"],
+                                      "token": request.headers.get("X-Token")})
+        app = web.Application()
+        app.router.add_post("/internal/actions", answer)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        endpoint = EndpointConfig(f"http://127.0.0.1:{port}/internal/actions",
+                                  headers={"X-Token": "t"})
+        answers = [await endpoint.request(json={"n": n}) for n in range(20)]
+        assert [a["echo"] for a in answers] == list(range(20))
+        assert {a["token"] for a in answers} == {"t"}
+        await asyncio.sleep(2.5)  # idle past the keep-alive: a new connection, still answered
+        assert (await endpoint.request(json={"n": 20}))["echo"] == 20
+        print("connections:", len(set(seen[:20])), len(set(seen)))
+        await runner.cleanup()
+
+    asyncio.run(main())
+    """
+)
+
+
+def run_calls(mode: str) -> str:
+    done = subprocess.run(
+        [str(Settings().engine_python), "-c", CALLS, mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.splitlines()[-1]
+
+
+def test_rasa_alone_connects_to_the_action_server_for_every_call() -> None:
+    assert run_calls("plain") == "connections: 20 21"
+
+
+def test_the_engine_keeps_one_connection_alive_and_closes_it_when_idle() -> None:
+    assert run_calls("patched") == "connections: 1 2"
+
+
+PARSES = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from rasa.core.agent import load_agent
+    from rasa.core.channels import UserMessage
+    if sys.argv[1] == "patched":
+        from bot.engine import parses_cached
+        parses_cached()
+
+    async def main():
+        processor = (await load_agent(sys.argv[2])).processor
+        runs = []
+        original = processor.graph_runner.run
+        processor.graph_runner.run = lambda **kw: runs.append(1) or original(**kw)
+        answers = []
+        for text in ["yes", "yes", "how much do I owe?", "yes"]:
+            answer = await processor.parse_message(UserMessage(text, sender_id="c1"))
+            answers.append(json.dumps({k: answer[k] for k in ("text", "intent", "intent_ranking")}))
+            answer["intent"]["name"] = "changed by the caller"
+        whole = await processor.parse_message(
+            UserMessage("yes", sender_id="c1", message_id="m7"), only_output_properties=False
+        )
+        print(json.dumps(answers))
+        print("graph runs:", len(runs), whole["message_id"])
+
+    asyncio.run(main())
+    """
+)
+
+
+def run_parses(mode: str) -> list[str]:
+    done = subprocess.run(
+        [str(Settings().engine_python), "-c", PARSES, mode, str(Settings().model_path)],
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.splitlines()[-2:]
+
+
+def test_rasa_alone_runs_the_nlu_pipeline_for_every_message_and_the_engine_once_per_text() -> None:
+    plain_answers, plain_runs = run_parses("plain")
+    answers, runs = run_parses("patched")
+    assert plain_runs == "graph runs: 5 m7"
+    assert runs == "graph runs: 3 m7"  # "yes" and the question once; the whole message again
+    assert answers == plain_answers  # the same answers, each the caller's own copy
+    assert [json.loads(a)["intent"]["name"] for a in json.loads(answers)] == [
+        "affirm",
+        "affirm",
+        "check_balance",
+        "affirm",
+    ]
