@@ -226,3 +226,57 @@ def test_rasa_alone_runs_the_nlu_pipeline_for_every_message_and_the_engine_once_
         "check_balance",
         "affirm",
     ]
+
+
+CALL = textwrap.dedent(
+    """
+    import json, sys
+    from rasa.core.actions.action import RemoteAction
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+    from rasa.utils.endpoints import EndpointConfig
+    if sys.argv[1] == "patched":
+        from bot.engine import action_calls_carry_no_events
+        action_calls_carry_no_events()
+    domain = Domain.load("bot/domain")
+    tracker = DialogueStateTracker("conv-1", domain.slots)
+    for turn in range(20):
+        tracker.update(UserUttered(f"message {turn}", {"name": "affirm", "confidence": 0.9},
+                                   metadata={"channel": "sms", "address": "+13125550102"}))
+        tracker.update(ActionExecuted("action_answer"))
+        tracker.update(SlotSet("awaiting", "zip" if turn % 2 else None))
+    action = RemoteAction("action_answer", EndpointConfig("http://127.0.0.1:1/internal/actions"))
+    body = action._action_call_format(tracker, domain)
+    state = body["tracker"]
+    print("events:", len(state["events"]))
+    latest = state["latest_message"]
+    print("latest:", latest["text"], latest["metadata"]["channel"])
+    print("slots:", state["slots"]["awaiting"], state["sender_id"], body["next_action"])
+    """
+)
+
+
+def run_call(mode: str) -> list[str]:
+    done = subprocess.run(
+        [str(Settings().engine_python), "-c", CALL, mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.splitlines()[-3:]
+
+
+def test_rasa_alone_sends_every_event_of_the_session_with_each_action_call() -> None:
+    assert run_call("plain")[0] == "events: 60"
+
+
+def test_the_engine_sends_the_latest_message_and_the_slots_without_the_events() -> None:
+    assert run_call("patched") == [
+        "events: 0",
+        "latest: message 19 sms",
+        "slots: zip conv-1 action_answer",
+    ]
