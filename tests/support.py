@@ -151,3 +151,21 @@ def running_product(
         stop(app)
         stop(engine)
         stop(stripe)
+
+
+def in_engine(script: str, *args: str, lines: int = 1, unset: tuple[str, ...] = ()) -> list[str]:
+    """Run ``script`` in the engine's environment (``.venv-engine``, from the project root, with
+    ``unset`` left out of the environment); the last ``lines`` lines it printed."""
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    done = subprocess.run(
+        [str(Settings().engine_python), "-c", script, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.splitlines()[-lines:]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import textwrap
 
 import pytest
 
-from abono.settings import ROOT, Settings
+from abono.settings import Settings
+from tests.support import in_engine
 
 pytestmark = pytest.mark.integration
 
@@ -40,16 +39,7 @@ CHECK = textwrap.dedent(
 
 
 def run_check(mode: str) -> list[str]:
-    done = subprocess.run(
-        [str(Settings().engine_python), "-c", CHECK, mode],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.splitlines()[-2:]
+    return in_engine(CHECK, mode, lines=2)
 
 
 def test_rasa_alone_checks_the_schema_on_every_action_result() -> None:
@@ -88,16 +78,7 @@ EVENTS = textwrap.dedent(
 
 
 def run_events(mode: str) -> list[str]:
-    done = subprocess.run(
-        [str(Settings().engine_python), "-c", EVENTS, mode],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.splitlines()[-2:]
+    return in_engine(EVENTS, mode, lines=2)
 
 
 READ = "read: ['UserUttered', 'SlotSet'] 50 None SlotSet"
@@ -150,16 +131,7 @@ CALLS = textwrap.dedent(
 
 
 def run_calls(mode: str) -> str:
-    done = subprocess.run(
-        [str(Settings().engine_python), "-c", CALLS, mode],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.splitlines()[-1]
+    return in_engine(CALLS, mode, lines=1)[0]
 
 
 def test_rasa_alone_connects_to_the_action_server_for_every_call() -> None:
@@ -201,17 +173,7 @@ PARSES = textwrap.dedent(
 
 
 def run_parses(mode: str) -> list[str]:
-    done = subprocess.run(
-        [str(Settings().engine_python), "-c", PARSES, mode, str(Settings().model_path)],
-        cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.splitlines()[-2:]
+    return in_engine(PARSES, mode, str(Settings().model_path), lines=2)
 
 
 def test_rasa_alone_runs_the_nlu_pipeline_for_every_message_and_the_engine_once_per_text() -> None:
@@ -258,16 +220,7 @@ CALL = textwrap.dedent(
 
 
 def run_call(mode: str) -> list[str]:
-    done = subprocess.run(
-        [str(Settings().engine_python), "-c", CALL, mode],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.splitlines()[-3:]
+    return in_engine(CALL, mode, lines=3)
 
 
 def test_rasa_alone_sends_every_event_of_the_session_with_each_action_call() -> None:

@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from abono.settings import ROOT, Settings
 from tests.integration.test_store_databases import _reset_postgres as reset_postgres
 from tests.integration.test_store_databases import postgres_url  # noqa: F401 (the fixture)
-from tests.support import Product
+from tests.support import Product, in_engine
 
 pytestmark = pytest.mark.integration
 
@@ -100,36 +98,25 @@ STORE = textwrap.dedent(
 )
 
 
-def in_engine(script: str, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    done = subprocess.run(
-        [str(Settings().engine_python), "-c", script, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.splitlines()[-1]
+def engine_says(script: str, *args: str) -> str:
+    """The script's last line, run without OMP_NUM_THREADS (the encoder must not need it)."""
+    return in_engine(script, *args, unset=("OMP_NUM_THREADS",))[0]
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: libgomp's team is one thread")
 def test_setting_omp_num_threads_after_the_classifier_loads_does_not_hold_the_encoder() -> None:
-    assert in_engine(ENCODER, "environment") != "extra threads: 0"
+    assert engine_says(ENCODER, "environment") != "extra threads: 0"
 
 
 def test_the_featurizer_encodes_on_the_thread_that_calls_it() -> None:
-    assert in_engine(ENCODER, "component") == "extra threads: 0"
+    assert engine_says(ENCODER, "component") == "extra threads: 0"
 
 
 def test_the_lean_store_writes_rasas_rows_on_sqlite_without_reconnecting_or_counting(
     tmp_path: Path,
 ) -> None:
-    rasa = json.loads(in_engine(STORE, "rasa", f"sqlite:///{tmp_path / 'rasa.db'}"))
-    lean = json.loads(in_engine(STORE, "lean", f"sqlite:///{tmp_path / 'lean.db'}"))
+    rasa = json.loads(engine_says(STORE, "rasa", f"sqlite:///{tmp_path / 'rasa.db'}"))
+    lean = json.loads(engine_says(STORE, "lean", f"sqlite:///{tmp_path / 'lean.db'}"))
     assert lean["rows"] == rasa["rows"]
     assert len(rasa["rows"]) == 2 * 3 + 6 * 5  # every event once
     assert lean["latest"] == rasa["latest"]  # rasa reads the latest session back the same
@@ -142,9 +129,9 @@ def test_the_lean_store_writes_rasas_rows_on_postgresql_without_counting(
     request: pytest.FixtureRequest,
 ) -> None:
     url: str = request.getfixturevalue("postgres_url")
-    rasa = json.loads(in_engine(STORE, "rasa", url))
+    rasa = json.loads(engine_says(STORE, "rasa", url))
     reset_postgres(url)
-    lean = json.loads(in_engine(STORE, "lean", url))
+    lean = json.loads(engine_says(STORE, "lean", url))
     assert lean["rows"] == rasa["rows"]
     assert lean["latest"] == rasa["latest"]
     assert rasa["counts"] >= 6 and lean["counts"] == 0
