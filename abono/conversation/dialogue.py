@@ -82,7 +82,7 @@ class DialogueConfig:
 
 
 class Dialogue:
-    """One method per action; each opens its own transaction."""
+    """One method per action, each run by ``run`` in the action's one unit of work."""
 
     def __init__(
         self,

@@ -1,7 +1,7 @@
 """The durable outbox: messages decided in a transaction, sent later by the worker.
 
 A row is claimed with a lease (an UPDATE that only one worker can win), rendered in the
-conversation's language and medium, decorated like every reply (disclosures, opt-out line),
+conversation's language and medium, composed like every reply (disclosures, opt-out line),
 sent through the channel's sender with the row's idempotency key, and logged in the thread.
 A crashed worker's lease runs out and the row is picked up again; failures back off.
 
@@ -100,10 +100,7 @@ def queue(
     With ``text`` the message is a reply the pipeline already rendered and logged (``key``
     then names it for the record, e.g. ``reply``): the worker sends it as it is.
     """
-    existing = session.scalars(
-        select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key)
-    ).first()
-    if existing is not None:
+    if is_queued(session, idempotency_key):
         return None
     message = OutboxMessage(
         idempotency_key=idempotency_key,
