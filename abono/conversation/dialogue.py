@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
@@ -94,7 +94,7 @@ class Dialogue:
         self._config = config
         self._clock = clock
         self._payments = PaymentConversation(config.payments, clock)
-        self._plans = PlanConversation(config.plans, clock, self._escalate)
+        self._plans = PlanConversation(config.plans, clock, self._open_case)
 
     def run(self, decide: Callable[[Turn], Outcome], turn: Turn) -> Outcome:
         """One engine action: the turn's state comes from the store and its changes go back.
@@ -189,8 +189,7 @@ class Dialogue:
         text: str | None,
     ) -> Outcome:
         """A person takes over; the customer hears when (inside or outside agents' hours)."""
-        now = self._clock()
-        self._open_case(session, conversation, reason, channel, text, now)
+        now = self._open_case(session, conversation, reason, channel, text)
         key, args = handoff_notice(self._config.escalation, conversation, now)
         return Outcome(slots={"awaiting": None}).say(key, **args)
 
@@ -420,17 +419,6 @@ class Dialogue:
             conversation = session.get(Conversation, turn.conversation_id)
             return conversation is not None and conversation.verified_at is not None
 
-    def _escalate(
-        self,
-        session: Session,
-        conversation: Conversation,
-        reason: str,
-        channel: str,
-        text: str,
-        proposal: dict[str, Any],
-    ) -> None:
-        self._open_case(session, conversation, reason, channel, text, self._clock(), proposal)
-
     def _open_case(
         self,
         session: Session,
@@ -438,11 +426,10 @@ class Dialogue:
         reason: str,
         channel: str,
         text: str | None,
-        now: dt.datetime,
         proposal: dict[str, Any] | None = None,
-    ) -> None:
-        """A case for a person, ranked by the operator's escalation policy."""
-        policy = self._config.escalation
+    ) -> dt.datetime:
+        """A case for a person, ranked by the operator's escalation policy; when it opened."""
+        now = self._clock()
         open_handoff(
             session,
             conversation,
@@ -450,9 +437,10 @@ class Dialogue:
             channel=channel,
             trigger_text=text,
             now=now,
-            policy=policy,
+            policy=self._config.escalation,
             proposal=proposal,
         )
+        return now
 
     # -- payments ------------------------------------------------------------------------
 
@@ -564,20 +552,13 @@ class _ActionUnitOfWork:
             finally:
                 _ACTION_SESSION.reset(token)
 
-    @contextmanager
-    def begin(self) -> Iterator[Session]:
-        ambient = _ACTION_SESSION.get()
-        if ambient is not None:
-            yield ambient
-            return
-        with self._sessions.begin() as session:
-            yield session
+    def begin(self) -> AbstractContextManager[Session]:
+        return self._reused() or self._sessions.begin()
 
-    @contextmanager
-    def __call__(self) -> Iterator[Session]:
+    def __call__(self) -> AbstractContextManager[Session]:
+        return self._reused() or self._sessions()
+
+    @staticmethod
+    def _reused() -> AbstractContextManager[Session] | None:
         ambient = _ACTION_SESSION.get()
-        if ambient is not None:
-            yield ambient
-            return
-        with self._sessions() as session:
-            yield session
+        return nullcontext(ambient) if ambient is not None else None

@@ -79,7 +79,7 @@ _WALK_AWAY = re.compile(
 _CURRENCY = re.compile(r"[$€]|\bd[oó]lar|\bdollar|\bbucks?\b|\bpesos?\b", re.IGNORECASE)
 # Opens a handoff for terms beyond the bot's authority: (session, conversation, reason,
 # channel, trigger text, proposal).
-Escalate = Callable[[Session, Conversation, str, str, str, dict[str, Any]], None]
+Escalate = Callable[[Session, Conversation, str, str, str, dict[str, Any]], object]
 
 
 @dataclass(frozen=True)
