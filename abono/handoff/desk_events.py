@@ -62,7 +62,7 @@ class DeskEventWorker(DurableQueueWorker):
                 break
             status = await self._post(claimed)
             handled += 1
-            if not await asyncio.to_thread(self._record, row_id, status):
+            if not await asyncio.to_thread(self._record, row_id, claimed["attempts"], status):
                 break  # in order: nothing later goes out before this one
         return handled
 
@@ -78,7 +78,12 @@ class DeskEventWorker(DurableQueueWorker):
                 "created_at": row.created_at.isoformat(),
                 "sent_at": now.isoformat(),
             }
-            return {"key": row.idempotency_key, "kind": row.kind, "payload": payload}
+            return {
+                "key": row.idempotency_key,
+                "kind": row.kind,
+                "payload": payload,
+                "attempts": row.attempts,
+            }
 
     async def _post(self, claimed: dict[str, Any]) -> int | str:
         body = json.dumps(claimed["payload"], separators=(",", ":")).encode()
@@ -94,9 +99,11 @@ class DeskEventWorker(DurableQueueWorker):
         except Exception as error:  # the desk is down: back off and retry, never lose the row
             return type(error).__name__
 
-    def _record(self, row_id: int, status: int | str) -> bool:
+    def _record(self, row_id: int, attempts: int, status: int | str) -> bool:
         with self._sessions.begin() as session:
             row = session.get(DeskEvent, row_id)
+            if not self._still_ours(row, attempts):
+                return False
             assert row is not None
             if isinstance(status, int) and 200 <= status < 300:
                 row.status, row.sent_at = "sent", self._clock()

@@ -94,6 +94,17 @@ class DurableQueueWorker:
         ).rowcount
         return bool(won)
 
+    def _still_ours(self, row: OutboxMessage | DeskEvent | None, attempts: int) -> bool:
+        """The lease this worker claimed (as the ``attempts`` it left) is still the row's.
+
+        A worker slower than its lease may find that another worker took the row since; it
+        then records nothing, and the other worker's result counts (it asks the provider
+        first whether the message already went, ``find_sent``)."""
+        if row is not None and row.status == "sending" and row.attempts == attempts:
+            return True
+        log.warning(f"{self.area}.row.lease_lost")
+        return False
+
     def _take(self, row: OutboxMessage | DeskEvent, now: dt.datetime) -> None:
         """Lease a row this transaction locked (PostgreSQL's FOR UPDATE SKIP LOCKED)."""
         row.status, row.attempts = "sending", row.attempts + 1

@@ -299,6 +299,7 @@ class OutboxWorker(DurableQueueWorker):
             return None
         plain = {
             **_plain(row),
+            "attempts": row.attempts,  # the lease this worker holds (durable_queue._still_ours)
             "prerendered": row.message_id is not None,
             "message_id": row.message_id,
             # Its last worker died while sending: the provider may already have it.
@@ -372,7 +373,9 @@ class OutboxWorker(DurableQueueWorker):
             ]
         except Exception as error:  # provider errors: back off and retry, never lose the row
             final = isinstance(error, SendRefused)
-            await asyncio.to_thread(self._failed, row["id"], type(error).__name__, final)
+            await asyncio.to_thread(
+                self._failed, row["id"], row["attempts"], type(error).__name__, final
+            )
             return
         await asyncio.to_thread(self._sent, row, claimed["texts"], provider_ids)
 
@@ -402,6 +405,8 @@ class OutboxWorker(DurableQueueWorker):
     def _sent(self, row: dict[str, Any], texts: list[str], provider_ids: list[str]) -> None:
         with self._sessions.begin() as session:
             stored = session.get(OutboxMessage, row["id"])
+            if not self._still_ours(stored, row["attempts"]):
+                return
             assert stored is not None
             stored.status, stored.sent_at = "sent", self._clock()
             awaits = AWAITS_AFTER_SENDING.get(stored.key)
@@ -432,9 +437,11 @@ class OutboxWorker(DurableQueueWorker):
                 )
         log.info("outbox.message.sent", key=row["key"], channel=row["channel"])
 
-    def _failed(self, row_id: int, reason: str, final: bool = False) -> None:
+    def _failed(self, row_id: int, attempts: int, reason: str, final: bool = False) -> None:
         with self._sessions.begin() as session:
             row = session.get(OutboxMessage, row_id)
+            if not self._still_ours(row, attempts):
+                return
             assert row is not None
             if final and opt_outs.is_opted_out(session, row.address, row.channel):
                 row.status, row.last_error = "suppressed", reason
