@@ -11,6 +11,7 @@ texted STOP to the carrier) is recorded as an opt-out, so the outbox suppresses 
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import math
 from collections.abc import Callable
@@ -193,17 +194,52 @@ class SmsProviderUnavailable(Exception):
     """5xx, timeout or network failure: the outbox retries with backoff."""
 
 
-class RebasedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
-    """Sends what the SDK addresses to api.twilio.com to another base (a local fake)."""
+class TwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """twilio-python's aiohttp client, safe for requests made side by side.
 
-    def __init__(self, base: str) -> None:
+    The SDK's ``AsyncTwilioHttpClient.request`` keeps each answer on the client
+    (``_test_only_last_response``) and returns that attribute after awaiting the session's
+    close: two sends at once through one client can each get the other's answer, so two
+    messages were recorded with one sid. This answers each request with its own response.
+    With ``base``, what the SDK addresses to api.twilio.com goes to another base (a local
+    fake). One aiohttp session per request: a pooled one belongs to one event loop.
+    """
+
+    def __init__(self, base: str | None = None) -> None:
         super().__init__(pool_connections=False)
-        self._base = base.rstrip("/")
+        self._base = base.rstrip("/") if base else None
 
-    async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> TwilioResponse:
-        if url.startswith(TWILIO_API):
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
+        if self._base and url.startswith(TWILIO_API):
             url = self._base + url[len(TWILIO_API) :]
-        return await super().request(method, url, *args, **kwargs)
+        headers = dict(headers or {})
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        request = {
+            "method": method.upper(),
+            "url": url,
+            "params": params,
+            "data": data,
+            "headers": headers,
+            "timeout": aiohttp.ClientTimeout(total=timeout) if timeout else None,
+            "allow_redirects": allow_redirects,
+        }
+        self.log_request(request)
+        async with aiohttp.ClientSession() as session, session.request(**request) as response:
+            body = await response.text()
+            self.log_response(response.status, response)
+            return TwilioResponse(response.status, body, response.headers)
 
 
 @dataclass(frozen=True)
@@ -245,7 +281,7 @@ class TwilioSmsSender:
     def _default_client(self) -> Client:
         # No pooled aiohttp session: one belongs to one event loop and must be closed by it.
         base = self._config.api_base
-        http = RebasedHttpClient(base) if base else AsyncTwilioHttpClient(pool_connections=False)
+        http = TwilioHttpClient(base)
         return Client(self._config.account_sid, self._config.auth_token, http_client=http)
 
     async def send(self, channel: str, address: str, text: str, idempotency_key: str) -> str:

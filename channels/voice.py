@@ -33,7 +33,6 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
@@ -54,7 +53,7 @@ from abono.store.models import (
     Handoff,
     PaymentLink,
 )
-from channels.sms import RebasedHttpClient
+from channels.sms import TwilioHttpClient
 from channels.voice_speech import speakable
 from policies.escalation import next_opening, within_hours
 
@@ -661,7 +660,7 @@ class TwilioCallSender:
     def from_settings(cls, container: Container) -> TwilioCallSender:
         settings = container.settings
         base = settings.twilio_api_base
-        http = RebasedHttpClient(base) if base else AsyncTwilioHttpClient(pool_connections=False)
+        http = TwilioHttpClient(base)
         client = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http)
         answer = settings.public_url.rstrip("/") + PATH
         return cls(client, settings.twilio_from_number, answer)

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from abono.store.models import DeskEvent, OutboxMessage
 
@@ -104,6 +105,12 @@ class DurableQueueWorker:
             return True
         log.warning(f"{self.area}.row.lease_lost")
         return False
+
+    def _leased(self, row: OutboxMessage | DeskEvent, now: dt.datetime) -> None:
+        """Tell the session what ``_win``'s UPDATE wrote, so the row need not be read again."""
+        set_committed_value(row, "status", "sending")
+        set_committed_value(row, "attempts", row.attempts + 1)
+        set_committed_value(row, "next_attempt_at", now + self._lease)
 
     def _take(self, row: OutboxMessage | DeskEvent, now: dt.datetime) -> None:
         """Lease a row this transaction locked (PostgreSQL's FOR UPDATE SKIP LOCKED)."""

@@ -20,7 +20,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -232,56 +232,58 @@ class OutboxWorker(DurableQueueWorker):
         self._senders[channel] = sender
 
     async def run_once(self, limit: int = 20) -> int:
-        """Send what is due, one claimed row at a time; returns how many rows were handled."""
-        handled = 0
-        if self._skip_locked:
-            for _ in range(limit):
-                claimed = await asyncio.to_thread(self._claim_next)
-                if claimed is False:
-                    break
-                if claimed is not None:
-                    await self._deliver(claimed)
-                    handled += 1
-            return handled
-        for row_id in await asyncio.to_thread(self._due, limit):
-            found = await asyncio.to_thread(self._claim, row_id)
-            if found:
-                await self._deliver(found)
-                handled += 1
-        return handled
+        """Send what is due: one transaction claims a batch, each address's rows go out in
+        order (addresses side by side), one transaction records every result; returns how
+        many rows were sent or failed."""
+        claimed = await asyncio.to_thread(self._claim_batch, limit)
+        if not claimed:
+            return 0
+        by_address: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for each in claimed:
+            by_address.setdefault((each["row"]["channel"], each["row"]["address"]), []).append(each)
+        outcomes = await asyncio.gather(*(self._deliver_in_order(g) for g in by_address.values()))
+        results = [result for group in outcomes for result in group]
+        await asyncio.to_thread(self._record, results)
+        return len(results)
 
-    def _claim(self, row_id: int) -> dict[str, Any] | None:
-        """Only one worker wins the row: the update matches only while it is due."""
-        now = self._clock()
-        with self._sessions.begin() as session:
-            row = session.get(OutboxMessage, row_id)
-            if row is None:
-                return None
-            was, lease_ended = row.status, row.next_attempt_at
-            if not self._win(session, row_id, now, attempts=row.attempts):
-                return None
-            session.refresh(row)
-            return self._prepare(session, row, now, was, lease_ended)
+    def _claim_batch(self, limit: int) -> list[dict[str, Any]]:
+        """Lease up to ``limit`` due rows in one transaction, checked again and rendered.
 
-    def _claim_next(self) -> dict[str, Any] | None | Literal[False]:
-        """PostgreSQL: the next due row no other worker holds; False when none is left."""
+        PostgreSQL locks them with ``FOR UPDATE SKIP LOCKED``; on SQLite a row is won by a
+        conditional UPDATE that matches only while it is due and untouched since it was read.
+        A row whose preparation fails backs off on its own; the others go on."""
         now = self._clock()
+        claimed: list[dict[str, Any]] = []
         with self._sessions.begin() as session:
-            row = session.scalars(
+            query = (
                 select(OutboxMessage)
                 .where(
                     OutboxMessage.status.in_(("pending", "sending")),
                     OutboxMessage.next_attempt_at <= now,
                 )
                 .order_by(OutboxMessage.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
-            if row is None:
-                return False
-            was, lease_ended = row.status, row.next_attempt_at
-            self._take(row, now)
-            return self._prepare(session, row, now, was, lease_ended)
+                .limit(limit)
+            )
+            if self._skip_locked:
+                query = query.with_for_update(skip_locked=True)
+            for row in session.scalars(query).all():
+                was, lease_ended = row.status, row.next_attempt_at
+                if self._skip_locked:
+                    self._take(row, now)
+                elif not self._win(session, row.id, now, attempts=row.attempts):
+                    continue  # another worker has it
+                else:  # what the UPDATE wrote, without reading the row again
+                    self._leased(row, now)
+                try:
+                    with session.begin_nested():
+                        prepared = self._prepare(session, row, now, was, lease_ended)
+                except Exception as error:  # one bad row must not hold back the others
+                    log.exception("outbox.row.unprepared")
+                    self._back_off(row, f"prepare: {type(error).__name__}", final=False)
+                    continue
+                if prepared is not None:
+                    claimed.append(prepared)
+        return claimed
 
     def _prepare(
         self,
@@ -361,23 +363,25 @@ class OutboxWorker(DurableQueueWorker):
             session, conversation, row.channel, row.language, [text], closed=False
         )
 
-    async def _deliver(self, claimed: dict[str, Any]) -> None:
+    async def _deliver_in_order(
+        self, claimed: list[dict[str, Any]]
+    ) -> list[tuple[dict[str, Any], list[str] | BaseException]]:
+        """One address's rows, one after the other: the customer reads them in that order."""
+        return [(each, await self._deliver(each)) for each in claimed]
+
+    async def _deliver(self, claimed: dict[str, Any]) -> list[str] | BaseException:
+        """The provider's ids of the texts sent, or the error that stopped them."""
         row = claimed["row"]
         sender = self._senders.get(row["channel"])
         try:
             if sender is None:
                 raise LookupError(f"no sender for channel {row['channel']}")
-            provider_ids = [
+            return [
                 await self._send_one(sender, row, text, f"{row['idempotency_key']}:{index}")
                 for index, text in enumerate(claimed["texts"])
             ]
         except Exception as error:  # provider errors: back off and retry, never lose the row
-            final = isinstance(error, SendRefused)
-            await asyncio.to_thread(
-                self._failed, row["id"], row["attempts"], type(error).__name__, final
-            )
-            return
-        await asyncio.to_thread(self._sent, row, claimed["texts"], provider_ids)
+            return error
 
     async def _send_one(
         self, sender: MessageSender, row: dict[str, Any], text: str, key: str
@@ -402,51 +406,69 @@ class OutboxWorker(DurableQueueWorker):
         if wait > 0:
             await asyncio.sleep(wait)
 
-    def _sent(self, row: dict[str, Any], texts: list[str], provider_ids: list[str]) -> None:
+    def _record(self, results: list[tuple[dict[str, Any], list[str] | BaseException]]) -> None:
+        """Every result of a batch in one transaction, each only under the lease it claimed."""
         with self._sessions.begin() as session:
-            stored = session.get(OutboxMessage, row["id"])
-            if not self._still_ours(stored, row["attempts"]):
-                return
-            assert stored is not None
-            stored.status, stored.sent_at = "sent", self._clock()
-            awaits = AWAITS_AFTER_SENDING.get(stored.key)
-            thread = session.get(Conversation, stored.conversation_id) if awaits else None
-            if thread is not None:
-                thread.awaiting = awaits
-            attempt_id = stored.args.get("call_attempt_id")
-            if attempt_id is not None:  # the call's webhooks find its ledger row by the sid
-                attempt = session.get(CallAttempt, attempt_id)
-                if attempt is not None:
-                    attempt.provider_id = provider_ids[0]
-            if row["prerendered"]:  # the pipeline logged it when it decided the reply
-                logged = session.get(Message, row["message_id"]) if row["message_id"] else None
-                if logged is not None and logged.provider_id is None:
-                    logged.provider_id = provider_ids[0]  # delivery callbacks find it by this
-                return
-            for text, provider_id in zip(texts, provider_ids, strict=True):
-                session.add(
-                    Message(
-                        conversation_id=row["conversation_id"],
-                        channel=row["channel"],
-                        direction="out",
-                        address=row["address"],
-                        language=row["language"],
-                        text=text,
-                        provider_id=provider_id,
+            ids = [claimed["row"]["id"] for claimed, _ in results]
+            stored = {
+                r.id: r
+                for r in session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+            }
+            for claimed, outcome in results:
+                row = claimed["row"]
+                found = stored.get(row["id"])
+                if not self._still_ours(found, row["attempts"]):
+                    continue
+                assert found is not None
+                if isinstance(outcome, BaseException):
+                    self._failed(
+                        session, found, type(outcome).__name__, isinstance(outcome, SendRefused)
                     )
-                )
-        log.info("outbox.message.sent", key=row["key"], channel=row["channel"])
+                else:
+                    self._sent(session, found, row, claimed["texts"], outcome)
 
-    def _failed(self, row_id: int, attempts: int, reason: str, final: bool = False) -> None:
-        with self._sessions.begin() as session:
-            row = session.get(OutboxMessage, row_id)
-            if not self._still_ours(row, attempts):
-                return
-            assert row is not None
-            if final and opt_outs.is_opted_out(session, row.address, row.channel):
-                row.status, row.last_error = "suppressed", reason
-                return
-            self._back_off(row, reason, final)
+    def _sent(
+        self,
+        session: Session,
+        stored: OutboxMessage,
+        row: dict[str, Any],
+        texts: list[str],
+        provider_ids: list[str],
+    ) -> None:
+        stored.status, stored.sent_at = "sent", self._clock()
+        awaits = AWAITS_AFTER_SENDING.get(stored.key)
+        thread = session.get(Conversation, stored.conversation_id) if awaits else None
+        if thread is not None:
+            thread.awaiting = awaits
+        attempt_id = stored.args.get("call_attempt_id")
+        if attempt_id is not None:  # the call's webhooks find its ledger row by the sid
+            attempt = session.get(CallAttempt, attempt_id)
+            if attempt is not None:
+                attempt.provider_id = provider_ids[0]
+        log.info("outbox.message.sent", key=row["key"], channel=row["channel"])
+        if row["prerendered"]:  # the pipeline logged it when it decided the reply
+            logged = session.get(Message, row["message_id"]) if row["message_id"] else None
+            if logged is not None and logged.provider_id is None:
+                logged.provider_id = provider_ids[0]  # delivery callbacks find it by this
+            return
+        for text, provider_id in zip(texts, provider_ids, strict=True):
+            session.add(
+                Message(
+                    conversation_id=row["conversation_id"],
+                    channel=row["channel"],
+                    direction="out",
+                    address=row["address"],
+                    language=row["language"],
+                    text=text,
+                    provider_id=provider_id,
+                )
+            )
+
+    def _failed(self, session: Session, row: OutboxMessage, reason: str, final: bool) -> None:
+        if final and opt_outs.is_opted_out(session, row.address, row.channel):
+            row.status, row.last_error = "suppressed", reason
+            return
+        self._back_off(row, reason, final)
 
 
 def _plain(row: OutboxMessage) -> dict[str, Any]:

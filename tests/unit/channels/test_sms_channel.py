@@ -8,6 +8,7 @@ official client, so the SDK's request and error paths are the ones exercised.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from abono.app import build_container, create_app
 from abono.container import Container
 from abono.settings import Settings
 from abono.store.models import AuditEvent, Message, OptOut, OutboxMessage
-from channels.sms import INBOUND_PATH, STATUS_PATH, segments
+from channels.sms import INBOUND_PATH, STATUS_PATH, TwilioSmsSender, segments
 from channels.twilio_fake import FakeTwilio, serving
 from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
@@ -281,6 +282,20 @@ async def test_reply_is_sent_through_twilio_with_the_status_callback(
     assert row.status == "sent"
     [event] = [e for e in rows(container, AuditEvent) if e.kind == "sms.sent"]
     assert event.data["message_sid"] == sent["Sid"]
+
+
+async def test_texts_sent_side_by_side_are_each_recorded_with_their_own_sid(
+    wired: tuple[Container, TestClient], twilio: tuple[FakeTwilio, str]
+) -> None:
+    """The outbox sends to several customers at once: each message's sid is its own, or a
+    delivery status would land on another customer's message (and two rows share one sid)."""
+    container, _ = wired
+    twilio[0].delay = 0.05  # answers arrive together
+    sender = TwilioSmsSender.from_settings(container.settings, container)
+    phones = [f"+1312555{9000 + i}" for i in range(12)]
+    sids = await asyncio.gather(*(sender.send("sms", p, f"to {p}", f"k-{p}") for p in phones))
+    recorded = {m["Sid"]: m["To"] for m in twilio[0].messages}
+    assert {sid: phone for sid, phone in zip(sids, phones, strict=True)} == recorded
 
 
 async def test_messaging_service_is_used_when_configured(
