@@ -174,6 +174,15 @@ async def _follow_up_forever(container: Container) -> None:
 
 
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
+    """The public app. Refuses insecure settings (``Settings.insecure``) before anything else,
+    so no entrypoint can serve without the check."""
+    settings.require_secure()
+    if settings.sandbox:
+        log.warning(
+            "app.sandbox.enabled",
+            detail="SANDBOX: recording senders, localstripe, /sandbox/* shows every "
+            "conversation; never expose this app to the internet",
+        )
     container = container or build_container(settings)
 
     @asynccontextmanager
@@ -195,7 +204,16 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             desk_task.cancel()
         log.info("app.lifecycle.stopped")
 
-    app = FastAPI(title="abono", version="0.1.0", lifespan=lifespan)
+    # The API's pages describe every route to whoever asks: the sandbox only.
+    docs = settings.sandbox
+    app = FastAPI(
+        title="abono",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.container = container
     app.add_exception_handler(AbonoError, _abono_error)
     defaults = {"company": settings.company_name, "support_phone": settings.support_phone}

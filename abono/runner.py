@@ -25,6 +25,10 @@ from abono.integrations.localstripe_server import (
 from abono.settings import ROOT, Settings
 
 READY_SECONDS = 240.0
+SANDBOX_BANNER = (
+    "  *** SANDBOX MODE: nothing is really sent or charged, and /sandbox/* shows every\n"
+    "  *** conversation to anyone who can reach this port. Never expose it. ***"
+)
 
 
 def tracker_url(settings: Settings) -> str:
@@ -64,8 +68,10 @@ def up(settings: Settings, demo_file: Path | None) -> int:
                 settings.stripe_webhook_secret,
             )
         print(f"\nabono is ready in {time.monotonic() - started:.0f} s")
-        print(f"  web chat (sandbox):  {settings.public_url}/")
-        print(f"  API docs:            {settings.public_url}/docs")
+        if settings.sandbox:
+            print(SANDBOX_BANNER)
+            print(f"  web chat (sandbox):  {settings.public_url}/")
+            print(f"  API docs:            {settings.public_url}/docs")
         print(f"  health:              {settings.public_url}/healthz")
         print(f"  engine (loopback):   {settings.engine_url}  (log: {logs / 'engine.log'})")
         if stripe is not None:

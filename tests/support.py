@@ -97,6 +97,7 @@ def running_product(
     env = dict(os.environ)
     env.update(
         {
+            "ABONO_SANDBOX": "true",  # the benches start it too, outside pytest
             "ABONO_DATABASE_URL": f"sqlite:///{work / 'abono.db'}",
             "ABONO_PORT": str(app_port),
             "ABONO_PUBLIC_URL": f"http://127.0.0.1:{app_port}",
@@ -108,6 +109,7 @@ def running_product(
         }
     )
     settings = Settings(
+        sandbox=True,
         database_url=env["ABONO_DATABASE_URL"],
         port=app_port,
         engine_url=env["ABONO_ENGINE_URL"],
