@@ -216,12 +216,6 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     )
     app.state.container = container
     app.add_exception_handler(AbonoError, _abono_error)
-    defaults = {"company": settings.company_name, "support_phone": settings.support_phone}
-    app.include_router(
-        nlg_router(container.sessions, container.catalogs, settings.engine_token, defaults)
-    )
-    actions = [a for ep in entry_points(group="abono.actions") for a in ep.load()(container)]
-    app.include_router(action_router(actions, settings.engine_token))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -236,6 +230,25 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
 
     for ep in sorted(entry_points(group="abono.channels"), key=lambda e: e.name):
         ep.load()(app, container)
+    return app
+
+
+def create_internal_app(container: Container) -> FastAPI:
+    """The engine's callbacks (action server, NLG), for the loopback listener only.
+
+    ``abono serve`` serves it on 127.0.0.1:``internal_port`` beside the public app, sharing
+    its container; the engine token is still required on every call.
+    """
+    settings = container.settings
+    settings.require_secure()
+    app = FastAPI(title="abono engine callbacks", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_exception_handler(AbonoError, _abono_error)
+    defaults = {"company": settings.company_name, "support_phone": settings.support_phone}
+    app.include_router(
+        nlg_router(container.sessions, container.catalogs, settings.engine_token, defaults)
+    )
+    actions = [a for ep in entry_points(group="abono.actions") for a in ep.load()(container)]
+    app.include_router(action_router(actions, settings.engine_token))
     return app
 
 

@@ -74,6 +74,7 @@ def up(settings: Settings, demo_file: Path | None) -> int:
             print(f"  API docs:            {settings.public_url}/docs")
         print(f"  health:              {settings.public_url}/healthz")
         print(f"  engine (loopback):   {settings.engine_url}  (log: {logs / 'engine.log'})")
+        print(f"  engine callbacks:    http://127.0.0.1:{settings.internal_port}  (loopback)")
         if stripe is not None:
             print(
                 f"  payments (sandbox):  localstripe at {settings.stripe_api_base}; "

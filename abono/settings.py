@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     engine_lock_store_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # The engine's callbacks (/internal/actions, /internal/nlg) listen on 127.0.0.1 only, on
+    # this port, in the same process as the public app: the public port never serves them.
+    internal_port: int = Field(default=8001, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8000"
     # Asked for by `make run` and the tests (ABONO_SANDBOX=true): no credentials, recording
     # senders, localstripe, the web chat and /sandbox/*. Never what a bare start falls into.
@@ -138,6 +141,12 @@ class Settings(BaseSettings):
         if name in _OWN_SECRETS and len(value) < MIN_SECRET_LENGTH:
             return f"{_env(name)} is shorter than {MIN_SECRET_LENGTH} characters"
         return ""
+
+    @model_validator(mode="after")
+    def _two_listeners(self) -> Settings:
+        if self.internal_port == self.port:
+            raise ValueError("internal_port must differ from port (the public listener's)")
+        return self
 
     @model_validator(mode="after")
     def _sandbox_pays_locally(self) -> Settings:

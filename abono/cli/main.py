@@ -64,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     everything.set_defaults(handler=_up, serves=True)
 
-    serve = commands.add_parser("serve", help="migrate the database and run the app")
+    serve = commands.add_parser(
+        "serve", help="migrate the database and run the app (and the engine's callbacks)"
+    )
     serve.set_defaults(handler=_serve, serves=True)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
@@ -134,19 +136,13 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from abono.app import create_app
+    from abono.cli.serving import serve
     from abono.logs import configure_logging
     from abono.store.db import make_engine, migrate
 
     configure_logging(settings.log_level)
     migrate(make_engine(settings.database_url))
-    # websockets is pinned old by rasa_sdk's sanic; the app serves no websockets.
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_config=None, ws="none"
-    )
-    return 0
+    return serve(settings)
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
