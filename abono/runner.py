@@ -60,7 +60,7 @@ def up(settings: Settings, demo_file: Path | None) -> int:
     try:
         started = time.monotonic()
         asyncio.run(wait_ready(settings.engine_url, settings.engine_token, rasa))
-        wait_healthy(settings.public_url, app)
+        wait_healthy(local_url(settings), app)
         if stripe is not None and settings.stripe_api_base:
             register_webhook(
                 settings.stripe_api_base,
@@ -115,6 +115,13 @@ def _stop_on_signals() -> None:
 
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def local_url(settings: Settings) -> str:
+    """The app as this machine reaches it: in production the public URL is an https proxy
+    in front of it, which may not be up (or reachable from here) yet."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
 
 
 def wait_healthy(url: str, app: subprocess.Popen[bytes], seconds: float = READY_SECONDS) -> None:

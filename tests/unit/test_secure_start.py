@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 from abono.app import build_container, create_app
 from abono.cli.main import main
 from abono.errors import InsecureSettingsError
+from abono.runner import local_url
 from abono.settings import ROOT, Settings
 from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
@@ -229,3 +230,15 @@ def test_the_sandbox_announces_itself_in_the_log(demo_database_url: str, clock: 
     warned = [e for e in sandbox if e["log_level"] == "warning"]
     assert [e["event"] for e in warned] == ["app.sandbox.enabled"]
     assert not [e for e in real if e["event"] == "app.sandbox.enabled"]
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("0.0.0.0", "http://127.0.0.1:8000"),
+        ("10.0.0.5", "http://10.0.0.5:8000"),
+        ("::1", "http://[::1]:8000"),
+    ],
+)
+def test_abono_up_waits_for_the_app_here_not_for_the_https_proxy(host: str, url: str) -> None:
+    assert local_url(production(host=host, port=8000)) == url
