@@ -13,8 +13,9 @@ setup:
 train: setup
 	@bash scripts/train.sh
 
+# The sandbox is asked for here (and by the tests); a bare `abono up` is a production start.
 run: train
-	@$(APP)/abono up --demo data/demo_accounts.csv
+	@ABONO_SANDBOX=true $(APP)/abono up --demo data/demo_accounts.csv
 
 test: train
 	@bash scripts/browser.sh

@@ -174,6 +174,15 @@ async def _follow_up_forever(container: Container) -> None:
 
 
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
+    """The public app. Refuses insecure settings (``Settings.insecure``) before anything else,
+    so no entrypoint can serve without the check."""
+    settings.require_secure()
+    if settings.sandbox:
+        log.warning(
+            "app.sandbox.enabled",
+            detail="SANDBOX: recording senders, localstripe, /sandbox/* shows every "
+            "conversation; never expose this app to the internet",
+        )
     container = container or build_container(settings)
 
     @asynccontextmanager
@@ -195,15 +204,18 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             desk_task.cancel()
         log.info("app.lifecycle.stopped")
 
-    app = FastAPI(title="abono", version="0.1.0", lifespan=lifespan)
+    # The API's pages describe every route to whoever asks: the sandbox only.
+    docs = settings.sandbox
+    app = FastAPI(
+        title="abono",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.container = container
     app.add_exception_handler(AbonoError, _abono_error)
-    defaults = {"company": settings.company_name, "support_phone": settings.support_phone}
-    app.include_router(
-        nlg_router(container.sessions, container.catalogs, settings.engine_token, defaults)
-    )
-    actions = [a for ep in entry_points(group="abono.actions") for a in ep.load()(container)]
-    app.include_router(action_router(actions, settings.engine_token))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -218,6 +230,25 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
 
     for ep in sorted(entry_points(group="abono.channels"), key=lambda e: e.name):
         ep.load()(app, container)
+    return app
+
+
+def create_internal_app(container: Container) -> FastAPI:
+    """The engine's callbacks (action server, NLG), for the loopback listener only.
+
+    ``abono serve`` serves it on 127.0.0.1:``internal_port`` beside the public app, sharing
+    its container; the engine token is still required on every call.
+    """
+    settings = container.settings
+    settings.require_secure()
+    app = FastAPI(title="abono engine callbacks", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_exception_handler(AbonoError, _abono_error)
+    defaults = {"company": settings.company_name, "support_phone": settings.support_phone}
+    app.include_router(
+        nlg_router(container.sessions, container.catalogs, settings.engine_token, defaults)
+    )
+    actions = [a for ep in entry_points(group="abono.actions") for a in ep.load()(container)]
+    app.include_router(action_router(actions, settings.engine_token))
     return app
 
 

@@ -70,3 +70,21 @@ class HandoffConflictError(AbonoError):
 class SendRefused(Exception):
     """A provider refused a message for a reason retrying cannot fix (bad number, opted out);
     the outbox marks the row failed at once instead of backing off."""
+
+
+class InsecureSettingsError(AbonoError):
+    """The settings must not serve (``Settings.insecure()``): the start is refused."""
+
+    code = "insecure_settings"
+    status = 500
+
+    def __init__(self, mode: str, problems: list[str]) -> None:
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        hint = (
+            '\nSet each one (docs/architecture.md, "Settings a production deploy needs"), '
+            "or ABONO_SANDBOX=true to try the product on this machine."
+            if mode == "production"
+            else ""
+        )
+        super().__init__(f"refusing to start in {mode} mode:\n{lines}{hint}")
+        self.problems = problems

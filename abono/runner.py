@@ -25,6 +25,10 @@ from abono.integrations.localstripe_server import (
 from abono.settings import ROOT, Settings
 
 READY_SECONDS = 240.0
+SANDBOX_BANNER = (
+    "  *** SANDBOX MODE: nothing is really sent or charged, and /sandbox/* shows every\n"
+    "  *** conversation to anyone who can reach this port. Never expose it. ***"
+)
 
 
 def tracker_url(settings: Settings) -> str:
@@ -56,7 +60,7 @@ def up(settings: Settings, demo_file: Path | None) -> int:
     try:
         started = time.monotonic()
         asyncio.run(wait_ready(settings.engine_url, settings.engine_token, rasa))
-        wait_healthy(settings.public_url, app)
+        wait_healthy(local_url(settings), app)
         if stripe is not None and settings.stripe_api_base:
             register_webhook(
                 settings.stripe_api_base,
@@ -64,10 +68,13 @@ def up(settings: Settings, demo_file: Path | None) -> int:
                 settings.stripe_webhook_secret,
             )
         print(f"\nabono is ready in {time.monotonic() - started:.0f} s")
-        print(f"  web chat (sandbox):  {settings.public_url}/")
-        print(f"  API docs:            {settings.public_url}/docs")
+        if settings.sandbox:
+            print(SANDBOX_BANNER)
+            print(f"  web chat (sandbox):  {settings.public_url}/")
+            print(f"  API docs:            {settings.public_url}/docs")
         print(f"  health:              {settings.public_url}/healthz")
         print(f"  engine (loopback):   {settings.engine_url}  (log: {logs / 'engine.log'})")
+        print(f"  engine callbacks:    http://127.0.0.1:{settings.internal_port}  (loopback)")
         if stripe is not None:
             print(
                 f"  payments (sandbox):  localstripe at {settings.stripe_api_base}; "
@@ -108,6 +115,13 @@ def _stop_on_signals() -> None:
 
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def local_url(settings: Settings) -> str:
+    """The app as this machine reaches it: in production the public URL is an https proxy
+    in front of it, which may not be up (or reachable from here) yet."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
 
 
 def wait_healthy(url: str, app: subprocess.Popen[bytes], seconds: float = READY_SECONDS) -> None:

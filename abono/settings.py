@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from abono.errors import InsecureSettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
-    """Everything the composition root needs; defaults give the embedded sandbox."""
+    """Everything the composition root needs. Production unless ``ABONO_SANDBOX=true``; the
+    secrets' defaults are the sandbox's, which ``insecure()`` refuses in production."""
 
     model_config = SettingsConfigDict(env_prefix="ABONO_", env_file=None, extra="ignore")
 
@@ -27,8 +32,13 @@ class Settings(BaseSettings):
     engine_lock_store_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # The engine's callbacks (/internal/actions, /internal/nlg) listen on 127.0.0.1 only, on
+    # this port, in the same process as the public app: the public port never serves them.
+    internal_port: int = Field(default=8001, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8000"
-    sandbox: bool = True
+    # Asked for by `make run` and the tests (ABONO_SANDBOX=true): no credentials, recording
+    # senders, localstripe, the web chat and /sandbox/*. Never what a bare start falls into.
+    sandbox: bool = False
     company_name: str = "Abono Telecom"
     collector_mode: Literal["first_party", "third_party"] = "first_party"
     verification_method: Literal["zip_last4", "dob"] = "zip_last4"
@@ -87,9 +97,100 @@ class Settings(BaseSettings):
     outbox_burst: int = Field(default=10, ge=1)
     outbox_lease_seconds: float = Field(default=60.0, gt=0)
 
+    def insecure(self) -> list[str]:
+        """Why this configuration must not serve, one line per setting; empty when it may.
+
+        The one place that says what a production deploy needs (docs/architecture.md). Production
+        refuses a secret left empty, short or at its sandbox default, a public URL that is not
+        https and a provider URL on loopback (a sandbox stand-in); the sandbox refuses an https
+        public URL, the mark of a real deploy that asked for the sandbox by mistake.
+        """
+        if self.sandbox:
+            if _scheme(self.public_url) == "https":
+                return [
+                    "ABONO_SANDBOX=true with an https ABONO_PUBLIC_URL: the sandbox shows "
+                    "every conversation to anyone; unset ABONO_SANDBOX on a real deploy"
+                ]
+            return []
+        problems = [self._secret_problem(name) for name in _SECRETS]
+        if self.desk_webhook_url:
+            problems.append(self._secret_problem("desk_webhook_secret"))
+        for name in ("twilio_account_sid", "stripe_publishable_key"):
+            if getattr(self, name).strip() in ("", _default(name)):
+                problems.append(f"{_env(name)} is missing or the sandbox's placeholder")
+        if _scheme(self.public_url) != "https":
+            problems.append(f"{_env('public_url')} must be https (it is {self.public_url!r})")
+        for name in ("stripe_api_base", "twilio_api_base", "sendgrid_api_base"):
+            url = getattr(self, name)
+            if url and _on_loopback(url):
+                problems.append(f"{_env(name)} points at loopback (a sandbox stand-in): {url}")
+        return [problem for problem in problems if problem]
+
+    def require_secure(self) -> None:
+        """Raise ``InsecureSettingsError`` naming every problem ``insecure()`` finds."""
+        problems = self.insecure()
+        if problems:
+            raise InsecureSettingsError("sandbox" if self.sandbox else "production", problems)
+
+    def _secret_problem(self, name: str) -> str:
+        value: str = getattr(self, name)
+        if not value.strip():
+            return f"{_env(name)} is missing or empty"
+        if value == _default(name):
+            return f"{_env(name)} is the sandbox default, published in the repository"
+        if name in _OWN_SECRETS and len(value) < MIN_SECRET_LENGTH:
+            return f"{_env(name)} is shorter than {MIN_SECRET_LENGTH} characters"
+        return ""
+
+    @model_validator(mode="after")
+    def _two_listeners(self) -> Settings:
+        if self.internal_port == self.port:
+            raise ValueError("internal_port must differ from port (the public listener's)")
+        return self
+
     @model_validator(mode="after")
     def _sandbox_pays_locally(self) -> Settings:
         """The sandbox takes payments on localstripe unless told otherwise."""
         if self.sandbox and self.stripe_api_base is None:
             self.stripe_api_base = f"http://127.0.0.1:{self.localstripe_port}"
         return self
+
+
+# Secrets a production start refuses when missing, empty or at their sandbox default.
+_SECRETS = (
+    "engine_token",
+    "stripe_api_key",
+    "stripe_webhook_secret",
+    "twilio_auth_token",
+    "sendgrid_api_key",
+    "sendgrid_inbound_token",
+    "unsubscribe_secret",
+)
+# The ones we make up ourselves (not a provider's): long enough not to be guessed.
+_OWN_SECRETS = frozenset(
+    {"engine_token", "sendgrid_inbound_token", "unsubscribe_secret", "desk_webhook_secret"}
+)
+MIN_SECRET_LENGTH = 16
+
+
+def _default(name: str) -> object:
+    return Settings.model_fields[name].default
+
+
+def _env(name: str) -> str:
+    return f"ABONO_{name.upper()}"
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url.strip()).scheme.lower()
+
+
+def _on_loopback(url: str) -> bool:
+    host = (urlsplit(url.strip()).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified

@@ -7,12 +7,18 @@ for every response's text, exactly as in production.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import Product, running_product
+
+# The tests run the sandbox (a bare start is production, which refuses the sandbox's secrets):
+# every Settings() they build and every process they start inherits it. A test of production
+# passes sandbox=False explicitly.
+os.environ["ABONO_SANDBOX"] = "true"
 
 
 @pytest.fixture(scope="session")

@@ -84,6 +84,11 @@ class Product:
         assert done.returncode == 0, done.stdout + done.stderr
 
     @property
+    def internal_url(self) -> str:
+        """The engine's callbacks: the app's loopback listener, not the public URL."""
+        return f"http://127.0.0.1:{self.settings.internal_port}"
+
+    @property
     def database(self) -> Path:
         return Path(self.settings.database_url.removeprefix("sqlite:///"))
 
@@ -94,11 +99,14 @@ def running_product(
 ) -> Iterator[Product]:
     """Fresh SQLite database with the demo accounts, the trained model, app as its own process."""
     app_port, engine_port, stripe_port = free_port(), free_port(), free_port()
+    internal_port = free_port()  # the engine's callbacks, on loopback (abono/cli/serving.py)
     env = dict(os.environ)
     env.update(
         {
+            "ABONO_SANDBOX": "true",  # the benches start it too, outside pytest
             "ABONO_DATABASE_URL": f"sqlite:///{work / 'abono.db'}",
             "ABONO_PORT": str(app_port),
+            "ABONO_INTERNAL_PORT": str(internal_port),
             "ABONO_PUBLIC_URL": f"http://127.0.0.1:{app_port}",
             "ABONO_ENGINE_URL": f"http://127.0.0.1:{engine_port}",
             "ABONO_ENGINE_TOKEN": "integration-token",
@@ -108,8 +116,10 @@ def running_product(
         }
     )
     settings = Settings(
+        sandbox=True,
         database_url=env["ABONO_DATABASE_URL"],
         port=app_port,
+        internal_port=internal_port,
         engine_url=env["ABONO_ENGINE_URL"],
         **{k: v for k, v in overrides.items() if k in ("engine_workers", "engine_lock_store_url")},
         engine_token="integration-token",

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import ValidationError
+
 from abono.cli import operator as cli_operator
 from abono.cli.plans import add_commands as add_plan_commands
 from abono.clock import system_clock
+from abono.errors import InsecureSettingsError
 from abono.settings import ROOT, Settings
 
 DEMO_FILE = ROOT / "data" / "demo_accounts.csv"
@@ -28,8 +31,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    code: int = args.handler(args, Settings())
+    try:
+        settings = Settings()
+        if getattr(args, "serves", False):
+            settings.require_secure()
+    except ValidationError as error:
+        print(f"error: invalid settings:\n{_invalid(error)}", file=sys.stderr)
+        return 2
+    except InsecureSettingsError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    code: int = args.handler(args, settings)
     return code
+
+
+def _invalid(error: ValidationError) -> str:
+    """One line per setting, named as it is set (the environment variable)."""
+    lines = []
+    for problem in error.errors():
+        name = "_".join(str(part) for part in problem["loc"]).upper()
+        lines.append(f"  - ABONO_{name}: {problem['msg']}")
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,10 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     everything.add_argument(
         "--demo", type=Path, default=None, help="demo accounts CSV to load first (dated today)"
     )
-    everything.set_defaults(handler=_up)
+    everything.set_defaults(handler=_up, serves=True)
 
-    serve = commands.add_parser("serve", help="migrate the database and run the app")
-    serve.set_defaults(handler=_serve)
+    serve = commands.add_parser(
+        "serve", help="migrate the database and run the app (and the engine's callbacks)"
+    )
+    serve.set_defaults(handler=_serve, serves=True)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.set_defaults(handler=_migrate)
@@ -77,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="send the outbox (several may run at once)")
     worker.add_argument("--interval", type=float, default=0.5, help="idle poll, seconds")
-    worker.set_defaults(handler=cli_operator.worker)
+    worker.set_defaults(handler=cli_operator.worker, serves=True)
 
     people = commands.add_parser("agents", help="console accounts for live agents")
     people_commands = people.add_subparsers(metavar="ACTION")
@@ -112,19 +136,13 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from abono.app import create_app
+    from abono.cli.serving import serve
     from abono.logs import configure_logging
     from abono.store.db import make_engine, migrate
 
     configure_logging(settings.log_level)
     migrate(make_engine(settings.database_url))
-    # websockets is pinned old by rasa_sdk's sanic; the app serves no websockets.
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_config=None, ws="none"
-    )
-    return 0
+    return serve(settings)
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -93,7 +93,8 @@ def engine_environment(settings: Settings, tracker_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
-            "ABONO_APP_URL": f"http://127.0.0.1:{settings.port}",
+            # The app's loopback listener for the engine's callbacks (abono/cli/serving.py).
+            "ABONO_APP_URL": f"http://127.0.0.1:{settings.internal_port}",
             "ABONO_ENGINE_TOKEN": settings.engine_token,
             "ABONO_TRACKER_URL": tracker_url,
             "TF_CPP_MIN_LOG_LEVEL": "3",

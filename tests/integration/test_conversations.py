@@ -182,12 +182,25 @@ def test_health_reports_ready_and_engine_callbacks_need_the_token(product: Produ
     assert health.status_code == 200
     assert health.json() == {"ready": True, "app": True, "database": True, "engine": True}
     forged = httpx.post(
-        f"{product.url}/internal/nlg",
+        f"{product.internal_url}/internal/nlg",
         json={"response": "x"},
         headers={"X-Abono-Engine-Token": "wrong"},
     )
     assert forged.status_code == 401
-    assert httpx.post(f"{product.url}/internal/actions", json={}).status_code == 401
+    assert httpx.post(f"{product.internal_url}/internal/actions", json={}).status_code == 401
+
+
+def test_the_public_port_does_not_serve_the_engine_callbacks(product: Product) -> None:
+    token = {"X-Abono-Engine-Token": product.settings.engine_token}
+    for path in ("/internal/actions", "/internal/nlg"):
+        answer = httpx.post(f"{product.url}{path}", json={}, headers=token)
+        assert (answer.status_code, answer.json()) == (404, {"detail": "Not Found"})
+    answered = httpx.post(
+        f"{product.internal_url}/internal/nlg",
+        json={"response": "utter_greet", "tracker": {"sender_id": ""}},
+        headers=token,
+    )
+    assert answered.status_code == 200 and answered.json()["text"]
 
 
 def test_sandbox_shows_what_was_sent_and_the_thread_across_channels(product: Product) -> None:

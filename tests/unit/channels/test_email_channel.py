@@ -36,7 +36,7 @@ from tests.fakes import FakeEngine
 from tests.unit.conftest import DEMO_NOW, Clock
 
 TOKEN = "unit-inbound-token"
-PUBLIC = "https://abono.test"
+PUBLIC = "http://abono.test"
 ANA = "ana.morales@example.com"  # Spanish
 JAMES = "james.carter@example.com"  # English
 

@@ -30,7 +30,7 @@ from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
 
 TOKEN = "unit-test-twilio-token"
-PUBLIC = "https://abono.example.com"  # what Twilio calls; the TestClient sees http://testserver
+PUBLIC = "http://abono.example.com"  # what Twilio calls; the TestClient sees http://testserver
 JAMES = "+13125550102"
 STRANGER = "+14155550199"
 REPLY = "ENGINE REPLY"

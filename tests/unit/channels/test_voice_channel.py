@@ -38,7 +38,7 @@ from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock, shipped_escalation
 
 TOKEN = "unit-twilio-token"
-BASE = "https://abono.example.com"
+BASE = "http://abono.example.com"
 JAMES = "+13125550102"  # English, demo accounts
 ANA = "+12125550101"  # Spanish
 STRANGER = "+17735550199"

@@ -56,3 +56,10 @@ def test_a_lock_store_that_is_not_redis_is_refused(model: Path) -> None:
     settings = Settings(model_path=model, engine_lock_store_url="memcached://127.0.0.1")
     with pytest.raises(EngineUnavailableError, match="redis://"):
         endpoints_file(settings)
+
+
+def test_the_engine_calls_back_on_the_apps_loopback_listener(model: Path) -> None:
+    settings = Settings(model_path=model, port=8000, internal_port=8123)
+    assert engine_environment(settings, "sqlite:///t.db")["ABONO_APP_URL"] == (
+        "http://127.0.0.1:8123"
+    )

@@ -54,7 +54,7 @@ UTC = dt.timezone.utc
 
 @pytest.fixture
 def container(demo_database_url: str, clock: Clock) -> Iterator[Container]:
-    settings = Settings(database_url=demo_database_url, public_url="https://abono.example")
+    settings = Settings(database_url=demo_database_url, public_url="http://abono.example")
     built = build_container(settings, engine=FakeEngine(replies=["OK"]), clock=clock)
     yield built
     built.sessions.kw["bind"].dispose()
@@ -249,7 +249,7 @@ def test_the_worker_sends_a_touch_with_a_fresh_link_into_the_customers_thread(
         logged = session.scalars(
             select(Message).where(Message.conversation_id == queued[ANA].conversation_id)
         ).all()
-    assert f"https://abono.example/p/{link.token}" in text
+    assert f"http://abono.example/p/{link.token}" in text
     assert "Hola Ana" in text and "$84.50" in text and "26 de noviembre de 2026" in text
     assert text.endswith("Responda BAJA para no recibir más mensajes.")
     assert [m.direction for m in logged] == ["out"] and logged[0].text == text
@@ -318,7 +318,7 @@ def test_a_voice_touch_places_a_twilio_call_that_the_voice_webhook_answers(
     with serving(fake) as base:
         settings = Settings(
             database_url=demo_database_url,
-            public_url="https://abono.example",
+            public_url="http://abono.example",
             twilio_api_base=base,
         )
         built = build_container(settings, engine=FakeEngine(), clock=clock)
@@ -332,7 +332,7 @@ def test_a_voice_touch_places_a_twilio_call_that_the_voice_webhook_answers(
         built.sessions.kw["bind"].dispose()
     [call] = fake.calls
     assert call["To"] == "+13125550102" and call["From"] == settings.twilio_from_number
-    assert call["Url"] == "https://abono.example/webhooks/twilio/voice"
+    assert call["Url"] == "http://abono.example/webhooks/twilio/voice"
     assert call["MachineDetection"] == "Enable"
     assert touches(built.sessions)[JAMES].status == "sent"
 
