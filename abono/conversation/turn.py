@@ -201,6 +201,8 @@ class Pipeline:
             channel=inbound.channel,
             reason=inbound.unauthenticated,
         )
+        if redacted.found_card:
+            log.warning("pipeline.card_number.redacted", channel=inbound.channel)
         prepared = _Prepared(
             conversation.id,
             address,
