@@ -286,6 +286,7 @@ ACTIONS: dict[str, type[BaseModel] | None] = {
     "transfer": TransferBody,
     "reply": ReplyBody,
     "approve": None,
+    "lift-lock": None,
     "hand-back": None,
     "close": CloseBody,
 }
@@ -323,6 +324,7 @@ async def _perform(
         "transfer": lambda: service.transfer(handoff_id, actor, body.to),
         "reply": lambda: service.reply(handoff_id, actor, body.text),
         "close": lambda: service.close(handoff_id, actor, body.note),
+        "lift-lock": lambda: service.lift_verification_lock(handoff_id, actor),
     }[action]
     result = await asyncio.to_thread(work)
     return JSONResponse({"ok": True, "result": result})

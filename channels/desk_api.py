@@ -1,4 +1,5 @@
-"""A small REST API for another agent desk: read a case, reply, approve, hand back.
+"""A small REST API for another agent desk: read a case, reply, approve, lift a verification
+lock, hand back.
 
 Mounted only when ``ABONO_DESK_API_TOKEN`` is set; every call carries it as a bearer token
 (401 otherwise). The desk acts as one agent account (``desk-api``, role from
@@ -91,6 +92,13 @@ def _router(container: Container, token: str) -> APIRouter:
         outcome = await asyncio.to_thread(service.approve, handoff_id, desk)
         body = {"ok": outcome.approved, "message": outcome.message}
         return JSONResponse(body, 200 if outcome.approved else 403)
+
+    @router.post("/handoffs/{handoff_id}/lift-lock")
+    async def lift_lock(request: Request, handoff_id: int) -> JSONResponse:
+        desk = await asyncio.to_thread(actor, request)
+        await asyncio.to_thread(holding, handoff_id, desk)
+        cleared = await asyncio.to_thread(service.lift_verification_lock, handoff_id, desk)
+        return JSONResponse({"ok": True, "cleared_failures": cleared})
 
     @router.post("/handoffs/{handoff_id}/hand-back")
     async def hand_back(request: Request, handoff_id: int) -> JSONResponse:

@@ -2,12 +2,15 @@
 
 Inbound: ``POST /webhooks/sendgrid/inbound`` (Inbound Parse carries no signature, so the URL
 holds a secret token, or HTTP basic auth carries it) decodes each field by its declared charset,
-trusts the *envelope* sender (the From header is whatever the sender typed), keeps only the new
-text of the reply, and runs it once per Message-ID through the pipeline; the replies go to the
-outbox with a subject. Attachments are spooled to disk by the form parser and never read.
+keeps only the new text of the reply, and runs it once per Message-ID through the pipeline; the
+replies go to the outbox with a subject. Attachments are spooled to disk by the form parser and
+never read. Who wrote: the From address, only when SendGrid's ``SPF`` or ``dkim`` verdict
+passed *aligned* with its domain (``channels/email_auth.py``); any other mail is answered as
+from an unknown address (its envelope sender) and changes nothing: no opt-out, wrong-party
+mark, verification attempt, hold or link.
 Threading: every email we send has ``Reply-To: reply+<conversation id>@<reply domain>``, but
-the conversation is always the envelope sender's own (one per customer), so a forwarded
-thread or a guessed id leaks nothing. The replies are queued by the pipeline in the same
+the conversation is always the sender's own (one per customer), so a forwarded thread or a
+guessed id leaks nothing. The replies are queued by the pipeline in the same
 transaction that logs them.
 Outbound: ``SendGridEmailSender`` posts to v3 ``/mail/send`` with HTML and text bodies, a
 localized subject and one-click ``List-Unsubscribe`` (RFC 8058) whose token is an HMAC of the
@@ -56,6 +59,7 @@ from abono.provider_events import first_delivery
 from abono.settings import Settings
 from abono.store.db import retrying_a_lost_race
 from abono.store.models import OutboxMessage
+from channels.email_auth import SenderCheck, check_sender
 from channels.email_text import html_to_text, reply_text
 
 log = structlog.get_logger(__name__)
@@ -70,6 +74,7 @@ MAX_FIELDS = 100
 MAX_TEXT_PART = 4 * 1024 * 1024  # one text field (text, html, headers)
 MAX_EVENTS_BYTES = 5 * 1024 * 1024
 TEXT_FIELDS = ("from", "to", "subject", "text", "html", "headers")
+VERDICT_FIELDS = ("SPF", "dkim")  # the receiving server's checks, ASCII
 # Events after which we stop emailing the address (source of the opt-out = event type).
 CLOSING_EVENTS = frozenset({"bounce", "dropped", "spamreport", "unsubscribe", "group_unsubscribe"})
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -148,7 +153,8 @@ def reply_address(conversation_id: str, domain: str) -> str:
 
 @dataclass(frozen=True)
 class InboundEmail:
-    sender: str  # the envelope sender, normalized
+    sender: str  # the authenticated From address, else the envelope sender (normalized)
+    check: SenderCheck  # whether the From address is authenticated, and why (not)
     recipients: list[str]  # the envelope recipients
     subject: str
     text: str  # the new text of the reply only
@@ -261,6 +267,8 @@ def parse_inbound(form: FormData) -> InboundEmail | None:
     fields = {name: _field(form, name, str(charsets.get(name) or "utf-8")) for name in TEXT_FIELDS}
     envelope = _json_object(_field(form, "envelope", "utf-8"))
     sender = normalize_email(str(envelope.get("from") or ""))
+    verdicts = {name: _field(form, name, "utf-8") for name in VERDICT_FIELDS}
+    check = check_sender(fields["from"], sender, verdicts["SPF"], verdicts["dkim"])
     recipients = envelope.get("to") or []
     if isinstance(recipients, str):
         recipients = [recipients]
@@ -273,7 +281,8 @@ def parse_inbound(form: FormData) -> InboundEmail | None:
         [envelope, subject, body], sort_keys=True
     )
     return InboundEmail(
-        sender=sender,
+        sender=check.address or sender,
+        check=check,
         recipients=[str(r).strip().lower() for r in recipients],
         subject=subject,
         text=reply_text(body),
@@ -308,7 +317,8 @@ def _message_id(headers: str) -> str | None:
 
 async def _handle_inbound(container: Container, texts: EmailTexts, mail: InboundEmail) -> Response:
     domain = container.settings.email_reply_domain.lower()
-    if f"unsubscribe@{domain}" in mail.recipients:  # the List-Unsubscribe mailto
+    authenticated = mail.check.authenticated
+    if authenticated and f"unsubscribe@{domain}" in mail.recipients:  # List-Unsubscribe mailto
         await asyncio.to_thread(_close_channel, container.sessions, mail.sender, "mailto")
         return JSONResponse({"received": True, "unsubscribed": True})
     try:
@@ -320,6 +330,7 @@ async def _handle_inbound(container: Container, texts: EmailTexts, mail: Inbound
                 provider_id=mail.provider_id,
                 reply_via_outbox=True,
                 reply_subject=lambda language: texts.reply_subject(mail.subject, language),
+                unauthenticated=None if authenticated else mail.check.reason,
             )
         )
     except AbonoError as error:

@@ -33,7 +33,7 @@ from abono.i18n import MEDIA
 from abono.messaging import opt_outs, outbox
 from abono.messaging.compose import Composer
 from abono.ports import ConversationEngine
-from abono.redaction import redact_card_numbers
+from abono.redaction import Redacted, redact_card_numbers
 from abono.store.models import Conversation, Handoff, Message
 from policies.escalation import EscalationPolicy, detect
 from policies.opt_out import Keyword, match_keyword
@@ -60,6 +60,9 @@ class Inbound:
     reply_via_outbox: bool = False
     # The subject of those replies in the conversation's language (email).
     reply_subject: Callable[[str], str] | None = None
+    # Why the sender could not be authenticated (an email without an aligned SPF or DKIM
+    # pass): such a message is answered as from an unknown address and changes nothing.
+    unauthenticated: str | None = None
 
 
 @dataclass
@@ -130,6 +133,8 @@ class Pipeline:
         with self._sessions.begin() as session:
             if inbound.provider_id and _seen(session, inbound.channel, inbound.provider_id):
                 return _Prepared("", address, "en", "", False, True, False, duplicate=True)
+            if inbound.unauthenticated is not None:
+                return self._as_stranger(session, inbound, address, redacted)
             conversation = self._conversation_for(session, address, inbound.channel)
             message = _message(
                 conversation, inbound.channel, "in", address, redacted.text, inbound.provider_id
@@ -157,6 +162,65 @@ class Pipeline:
                 prepared.answered = self._answer(session, conversation, prepared, inbound.channel)
         if redacted.found_card:
             log.warning("pipeline.card_number.redacted", channel=inbound.channel)
+        return prepared
+
+    def _as_stranger(
+        self, session: Session, inbound: Inbound, address: str, redacted: Redacted
+    ) -> _Prepared:
+        """A sender we could not authenticate: answered as an unknown address, nothing else.
+
+        The message goes into the address's own thread as an unknown address (never its
+        customer's), one fixed answer that tells nothing about any account goes back (none to
+        an address that opted out), and no keyword, pattern or engine turn is acted on: no
+        opt-out, wrong-party mark, verification attempt, hold or payment link.
+        """
+        conversation = session.scalars(
+            select(Conversation).where(Conversation.unknown_address == address)
+        ).first()
+        if conversation is None:
+            conversation = Conversation(
+                unknown_address=address, language="en", last_channel=inbound.channel
+            )
+            session.add(conversation)
+            session.flush()
+        conversation.last_channel = inbound.channel
+        session.add(
+            _message(
+                conversation, inbound.channel, "in", address, redacted.text, inbound.provider_id
+            )
+        )
+        audit.record(
+            session,
+            "inbound.unauthenticated",
+            conversation,
+            channel=inbound.channel,
+            reason=inbound.unauthenticated,
+        )
+        log.warning(
+            "pipeline.sender.unauthenticated",
+            channel=inbound.channel,
+            reason=inbound.unauthenticated,
+        )
+        if redacted.found_card:
+            log.warning("pipeline.card_number.redacted", channel=inbound.channel)
+        prepared = _Prepared(
+            conversation.id,
+            address,
+            conversation.language,
+            redacted.text.strip(),
+            redacted.found_card,
+            conversation.introduced_at is not None,
+            False,
+            keys=["utter_unknown_address"],
+            use_engine=False,
+        )
+        if opt_outs.is_opted_out(session, address, inbound.channel):
+            prepared.silent, prepared.answered = True, []
+            return prepared
+        if inbound.reply_via_outbox and inbound.provider_id:
+            prepared.outbox_prefix = f"{inbound.channel}-reply-{inbound.provider_id}"
+            prepared.reply_subject = inbound.reply_subject
+        prepared.answered = self._answer(session, conversation, prepared, inbound.channel)
         return prepared
 
     def _conversation_for(self, session: Session, address: str, channel: str) -> Conversation:

@@ -4,7 +4,8 @@
 action, the pipeline's pattern check, a plan outside the bot's limits); while the handoff is
 unresolved the pipeline keeps the bot silent. ``HandoffService`` is what the console and the
 desk API do with a case: claim (one winner, by a conditional UPDATE), release, transfer, reply
-through the durable outbox, approve terms up to the role's ceiling, hand back, close.
+through the durable outbox, approve terms up to the role's ceiling, lift a verification lock,
+hand back, close.
 """
 
 from __future__ import annotations
@@ -249,6 +250,21 @@ class HandoffService:
             self._audit(session, handoff, "handoff.approved", actor, terms=handoff.proposal["kind"])
             publish(session, TermsApproved(handoff.id, self._clock()))
             return ApprovalOutcome(True, "approved: the bot confirms the terms with the customer")
+
+    def lift_verification_lock(self, handoff_id: int, actor: Actor) -> int:
+        """The person on the case lets the customer try verification again; the failures it
+        cleared. Whoever holds the case (or a supervisor) may: lifting reveals nothing, the
+        customer still has to answer the questions, and three more misses lock it again."""
+        with self._sessions.begin() as session:
+            handoff = self._held(session, handoff_id, actor, supervisor_may=True)
+            conversation = handoff.conversation
+            if conversation.locked_at is None:
+                raise HandoffConflictError("this conversation's verification is not locked")
+            failures = conversation.verification_failures
+            conversation.locked_at, conversation.verification_failures = None, 0
+            conversation.awaiting, conversation.zip_answer = None, None
+            self._audit(session, handoff, "verification.unlocked", actor, failures=failures)
+            return failures
 
     def hand_back(self, handoff_id: int, actor: Actor) -> None:
         self._resolve(handoff_id, actor, "handed_back", None)

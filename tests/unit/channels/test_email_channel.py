@@ -29,10 +29,20 @@ from abono.app import build_container, create_app
 from abono.container import Container
 from abono.messaging import opt_outs
 from abono.settings import ROOT, Settings
-from abono.store.models import AuditEvent, Conversation, Message, OutboxMessage
+from abono.store.models import (
+    Account,
+    AuditEvent,
+    ContactHold,
+    ContactPoint,
+    Conversation,
+    Handoff,
+    Message,
+    OutboxMessage,
+    PaymentLink,
+)
 from channels.email import email_for_token, unsubscribe_token
 from channels.sendgrid_fake import FakeSendGrid, serving
-from tests.fakes import FakeEngine
+from tests.fakes import DialogueEngine, FakeEngine
 from tests.unit.conftest import DEMO_NOW, Clock
 
 TOKEN = "unit-inbound-token"
@@ -74,7 +84,7 @@ def engine() -> EchoEngine:
     return EchoEngine()
 
 
-def build(url: str, engine: EchoEngine, clock: Clock, locales: Path, **overrides: Any) -> Container:
+def build(url: str, engine: FakeEngine, clock: Clock, locales: Path, **overrides: Any) -> Container:
     settings = Settings(
         database_url=url,
         public_url=PUBLIC,
@@ -120,13 +130,22 @@ def parse_fields(
     to: list[str] | None = None,
     html: str | None = None,
     charset: str = "UTF-8",
+    from_header: str | None = None,
+    spf: str = "pass",
+    dkim: str | None = None,
 ) -> dict[str, bytes]:
-    headers = "Received: by mx.sendgrid.net\nFrom: Someone <someone@else.example>\n"
+    """An Inbound Parse post from the envelope ``sender``. By default it is legitimate mail:
+    From names the sender, and SPF and DKIM passed for the sender's domain."""
+    from_header = f"Customer <{sender}>" if from_header is None else from_header
+    dkim = "{@" + sender.rpartition("@")[2] + " : pass}" if dkim is None else dkim
+    headers = f"Received: by mx.sendgrid.net\nFrom: {from_header}\n"
     if message_id:
         headers += f"Message-ID: {message_id}\n"
     fields = {
         "headers": headers.encode(),
-        "from": b"Someone Else <someone@else.example>",  # the header, not who sent it
+        "from": from_header.encode(),
+        "SPF": spf.encode(),
+        "dkim": dkim.encode(),
         "to": b"billing@abono.example",
         "subject": subject.encode(charset),
         "envelope": json.dumps({"from": sender, "to": to or ["billing@abono.example"]}).encode(),
@@ -202,7 +221,7 @@ def test_quoted_history_is_not_heard(client: TestClient, engine: EchoEngine) -> 
     assert engine.received[-1][1] == "Pagaré el viernes."
 
 
-def test_the_envelope_sender_counts_and_a_strangers_thread_id_is_ignored(
+def test_the_authenticated_sender_counts_and_a_strangers_thread_id_is_ignored(
     client: TestClient, container: Container, engine: EchoEngine
 ) -> None:
     post(client, parse_fields(JAMES, message_id="<m1@x>"))
@@ -312,6 +331,149 @@ async def test_a_25_mb_attachment_is_ignored_with_flat_memory(
     assert engine.received[-1][1] == "Here is my bill, how much do I owe?"
     assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a 25 MB attachment"
     assert len(outbox(container)) == 1
+
+
+# -- who wrote: only an aligned SPF or DKIM pass lets a mail act as its From address --------
+
+INTENTS = {"how": "check_balance", "wrong": "wrong_party", "pay": "pay_full"}
+# What a forger might write as James, and what it would do to his record if believed.
+SAYINGS = {
+    "stop": ["STOP"],
+    "wrong_number": ["wrong number, I don't know this person"],
+    "three_wrong_answers": ["How much do I owe?", "11111 9999", "22222 8888", "33333 7777"],
+    "passed_away": ["He passed away last month."],
+    "payment_link": ["How much do I owe?", "60614 0202", "pay it all", "yes"],
+}
+CHANGED = {
+    "stop": {"opted_out": True},
+    "wrong_number": {"wrong_party": True},
+    "three_wrong_answers": {"failures": 3, "locked": True},
+    "passed_away": {"handoffs": 1, "holds": 1},
+}
+FORGERIES = {
+    # From says James; nothing passed (the forger's server is nobody's).
+    "no_pass": {"sender": JAMES, "spf": "softfail", "dkim": "none"},
+    # Both passed, for the forger's own domain: not aligned with James's.
+    "pass_for_another_domain": {
+        "sender": "mailer@forger.example",
+        "spf": "pass",
+        "dkim": "{@forger.example : pass}",
+    },
+    # A domain that merely ends like James's is not a subdomain of it.
+    "lookalike_domain": {
+        "sender": "james@notexample.com",
+        "spf": "pass",
+        "dkim": "{@notexample.com : pass}",
+    },
+}
+
+
+@pytest.fixture
+def talking(
+    demo_database_url: str, clock: Clock, locales: Path
+) -> Iterator[tuple[TestClient, Container, DialogueEngine]]:
+    """The app with the real dialogue behind the engine port."""
+    engine = DialogueEngine(intents=INTENTS)
+    built = build(demo_database_url, engine, clock, locales)
+    engine.attach(built)
+    yield TestClient(create_app(built.settings, container=built)), built, engine
+    built.sessions.kw["bind"].dispose()
+
+
+def james_record(container: Container) -> dict[str, Any]:
+    """What a mail could change for James: consent, his address, his thread, holds, links."""
+    with container.sessions() as session:
+        point = session.scalars(select(ContactPoint).where(ContactPoint.value == JAMES)).one()
+        customer_id = point.customer_id
+        thread = session.scalars(
+            select(Conversation).where(Conversation.customer_id == customer_id)
+        ).first()
+        accounts = select(Account.id).where(Account.customer_id == customer_id)
+        return {
+            "opted_out": opt_outs.is_opted_out(session, JAMES, "email"),
+            "wrong_party": point.wrong_party_at is not None,
+            "failures": thread.verification_failures if thread else 0,
+            "locked": thread is not None and thread.locked_at is not None,
+            "handoffs": session.scalar(
+                select(func.count())
+                .select_from(Handoff)
+                .join(Conversation)
+                .where(Conversation.customer_id == customer_id)
+            ),
+            "holds": session.scalar(
+                select(func.count())
+                .select_from(ContactHold)
+                .where(ContactHold.account_id.in_(accounts), ContactHold.released_at.is_(None))
+            ),
+            "links": session.scalar(
+                select(func.count())
+                .select_from(PaymentLink)
+                .where(PaymentLink.account_id.in_(accounts))
+            ),
+        }
+
+
+def say_as_james(client: TestClient, texts: list[str], **mail: Any) -> None:
+    for index, text in enumerate(texts):
+        fields = parse_fields(
+            text=text, message_id=f"<m{index}@x>", from_header=f"James <{JAMES}>", **mail
+        )
+        response = post(client, fields)
+        assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+@pytest.mark.parametrize("saying", SAYINGS)
+def test_a_forged_from_changes_nothing_and_is_answered_as_a_stranger(
+    talking: tuple[TestClient, Container, DialogueEngine], saying: str, forgery: str
+) -> None:
+    client, container, engine = talking
+    before = james_record(container)
+    say_as_james(client, SAYINGS[saying], **FORGERIES[forgery])
+    assert james_record(container) == before
+    assert engine.received == []  # nothing the forger wrote was acted on
+    replies = outbox(container)
+    assert len(replies) == len(SAYINGS[saying])
+    for row in replies:
+        assert row.address == FORGERIES[forgery]["sender"]  # back where it came from
+        assert "couldn't find an account" in (row.text or "")
+        assert "James" not in (row.text or "") and "$" not in (row.text or "")
+    with container.sessions() as session:
+        threads = {row.conversation_id for row in replies}
+        assert all(session.get(Conversation, t).customer_id is None for t in threads)
+    recorded = count(container, AuditEvent, AuditEvent.kind == "inbound.unauthenticated")
+    assert recorded == len(SAYINGS[saying])
+
+
+@pytest.mark.parametrize("saying", CHANGED)
+def test_the_same_mail_with_an_aligned_dkim_pass_changes_james_record_as_always(
+    talking: tuple[TestClient, Container, DialogueEngine], saying: str
+) -> None:
+    client, container, _ = talking
+    before = james_record(container)
+    # Sent through a mailing service: its own bounce address, James's domain signed.
+    mail = {"sender": "bounces+77@mailer.example.net", "dkim": "{@example.com : pass}"}
+    say_as_james(client, SAYINGS[saying], **mail)
+    assert james_record(container) == {**before, **CHANGED[saying]}
+    assert {row.address for row in outbox(container)} <= {JAMES}  # the reply goes to James
+
+
+def test_a_forged_mail_to_the_unsubscribe_address_unsubscribes_nobody(
+    client: TestClient, container: Container
+) -> None:
+    forged = parse_fields(
+        "mailer@forger.example",
+        to=["unsubscribe@reply.abono.example"],
+        from_header=JAMES,
+        dkim="{@forger.example : pass}",
+    )
+    assert post(client, forged).status_code == 200
+    assert not opted_out(container, JAMES)
+    assert post(client, parse_fields(JAMES, to=["unsubscribe@reply.abono.example"])).json() == {
+        "received": True,
+        "unsubscribed": True,
+    }
+    assert opted_out(container, JAMES)
 
 
 # -- event webhook --------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from abono.handoff import agents
 from abono.handoff.desk_events import DeskEventWorker
 from abono.integrations.desk_webhook import HttpDeskWebhook
 from abono.settings import Settings
-from abono.store.models import DeskEvent, Handoff, OutboxMessage
+from abono.store.models import AuditEvent, DeskEvent, Handoff, OutboxMessage
 from channels.fake_server import serving
 from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
@@ -149,3 +149,28 @@ async def test_a_case_a_console_agent_holds_is_refused_to_the_desk(
     app.handoffs.claim(1, alice)
     refused = web.post("/desk/api/handoffs/1/reply", headers=bearer(), json={"text": "hi"})
     assert refused.status_code == 403
+
+
+async def test_the_desk_lifts_a_verification_lock_with_its_token_only(
+    app: Container, web: TestClient, clock: Clock
+) -> None:
+    await app.pipeline.handle(Inbound("sms", JAMES, "go to hell"))
+    with app.sessions.begin() as session:
+        handoff = session.get(Handoff, 1)
+        assert handoff is not None
+        handoff.conversation.locked_at, handoff.conversation.verification_failures = clock(), 3
+    assert web.post("/desk/api/handoffs/1/lift-lock").status_code == 401
+    assert web.post("/desk/api/handoffs/1/lift-lock", headers=bearer("wrong")).status_code == 401
+    assert web.get("/desk/api/handoffs/1", headers=bearer()).json()["customer"][
+        "verification_locked"
+    ]
+    lifted = web.post("/desk/api/handoffs/1/lift-lock", headers=bearer())
+    assert lifted.json() == {"ok": True, "cleared_failures": 3}
+    assert web.post("/desk/api/handoffs/1/lift-lock", headers=bearer()).status_code == 409
+    with app.sessions() as session:
+        conversation = session.scalars(select(Handoff)).one().conversation
+        assert (conversation.locked_at, conversation.verification_failures) == (None, 0)
+        [row] = session.scalars(
+            select(AuditEvent).where(AuditEvent.kind == "verification.unlocked")
+        )
+        assert row.data["agent"] == "desk-api"

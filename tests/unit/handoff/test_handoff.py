@@ -28,7 +28,7 @@ from abono.store.models import (
     Offer,
     OutboxMessage,
 )
-from tests.fakes import FakeEngine
+from tests.fakes import DialogueEngine, FakeEngine
 from tests.unit.conftest import Clock, shipped_escalation
 
 JAMES = "+13125550102"  # English, $230.00
@@ -498,3 +498,93 @@ async def test_repeated_wrong_passwords_lock_the_username_for_a_while(
     assert locked == 429
     clock.advance(minutes=16)
     assert attempt("correct horse 1") == 303
+
+
+# -- lifting a verification lock ---------------------------------------------------------------
+
+LOCKED = "can't continue with verification"
+ASKED = "What is the ZIP code on your account?"
+
+
+@pytest.fixture
+def dialogue_app(demo_database_url: str, clock: Clock) -> Iterator[Container]:
+    """The app with the real dialogue behind the engine port."""
+    engine = DialogueEngine(intents={"how": "check_balance", "agent": "request_human"})
+    container = build_container(
+        Settings(database_url=demo_database_url), engine=engine, clock=clock
+    )
+    engine.attach(container)
+    yield container
+    container.sessions.kw["bind"].dispose()
+
+
+@pytest.fixture
+def dialogue_web(dialogue_app: Container) -> Iterator[TestClient]:
+    people(dialogue_app)
+    app = create_app(dialogue_app.settings, dialogue_app)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        yield client
+
+
+async def lock_james_out(app: Container) -> int:
+    """Three wrong answers lock James's verification; he asks for a person: the case's id."""
+    assert ASKED in " ".join(await send(app, "How much do I owe?"))
+    for wrong in ("11111 9999", "22222 8888", "33333 7777"):
+        replies = await send(app, wrong)
+    assert LOCKED in " ".join(replies)
+    assert LOCKED in " ".join(await send(app, "How much do I owe?"))
+    await send(app, "agent please")
+    with app.sessions() as session:
+        return session.scalars(select(Handoff.id)).one()
+
+
+def lock_of(app: Container) -> tuple[bool, int]:
+    with app.sessions() as session:
+        conversation = session.get(Conversation, conversation_id(app, "CUST-1002"))
+        assert conversation is not None
+        return conversation.locked_at is not None, conversation.verification_failures
+
+
+async def test_an_agent_lifts_the_lock_and_the_customer_is_asked_to_verify_again(
+    dialogue_app: Container, dialogue_web: TestClient
+) -> None:
+    case = await lock_james_out(dialogue_app)
+    csrf = sign_in(dialogue_web, "alice", "correct horse 1")
+    headers = {"X-CSRF-Token": csrf}
+    assert dialogue_web.post(f"/console/api/cases/{case}/claim", headers=headers).is_success
+    page = dialogue_web.get(f"/console/cases/{case}")
+    assert "Lift the verification lock" in page.text
+    assert dialogue_web.get(f"/console/api/cases/{case}").json()["customer"]["verification_locked"]
+    lifted = dialogue_web.post(f"/console/api/cases/{case}/lift-lock", headers=headers)
+    assert lifted.status_code == 200, lifted.text
+    assert lock_of(dialogue_app) == (False, 0)
+    with dialogue_app.sessions() as session:
+        [row] = session.scalars(
+            select(AuditEvent).where(AuditEvent.kind == "verification.unlocked")
+        )
+        assert row.data["agent"] == "alice" and row.data["failures"] == 3
+    again = dialogue_web.post(f"/console/api/cases/{case}/lift-lock", headers=headers)
+    assert again.status_code == 409  # nothing left to lift
+    assert dialogue_web.post(f"/console/api/cases/{case}/hand-back", headers=headers).is_success
+    replies = " ".join(await send(dialogue_app, "How much do I owe?"))
+    assert ASKED in replies and LOCKED not in replies
+
+
+async def test_lifting_the_lock_needs_a_login_the_csrf_token_and_the_case(
+    dialogue_app: Container, dialogue_web: TestClient
+) -> None:
+    case = await lock_james_out(dialogue_app)
+    url = f"/console/api/cases/{case}/lift-lock"
+    assert dialogue_web.post(url).status_code == 401  # signed out
+    csrf = sign_in(dialogue_web, "alice", "correct horse 1")
+    claimed = dialogue_web.post(f"/console/api/cases/{case}/claim", headers={"X-CSRF-Token": csrf})
+    assert claimed.is_success
+    assert dialogue_web.post(url).status_code == 403  # no CSRF token
+    assert dialogue_web.post(url, headers={"X-CSRF-Token": "forged"}).status_code == 403
+    with TestClient(create_app(dialogue_app.settings, dialogue_app)) as other:
+        bob = sign_in(other, "bob", "correct horse 2")  # an agent who does not hold the case
+        assert other.post(url, headers={"X-CSRF-Token": bob}).status_code == 403
+    assert lock_of(dialogue_app) == (True, 3)
+    assert count(dialogue_app, AuditEvent, kind="verification.unlocked") == 0
+    dialogue_app.handoffs.hand_back(case, people_by_name(dialogue_app, "alice"))
+    assert LOCKED in " ".join(await send(dialogue_app, "How much do I owe?"))
