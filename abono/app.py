@@ -40,6 +40,7 @@ from abono.integrations.stripe_gateway import build_gateway
 from abono.messaging.compose import ComposeConfig, Composer
 from abono.messaging.outbox import OutboxWorker, RecordingSender, WorkerConfig
 from abono.outreach.campaign import CampaignConfig
+from abono.payments.links import close_intents
 from abono.plans.follow_up import FollowUpConfig, follow_up
 from abono.plans.saved_cards import charge_due
 from abono.ports import ConversationEngine, PaymentGateway, SavedCards
@@ -164,8 +165,12 @@ async def _follow_up_forever(container: Container) -> None:
         if charged:
             log.info("plans.charges.done", **charged)
 
+    async def close() -> None:
+        """Links that expired or were replaced: their intents canceled at Stripe."""
+        await close_intents(container.sessions, container.payments_gateway, container.clock())
+
     while True:
-        for step in (charge, lambda: asyncio.to_thread(once)):
+        for step in (charge, lambda: asyncio.to_thread(once), close):
             try:
                 await step()
             except Exception:  # keep going; the next round retries what this one did not finish

@@ -45,7 +45,9 @@ class PaymentIntentRef:
 
 
 class PaymentGateway(Protocol):
-    """The card processor (Stripe): creates the intent that the pay page confirms."""
+    """The card processor (Stripe): the intent that the pay page confirms, from creation to
+    cancellation. Stripe forgets idempotency keys after 24 hours, so a link keeps its intent's
+    id and reads it back rather than creating it again."""
 
     async def create_payment_intent(
         self,
@@ -54,6 +56,13 @@ class PaymentGateway(Protocol):
         idempotency_key: str,
         metadata: Mapping[str, str],
     ) -> PaymentIntentRef: ...
+
+    async def payment_intent(self, intent_id: str) -> PaymentIntentRef: ...
+
+    async def cancel_payment_intent(self, intent_id: str) -> str:
+        """The intent's status afterwards: ``canceled``, or why it could not be (``succeeded``,
+        ``processing``); an intent already canceled or paid is an answer, not an error."""
+        ...
 
 
 class DeskWebhook(Protocol):

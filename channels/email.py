@@ -56,6 +56,7 @@ from abono.errors import AbonoError, SendRefused
 from abono.i18n import Catalogs
 from abono.messaging import opt_outs
 from abono.provider_events import first_delivery
+from abono.redaction import redact_card_numbers
 from abono.settings import Settings
 from abono.store.db import retrying_a_lost_race
 from abono.store.models import OutboxMessage
@@ -276,7 +277,7 @@ def parse_inbound(form: FormData) -> InboundEmail | None:
     if sender is None or (text is None and body_html is None):
         return None
     body = text if text and text.strip() else html_to_text(body_html or "")
-    subject = fields["subject"] or ""
+    subject = redact_card_numbers(fields["subject"] or "").text  # kept as the replies' subject
     identity = _message_id(fields["headers"] or "") or json.dumps(
         [envelope, subject, body], sort_keys=True
     )

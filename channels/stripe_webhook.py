@@ -14,24 +14,27 @@ from typing import Any
 
 import stripe
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.container import Container
+from abono.payments.links import close_intents
 from abono.payments.stripe_events import handle_stripe_event
 from abono.store.db import retrying_a_lost_race
 
 log = structlog.get_logger(__name__)
 
 TOLERANCE_SECONDS = 300
+# Outcomes after which the event's link can no longer be paid (a fresh link replaced it).
+REPLACED = frozenset({"payment_failed_relinked", "charge_declined_missed"})
 
 
 def install(app: FastAPI, container: Container) -> None:
     sessions, settings, clock = container.sessions, container.settings, container.clock
 
     @app.post("/webhooks/stripe", tags=["payments"], include_in_schema=False)
-    async def stripe_webhook(request: Request) -> JSONResponse:
+    async def stripe_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
         payload = await request.body()
         header = request.headers.get("stripe-signature")
         now = clock()
@@ -55,6 +58,9 @@ def install(app: FastAPI, container: Container) -> None:
         except ValueError:
             log.warning("payments.webhook.rejected", reason="event")
             return _refused("invalid_payload", "The body is not a Stripe event.")
+        token = _replaced_link(data, outcome)
+        if token is not None:  # after the answer; the follow-up sweep retries what fails
+            background.add_task(close_intents, sessions, container.payments_gateway, now, token)
         return JSONResponse({"received": True, "outcome": outcome})
 
 
@@ -65,6 +71,16 @@ def _apply(sessions: sessionmaker[Session], event: dict[str, Any], now: dt.datet
         lambda session: handle_stripe_event(session, event, now),
         lambda: log.info("payments.webhook.raced", event_id=str(event.get("id"))),
     )
+
+
+def _replaced_link(event: dict[str, Any], outcome: str) -> str | None:
+    """The link a failed payment closed: its intent is canceled at Stripe once committed."""
+    if outcome not in REPLACED:
+        return None
+    obj = (event.get("data") or {}).get("object") or {}
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    token = metadata.get("abono_link") if isinstance(metadata, dict) else None
+    return token if isinstance(token, str) and token else None
 
 
 def _fresh(header: str, now: dt.datetime) -> bool:

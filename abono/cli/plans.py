@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from collections import Counter
 from typing import Any
 
 from abono.clock import system_clock
@@ -50,6 +51,7 @@ def _follow_up(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     from abono.integrations.stripe_gateway import build_gateway
+    from abono.payments.links import close_intents
     from abono.plans.follow_up import FollowUpConfig, follow_up
     from abono.plans.saved_cards import charge_due
 
@@ -58,7 +60,14 @@ def _follow_up(args: argparse.Namespace, settings: Settings) -> int:
     # --at decides what is due; the rows written are stamped (and queued) at the real time.
     sessions = _sessions(settings)
     # Saved cards are charged first, so a charge that goes through needs no reminder.
-    done = asyncio.run(charge_due(sessions, build_gateway(settings), now, config.link_ttl))
+    gateway = build_gateway(settings)
+
+    async def at_stripe() -> Counter[str]:
+        """Charges, then the intents of links that expired or were replaced, canceled."""
+        charged = await charge_due(sessions, gateway, now, config.link_ttl)
+        return charged + await close_intents(sessions, gateway, now)
+
+    done = asyncio.run(at_stripe())
     with sessions.begin() as session:
         done.update(follow_up(session, now, config))
     print(", ".join(f"{kind}: {count}" for kind, count in sorted(done.items())) or "nothing due")

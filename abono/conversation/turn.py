@@ -33,7 +33,7 @@ from abono.i18n import MEDIA
 from abono.messaging import opt_outs, outbox
 from abono.messaging.compose import Composer
 from abono.ports import ConversationEngine
-from abono.redaction import Redacted, redact_card_numbers
+from abono.redaction import Redacted, may_finish_a_number, redact_card_numbers, redact_split
 from abono.store.models import Conversation, Handoff, Message
 from policies.escalation import EscalationPolicy, detect
 from policies.opt_out import Keyword, match_keyword
@@ -47,6 +47,8 @@ MAX_ENGINE_TEXT = 1000  # longer messages are cut for understanding, stored whol
 # the dialogue's state is in the store, so a new engine session loses nothing.
 ENGINE_SESSION_TURNS = 40
 VERIFIED_FOR = dt.timedelta(minutes=30)
+# A card number typed over two messages: the earlier one counts if it came this recently.
+SPLIT_CARD_WINDOW = dt.timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class Pipeline:
             if inbound.unauthenticated is not None:
                 return self._as_stranger(session, inbound, address, redacted)
             conversation = self._conversation_for(session, address, inbound.channel)
+            redacted = self._complete_split(session, conversation, redacted)
             message = _message(
                 conversation, inbound.channel, "in", address, redacted.text, inbound.provider_id
             )
@@ -222,6 +225,31 @@ class Pipeline:
             prepared.reply_subject = inbound.reply_subject
         prepared.answered = self._answer(session, conversation, prepared, inbound.channel)
         return prepared
+
+    def _complete_split(
+        self, session: Session, conversation: Conversation, redacted: Redacted
+    ) -> Redacted:
+        """A card number begun in the last message and finished in this one: mask both halves.
+
+        The earlier message is rewritten in the log (the one exception to append-only): its
+        digits alone could not be told from a phone or account number (docs/redaction.md).
+        """
+        if not may_finish_a_number(redacted.text):
+            return redacted  # most messages: no need to read the one before
+        previous = session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation.id, Message.direction == "in")
+            .order_by(Message.id.desc())
+            .limit(1)
+        ).first()
+        if previous is None or self._clock() - previous.created_at > SPLIT_CARD_WINDOW:
+            return redacted
+        joined = redact_split(previous.text, redacted.text)
+        if joined is None:
+            return redacted
+        previous.text = joined[0]
+        audit.record(session, "message.card_number.redacted", conversation, message=previous.id)
+        return Redacted(joined[1], True)
 
     def _conversation_for(self, session: Session, address: str, channel: str) -> Conversation:
         found = find_conversation(session, address)

@@ -270,7 +270,7 @@ class HandoffService:
         self._resolve(handoff_id, actor, "handed_back", None)
 
     def close(self, handoff_id: int, actor: Actor, note: str) -> None:
-        note = note.strip()
+        note = redact_card_numbers(note.strip()).text  # agents paste what customers read out
         if not note or len(note) > MAX_NOTE:
             raise HandoffConflictError(f"closing needs a note of 1 to {MAX_NOTE} characters")
         self._resolve(handoff_id, actor, "closed", note)

@@ -6,7 +6,9 @@
 machine). localstripe 1.15 predates the API version that stripe-python 16 speaks, so two
 gaps are closed here, where only the sandbox sees them: PaymentIntents and SetupIntents accept
 ``allowed_payment_method_types`` (what Stripe now takes instead of ``payment_method_types``),
-and a repeated ``Idempotency-Key`` replays the first answer as Stripe does.
+and a repeated ``Idempotency-Key`` replays the first answer as Stripe does. Stripe forgets a
+key after 24 hours; ``POST /_config/idempotency/expire`` makes this server forget them all at
+once, so a test can stand a day later at Stripe too (``expire_idempotency_keys``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ WEBHOOK_EVENTS = (
     "payment_intent.payment_failed",
     "charge.refunded",
 )
+
+EXPIRE_KEYS = "/_config/idempotency/expire"
 
 
 def start_localstripe(port: int, log_path: Path) -> subprocess.Popen[bytes]:
@@ -64,6 +68,11 @@ def register_webhook(api_base: str, url: str, secret: str, webhook_id: str = "ab
     response.raise_for_status()
 
 
+def expire_idempotency_keys(api_base: str) -> None:
+    """What 24 hours do at Stripe: every idempotency key seen so far is forgotten."""
+    httpx.post(f"{api_base.rstrip('/')}{EXPIRE_KEYS}").raise_for_status()
+
+
 def serve(port: int) -> None:
     from aiohttp import web
     from localstripe.resources import PaymentIntent, SetupIntent, store
@@ -95,6 +104,9 @@ def _idempotency_middleware(web: Any) -> Any:
     answers: dict[tuple[str, str, str], tuple[int, bytes, str]] = {}
 
     async def middleware(request: Any, handler: Handler) -> Any:
+        if request.method == "POST" and request.path == EXPIRE_KEYS:
+            answers.clear()
+            return web.Response(status=204)
         key = request.headers.get("Idempotency-Key")
         if request.method != "POST" or not key:
             return await handler(request)

@@ -23,6 +23,8 @@ log = structlog.get_logger(__name__)
 
 MAX_NETWORK_RETRIES = 2
 REQUEST_TIMEOUT_SECONDS = 10.0
+# Statuses in which Stripe will not cancel an intent: done, or money on its way.
+_UNCANCELABLE = frozenset({"canceled", "succeeded", "processing"})
 
 
 class StripeGateway:
@@ -57,6 +59,35 @@ class StripeGateway:
         return PaymentIntentRef(
             id=intent.id, client_secret=intent.client_secret, status=intent.status
         )
+
+    async def payment_intent(self, intent_id: str) -> PaymentIntentRef:
+        try:
+            intent = await self._client.v1.payment_intents.retrieve_async(intent_id)
+        except stripe.StripeError as error:
+            raise _provider_error("payments.intent.unreadable", error) from error
+        if not intent.client_secret:
+            raise PaymentProviderError("The payment provider returned no client secret.")
+        return PaymentIntentRef(
+            id=intent.id, client_secret=intent.client_secret, status=intent.status
+        )
+
+    async def cancel_payment_intent(self, intent_id: str) -> str:
+        """Stripe refuses to cancel an intent that is canceled, paid or processing (400):
+        then its status is the answer."""
+        try:
+            intent = await self._client.v1.payment_intents.cancel_async(intent_id)
+        except stripe.InvalidRequestError as error:
+            if error.http_status != 400:
+                raise _provider_error("payments.intent.cancel_failed", error) from error
+            status = (await self.payment_intent(intent_id)).status
+            if status not in _UNCANCELABLE:
+                raise _provider_error("payments.intent.cancel_failed", error) from error
+            log.info("payments.intent.not_canceled", payment_intent=intent_id, status=status)
+            return status
+        except stripe.StripeError as error:
+            raise _provider_error("payments.intent.cancel_failed", error) from error
+        log.info("payments.intent.canceled", payment_intent=intent.id, status=intent.status)
+        return str(intent.status)
 
     async def start_card_setup(
         self, idempotency_key: str, metadata: Mapping[str, str]

@@ -1,8 +1,12 @@
 """One-tap payment links and the PaymentIntent behind each.
 
-A link binds account, amount, currency and language when it is issued; opening it creates the
-PaymentIntent (idempotently, keyed by the link) that the pay page confirms with Stripe.js.
-Money only moves when a signed webhook says so (``abono.payments.stripe_events``).
+A link binds account, amount, currency and language when it is issued; its first open creates
+the PaymentIntent (idempotently, keyed by the link) that the pay page confirms with Stripe.js,
+and the link keeps the intent's id: later opens read that intent back and reuse it, because
+Stripe forgets an idempotency key after 24 hours and a link lives 72. A link that expired or
+was replaced has its intent canceled at Stripe (``close_intents``, swept by the follow-up loop
+and tried on open), so only one intent per debt can ever be paid. Money only moves when a
+signed webhook says so (``abono.payments.stripe_events``).
 """
 
 from __future__ import annotations
@@ -10,15 +14,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono import audit
-from abono.ports import PaymentGateway
+from abono.errors import PaymentProviderError
+from abono.ports import PaymentGateway, PaymentIntentRef
 from abono.store.models import (
     Account,
     Conversation,
@@ -32,6 +38,7 @@ MAX_TOKEN_LENGTH = 43
 # Stripe counts these refunds in amount_refunded; failed and canceled ones moved no money.
 _REFUND_VOID = frozenset({"failed", "canceled"})
 _PAID_INTENT = frozenset({"succeeded", "processing", "requires_capture"})
+CLOSE_BATCH = 100  # intents canceled per sweep; the next sweep takes the rest
 
 LinkState = Literal["payable", "expired", "paid", "unknown"]
 
@@ -96,6 +103,7 @@ class _Payable:
     language: str
     account_id: int
     account_number: str
+    payment_intent_id: str | None
 
 
 async def open_link(
@@ -104,16 +112,15 @@ async def open_link(
     """The pay page's use case; PaymentProviderError from the gateway reaches the caller."""
     found = await asyncio.to_thread(_payable_link, sessions, token, now)
     if isinstance(found, LinkView):
+        if found.state == "expired":  # its intent, if any, is canceled now (or by the sweep)
+            await close_intents(sessions, gateway, now, token=token)
         return found
-    intent = await gateway.create_payment_intent(
-        found.amount_cents,
-        found.currency,
-        f"abono-link-{token}",
-        {"abono_link": token, "account": found.account_number},
-    )
-    await asyncio.to_thread(_remember_intent, sessions, token, intent.id)
-    # Paid, but the webhook has not landed yet: never show a card form for it again.
-    state: LinkState = "paid" if intent.status in _PAID_INTENT else "payable"
+    intent = await _intent_of(sessions, gateway, token, found)
+    state: LinkState = "payable"
+    if intent.status == "canceled":  # canceled at Stripe: this link can no longer be paid
+        state = "expired"
+    elif intent.status in _PAID_INTENT:  # paid, the webhook has not landed yet
+        state = "paid"
     return LinkView(
         state=state,
         language=found.language,
@@ -123,6 +130,22 @@ async def open_link(
         account_id=found.account_id,
         token=token,
     )
+
+
+async def _intent_of(
+    sessions: sessionmaker[Session], gateway: PaymentGateway, token: str, found: _Payable
+) -> PaymentIntentRef:
+    """The link's own intent read back; created (and remembered) on its first open only."""
+    if found.payment_intent_id is not None:
+        return await gateway.payment_intent(found.payment_intent_id)
+    intent = await gateway.create_payment_intent(
+        found.amount_cents,
+        found.currency,
+        f"abono-link-{token}",
+        {"abono_link": token, "account": found.account_number},
+    )
+    await asyncio.to_thread(_remember_intent, sessions, token, intent.id)
+    return intent
 
 
 def _payable_link(
@@ -144,15 +167,86 @@ def _payable_link(
         account = session.get(Account, link.account_id)
         assert account is not None  # the foreign key cascades
         return _Payable(
-            link.amount_cents, link.currency, link.language, account.id, account.account_number
+            link.amount_cents,
+            link.currency,
+            link.language,
+            account.id,
+            account.account_number,
+            link.payment_intent_id,
         )
 
 
 def _remember_intent(sessions: sessionmaker[Session], token: str, intent_id: str) -> None:
+    """Kept even if the link closed meanwhile: the sweep must find the intent to cancel it."""
     with sessions.begin() as session:
         link = link_by_token(session, token)
-        if link is not None and link.status == "open" and link.payment_intent_id != intent_id:
+        if link is not None and link.payment_intent_id is None:
             link.payment_intent_id = intent_id
+
+
+async def close_intents(
+    sessions: sessionmaker[Session],
+    gateway: PaymentGateway,
+    now: dt.datetime,
+    token: str | None = None,
+) -> Counter[str]:
+    """Cancel at Stripe the intents of links that can no longer be paid: expired by ``now``,
+    or replaced by a fresh link (status ``failed``). Stripe is called outside any transaction
+    and each link is marked once it answered, so an outage loses nothing: the next sweep (the
+    follow-up loop) tries again. An intent already paid is left to its webhook."""
+    done: Counter[str] = Counter()
+    for link_id, intent_id in await asyncio.to_thread(_closable, sessions, now, token):
+        try:
+            status = await gateway.cancel_payment_intent(intent_id)
+        except PaymentProviderError:
+            done["intent_cancel_failed"] += 1
+            continue
+        if status not in ("canceled", "succeeded"):  # processing: its outcome is not known yet
+            done[f"intent_{status}"] += 1
+            continue
+        await asyncio.to_thread(_intent_closed, sessions, link_id, intent_id, status, now)
+        done[f"intent_{status}"] += 1
+    if done:
+        log.info("payments.intents.closed", **done)
+    return done
+
+
+def _closable(
+    sessions: sessionmaker[Session], now: dt.datetime, token: str | None
+) -> list[tuple[int, str]]:
+    query = select(PaymentLink.id, PaymentLink.payment_intent_id).where(
+        PaymentLink.payment_intent_id.is_not(None),
+        PaymentLink.intent_closed_at.is_(None),
+        PaymentLink.status != "paid",
+        or_(PaymentLink.status != "open", PaymentLink.expires_at <= now),
+    )
+    if token is not None:
+        query = query.where(PaymentLink.token == token)
+    with sessions() as session:
+        rows = session.execute(query.order_by(PaymentLink.id).limit(CLOSE_BATCH)).all()
+    return [(row[0], row[1]) for row in rows if row[1]]
+
+
+def _intent_closed(
+    sessions: sessionmaker[Session], link_id: int, intent_id: str, status: str, now: dt.datetime
+) -> None:
+    with sessions.begin() as session:
+        link = session.get(PaymentLink, link_id)
+        if link is None or link.payment_intent_id != intent_id or link.intent_closed_at:
+            return
+        link.intent_closed_at = now
+        account = session.get(Account, link.account_id)
+        assert account is not None  # the foreign key cascades
+        audit_payment(
+            session,
+            "payment.intent_closed",
+            account,
+            link.conversation_id,
+            link_id=link.id,
+            payment_intent=intent_id,
+            status=status,
+            reason="replaced" if link.status == "failed" else "expired",
+        )
 
 
 def link_by_token(session: Session, token: str) -> PaymentLink | None:

@@ -275,6 +275,8 @@ class PaymentLink(Base):
     payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     status: Mapped[str] = mapped_column(String(12), default="open")  # open | paid | failed
     paid_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # When the intent of an expired or replaced link was canceled (or found paid) at Stripe.
+    intent_closed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = stamped()
 
 

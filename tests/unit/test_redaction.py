@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from abono.redaction import MASK, luhn_valid, redact_card_numbers
+from abono.redaction import MASK, luhn_valid, redact_card_numbers, redact_split
 
 REDACTED = [
     ("visa-spaced", "my card is 4242 4242 4242 4242 thanks", "my card is {MASK} thanks"),
@@ -106,3 +106,128 @@ def test_card_numbers_next_to_other_numbers_never_survive(
     result = redact_card_numbers(text)
     assert result.found_card
     assert number not in re.sub(r"\D", "", result.text)
+
+
+# --- how people actually type and say them (issue 13) ---------------------------------------
+
+NBSP, NNBSP = "\u00a0", "\u202f"
+SEPARATED = [
+    ("double-spaces", "card 4242  4242  4242  4242 ok", "card {MASK} ok"),
+    ("tabs", "card 4242\t4242\t4242\t4242", "card {MASK}"),
+    ("newlines", "card\n4242\n4242\n4242\n4242\nthanks", "card\n{MASK}\nthanks"),
+    ("crlf", "4242\r\n4242\r\n4242\r\n4242", "{MASK}"),
+    ("nbsp", f"card 4242{NBSP}4242{NBSP}4242{NBSP}4242", "card {MASK}"),
+    ("narrow-nbsp", f"card 4242{NNBSP}4242{NNBSP}4242{NNBSP}4242", "card {MASK}"),
+    ("slashes", "4242/4242/4242/4242", "{MASK}"),
+    ("spaced-dashes", "4242 - 4242 - 4242 - 4242", "{MASK}"),
+    ("en-dashes", "4242 \u2013 4242 \u2013 4242 \u2013 4242", "{MASK}"),
+    ("mixed", "5555 5555\t5555-4444", "{MASK}"),
+    ("glued-cvv", "4242424242424242123", "{MASK}"),
+    ("cvv-after-slash", "4242 4242 4242 4242/123", "{MASK}"),
+    ("cvv-after-spaced-dash", "5555 5555 5555 4444 - 987 thanks", "{MASK} thanks"),
+    ("glued-cvv-in-sentence", "es 5555555555554444987 gracias", "es {MASK} gracias"),
+    (
+        "spoken-en",
+        "four two four two four two four two four two four two four two four two",
+        "{MASK}",
+    ),
+    (
+        "spoken-en-oh-double",
+        "it's four oh one two, eight eight eight eight, eight eight eight eight, "
+        "one eight eight one",
+        "it's {MASK}",
+    ),
+    (
+        "spoken-en-double",
+        "five double five five five five five five five five five five four four double four",
+        "{MASK}",
+    ),
+    (
+        "spoken-es",
+        "mi tarjeta es cuatro dos cuatro dos cuatro dos cuatro dos cuatro dos cuatro dos "
+        "cuatro dos cuatro dos gracias",
+        "mi tarjeta es {MASK} gracias",
+    ),
+    (
+        "spoken-es-cero",
+        "Cuatro cero uno dos ocho ocho ocho ocho ocho ocho ocho ocho uno ocho ocho uno",
+        "{MASK}",
+    ),
+    ("spoken-mixed-with-digits", "four two four two 4242 4242 four two four two", "{MASK}"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [c[1:] for c in SEPARATED], ids=[c[0] for c in SEPARATED]
+)
+def test_card_numbers_however_separated_or_spoken_are_replaced(text: str, expected: str) -> None:
+    result = redact_card_numbers(text)
+    assert result.text == expected.format(MASK=MASK)
+    assert result.found_card
+
+
+SPOKEN_KEPT = [
+    ("spoken-zip", "my zip is six oh six one four"),
+    ("spoken-last4", "los últimos cuatro son cero dos cero dos"),
+    ("spoken-phone", "call me at three one two five five five zero one zero two"),
+    (
+        "spoken-luhn-invalid",
+        "four two oh two four two four two four two four two four two four two",
+    ),
+    ("words-not-digits", "someone told me to phone at noon, one or two times"),
+    ("two-lines", "account 7700100202\nphone 3125550102"),
+    ("long-reference", "ref 42424242424242424242"),
+]
+
+
+@pytest.mark.parametrize("text", [c[1] for c in SPOKEN_KEPT], ids=[c[0] for c in SPOKEN_KEPT])
+def test_other_spoken_or_separated_numbers_are_kept(text: str) -> None:
+    result = redact_card_numbers(text)
+    assert result.text == text
+    assert not result.found_card
+
+
+SPLIT = [
+    ("halves", "4242 4242", "4242 4242", "{MASK}", "{MASK}"),
+    (
+        "words-around",
+        "my card is 4242 4242 4242",
+        "4242 thanks",
+        "my card is {MASK}",
+        "{MASK} thanks",
+    ),
+    ("compact", "42424242", "42424242", "{MASK}", "{MASK}"),
+    (
+        "spoken",
+        "cuatro dos cuatro dos cuatro dos cuatro dos",
+        "cuatro dos cuatro dos cuatro dos cuatro dos",
+        "{MASK}",
+        "{MASK}",
+    ),
+    ("amex", "3782 822463", "10005.", "{MASK}", "{MASK}."),
+]
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "earlier", "later"),
+    [c[1:] for c in SPLIT],
+    ids=[c[0] for c in SPLIT],
+)
+def test_a_number_split_over_two_messages_is_masked_in_both(
+    previous: str, current: str, earlier: str, later: str
+) -> None:
+    assert redact_split(previous, current) == (earlier.format(MASK=MASK), later.format(MASK=MASK))
+
+
+@pytest.mark.parametrize(
+    ("previous", "current"),
+    [
+        ("my zip is 60614", "and my last four 0202"),  # digits, but not a card together
+        ("4242 4242 then", "4242 4242"),  # the first message does not end with the digits
+        ("4242 4242", "ok 4242 4242"),  # the second does not start with them
+        ("call 312 555 0102", "4242"),  # Luhn-invalid together
+        ("hello", "4242 4242 4242 4242"),  # nothing to join with
+    ],
+)
+def test_messages_that_do_not_complete_a_number_are_left_alone(previous: str, current: str) -> None:
+    assert redact_split(previous, current) is None

@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from abono.app import build_container, create_app
 from abono.container import Container
 from abono.messaging import opt_outs
+from abono.redaction import MASK
 from abono.settings import ROOT, Settings
 from abono.store.models import (
     Account,
@@ -198,6 +199,15 @@ def test_a_latin1_mail_arrives_intact_and_the_reply_is_queued_with_a_subject(
     assert (row.channel, row.address, row.key) == ("email", ANA, "reply")
     assert row.subject == "RE: Mi cuenta"  # Spanish customer
     assert "echo: ¿Cuánto debo?" in (row.text or "")
+
+
+def test_a_card_number_in_the_subject_is_not_kept_in_the_replys_subject(
+    client: TestClient, container: Container
+) -> None:
+    subject = "Pay with 4242\u00a04242\u00a04242\u00a04242 please"
+    assert post(client, parse_fields(JAMES, subject=subject)).status_code == 200
+    [row] = outbox(container)
+    assert row.subject == f"Re: Pay with {MASK} please"
 
 
 def test_utf8_and_html_only_mail_is_read_as_text(

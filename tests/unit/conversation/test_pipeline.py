@@ -127,6 +127,66 @@ async def test_card_number_never_reaches_engine_or_store_and_customer_is_warned_
     assert texts[1].startswith(REPLY)
 
 
+SPLIT_CARDS = [
+    ("sms-halves", "sms", JAMES_PHONE, "4242 4242", "4242 4242", "4242424242424242"),
+    ("sms-words", "sms", JAMES_PHONE, "my card is 5555 5555", "5555 4444 ok", "5555555555554444"),
+    (
+        "voice-spanish",
+        "voice",
+        ANA_PHONE,
+        "cuatro dos cuatro dos cuatro dos cuatro dos",
+        "cuatro dos cuatro dos cuatro dos cuatro dos",
+        "4242424242424242",
+    ),
+]
+
+
+WARNING = {"sms": CARD_WARNING, "voice": "Por su seguridad"}
+
+
+def _spoken_digits(text: str) -> str:
+    words = {"cuatro": "4", "dos": "2"}
+    return "".join(words.get(word, word) for word in text.split())
+
+
+@pytest.mark.parametrize(
+    ("channel", "address", "first", "second", "digits"),
+    [c[1:] for c in SPLIT_CARDS],
+    ids=[c[0] for c in SPLIT_CARDS],
+)
+async def test_card_number_split_over_two_messages_is_kept_by_neither(
+    app: Container,
+    engine: FakeEngine,
+    clock: Clock,
+    channel: str,
+    address: str,
+    first: str,
+    second: str,
+    digits: str,
+) -> None:
+    await send(app, "hi", address, channel)
+    await send(app, first, address, channel)
+    clock.advance(seconds=40)
+
+    texts = await send(app, second, address, channel)
+
+    stored = [_spoken_digits(t) for t in stored_texts(app)]
+    assert not any(digits[:8] in t or digits[8:] in t for t in stored)
+    assert digits[8:] not in _spoken_digits(engine.texts[-1])
+    assert texts[0].startswith(WARNING[channel])
+
+
+async def test_digits_typed_long_apart_are_not_taken_for_one_card_number(
+    app: Container, clock: Clock
+) -> None:
+    await send(app, "4242 4242")
+    clock.advance(minutes=11)
+
+    await send(app, "4242 4242")
+
+    assert stored_texts(app).count("4242 4242") == 2
+
+
 # -- keywords --------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from abono.errors import ForbiddenError, HandoffConflictError
 from abono.handoff import agents
 from abono.handoff.agents import Actor, actor_of
 from abono.handoff.cases import active_handoff, open_handoff
+from abono.redaction import MASK
 from abono.settings import Settings
 from abono.store.models import (
     AuditEvent,
@@ -474,6 +475,17 @@ async def test_release_and_transfer_move_the_case_between_people(app: Container)
     ]
     for kind in kinds:
         assert count(app, AuditEvent, kind=kind) >= 1
+
+
+async def test_an_agents_closing_note_keeps_no_card_number(app: Container) -> None:
+    alice, _, _ = people(app)
+    await send(app, "go to hell")
+    app.handoffs.claim(1, alice)
+    app.handoffs.close(1, alice, "He read out 4242 - 4242 - 4242 - 4242 twice; told him not to.")
+    with app.sessions() as session:
+        handoff = session.get(Handoff, 1)
+        assert handoff is not None and handoff.note is not None
+        assert "4242" not in handoff.note and MASK in handoff.note
 
 
 async def test_a_console_login_expires(app: Container, web: TestClient, clock: Clock) -> None:

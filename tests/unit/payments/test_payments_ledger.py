@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import PaymentProviderError
-from abono.payments.links import issue_link, open_link
+from abono.payments.links import close_intents, issue_link, open_link
 from abono.payments.stripe_events import handle_stripe_event
 from abono.ports import PaymentIntentRef
 from abono.store.db import make_engine
@@ -230,6 +230,8 @@ class FakeGateway:
     status: str = "requires_payment_method"
     fail: bool = False
     calls: list[tuple[int, str, str, dict[str, str]]] = field(default_factory=list)
+    retrieved: list[str] = field(default_factory=list)
+    canceled: list[str] = field(default_factory=list)
 
     async def create_payment_intent(
         self, amount_cents: int, currency: str, idempotency_key: str, metadata: Mapping[str, str]
@@ -239,6 +241,18 @@ class FakeGateway:
             raise PaymentProviderError("Stripe timed out")
         intent = f"pi_{abs(hash(idempotency_key)) % 10**12}"
         return PaymentIntentRef(intent, f"{intent}_secret_x", self.status)
+
+    async def payment_intent(self, intent_id: str) -> PaymentIntentRef:
+        self.retrieved.append(intent_id)
+        if self.fail:
+            raise PaymentProviderError("Stripe timed out")
+        return PaymentIntentRef(intent_id, f"{intent_id}_secret_x", self.status)
+
+    async def cancel_payment_intent(self, intent_id: str) -> str:
+        self.canceled.append(intent_id)
+        if self.fail:
+            raise PaymentProviderError("Stripe timed out")
+        return self.status if self.status in ("succeeded", "canceled") else "canceled"
 
 
 async def test_opening_a_link_creates_its_intent_once_per_link(
@@ -251,7 +265,9 @@ async def test_opening_a_link_creates_its_intent_once_per_link(
     assert first.state == again.state == "payable"
     assert (first.language, first.amount_cents, first.currency) == ("es", 2500, "USD")
     assert first.client_secret == again.client_secret and first.client_secret
-    assert [call[2] for call in gateway.calls] == [f"abono-link-{token}"] * 2
+    # created once, then read back: Stripe forgets the idempotency key after a day
+    assert [call[2] for call in gateway.calls] == [f"abono-link-{token}"]
+    assert gateway.retrieved == [first.client_secret.split("_secret_")[0]]
     assert gateway.calls[0][3] == {"abono_link": token, "account": ANA}
     with demo_sessions() as session:
         link = session.scalars(select(PaymentLink).where(PaymentLink.token == token)).one()
@@ -266,6 +282,7 @@ async def test_opening_a_link_creates_its_intent_once_per_link(
         ("paid", "paid", "es"),
         ("superseded", "expired", "es"),
         ("paid_at_stripe", "paid", "es"),
+        ("canceled_at_stripe", "expired", "es"),
     ],
 )
 async def test_links_that_cannot_be_paid_charge_nothing(
@@ -273,9 +290,8 @@ async def test_links_that_cannot_be_paid_charge_nothing(
 ) -> None:
     token = new_link(demo_sessions, ANA, 2500, intent="pi_known")
     now = DEMO_NOW
-    gateway = FakeGateway(
-        status="succeeded" if setup == "paid_at_stripe" else "requires_payment_method"
-    )
+    stripe_status = {"paid_at_stripe": "succeeded", "canceled_at_stripe": "canceled"}
+    gateway = FakeGateway(status=stripe_status.get(setup, "requires_payment_method"))
     if setup == "unknown":
         token = "x" * 22
     elif setup == "expired":
@@ -286,7 +302,25 @@ async def test_links_that_cannot_be_paid_charge_nothing(
         apply(demo_sessions, failed("evt_failed", "pi_known"))
     view = await open_link(demo_sessions, gateway, token, now)
     assert (view.state, view.language, view.client_secret) == (state, language, None)
-    assert len(gateway.calls) == (1 if setup == "paid_at_stripe" else 0)
+    # the link's own intent is read back (never a second one created)
+    assert len(gateway.retrieved) == (1 if setup in ("paid_at_stripe", "canceled_at_stripe") else 0)
+    assert gateway.calls == []
+    # an expired or replaced link's intent is canceled when its page is opened
+    assert gateway.canceled == (["pi_known"] if setup in ("expired", "superseded") else [])
+
+
+async def test_an_expired_links_intent_is_canceled_once_even_if_stripe_was_down_first(
+    demo_sessions: sessionmaker[Session],
+) -> None:
+    new_link(demo_sessions, ANA, 2500, intent="pi_known")
+    later = DEMO_NOW + TTL
+    down = await close_intents(demo_sessions, FakeGateway(fail=True), later)
+    assert down == Counter({"intent_cancel_failed": 1})
+    gateway = FakeGateway()
+    assert not await close_intents(demo_sessions, gateway, DEMO_NOW + TTL / 2)  # still open
+    assert await close_intents(demo_sessions, gateway, later) == Counter({"intent_canceled": 1})
+    assert not await close_intents(demo_sessions, gateway, later)  # Stripe is asked once
+    assert gateway.canceled == ["pi_known"]
 
 
 async def test_stripe_down_reaches_the_page_as_our_error_and_the_link_stays_payable(
