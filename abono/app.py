@@ -178,9 +178,12 @@ async def _follow_up_forever(container: Container) -> None:
         await asyncio.sleep(settings.follow_up_interval_seconds)
 
 
-def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, container: Container | None = None, background: bool = True
+) -> FastAPI:
     """The public app. Refuses insecure settings (``Settings.insecure``) before anything else,
-    so no entrypoint can serve without the check."""
+    so no entrypoint can serve without the check. ``background``: this process runs the
+    outbox, follow-up, desk and hand-back loops (one of several app processes does)."""
     settings.require_secure()
     if settings.sandbox:
         log.warning(
@@ -192,7 +195,11 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        log.info("app.lifecycle.started", sandbox=settings.sandbox)
+        log.info("app.lifecycle.started", sandbox=settings.sandbox, background=background)
+        if not background:
+            yield
+            log.info("app.lifecycle.stopped")
+            return
         worker = None
         if settings.worker_in_app:
             worker = asyncio.create_task(container.outbox.run_forever())

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     # The engine's callbacks (/internal/actions, /internal/nlg) listen on 127.0.0.1 only, on
     # this port, in the same process as the public app: the public port never serves them.
     internal_port: int = Field(default=8001, ge=1, le=65535)
+    # App processes sharing the two listeners (``abono serve``): one Python process answers
+    # on one core at most. The first also runs the background work (outbox, follow-ups);
+    # `abono worker` processes can take the sending over. docs/performance.md has figures.
+    app_processes: int = Field(default=1, ge=1, le=64)
     public_url: str = "http://127.0.0.1:8000"
     # Asked for by `make run` and the tests (ABONO_SANDBOX=true): no credentials, recording
     # senders, localstripe, the web chat and /sandbox/*. Never what a bare start falls into.

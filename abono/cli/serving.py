@@ -4,14 +4,23 @@ The public listener (``host``:``port``) serves customers, providers and agents; 
 callbacks (``/internal/actions``, ``/internal/nlg``) listen on 127.0.0.1:``internal_port``
 only, so the public port cannot reach them whatever the proxy in front of it forwards. Both
 share one container (store, engine client, catalogs) and one event loop.
+
+With ``app_processes`` above one, this process binds both sockets and starts that many
+processes that each serve both on the same sockets (the kernel hands each connection to one
+of them): a turn's webhook and its engine callback may be answered by different processes,
+which is fine, as the dialogue's state is in the store. The first process also runs the
+background work. A signal to this process stops them all; one dying stops the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import signal
+import socket
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import uvicorn
 
@@ -30,8 +39,8 @@ class _Listener(uvicorn.Server):
         yield
 
 
-def listeners(settings: Settings) -> list[uvicorn.Server]:
-    public = create_app(settings)
+def listeners(settings: Settings, background: bool = True) -> list[uvicorn.Server]:
+    public = create_app(settings, background=background)
     internal = create_internal_app(public.state.container)
     # websockets is pinned old by rasa_sdk's sanic; the app serves no websockets.
     return [
@@ -53,7 +62,9 @@ def listeners(settings: Settings) -> list[uvicorn.Server]:
     ]
 
 
-async def serve_together(servers: Sequence[uvicorn.Server]) -> int:
+async def serve_together(
+    servers: Sequence[uvicorn.Server], sockets: Sequence[socket.socket] | None = None
+) -> int:
     """Until SIGINT or SIGTERM, or until one of them stops: then both stop, gracefully.
     The exit code: 0 after a signal, non-zero when one could not start (a port in use)."""
 
@@ -64,7 +75,10 @@ async def serve_together(servers: Sequence[uvicorn.Server]) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
-    tasks = [asyncio.create_task(_serve(server)) for server in servers]
+    tasks = [
+        asyncio.create_task(_serve(server, [sockets[i]] if sockets else None))
+        for i, server in enumerate(servers)
+    ]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -73,13 +87,71 @@ async def serve_together(servers: Sequence[uvicorn.Server]) -> int:
     return max(codes)
 
 
-async def _serve(server: uvicorn.Server) -> int:
+async def _serve(server: uvicorn.Server, sockets: list[socket.socket] | None) -> int:
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     except SystemExit as stopped:  # uvicorn's way to say it could not start; it logged why
         return stopped.code if isinstance(stopped.code, int) and stopped.code else 1
     return 0
 
 
 def serve(settings: Settings) -> int:
-    return asyncio.run(serve_together(listeners(settings)))
+    if settings.app_processes == 1:
+        return asyncio.run(serve_together(listeners(settings)))
+    return _serve_processes(settings)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _serve_processes(settings: Settings) -> int:
+    """Bind both listeners here and serve them from ``app_processes`` processes."""
+    try:
+        sockets = [
+            _bind(settings.host, settings.port),
+            _bind(INTERNAL_HOST, settings.internal_port),
+        ]
+    except OSError as error:
+        print(f"error: cannot listen: {error}")
+        return 3
+    spawn = multiprocessing.get_context("spawn")
+    dumped = settings.model_dump()
+    children = [
+        spawn.Process(target=_child, args=(dumped, sockets, index == 0), name=f"abono-app-{index}")
+        for index in range(settings.app_processes)
+    ]
+    for child in children:
+        child.start()
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.is_alive():
+                child.terminate()  # SIGTERM: uvicorn stops gracefully
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while any(child.is_alive() for child in children):
+        for child in children:
+            child.join(timeout=0.5)
+            if child.exitcode is not None and not stopping:
+                stop()  # one died: the others go too, and the supervisor says so
+    for sock in sockets:
+        sock.close()
+    return 0 if stopping and all(c.exitcode == 0 for c in children) else 1
+
+
+def _child(dumped: dict[str, Any], sockets: list[socket.socket], background: bool) -> None:
+    from abono.logs import configure_logging
+
+    settings = Settings(**dumped)
+    configure_logging(settings.log_level)
+    raise SystemExit(asyncio.run(serve_together(listeners(settings, background), sockets)))

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -33,10 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from abono.integrations.engine_process import free_port, start_engine, stop, wait_ready
 from abono.settings import ROOT, Settings
+from abono.store.db import make_engine
+from abono.store.models import OutboxMessage
 from tests.bench.campaign import database
 from tests.support import Product, due, running_product
 
@@ -232,9 +237,48 @@ def rss_mb(pid: int) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU a process has used so far, from /proc (robust to a busy machine)."""
+    """User and system CPU a process and its children (several app processes) have used so
+    far, from /proc (robust to a busy machine)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    for child in children.read_text().split() if children.exists() else []:
+        with contextlib.suppress(FileNotFoundError):
+            total += cpu_seconds(int(child))
+    return total
+
+
+async def replies_sent(database_url: str, since: dt.datetime, wait: float = 60) -> dict[str, float]:
+    """The SMS replies queued since ``since``: how long each waited in the outbox before it was
+    sent (a webhook answered is not a reply sent), after waiting up to ``wait`` s for the
+    outbox to empty; and how many were still unsent when the load ended."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            unsent = connection.execute(
+                select(func.count()).where(
+                    OutboxMessage.created_at >= since, OutboxMessage.sent_at.is_(None)
+                )
+            ).scalar_one()
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            with engine.connect() as connection:
+                rows = connection.execute(
+                    select(OutboxMessage.created_at, OutboxMessage.sent_at).where(
+                        OutboxMessage.created_at >= since
+                    )
+                ).all()
+            if all(sent is not None for _, sent in rows):
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        engine.dispose()
+    waited = [(sent - created).total_seconds() for created, sent in rows if sent is not None]
+    return {
+        "unsent_at_end": float(unsent),
+        "p50_ms": statistics.median(waited) * 1000 if waited else 0.0,
+        "p95_ms": percentile(waited, 0.95) * 1000,
+    }
 
 
 @contextmanager
@@ -275,11 +319,13 @@ def run_database(
                     one = await conversations(sms, first, 1)
                     batch = customers[serial : serial + loaded]
                     before = {name: cpu_seconds(pid) for name, pid in product.pids.items()}
+                    started = dt.datetime.now(dt.timezone.utc)
                     many = await conversations(sms, batch, 32)
                     many["cpu_ms_per_turn"] = {
                         name: (cpu_seconds(pid) - before[name]) * 1000 / max(1, many["turns"])
                         for name, pid in product.pids.items()
                     }
+                    many["outbox"] = await replies_sent(product.settings.database_url, started)
                     ratio = await long_conversation(sms, customers[serial + loaded], long_turns)
                 return {"c1": one, "c32": many, "long_conversation_ratio": ratio}
 
@@ -296,6 +342,8 @@ def run_database(
         "app_c32_p95_ms": measured["c32"]["p95_ms"],
         "engine_c32_cpu_ms_per_turn": measured["c32"]["cpu_ms_per_turn"]["engine"],
         "app_c32_cpu_ms_per_turn": measured["c32"]["cpu_ms_per_turn"]["app"],
+        "c32_replies_unsent_at_end": measured["c32"]["outbox"]["unsent_at_end"],
+        "c32_reply_in_outbox_p95_ms": measured["c32"]["outbox"]["p95_ms"],
         "errors": measured["c1"]["errors"] + measured["c32"]["errors"] + voice["errors"],
         "voice_c32_p50_ms": voice["p50_ms"],
         "voice_c32_p95_ms": voice["p95_ms"],
