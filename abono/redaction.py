@@ -171,7 +171,9 @@ def redact_split(previous: str, current: str) -> tuple[str, str] | None:
             digits += group.digits
             if len(digits) > _MAX_DIGITS:
                 break
-            if _is_card(digits, group.digits):
+            if _is_card(digits, group.digits) and _laid_out_as_a_card(
+                before[first:], after[: last + 1]
+            ):
                 found = last
         if found is not None:
             earlier = _masked(previous, [(before[first].start, tail.end())])
@@ -184,6 +186,24 @@ def may_finish_a_number(text: str) -> bool:
     """Whether ``text`` begins with digits (typed or spoken) that could end a card number
     begun in the message before it: only then is that message worth reading back."""
     return _head_run(text) is not None
+
+
+def _laid_out_as_a_card(before: list[_Group], after: list[_Group]) -> bool:
+    """Digits across two messages count as one card number only when laid out like one.
+
+    Two answers in a row are often digits ("11111 9999", then "22222 8888": ZIP and last
+    four); one in ten such joins passes Luhn. A split card starts as cards do (2 to 6) and is
+    either said digit by digit, typed in groups of four (the last shorter), as American
+    Express's 4-6-5, or as one unbroken run on each side."""
+    groups = [len(group.digits) for group in before + after]
+    if (before[0].digits[:1] or "0") not in "23456":
+        return False
+    return (
+        all(length == 1 for length in groups)
+        or (all(length == 4 for length in groups[:-1]) and groups[-1] <= 4)
+        or groups in ([4, 6, 5], [4, 6, 4])
+        or (len(before) == len(after) == 1 and min(groups) >= 4)
+    )
 
 
 def _tail_run(text: str) -> re.Match[str] | None:

@@ -227,6 +227,9 @@ def test_a_number_split_over_two_messages_is_masked_in_both(
         ("4242 4242", "ok 4242 4242"),  # the second does not start with them
         ("call 312 555 0102", "4242"),  # Luhn-invalid together
         ("hello", "4242 4242 4242 4242"),  # nothing to join with
+        # Two verification answers in a row: 9999 22222 8888 passes Luhn, but is laid out as
+        # a ZIP code and last four digits, not as a card.
+        ("11111 9999", "22222 8888"),
     ],
 )
 def test_messages_that_do_not_complete_a_number_are_left_alone(previous: str, current: str) -> None:

@@ -27,7 +27,7 @@ from tests.unit.conftest import Clock
 
 JAMES = "+13125550102"
 ANA = "+12125550101"
-PUBLIC = "https://abono.example.com"
+PUBLIC = "http://abono.example.com"
 TOKEN = "unit-test-twilio-token"
 
 
