@@ -74,7 +74,13 @@ def test_conversations_side_by_side_stay_whole_and_in_order(product: Product) ->
             directions = " ".join(direction for direction, _ in thread)
             assert re.fullmatch(r"(in( out)+ ?){3}", directions)  # each answered before the next
             assert "260.00" in thread[-1][1]  # verified: told the balance
-        sent = Counter(status for (status,) in db.execute(select(OutboxMessage.status)))
+    deadline = time.monotonic() + 60  # the outbox sends after the webhook has answered
+    while True:
+        with engine.connect() as db:
+            sent = Counter(status for (status,) in db.execute(select(OutboxMessage.status)))
+        if set(sent) == {"sent"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     engine.dispose()
     assert set(sent) == {"sent"}  # every reply sent once (unique keys), none left behind
 
