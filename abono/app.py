@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 import policies
+from abono.api.body_limit import install_body_limits
 from abono.api.nlg import nlg_router
 from abono.clock import Clock, system_clock
 from abono.container import Container
@@ -198,6 +199,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app = FastAPI(title="abono", version="0.1.0", lifespan=lifespan)
     app.state.container = container
     app.add_exception_handler(AbonoError, _abono_error)
+    install_body_limits(app)  # 64 KB unless an edge allows more for its path
     defaults = {"company": settings.company_name, "support_phone": settings.support_phone}
     app.include_router(
         nlg_router(container.sessions, container.catalogs, settings.engine_token, defaults)

@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
+from abono.api.body_limit import body_limits
 from abono.container import Container
 from abono.errors import ForbiddenError, NotSignedInError
 from abono.handoff import agents, case_file
@@ -214,6 +215,8 @@ class Console:
 
 def install(app: FastAPI, container: Container) -> None:
     console = Console(container)
+    for form in ("/console/login", "/console/logout"):  # refused before CSRF or parsing
+        body_limits(app).allow(form, multipart=False)
     app.include_router(_pages(console))
     app.include_router(_api(console, container))
 

@@ -394,6 +394,58 @@ async def test_delivery_status_lands_on_the_reply_in_the_message_log(
     assert reply.delivery_status == "delivered"
 
 
+# -- body limits (abono/api/body_limit.py) ---------------------------------------------------
+
+
+def test_an_oversized_webhook_is_refused_with_413_and_records_nothing(
+    client: TestClient, container: Container, engine: FakeEngine
+) -> None:
+    form = inbound("x" * (65 * 1024))  # signed: only its size is wrong
+    response = post(client, form)
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+    assert engine.texts == []
+    assert rows(container, Message) == [] and rows(container, OutboxMessage) == []
+
+
+async def test_a_chunked_oversized_body_is_refused_and_not_read_past_the_limit(
+    container: Container, engine: FakeEngine
+) -> None:
+    """No Content-Length: the body is counted as it arrives, and reading stops at the limit."""
+    app = create_app(container.settings, container=container)
+    chunk, pulled, sent = b"Body=" + b"x" * (16 * 1024), [], []
+
+    async def receive() -> dict[str, Any]:
+        pulled.append(len(chunk))
+        return {"type": "http.request", "body": chunk, "more_body": len(pulled) < 100}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": INBOUND_PATH,
+        "raw_path": INBOUND_PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"transfer-encoding", b"chunked"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 413
+    assert sum(pulled) <= 64 * 1024 + len(chunk)  # one chunk past the limit at most
+    assert engine.texts == [] and rows(container, Message) == []
+
+
 # -- the same MessageSid twice at once -------------------------------------------------------
 
 
