@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hmac
+import math
 import secrets
 from pathlib import Path
 from typing import Any
@@ -52,34 +53,9 @@ class CloseBody(BaseModel):
     note: str = Field(min_length=1, max_length=2000)
 
 
-class LoginThrottle:
-    """Failed sign-ins per username in a sliding window; past the limit, even the right password
-    is refused until the window moves on. Per app process (several replicas each count)."""
-
-    def __init__(self, limit: int = 5, window: dt.timedelta = dt.timedelta(minutes=15)) -> None:
-        self._limit, self._window = limit, window
-        self._failures: dict[str, list[dt.datetime]] = {}
-
-    def _recent(self, username: str, now: dt.datetime) -> list[dt.datetime]:
-        key = username.strip().lower()
-        recent = [t for t in self._failures.get(key, []) if now - t < self._window]
-        self._failures[key] = recent
-        return recent
-
-    def blocked(self, username: str, now: dt.datetime) -> bool:
-        return len(self._recent(username, now)) >= self._limit
-
-    def failed(self, username: str, now: dt.datetime) -> None:
-        self._recent(username, now).append(now)
-
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(username.strip().lower(), None)
-
-
 class Console:
     def __init__(self, container: Container) -> None:
         self._c = container
-        self._throttle = LoginThrottle()
         self._ttl = dt.timedelta(hours=container.settings.console_session_hours)
         self._secure = container.settings.public_url.startswith("https://")
         self._pages = jinja2.Environment(
@@ -140,17 +116,13 @@ class Console:
         if not expected or not hmac.compare_digest(sent, expected):
             return Response("forbidden: missing or wrong CSRF token", 403)
         username, password = str(form.get("username", "")), str(form.get("password", ""))
-        if self._throttle.blocked(username, self._c.clock()):
-            log.warning("console.login.throttled")
-            return self.login_page(
-                "Too many failed sign-ins for this username. Try again in 15 minutes.", 429
-            )
-        login = await asyncio.to_thread(self._log_in, username, password)
+        address = request.client.host if request.client else "unknown"
+        login = await asyncio.to_thread(self._log_in, username, password, address)
+        if isinstance(login, agents.Throttled):
+            return self._throttled(login)
         if login is None:
             log.info("console.login.failed")
-            self._throttle.failed(username, self._c.clock())
             return self.login_page("Wrong username or password.", 401)
-        self._throttle.succeeded(username)
         log.info("console.login.succeeded", agent=login.actor.username)
         response = RedirectResponse("/console", 303)
         response.set_cookie(
@@ -165,9 +137,23 @@ class Console:
         response.delete_cookie(LOGIN_COOKIE, path="/console")
         return response
 
-    def _log_in(self, username: str, password: str) -> agents.Login | None:
-        with self._c.sessions.begin() as session:
-            return agents.log_in(session, username, password, self._c.clock(), self._ttl)
+    def _log_in(
+        self, username: str, password: str, address: str
+    ) -> agents.Login | agents.Throttled | None:
+        now = self._c.clock()
+        return agents.sign_in(self._c.sessions, username, password, address, now, self._ttl)
+
+    def _throttled(self, throttled: agents.Throttled) -> Response:
+        log.warning("console.login.throttled")
+        wait = max(1, math.ceil((throttled.until - self._c.clock()).total_seconds()))
+        minutes = math.ceil(wait / 60)
+        response = self.login_page(
+            "Too many sign-in attempts for this username or from this network. "
+            f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+            429,
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
 
     async def log_out(self, request: Request) -> Response:
         found = self.signed_in(request)
