@@ -3,7 +3,8 @@
 Pages (``/console``, ``/console/cases/{id}``) redirect to the login when signed out; the JSON
 API under ``/console/api`` answers 401. A login is a random token in an HttpOnly, SameSite
 cookie (its hash in the store, with an expiry); every POST carries the login's CSRF token
-(header ``X-CSRF-Token``, or a form field for login/logout) or is refused with 403. Pages show
+(header ``X-CSRF-Token``, or a form field for login/logout) or is refused with 403. Sign-ins
+are throttled in the store (``agents.sign_in``): 429 with ``Retry-After``. Pages show
 nothing another agent's case would reveal: 403 with an empty body. Live updates by short
 polling (every two seconds), which works through any proxy.
 """
