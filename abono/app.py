@@ -57,6 +57,11 @@ from policies.verification import VerificationRules
 
 log = structlog.get_logger(__name__)
 
+ENGINE_CALLBACKS = ("/internal/actions", "/internal/nlg")
+# A tracker holds up to ENGINE_SESSION_TURNS turns' events (a few KB each) plus the slots;
+# rasa's own server takes up to 100 MB. Ample, and still a bound.
+ENGINE_CALLBACK_BYTES = 16 * 1024 * 1024
+
 
 def load_policy_file(name: str) -> Any:
     path = Path(policies.__file__).resolve().parent / name
@@ -199,7 +204,9 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app = FastAPI(title="abono", version="0.1.0", lifespan=lifespan)
     app.state.container = container
     app.add_exception_handler(AbonoError, _abono_error)
-    install_body_limits(app)  # 64 KB unless an edge allows more for its path
+    limits = install_body_limits(app)  # 64 KB unless an edge allows more for its path
+    for callback in ENGINE_CALLBACKS:  # the engine posts the whole tracker, every event of it
+        limits.allow(callback, ENGINE_CALLBACK_BYTES)
     defaults = {"company": settings.company_name, "support_phone": settings.support_phone}
     app.include_router(
         nlg_router(container.sessions, container.catalogs, settings.engine_token, defaults)
