@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 import policies
+from abono.api.body_limit import install_body_limits
 from abono.api.nlg import nlg_router
 from abono.clock import Clock, system_clock
 from abono.container import Container
@@ -56,6 +57,11 @@ from policies.payments import PaymentPolicy
 from policies.verification import VerificationRules
 
 log = structlog.get_logger(__name__)
+
+ENGINE_CALLBACKS = ("/internal/actions", "/internal/nlg")
+# A tracker holds up to ENGINE_SESSION_TURNS turns' events (a few KB each) plus the slots;
+# rasa's own server takes up to 100 MB. Ample, and still a bound.
+ENGINE_CALLBACK_BYTES = 16 * 1024 * 1024
 
 
 def load_policy_file(name: str) -> Any:
@@ -228,6 +234,7 @@ def create_app(
     )
     app.state.container = container
     app.add_exception_handler(AbonoError, _abono_error)
+    install_body_limits(app)  # 64 KB unless an edge allows more for its path
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -255,6 +262,9 @@ def create_internal_app(container: Container) -> FastAPI:
     settings.require_secure()
     app = FastAPI(title="abono engine callbacks", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(AbonoError, _abono_error)
+    limits = install_body_limits(app)
+    for callback in ENGINE_CALLBACKS:  # the engine posts the whole tracker, every event of it
+        limits.allow(callback, ENGINE_CALLBACK_BYTES)
     defaults = {"company": settings.company_name, "support_phone": settings.support_phone}
     app.include_router(
         nlg_router(container.sessions, container.catalogs, settings.engine_token, defaults)

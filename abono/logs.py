@@ -13,6 +13,11 @@ _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+)")
 _PHONE = re.compile(r"\+?\(?\d[\d\s().-]{7,}\d")
 _SENSITIVE_KEYS = frozenset({"text", "body", "message_text", "address", "from_", "to"})
 _TRUSTED_KEYS = frozenset({"timestamp", "level", "event"})
+# A URL's secret parts: the payment link's and the unsubscribe link's tokens in the path, and a
+# ``token=`` in the query (the inbound email webhook's shared secret, the voice hold's link).
+_SECRET_PATH = re.compile(r"(/p/|/email/unsubscribe/)[^/?#\s]+")
+_SECRET_QUERY = re.compile(r"([?&]token=)[^&#\s]*", re.IGNORECASE)
+REDACTED = "[redacted]"
 
 
 def mask(value: str) -> str:
@@ -36,6 +41,33 @@ def _mask_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+def redact_url(path: str) -> str:
+    """``path`` (with its query) with the tokens that open a page or a webhook replaced."""
+    return _SECRET_QUERY.sub(rf"\g<1>{REDACTED}", _SECRET_PATH.sub(rf"\g<1>{REDACTED}", path))
+
+
+class AccessLogRedactor(logging.Filter):
+    """uvicorn's access line without the tokens in its path: whoever reads the log must not be
+    able to pay, unsubscribe or post mail as a customer. uvicorn passes the path as the third
+    argument (``'%s - "%s %s HTTP/%s" %d'``); the line is kept, only the secret is replaced."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_url(args[2]), *args[3:])
+        return True
+
+
+def _guard_library_loggers() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, AccessLogRedactor) for f in access.filters):
+        access.addFilter(AccessLogRedactor())
+    # Each engine call is logged by us with its outcome; httpx's own lines add only noise.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # twilio-python logs every request's form at INFO, the customer's number (To=) with it.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+
+
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", level=level.upper())
     structlog.configure(
@@ -49,5 +81,4 @@ def configure_logging(level: str = "INFO") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.stdlib.LoggerFactory(),
     )
-    # Each engine call is logged by us with its outcome; httpx's own lines add only noise.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    _guard_library_loggers()

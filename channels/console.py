@@ -3,7 +3,8 @@
 Pages (``/console``, ``/console/cases/{id}``) redirect to the login when signed out; the JSON
 API under ``/console/api`` answers 401. A login is a random token in an HttpOnly, SameSite
 cookie (its hash in the store, with an expiry); every POST carries the login's CSRF token
-(header ``X-CSRF-Token``, or a form field for login/logout) or is refused with 403. Pages show
+(header ``X-CSRF-Token``, or a form field for login/logout) or is refused with 403. Sign-ins
+are throttled in the store (``agents.sign_in``): 429 with ``Retry-After``. Pages show
 nothing another agent's case would reveal: 403 with an empty body. Live updates by short
 polling (every two seconds), which works through any proxy.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hmac
+import math
 import secrets
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
+from abono.api.body_limit import body_limits
 from abono.container import Container
 from abono.errors import ForbiddenError, NotSignedInError
 from abono.handoff import agents, case_file
@@ -51,34 +54,9 @@ class CloseBody(BaseModel):
     note: str = Field(min_length=1, max_length=2000)
 
 
-class LoginThrottle:
-    """Failed sign-ins per username in a sliding window; past the limit, even the right password
-    is refused until the window moves on. Per app process (several replicas each count)."""
-
-    def __init__(self, limit: int = 5, window: dt.timedelta = dt.timedelta(minutes=15)) -> None:
-        self._limit, self._window = limit, window
-        self._failures: dict[str, list[dt.datetime]] = {}
-
-    def _recent(self, username: str, now: dt.datetime) -> list[dt.datetime]:
-        key = username.strip().lower()
-        recent = [t for t in self._failures.get(key, []) if now - t < self._window]
-        self._failures[key] = recent
-        return recent
-
-    def blocked(self, username: str, now: dt.datetime) -> bool:
-        return len(self._recent(username, now)) >= self._limit
-
-    def failed(self, username: str, now: dt.datetime) -> None:
-        self._recent(username, now).append(now)
-
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(username.strip().lower(), None)
-
-
 class Console:
     def __init__(self, container: Container) -> None:
         self._c = container
-        self._throttle = LoginThrottle()
         self._ttl = dt.timedelta(hours=container.settings.console_session_hours)
         self._secure = container.settings.public_url.startswith("https://")
         self._pages = jinja2.Environment(
@@ -139,17 +117,13 @@ class Console:
         if not expected or not hmac.compare_digest(sent, expected):
             return Response("forbidden: missing or wrong CSRF token", 403)
         username, password = str(form.get("username", "")), str(form.get("password", ""))
-        if self._throttle.blocked(username, self._c.clock()):
-            log.warning("console.login.throttled")
-            return self.login_page(
-                "Too many failed sign-ins for this username. Try again in 15 minutes.", 429
-            )
-        login = await asyncio.to_thread(self._log_in, username, password)
+        address = request.client.host if request.client else "unknown"
+        login = await asyncio.to_thread(self._log_in, username, password, address)
+        if isinstance(login, agents.Throttled):
+            return self._throttled(login)
         if login is None:
             log.info("console.login.failed")
-            self._throttle.failed(username, self._c.clock())
             return self.login_page("Wrong username or password.", 401)
-        self._throttle.succeeded(username)
         log.info("console.login.succeeded", agent=login.actor.username)
         response = RedirectResponse("/console", 303)
         response.set_cookie(
@@ -164,9 +138,23 @@ class Console:
         response.delete_cookie(LOGIN_COOKIE, path="/console")
         return response
 
-    def _log_in(self, username: str, password: str) -> agents.Login | None:
-        with self._c.sessions.begin() as session:
-            return agents.log_in(session, username, password, self._c.clock(), self._ttl)
+    def _log_in(
+        self, username: str, password: str, address: str
+    ) -> agents.Login | agents.Throttled | None:
+        now = self._c.clock()
+        return agents.sign_in(self._c.sessions, username, password, address, now, self._ttl)
+
+    def _throttled(self, throttled: agents.Throttled) -> Response:
+        log.warning("console.login.throttled")
+        wait = max(1, math.ceil((throttled.until - self._c.clock()).total_seconds()))
+        minutes = math.ceil(wait / 60)
+        response = self.login_page(
+            "Too many sign-in attempts for this username or from this network. "
+            f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+            429,
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
 
     async def log_out(self, request: Request) -> Response:
         found = self.signed_in(request)
@@ -214,6 +202,8 @@ class Console:
 
 def install(app: FastAPI, container: Container) -> None:
     console = Console(container)
+    for form in ("/console/login", "/console/logout"):  # refused before CSRF or parsing
+        body_limits(app).allow(form, multipart=False)
     app.include_router(_pages(console))
     app.include_router(_api(console, container))
 

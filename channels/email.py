@@ -50,6 +50,7 @@ from starlette.formparsers import MultiPartException
 
 from abono import audit
 from abono.accounts.customers import find_conversation, find_customer_by_address, normalize_email
+from abono.api.body_limit import body_limits
 from abono.container import Container
 from abono.conversation.turn import Inbound
 from abono.errors import AbonoError, SendRefused
@@ -73,6 +74,7 @@ TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_FILES = 100  # attachments are spooled to disk and ignored; this only bounds the count
 MAX_FIELDS = 100
 MAX_TEXT_PART = 4 * 1024 * 1024  # one text field (text, html, headers)
+MAX_INBOUND_BYTES = 30 * 1024 * 1024  # SendGrid's own cap on a parsed mail, attachments included
 MAX_EVENTS_BYTES = 5 * 1024 * 1024
 TEXT_FIELDS = ("from", "to", "subject", "text", "html", "headers")
 VERDICT_FIELDS = ("SPF", "dkim")  # the receiving server's checks, ASCII
@@ -168,6 +170,9 @@ def install(app: FastAPI, container: Container) -> None:
     pages = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, auto_reload=False
     )
+    limits = body_limits(app)  # refused with 413 before anything below reads the body
+    limits.allow(INBOUND_PATH, MAX_INBOUND_BYTES)
+    limits.allow(EVENTS_PATH, MAX_EVENTS_BYTES)
 
     @app.post(INBOUND_PATH, tags=["email"], include_in_schema=False)
     async def sendgrid_inbound(request: Request) -> Response:
@@ -193,8 +198,6 @@ def install(app: FastAPI, container: Container) -> None:
     @app.post(EVENTS_PATH, tags=["email"], include_in_schema=False)
     async def sendgrid_events(request: Request) -> Response:
         payload = await request.body()
-        if len(payload) > MAX_EVENTS_BYTES:
-            return _refused(413, "too_large", "The event batch is too large.")
         if not _events_signed(settings.sendgrid_event_public_key, request, payload):
             log.warning("email.events.rejected", reason="signature")
             return _refused(403, "invalid_signature", "Missing or forged event signature.")

@@ -45,7 +45,6 @@ log = structlog.get_logger(__name__)
 INBOUND_PATH = "/webhooks/twilio/sms"
 STATUS_PATH = "/webhooks/twilio/sms/status"
 TWILIO_API = "https://api.twilio.com"
-MAX_FORM_BYTES = 64 * 1024  # a Twilio SMS webhook is a few hundred bytes
 SEND_TIMEOUT_SECONDS = 15.0
 OPTED_OUT_CODE = 21610
 FINAL_STATUSES = frozenset({"delivered", "failed", "undelivered"})
@@ -130,9 +129,7 @@ async def _signed_form(
     request: Request, validator: RequestValidator, url: str
 ) -> dict[str, str] | Response:
     """The form's fields when Twilio signed them for our public URL; else the refusal."""
-    raw = await request.body()
-    if len(raw) > MAX_FORM_BYTES:
-        return _refused(413, "too_large", "The form is too large.")
+    raw = await request.body()  # at most 64 KB (abono/api/body_limit.py)
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:

@@ -34,6 +34,7 @@ from abono.messaging import opt_outs, outbox
 from abono.messaging.compose import Composer
 from abono.ports import ConversationEngine
 from abono.redaction import Redacted, may_finish_a_number, redact_card_numbers, redact_split
+from abono.store.db import retrying_a_lost_race
 from abono.store.models import Conversation, Handoff, Message
 from policies.escalation import EscalationPolicy, detect
 from policies.opt_out import Keyword, match_keyword
@@ -132,39 +133,51 @@ class Pipeline:
 
     def _prepare(self, inbound: Inbound, address: str) -> _Prepared:
         redacted = redact_card_numbers(inbound.text or "")
-        with self._sessions.begin() as session:
-            if inbound.provider_id and _seen(session, inbound.channel, inbound.provider_id):
-                return _Prepared("", address, "en", "", False, True, False, duplicate=True)
-            if inbound.unauthenticated is not None:
-                return self._as_stranger(session, inbound, address, redacted)
-            conversation = self._conversation_for(session, address, inbound.channel)
-            redacted = self._complete_split(session, conversation, redacted)
-            message = _message(
-                conversation, inbound.channel, "in", address, redacted.text, inbound.provider_id
-            )
-            session.add(message)
-            prepared = _Prepared(
-                conversation.id,
-                address,
-                conversation.language,
-                redacted.text.strip(),
-                redacted.found_card,
-                conversation.introduced_at is not None,
-                conversation.customer_id is not None,
-            )
-            prepared.misunderstood = conversation.misunderstood_turns
-            self._keywords(session, conversation, prepared, inbound.channel)
-            if prepared.use_engine:
-                self._escalate(session, conversation, prepared, inbound.channel, message)
-            if inbound.reply_via_outbox and inbound.provider_id:
-                prepared.outbox_prefix = f"{inbound.channel}-reply-{inbound.provider_id}"
-                prepared.reply_subject = inbound.reply_subject
-            if prepared.silent:
-                prepared.answered = []
-            elif not prepared.use_engine:  # the message, the decision and the replies at once
-                prepared.answered = self._answer(session, conversation, prepared, inbound.channel)
-        if redacted.found_card:
+        # The same provider id delivered twice at once: both pass ``_seen``, one insert loses
+        # the unique race, and its second run sees the winner's row, a duplicate like any other
+        # (no traceback: it would print the address and the text).
+        prepared = retrying_a_lost_race(
+            self._sessions,
+            lambda session: self._prepare_in(session, inbound, address, redacted),
+            lambda: log.info("pipeline.message.raced", channel=inbound.channel),
+        )
+        if prepared.found_card and not prepared.duplicate:
             log.warning("pipeline.card_number.redacted", channel=inbound.channel)
+        return prepared
+
+    def _prepare_in(
+        self, session: Session, inbound: Inbound, address: str, redacted: Redacted
+    ) -> _Prepared:
+        if inbound.provider_id and _seen(session, inbound.channel, inbound.provider_id):
+            return _Prepared("", address, "en", "", False, True, False, duplicate=True)
+        if inbound.unauthenticated is not None:
+            return self._as_stranger(session, inbound, address, redacted)
+        conversation = self._conversation_for(session, address, inbound.channel)
+        redacted = self._complete_split(session, conversation, redacted)
+        message = _message(
+            conversation, inbound.channel, "in", address, redacted.text, inbound.provider_id
+        )
+        session.add(message)
+        prepared = _Prepared(
+            conversation.id,
+            address,
+            conversation.language,
+            redacted.text.strip(),
+            redacted.found_card,
+            conversation.introduced_at is not None,
+            conversation.customer_id is not None,
+        )
+        prepared.misunderstood = conversation.misunderstood_turns
+        self._keywords(session, conversation, prepared, inbound.channel)
+        if prepared.use_engine:
+            self._escalate(session, conversation, prepared, inbound.channel, message)
+        if inbound.reply_via_outbox and inbound.provider_id:
+            prepared.outbox_prefix = f"{inbound.channel}-reply-{inbound.provider_id}"
+            prepared.reply_subject = inbound.reply_subject
+        if prepared.silent:
+            prepared.answered = []
+        elif not prepared.use_engine:  # the message, the decision and the replies at once
+            prepared.answered = self._answer(session, conversation, prepared, inbound.channel)
         return prepared
 
     def _as_stranger(
@@ -204,8 +217,6 @@ class Pipeline:
             channel=inbound.channel,
             reason=inbound.unauthenticated,
         )
-        if redacted.found_card:
-            log.warning("pipeline.card_number.redacted", channel=inbound.channel)
         prepared = _Prepared(
             conversation.id,
             address,

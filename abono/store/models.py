@@ -482,6 +482,19 @@ class AgentSession(Base):
     created_at: Mapped[dt.datetime] = stamped()
 
 
+class SignInThrottle(Base):
+    """Console sign-ins in the current window, per username and per client address: taken
+    before the password is checked, so parallel guesses each count, and shared by every app
+    process on the database (abono.handoff.agents.sign_in)."""
+
+    __tablename__ = "sign_in_throttles"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # username | address
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[dt.datetime] = mapped_column()
+
+
 class Handoff(Base):
     """A conversation a person holds: while open or claimed, the bot is silent on it."""
 

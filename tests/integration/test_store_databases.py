@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.accounts.csv_import import import_accounts
 from abono.accounts.customers import find_customer_by_address, primary_account
+from abono.handoff import agents
 from abono.store.db import make_engine, migrate
 from abono.store.models import Account, Base, ContactPoint, Conversation, Customer, Message
 from abono.wiring import sessions_for
@@ -208,3 +211,32 @@ def test_message_log_reads_back_in_the_order_written(db: sessionmaker[Session]) 
         session.add(_message(conversation_id, 0, provider_id="SM0"))
         with pytest.raises(IntegrityError):
             session.flush()
+
+
+def test_parallel_sign_in_guesses_each_take_a_count(engine: Engine) -> None:
+    """Twelve wrong passwords at once, from twelve threads and two process-like engines: five
+    are checked, the rest refused unchecked, and the right one waits for the window."""
+    clock = Clock()
+    with sessions_for(engine, clock).begin() as session:
+        agents.add_agent(
+            session, "alice", "correct horse 1", "agent", hasher=agents.Scrypt(n=2**10)
+        )
+    other = make_engine(engine.url.render_as_string(hide_password=False))
+    pools = [sessions_for(engine, clock), sessions_for(other, clock)]
+    start = threading.Barrier(12)
+    ttl = dt.timedelta(hours=8)
+
+    def guess(i: int) -> object:
+        start.wait(timeout=10)
+        return agents.sign_in(pools[i % 2], "alice", f"guess {i}", "203.0.113.7", clock(), ttl)
+
+    with ThreadPoolExecutor(12) as pool:
+        outcomes = list(pool.map(guess, range(12)))
+    other.dispose()
+    assert sum(o is None for o in outcomes) == 5
+    assert sum(isinstance(o, agents.Throttled) for o in outcomes) == 7
+    right = agents.sign_in(pools[0], "alice", "correct horse 1", "203.0.113.7", clock(), ttl)
+    assert isinstance(right, agents.Throttled)
+    clock.advance(minutes=15)
+    right = agents.sign_in(pools[1], "alice", "correct horse 1", "203.0.113.7", clock(), ttl)
+    assert isinstance(right, agents.Login)

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-from abono.logs import mask
+import httpx
+import pytest
+import structlog
+import uvicorn
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from abono.logs import configure_logging, mask, redact_url
+from abono.store.db import make_engine
 
 
 @pytest.mark.parametrize(
@@ -21,3 +34,102 @@ from abono.logs import mask
 )
 def test_contact_details_are_masked_and_nothing_else(raw: str, expected: str) -> None:
     assert mask(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/p/abc_DEF-123", "/p/[redacted]"),
+        ("/p/abc/sandbox-confirm", "/p/[redacted]/sandbox-confirm"),
+        ("/email/unsubscribe/e30.sig", "/email/unsubscribe/[redacted]"),
+        ("/webhooks/sendgrid/inbound?token=s3cret", "/webhooks/sendgrid/inbound?token=[redacted]"),
+        ("/console/api/queue?after=3", "/console/api/queue?after=3"),
+        ("/pay/x", "/pay/x"),
+    ],
+)
+def test_urls_lose_their_tokens_and_nothing_else(path: str, expected: str) -> None:
+    assert redact_url(path) == expected
+
+
+# -- tokens and personal data that libraries would log -----------------------------------------
+
+
+@pytest.fixture
+def configured() -> Iterator[None]:
+    """``configure_logging`` as ``abono serve`` runs it; the loggers it touches put back."""
+    names = ("uvicorn.access", "twilio.http_client", "httpx")
+    saved = {
+        name: (logging.getLogger(name).level, list(logging.getLogger(name).filters))
+        for name in names
+    }
+    root_level = logging.getLogger().level
+    configure_logging("INFO")
+    yield
+    for name, (level, filters) in saved.items():
+        logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).filters[:] = filters
+    logging.getLogger().setLevel(root_level)
+    structlog.reset_defaults()
+
+
+def test_uvicorns_access_log_keeps_no_link_unsubscribe_or_webhook_token(
+    configured: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    config = uvicorn.Config(  # as ``abono serve`` runs it
+        app, host="127.0.0.1", port=0, log_config=None, ws="none", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run)
+    with caplog.at_level(logging.INFO):
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not server.started and thread.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert server.started
+            port = server.servers[0].sockets[0].getsockname()[1]
+            base = f"http://127.0.0.1:{port}"
+            for path in (
+                "/p/LinkSecret123",
+                "/p/LinkSecret123/card-saved",
+                "/email/unsubscribe/UnsubSecret.456",
+                "/webhooks/sendgrid/inbound?token=MailSecret789",
+                "/webhooks/twilio/voice/hold?n=1&token=LinkSecret123&lang=es",
+            ):
+                httpx.get(base + path)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+    lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert len(lines) == 5
+    text = "\n".join(lines)
+    for secret in ("LinkSecret123", "UnsubSecret.456", "MailSecret789"):
+        assert secret not in text
+    assert '"GET /p/[redacted]/card-saved HTTP/1.1" 404' in text  # the line itself stays useful
+    assert "/webhooks/twilio/voice/hold?n=1&token=[redacted]&lang=es" in text
+
+
+def test_twilios_request_log_with_the_customers_number_is_off(
+    configured: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        # what twilio-python's HTTP client logs for every message it sends
+        logging.getLogger("twilio.http_client").info("-- BEGIN Twilio API Request --")
+        logging.getLogger("twilio.http_client").info("Data: To=%2B13125550102&Body=hi")
+    assert "13125550102" not in caplog.text
+
+
+def test_a_database_error_does_not_carry_the_statements_values(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'abono.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (address TEXT UNIQUE)"))
+        connection.execute(text("INSERT INTO t VALUES (:a)"), {"a": "+13125550102"})
+    with pytest.raises(IntegrityError) as raised, engine.begin() as connection:
+        connection.execute(text("INSERT INTO t VALUES (:a)"), {"a": "+13125550102"})
+    engine.dispose()
+    assert "13125550102" not in str(raised.value)

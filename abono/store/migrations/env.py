@@ -14,7 +14,7 @@ target_metadata = Base.metadata
 def run() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
+        engine = create_engine(config.get_main_option("sqlalchemy.url") or "", hide_parameters=True)
         with engine.begin() as conn:
             _run_on(conn)
         return

@@ -265,6 +265,38 @@ def test_a_missing_or_wrong_inbound_token_is_refused(
     assert count(container, Message) == 0
 
 
+def test_a_one_megabyte_mail_with_an_attachment_is_accepted(
+    client: TestClient, engine: EchoEngine
+) -> None:
+    """Inbound Parse posts the whole mail: far past the 64 KB every other body is held to."""
+    fields = parse_fields(text="Here is my statement.")
+    fields["attachments"] = b"1"
+    fields["attachment-info"] = json.dumps({"attachment1": {"filename": "bill.pdf"}}).encode()
+    raw = body(fields).removesuffix(f"--{BOUNDARY}--\r\n".encode())
+    raw += part("attachment1", b"%PDF" + b"\0" * (1024 * 1024), "bill.pdf")
+    raw += f"--{BOUNDARY}--\r\n".encode()
+    response = client.post(
+        f"/webhooks/sendgrid/inbound?token={TOKEN}",
+        content=raw,
+        headers={"Content-Type": CONTENT_TYPE},
+    )
+    assert response.status_code == 200, response.text
+    assert engine.texts == ["Here is my statement."]
+
+
+def test_a_mail_over_30_megabytes_is_refused_before_it_is_read(
+    client: TestClient, container: Container, engine: EchoEngine
+) -> None:
+    raw = body(parse_fields()) + b"\0" * (30 * 1024 * 1024)
+    response = client.post(
+        f"/webhooks/sendgrid/inbound?token={TOKEN}",
+        content=raw,
+        headers={"Content-Type": CONTENT_TYPE},
+    )
+    assert response.status_code == 413
+    assert engine.texts == [] and count(container, Message) == 0
+
+
 def test_the_token_may_come_as_the_basic_auth_password(client: TestClient) -> None:
     auth = base64.b64encode(f"sendgrid:{TOKEN}".encode()).decode()
     response = client.post(

@@ -9,7 +9,9 @@ official client, so the SDK's request and error paths are the ones exercised.
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 from twilio.request_validator import RequestValidator
 
 from abono.app import build_container, create_app
@@ -405,3 +407,103 @@ async def test_delivery_status_lands_on_the_reply_in_the_message_log(
     assert post(client, form, path=STATUS_PATH).status_code == 200
     [reply] = [m for m in rows(container, Message) if m.direction == "out"]
     assert reply.delivery_status == "delivered"
+
+
+# -- body limits (abono/api/body_limit.py) ---------------------------------------------------
+
+
+def test_an_oversized_webhook_is_refused_with_413_and_records_nothing(
+    client: TestClient, container: Container, engine: FakeEngine
+) -> None:
+    form = inbound("x" * (65 * 1024))  # signed: only its size is wrong
+    response = post(client, form)
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+    assert engine.texts == []
+    assert rows(container, Message) == [] and rows(container, OutboxMessage) == []
+
+
+async def test_a_chunked_oversized_body_is_refused_and_not_read_past_the_limit(
+    container: Container, engine: FakeEngine
+) -> None:
+    """No Content-Length: the body is counted as it arrives, and reading stops at the limit."""
+    app = create_app(container.settings, container=container)
+    chunk, pulled, sent = b"Body=" + b"x" * (16 * 1024), [], []
+
+    async def receive() -> dict[str, Any]:
+        pulled.append(len(chunk))
+        return {"type": "http.request", "body": chunk, "more_body": len(pulled) < 100}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": INBOUND_PATH,
+        "raw_path": INBOUND_PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"transfer-encoding", b"chunked"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 413
+    assert sum(pulled) <= 64 * 1024 + len(chunk)  # one chunk past the limit at most
+    assert engine.texts == [] and rows(container, Message) == []
+
+
+# -- the same MessageSid twice at once -------------------------------------------------------
+
+
+def test_a_duplicate_delivered_concurrently_is_one_turn_both_200_and_no_traceback(
+    container: Container,
+    engine: FakeEngine,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Twilio retries a webhook it thinks timed out: both deliveries pass the duplicate check
+    before either writes (held at the first write by a barrier in the driver's hook), one
+    insert loses the unique race, and that one is answered as the duplicate it is."""
+    both_read = threading.Barrier(2)
+    waited: list[int] = []
+
+    def first_write(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")) and len(waited) < 2:
+            if not conn.info.get("waited"):
+                conn.info["waited"] = True
+                waited.append(1)
+                both_read.wait(timeout=10)
+
+    bind = container.sessions.kw["bind"]
+    event.listen(bind, "before_cursor_execute", first_write)
+    app = create_app(container.settings, container=container)
+    form = inbound("my number is +13125550102, pay 40")
+    statuses: list[int] = []
+    web = TestClient(app, raise_server_exceptions=False)  # no lifespan: no background writers
+    with caplog.at_level(logging.DEBUG):
+        threads = [
+            threading.Thread(target=lambda: statuses.append(post(web, form).status_code))
+            for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    event.remove(bind, "before_cursor_execute", first_write)
+    assert len(waited) == 2, "both deliveries reached their first write together"
+    assert statuses == [200, 200]
+    assert engine.texts == [form["Body"]]  # one turn
+    assert inbound_texts(container) == [form["Body"]]
+    assert not [r for r in caplog.records if r.exc_info]
+    printed = capsys.readouterr()  # structlog's default output, in tests
+    logged = "\n".join([*(r.getMessage() for r in caplog.records), printed.out, printed.err])
+    assert JAMES not in logged and "pay 40" not in logged and "IntegrityError" not in logged

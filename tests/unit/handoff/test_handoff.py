@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -21,6 +24,7 @@ from abono.handoff.cases import active_handoff, open_handoff
 from abono.redaction import MASK
 from abono.settings import Settings
 from abono.store.models import (
+    Agent,
     AuditEvent,
     Conversation,
     Customer,
@@ -29,6 +33,7 @@ from abono.store.models import (
     Offer,
     OutboxMessage,
 )
+from channels.console import LOGIN_COOKIE
 from tests.fakes import DialogueEngine, FakeEngine
 from tests.unit.conftest import Clock, shipped_escalation
 
@@ -63,12 +68,17 @@ def app(demo_database_url: str, engine: FakeEngine, clock: Clock) -> Iterator[Co
     container.sessions.kw["bind"].dispose()
 
 
+# Hashes made at a test's cost: the product's (OWASP's, 2^17) takes half a second and 128 MB
+# each, and these tests make three agents apiece. A sign-in rewrites them at the product's.
+FAST = agents.Scrypt(n=2**10)
+
+
 def people(app: Container) -> tuple[Actor, Actor, Actor]:
     with app.sessions.begin() as session:
         made = [
-            agents.add_agent(session, "alice", "correct horse 1", "agent", "Alice"),
-            agents.add_agent(session, "bob", "correct horse 2", "agent", "Bob"),
-            agents.add_agent(session, "sam", "correct horse 3", "supervisor", "Sam"),
+            agents.add_agent(session, "alice", "correct horse 1", "agent", "Alice", FAST),
+            agents.add_agent(session, "bob", "correct horse 2", "agent", "Bob", FAST),
+            agents.add_agent(session, "sam", "correct horse 3", "supervisor", "Sam", FAST),
         ]
         return actor_of(made[0]), actor_of(made[1]), actor_of(made[2])
 
@@ -600,3 +610,121 @@ async def test_lifting_the_lock_needs_a_login_the_csrf_token_and_the_case(
     assert count(dialogue_app, AuditEvent, kind="verification.unlocked") == 0
     dialogue_app.handoffs.hand_back(case, people_by_name(dialogue_app, "alice"))
     assert LOCKED in " ".join(await send(dialogue_app, "How much do I owe?"))
+
+
+async def test_a_sign_in_with_a_file_part_is_refused_before_the_form_is_read(
+    web: TestClient,
+) -> None:
+    form = web.get("/console/login")
+    csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
+    fields = {"username": "alice", "password": "correct horse 1", "csrf": csrf}
+    upload = web.post(
+        "/console/login",
+        data=fields,
+        files={"avatar": ("a.bin", b"\0" * 1024, "application/octet-stream")},
+        follow_redirects=False,
+    )
+    assert upload.status_code == 415
+    assert web.get("/console/api/queue").status_code == 401  # not signed in
+    plain = web.post("/console/login", data=fields, follow_redirects=False)
+    assert plain.status_code == 303  # the urlencoded form still signs in
+
+
+# -- sign-in throttling in the store, and the password hash's cost -------------------------------
+
+
+async def guess(
+    app: FastAPI, username: str, password: str, address: str = "203.0.113.7"
+) -> httpx.Response:
+    """One sign-in from ``address``, with its own login-form CSRF pair (double submit)."""
+    transport = httpx.ASGITransport(app, client=(address, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
+        return await http.post(
+            "/console/login",
+            data={"username": username, "password": password, "csrf": "pair"},
+            headers={"Cookie": f"{LOGIN_COOKIE}=pair"},
+        )
+
+
+async def test_parallel_wrong_guesses_all_count_and_lock_the_username(
+    app: Container, clock: Clock
+) -> None:
+    people(app)
+    web = create_app(app.settings, app)
+    tries = await asyncio.gather(*(guess(web, "alice", f"guess {i}") for i in range(12)))
+    assert sorted(t.status_code for t in tries) == [401] * 5 + [429] * 7  # five guesses, no more
+    locked = await guess(web, "alice", "correct horse 1")
+    assert locked.status_code == 429
+    assert "Try again in 15 minutes" in locked.text
+    assert locked.headers["retry-after"] == "900"
+    clock.advance(minutes=14, seconds=59)
+    assert (await guess(web, "alice", "correct horse 1")).status_code == 429
+    clock.advance(seconds=1)
+    assert (await guess(web, "alice", "correct horse 1")).status_code == 303
+
+
+async def test_a_second_app_process_sees_the_same_failures(
+    app: Container, engine: FakeEngine, clock: Clock
+) -> None:
+    people(app)
+    other = build_container(app.settings, engine=engine, clock=clock)  # its own engine and pool
+    try:
+        first, second = create_app(app.settings, app), create_app(other.settings, other)
+        for i in range(5):
+            assert (await guess(first, "alice", f"guess {i}")).status_code == 401
+        assert (await guess(second, "alice", "correct horse 1")).status_code == 429
+    finally:
+        other.sessions.kw["bind"].dispose()
+
+
+async def test_failures_are_counted_per_address_across_usernames(app: Container) -> None:
+    people(app)
+    names = ["alice", "bob", "sam"] + [f"clerk{i}" for i in range(4)]
+    with app.sessions.begin() as session:
+        for name in names[3:]:
+            agents.add_agent(session, name, "correct horse 9", "agent", hasher=FAST)
+    web = create_app(app.settings, app)
+    for i in range(20):  # at most three per username: none of them is locked by its own count
+        assert (await guess(web, names[i % len(names)], "wrong")).status_code == 401
+    assert (await guess(web, "alice", "correct horse 1")).status_code == 429
+    assert (await guess(web, "alice", "correct horse 1", address="198.51.100.4")).status_code == 303
+
+
+def test_a_right_password_gives_its_count_back(app: Container, clock: Clock) -> None:
+    """An office behind one address signs in all day without locking itself out (limits and
+    cost lowered through the function's parameters, so the test runs a few sign-ins)."""
+    people(app)
+    limits = agents.SignInLimits(per_username=2, per_address=3)
+
+    def attempt(username: str, password: str) -> object:
+        ttl = dt.timedelta(hours=8)
+        return agents.sign_in(
+            app.sessions, username, password, "203.0.113.7", clock(), ttl, limits, FAST
+        )
+
+    for _ in range(4):
+        assert isinstance(attempt("bob", "correct horse 2"), agents.Login)
+    assert attempt("bob", "wrong") is None  # counted: 1 of 3 for the address, 1 of 2 for bob
+    assert isinstance(attempt("bob", "correct horse 2"), agents.Login)  # bob's count cleared
+    assert attempt("sam", "wrong") is None  # address at 2 of 3
+    assert attempt("alice", "wrong") is None  # address at 3 of 3
+    assert isinstance(attempt("bob", "correct horse 2"), agents.Throttled)
+
+
+async def test_an_old_cost_hash_verifies_and_is_rewritten_at_owasps_cost(app: Container) -> None:
+    old = agents.Scrypt(n=2**14)  # what the console stored before
+    with app.sessions.begin() as session:
+        agents.add_agent(session, "olga", "correct horse 4", "agent", hasher=old)
+    web = create_app(app.settings, app)
+    assert (await guess(web, "olga", "wrong password")).status_code == 401
+    assert stored_hash(app, "olga").startswith("scrypt$16384$8$1$")  # no rewrite on a failure
+    assert (await guess(web, "olga", "correct horse 4")).status_code == 303
+    rewritten = stored_hash(app, "olga")
+    assert rewritten.startswith("scrypt$131072$8$1$")
+    assert agents.verify_password("correct horse 4", rewritten)
+    assert (await guess(web, "olga", "correct horse 4")).status_code == 303
+
+
+def stored_hash(app: Container, username: str) -> str:
+    with app.sessions() as session:
+        return session.scalars(select(Agent.password_hash).where(Agent.username == username)).one()

@@ -86,6 +86,20 @@ def test_a_signed_payment_lowers_the_balance_and_queues_the_receipt(
     assert count(container.sessions, OutboxMessage) == 1
 
 
+def test_an_oversized_signed_event_is_refused_with_413_and_changes_nothing(
+    client: TestClient, container: Container
+) -> None:
+    """64 KB is the limit on every body but the inbound mail's (abono/api/body_limit.py)."""
+    new_link(container.sessions, JAMES, 5000, intent="pi_1")
+    event = succeeded("evt_1", "pi_1", 5000)
+    event["data"]["object"]["description"] = "x" * (65 * 1024)
+    response = deliver(client, event)
+    assert response.status_code == 413
+    assert balance(container.sessions, JAMES) == 23000
+    assert count(container.sessions, ProviderEvent) == 0
+    assert count(container.sessions, LedgerEntry) == 0
+
+
 @pytest.mark.parametrize(
     "headers",
     [
