@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     def insecure(self) -> list[str]:
         """Why this configuration must not serve, one line per setting; empty when it may.
 
-        The one place that says what a production deploy needs (docs/architecture.md). Production
+        The one place that says what a production deploy needs (docs/deploy.md). Production
         refuses a secret left empty, short or at its sandbox default, a public URL that is not
         https and a provider URL on loopback (a sandbox stand-in); the sandbox refuses an https
         public URL, the mark of a real deploy that asked for the sandbox by mistake.
