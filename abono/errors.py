@@ -81,7 +81,7 @@ class InsecureSettingsError(AbonoError):
     def __init__(self, mode: str, problems: list[str]) -> None:
         lines = "\n".join(f"  - {problem}" for problem in problems)
         hint = (
-            '\nSet each one (docs/architecture.md, "Settings a production deploy needs"), '
+            '\nSet each one (docs/deploy.md, "Settings a production deploy needs"), '
             "or ABONO_SANDBOX=true to try the product on this machine."
             if mode == "production"
             else ""

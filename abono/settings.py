@@ -32,8 +32,11 @@ class Settings(BaseSettings):
     engine_lock_store_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
-    # The engine's callbacks (/internal/actions, /internal/nlg) listen on 127.0.0.1 only, on
+    # The engine's callbacks (/internal/actions, /internal/nlg) listen on internal_host, on
     # this port, in the same process as the public app: the public port never serves them.
+    # Loopback unless the engines run elsewhere (containers: the app's address on the private
+    # network only the engines reach, docs/deploy.md); production refuses every interface.
+    internal_host: str = "127.0.0.1"
     internal_port: int = Field(default=8001, ge=1, le=65535)
     # App processes sharing the two listeners (``abono serve``): one Python process answers
     # on one core at most. The first also runs the background work (outbox, follow-ups);
@@ -104,7 +107,7 @@ class Settings(BaseSettings):
     def insecure(self) -> list[str]:
         """Why this configuration must not serve, one line per setting; empty when it may.
 
-        The one place that says what a production deploy needs (docs/architecture.md). Production
+        The one place that says what a production deploy needs (docs/deploy.md). Production
         refuses a secret left empty, short or at its sandbox default, a public URL that is not
         https and a provider URL on loopback (a sandbox stand-in); the sandbox refuses an https
         public URL, the mark of a real deploy that asked for the sandbox by mistake.
@@ -122,6 +125,12 @@ class Settings(BaseSettings):
         for name in ("twilio_account_sid", "stripe_publishable_key"):
             if getattr(self, name).strip() in ("", _default(name)):
                 problems.append(f"{_env(name)} is missing or the sandbox's placeholder")
+        if _every_interface(self.internal_host):
+            problems.append(
+                f"{_env('internal_host')} must be an address only the engines can reach, not "
+                f"every interface ({self.internal_host!r}): the engine's callbacks would be "
+                "served on public addresses too"
+            )
         if _scheme(self.public_url) != "https":
             problems.append(f"{_env('public_url')} must be https (it is {self.public_url!r})")
         for name in ("stripe_api_base", "twilio_api_base", "sendgrid_api_base"):
@@ -198,3 +207,14 @@ def _on_loopback(url: str) -> bool:
     except ValueError:
         return False
     return address.is_loopback or address.is_unspecified
+
+
+def _every_interface(host: str) -> bool:
+    """An empty host or an unspecified address (0.0.0.0, ::) binds every interface."""
+    host = host.strip().strip("[]")
+    if not host:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False

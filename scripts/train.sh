@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Trains the engine's model only when config.yml or the assistant's data changed.
-# The fingerprint covers config.yml, the engine's lock file (the embedding model ships in a
-# package), bot/domain, bot/data and bot/components; the actions are app code and do not
-# change the model.
+# The fingerprint (scripts/model-fingerprint.sh) covers config.yml, the engine's lock file (the
+# embedding model ships in a package), bot/domain, bot/data and bot/components; the actions are
+# app code and do not change the model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=models/abono.tar.gz
-fingerprint=$( { cat config.yml requirements/engine.lock; find bot/domain bot/data bot/components -type f ! -name '*.pyc' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -d' ' -f1)
+fingerprint=$(bash scripts/model-fingerprint.sh)
 if [ -f "$model" ] && [ -f models/abono.fingerprint ] && [ "$(cat models/abono.fingerprint)" = "$fingerprint" ]; then
   echo "model is current ($model)"; exit 0
 fi

@@ -1,9 +1,11 @@
 """``abono serve``: the public app and the engine's callbacks, two listeners in one process.
 
 The public listener (``host``:``port``) serves customers, providers and agents; the engine's
-callbacks (``/internal/actions``, ``/internal/nlg``) listen on 127.0.0.1:``internal_port``
-only, so the public port cannot reach them whatever the proxy in front of it forwards. Both
-share one container (store, engine client, catalogs) and one event loop.
+callbacks (``/internal/actions``, ``/internal/nlg``) listen on ``internal_host``:``internal_port``
+(127.0.0.1 unless the engines run on other machines or containers; then an address on the
+private network only they reach), so the public port cannot reach them whatever the proxy in
+front of it forwards. Both share one container (store, engine client, catalogs) and one event
+loop.
 
 With ``app_processes`` above one, this process binds both sockets and starts that many
 processes that each serve both on the same sockets (the kernel hands each connection to one
@@ -26,8 +28,6 @@ import uvicorn
 
 from abono.app import create_app, create_internal_app
 from abono.settings import Settings
-
-INTERNAL_HOST = "127.0.0.1"
 
 
 class _Listener(uvicorn.Server):
@@ -52,7 +52,7 @@ def listeners(settings: Settings, background: bool = True) -> list[uvicorn.Serve
         _Listener(
             uvicorn.Config(
                 internal,
-                host=INTERNAL_HOST,
+                host=settings.internal_host,
                 port=settings.internal_port,
                 log_config=None,
                 ws="none",
@@ -110,13 +110,20 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def bind_listeners(settings: Settings) -> list[socket.socket]:
+    """The public socket and the engine callbacks' socket, for several processes to share."""
+    public = _bind(settings.host, settings.port)
+    try:
+        return [public, _bind(settings.internal_host, settings.internal_port)]
+    except OSError:
+        public.close()
+        raise
+
+
 def _serve_processes(settings: Settings) -> int:
     """Bind both listeners here and serve them from ``app_processes`` processes."""
     try:
-        sockets = [
-            _bind(settings.host, settings.port),
-            _bind(INTERNAL_HOST, settings.internal_port),
-        ]
+        sockets = bind_listeners(settings)
     except OSError as error:
         print(f"error: cannot listen: {error}")
         return 3

@@ -89,12 +89,20 @@ def endpoints_file(settings: Settings) -> Path:
     return generated
 
 
+def internal_url(settings: Settings) -> str:
+    """Where an engine on this machine reaches the app's callback listener."""
+    host = settings.internal_host.strip("[]")
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.internal_port}"
+
+
 def engine_environment(settings: Settings, tracker_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
-            # The app's loopback listener for the engine's callbacks (abono/cli/serving.py).
-            "ABONO_APP_URL": f"http://127.0.0.1:{settings.internal_port}",
+            # The app's listener for the engine's callbacks (abono/cli/serving.py).
+            "ABONO_APP_URL": internal_url(settings),
             "ABONO_ENGINE_TOKEN": settings.engine_token,
             "ABONO_TRACKER_URL": tracker_url,
             "TF_CPP_MIN_LOG_LEVEL": "3",

@@ -7,16 +7,20 @@ engine token still finds nothing on the public port; the internal one wants the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.app import build_container, create_app, create_internal_app
+from abono.cli.serving import bind_listeners, listeners, serve_together
 from abono.container import Container
+from abono.integrations.engine_process import free_port
 from abono.integrations.rasa_engine import REPLY
 from abono.settings import Settings
 from abono.store.models import Conversation, Customer
@@ -113,6 +117,56 @@ def test_the_internal_listener_publishes_no_api_pages(internal: TestClient) -> N
 def test_the_two_listeners_need_two_ports() -> None:
     with pytest.raises(ValidationError, match="internal_port"):
         Settings(port=8100, internal_port=8100)
+
+
+# Another loopback address (all of 127.0.0.0/8 is loopback on Linux): it stands for the
+# container's private address that ABONO_INTERNAL_HOST names in deploy/docker-compose.yml.
+PRIVATE = "127.0.0.2"
+
+
+def test_the_internal_listener_answers_on_the_configured_host_only(
+    demo_database_url: str,
+) -> None:
+    port, internal_port = free_port(), free_port()
+    settings = Settings(
+        database_url=demo_database_url,
+        engine_token=TOKEN,
+        port=port,
+        internal_host=PRIVATE,
+        internal_port=internal_port,
+    )
+
+    async def run() -> tuple[int, bool, int]:
+        servers = listeners(settings, background=False)
+        serving = asyncio.create_task(serve_together(servers))
+        while not all(server.started for server in servers):
+            await asyncio.sleep(0.05)
+        body = {"response": "utter_greet", "tracker": {"sender_id": ""}}
+        async with httpx.AsyncClient(timeout=5) as client:
+            there = await client.post(
+                f"http://{PRIVATE}:{internal_port}/internal/nlg", json=body, headers=engine_token()
+            )
+            try:
+                await client.post(f"http://127.0.0.1:{internal_port}/internal/nlg", json=body)
+                on_loopback = True
+            except httpx.ConnectError:
+                on_loopback = False
+        for server in servers:
+            server.should_exit = True
+        return there.status_code, on_loopback, await serving
+
+    assert asyncio.run(run()) == (200, False, 0)
+
+
+def test_several_app_processes_share_a_callback_socket_on_the_configured_host() -> None:
+    settings = Settings(port=free_port(), internal_host=PRIVATE, internal_port=free_port())
+    sockets = bind_listeners(settings)
+    try:
+        bound = [sock.getsockname()[:2] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert bound == [("127.0.0.1", settings.port), (PRIVATE, settings.internal_port)]
 
 
 def engine_token(token: str = TOKEN) -> dict[str, str]:

@@ -179,6 +179,16 @@ def test_a_provider_on_loopback_is_a_sandbox_stand_in(name: str, url: str) -> No
     assert named(production(**{name: url})) == [f"ABONO_{name.upper()}"]
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "[::]", ""])
+def test_callbacks_on_every_interface_are_refused(host: str) -> None:
+    assert named(production(internal_host=host)) == ["ABONO_INTERNAL_HOST"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "10.8.0.3", "fd00::3", "app-1.internal"])
+def test_callbacks_on_one_private_address_are_allowed(host: str) -> None:
+    assert production(internal_host=host).insecure() == []
+
+
 def test_a_provider_base_elsewhere_is_allowed() -> None:
     assert production(stripe_api_base="https://stripe-proxy.internal.example").insecure() == []
 

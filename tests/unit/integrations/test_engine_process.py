@@ -63,3 +63,12 @@ def test_the_engine_calls_back_on_the_apps_loopback_listener(model: Path) -> Non
     assert engine_environment(settings, "sqlite:///t.db")["ABONO_APP_URL"] == (
         "http://127.0.0.1:8123"
     )
+
+
+def test_the_engine_calls_back_on_the_configured_internal_host(model: Path) -> None:
+    settings = Settings(model_path=model, internal_host="10.8.0.3", internal_port=8123)
+    assert engine_environment(settings, "sqlite:///t.db")["ABONO_APP_URL"] == (
+        "http://10.8.0.3:8123"
+    )
+    settings = Settings(model_path=model, internal_host="::1", internal_port=8123)
+    assert engine_environment(settings, "sqlite:///t.db")["ABONO_APP_URL"] == "http://[::1]:8123"
