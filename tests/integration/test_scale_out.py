@@ -13,6 +13,7 @@ every reply sent once, and every payment recorded once.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import time
@@ -266,6 +267,23 @@ def check(store: Engine, fake: FakeTwilio, statuses: Counter[str], retries: dict
             assert re.fullmatch(rf"(in( out)+ ?){{{count}}}", directions), directions
             told = [t for d, t in thread if d == "out" and BALANCE[customer.language] in t]
             assert told, f"customer {customer.index} was not told the balance in their language"
+
+        # the engines' shared trackers hold each message once, in order, whichever engine took it
+        heard: dict[str, list[str]] = {}
+        for sender, data in db.execute(
+            text("SELECT sender_id, data FROM events WHERE type_name = 'user' ORDER BY id")
+        ):
+            heard.setdefault(sender, []).append(json.loads(data)["text"])
+        threads = dict(
+            db.execute(
+                select(CustomerRow.external_id, Conversation.id).join(
+                    CustomerRow, CustomerRow.id == Conversation.customer_id
+                )
+            ).all()
+        )
+        assert {c.index: heard.get(threads[f"BENCH-{c.index}"]) for c in CUSTOMERS} == {
+            c.index: c.script() for c in CUSTOMERS
+        }
 
         # every reply and receipt sent once (one SMS per outbox row), exactly as the
         # conversation logged it, and each logged one knows its Twilio sid
