@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import hmac
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import psycopg
+import pytest
 
 from abono.clock import system_clock
 from abono.integrations.engine_process import free_port, start_engine, stop, wait_ready
@@ -72,16 +81,7 @@ class Product:
 
     def import_accounts(self, csv_text: str, work: Path) -> None:
         """Load more customers the way an operator does, into the running product."""
-        path = work / "more_accounts.csv"
-        path.write_text(csv_text, encoding="utf-8")
-        done = subprocess.run(
-            [sys.executable, "-m", "abono.cli", "accounts", "import", str(path)],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        import_accounts(self.env, csv_text, work)
 
     @property
     def internal_url(self) -> str:
@@ -93,11 +93,23 @@ class Product:
         return Path(self.settings.database_url.removeprefix("sqlite:///"))
 
 
-@contextmanager
-def running_product(
-    work: Path, tracker_url: str | None = None, **overrides: str
-) -> Iterator[Product]:
-    """Fresh SQLite database with the demo accounts, the trained model, app as its own process."""
+def import_accounts(env: dict[str, str], csv_text: str, work: Path) -> None:
+    """``abono accounts import``, as an operator runs it, with the product's environment."""
+    path = work / "more_accounts.csv"
+    path.write_text(csv_text, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "abono.cli", "accounts", "import", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def product_environment(work: Path, **overrides: str) -> tuple[dict[str, str], Settings]:
+    """The environment of one app (``abono serve``) and its engine on spare loopback ports, a
+    SQLite database in ``work`` unless ``database_url`` is given; and the engine's Settings."""
     app_port, engine_port, stripe_port = free_port(), free_port(), free_port()
     internal_port = free_port()  # the engine's callbacks, on loopback (abono/cli/serving.py)
     env = dict(os.environ)
@@ -124,6 +136,29 @@ def running_product(
         **{k: v for k, v in overrides.items() if k in ("engine_workers", "engine_lock_store_url")},
         engine_token="integration-token",
     )
+    return env, settings
+
+
+def start_app(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``abono serve`` with ``env`` (from ``product_environment``), its output in ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "abono.cli", "serve"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def engine_port(settings: Settings) -> int:
+    return int(settings.engine_url.rsplit(":", 1)[1])
+
+
+@contextmanager
+def running_product(
+    work: Path, tracker_url: str | None = None, **overrides: str
+) -> Iterator[Product]:
+    """Fresh SQLite database with the demo accounts, the trained model, app as its own process."""
+    env, settings = product_environment(work, **overrides)
     python = sys.executable
     subprocess.run(
         [python, "-m", "abono.cli", "accounts", "demo", str(DEMO)],
@@ -133,19 +168,15 @@ def running_product(
     )
     log, app_log = work / "engine.log", work / "app.log"
     started = time.monotonic()
+    stripe_port = int(env["ABONO_LOCALSTRIPE_PORT"])
     stripe = start_localstripe(stripe_port, work / "localstripe.log")
     trackers = tracker_url or f"sqlite:///{work / 'trackers.db'}"
-    engine = start_engine(settings, engine_port, trackers, log)
-    app = subprocess.Popen(
-        [python, "-m", "abono.cli", "serve"],
-        env=env,
-        stdout=app_log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    engine = start_engine(settings, engine_port(settings), trackers, log)
+    app = start_app(env, app_log)
     try:
         asyncio.run(wait_ready(settings.engine_url, settings.engine_token, engine))
         engine_ready = time.monotonic() - started
-        url = f"http://127.0.0.1:{app_port}"
+        url = f"http://127.0.0.1:{settings.port}"
         wait_healthy(url, app, seconds=120)
         stripe_base = f"http://127.0.0.1:{stripe_port}"
         asyncio.run(wait_localstripe(stripe_base, stripe))
@@ -161,6 +192,79 @@ def running_product(
         stop(app)
         stop(engine)
         stop(stripe)
+
+
+def start_worker(env: dict[str, str], log: Path, interval: float = 0.1) -> subprocess.Popen[bytes]:
+    """An ``abono worker`` process (the outbox) with ``env``, its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "abono.cli", "worker", "--interval", str(interval)],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database on 127.0.0.1:5432 (user postgres), dropped on the way out;
+    the test is skipped without a server, and fails in CI."""
+    try:
+        admin = psycopg.connect(
+            "host=127.0.0.1 port=5432 dbname=postgres user=postgres connect_timeout=3",
+            autocommit=True,
+        )
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is not reachable: {error}")
+        pytest.skip(f"PostgreSQL is not reachable: {error}")
+    name = f"abono_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@contextmanager
+def redis_database(index: int) -> Iterator[str]:
+    """Redis db ``index`` on 127.0.0.1:6379, flushed before and after (skipped without a
+    server, failed in CI): ``redis://127.0.0.1:6379/<index>``."""
+    url = f"redis://127.0.0.1:6379/{index}"
+    try:
+        _flush_redis(url)
+    except OSError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is not reachable: {error}")
+        pytest.skip(f"Redis is not reachable: {error}")
+    try:
+        yield url
+    finally:
+        _flush_redis(url)
+
+
+def _flush_redis(url: str) -> None:
+    """SELECT and FLUSHDB in Redis's inline protocol (the app's environment has no client)."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port or 6379), timeout=3) as sock:
+        sock.sendall(f"SELECT {int(parts.path.strip('/'))}\r\nFLUSHDB\r\n".encode())
+        answer = b""
+        while answer.count(b"\r\n") < 2:
+            chunk = sock.recv(256)
+            if not chunk:
+                break
+            answer += chunk
+    if answer != b"+OK\r\n+OK\r\n":
+        raise OSError(f"Redis answered {answer!r}")
+
+
+def stripe_delivery(secret: str, event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """An event's body and headers as Stripe sends them, signed now with ``secret``."""
+    body = json.dumps(event).encode()
+    stamp = int(time.time())
+    digest = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, {"Stripe-Signature": f"t={stamp},v1={digest}", "Content-Type": "application/json"}
 
 
 def in_engine(script: str, *args: str, lines: int = 1, unset: tuple[str, ...] = ()) -> list[str]:

@@ -10,9 +10,14 @@ On the same trained model, in one run, for SQLite and then PostgreSQL:
 - **CPU per turn** of the engine and of the app during the 32-conversation load (from /proc):
   throughput on two cores is bounded by their sum, and each runs on one core at most;
 - **voice**: 32 callers at once through signed Twilio voice webhooks (keypad, then speech);
-- **a long conversation**: 500 turns in one thread, the p50 of the last 20 over the first 20.
+- **a long conversation**: 500 turns in one thread, the p50 of the last 20 over the first 20;
+- **one and two engine replicas** (``--engine-workers 1,2``, the default): the product is started
+  once per count, and the serial conversations (which warm it) and the 32-at-once load run on
+  each; the bare engine, voice and the long conversation, which the count does not concern,
+  run with the first count only.
 
-Writes ``bench/results.json`` and prints a table. Numbers depend on the machine: compare runs on
+Writes ``bench/results.json`` (each database's figures keyed by the engine worker count) and
+prints a table with a column per database and count. Numbers depend on the machine: compare runs on
 the same machine. The targets (docs/performance.md) are checked here, not by timed tests.
 """
 
@@ -297,8 +302,11 @@ def bare_engine(work: Path) -> Iterator[str]:
 
 
 def run_database(
-    kind: str, work: Path, serial: int, loaded: int, long_turns: int, workers: int
+    kind: str, work: Path, serial: int, loaded: int, long_turns: int, workers: int, full: bool
 ) -> dict[str, Any]:
+    """The product on ``kind`` with ``workers`` engine workers: the serial conversations (they
+    warm it too) and the 32-at-once load; with ``full``, also what the engine's worker count
+    does not change or is measured once: the bare engine, voice and the long conversation."""
     overrides: dict[str, str] = {"log_level": "WARNING", "engine_workers": str(workers)}
     if workers > 1:
         overrides["engine_lock_store_url"] = LOCK_STORE
@@ -309,8 +317,10 @@ def run_database(
         with running_product(work, tracker_url=url if postgres else None, **overrides) as product:
             customers = [Customer(i) for i in range(serial + loaded + 33)]
             product.import_accounts("\n".join([HEADER, *(c.row() for c in customers)]) + "\n", work)
-            with bare_engine(work) as engine_url:
-                alone = asyncio.run(engine_alone(engine_url, customers[: max(2, serial // 7)]))
+            alone: dict[str, float] = {}
+            if full:
+                with bare_engine(work) as engine_url:
+                    alone = asyncio.run(engine_alone(engine_url, customers[: max(2, serial // 7)]))
 
             async def measure() -> dict[str, Any]:
                 async with httpx.AsyncClient(timeout=60) as client:
@@ -326,17 +336,17 @@ def run_database(
                         for name, pid in product.pids.items()
                     }
                     many["outbox"] = await replies_sent(product.settings.database_url, started)
-                    ratio = await long_conversation(sms, customers[serial + loaded], long_turns)
+                    ratio = None
+                    if full:
+                        ratio = await long_conversation(sms, customers[serial + loaded], long_turns)
                 return {"c1": one, "c32": many, "long_conversation_ratio": ratio}
 
             measured = asyncio.run(measure())
-            voice = asyncio.run(voice_calls(product, customers[-32:]))
+            voice = asyncio.run(voice_calls(product, customers[-32:])) if full else None
             rss = {name: rss_mb(pid) for name, pid in product.pids.items()}
-    return {
-        "engine_serial_p50_ms": alone["p50_ms"],
+    figures: dict[str, Any] = {
         "app_serial_p50_ms": measured["c1"]["p50_ms"],
         "app_serial_p95_ms": measured["c1"]["p95_ms"],
-        "ratio_serial_p50": measured["c1"]["p50_ms"] / alone["p50_ms"],
         "app_c32_turns_per_s": measured["c32"]["turns_per_s"],
         "app_c32_p50_ms": measured["c32"]["p50_ms"],
         "app_c32_p95_ms": measured["c32"]["p95_ms"],
@@ -344,14 +354,56 @@ def run_database(
         "app_c32_cpu_ms_per_turn": measured["c32"]["cpu_ms_per_turn"]["app"],
         "c32_replies_unsent_at_end": measured["c32"]["outbox"]["unsent_at_end"],
         "c32_reply_in_outbox_p95_ms": measured["c32"]["outbox"]["p95_ms"],
-        "errors": measured["c1"]["errors"] + measured["c32"]["errors"] + voice["errors"],
-        "voice_c32_p50_ms": voice["p50_ms"],
-        "voice_c32_p95_ms": voice["p95_ms"],
-        "long_conversation_ratio": measured["long_conversation_ratio"],
+        "errors": measured["c1"]["errors"] + measured["c32"]["errors"],
         "engine_ready_s": product.timings["engine_ready_s"],
         "rss_mb": rss,
         "rss_total_mb": sum(rss.values()),
     }
+    if full:
+        assert voice is not None
+        figures.update(
+            {
+                "engine_serial_p50_ms": alone["p50_ms"],
+                "ratio_serial_p50": measured["c1"]["p50_ms"] / alone["p50_ms"],
+                "errors": figures["errors"] + voice["errors"],
+                "voice_c32_p50_ms": voice["p50_ms"],
+                "voice_c32_p95_ms": voice["p95_ms"],
+                "long_conversation_ratio": measured["long_conversation_ratio"],
+            }
+        )
+    return figures
+
+
+ORDER = [
+    "engine_serial_p50_ms",
+    "app_serial_p50_ms",
+    "app_serial_p95_ms",
+    "ratio_serial_p50",
+    "app_c32_turns_per_s",
+    "app_c32_p50_ms",
+    "app_c32_p95_ms",
+    "engine_c32_cpu_ms_per_turn",
+    "app_c32_cpu_ms_per_turn",
+    "c32_replies_unsent_at_end",
+    "c32_reply_in_outbox_p95_ms",
+    "errors",
+    "voice_c32_p50_ms",
+    "voice_c32_p95_ms",
+    "long_conversation_ratio",
+    "engine_ready_s",
+    "rss_total_mb",
+]
+
+
+def worker_counts(text: str) -> list[int]:
+    """``--engine-workers 1,2``: the engine worker counts to compare, each once, in order."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of counts: {text!r}") from None
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"counts must be distinct and at least 1: {text!r}")
+    return counts
 
 
 def verdict(name: str, value: float) -> str:
@@ -368,26 +420,40 @@ def main() -> None:
     parser.add_argument("--serial", type=int, default=9, help="customers played one at a time")
     parser.add_argument("--loaded", type=int, default=96, help="customers played 32 at once")
     parser.add_argument("--long", type=int, default=500, help="turns of the long conversation")
-    parser.add_argument("--engine-workers", type=int, default=1, help="engine processes")
+    parser.add_argument(
+        "--engine-workers",
+        type=worker_counts,
+        default=[1, 2],
+        help="engine worker counts to compare, e.g. 1,2 (the product started once for each)",
+    )
     args = parser.parse_args()
-    results: dict[str, Any] = {"cpus": os.cpu_count(), "engine_workers": args.engine_workers}
+    counts: list[int] = args.engine_workers
+    results: dict[str, Any] = {"cpus": os.cpu_count(), "engine_workers": counts}
     for kind in args.databases.split(","):
-        with tempfile.TemporaryDirectory() as work:
-            results[kind] = run_database(
-                kind, Path(work), args.serial, args.loaded, args.long, args.engine_workers
-            )
+        results[kind] = {}
+        for count in counts:
+            with tempfile.TemporaryDirectory() as work:
+                results[kind][str(count)] = run_database(
+                    kind, Path(work), args.serial, args.loaded, args.long, count, count == counts[0]
+                )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    kinds = [k for k in results if isinstance(results[k], dict)]
-    print(f"{'':26}" + "".join(f"{k:>14}" for k in kinds))
-    for name in results[kinds[0]]:
-        if name == "rss_mb":
-            continue
-        values = [float(results[k][name]) for k in kinds]
-        row = "".join(f"{v:14.1f}" for v in values)
-        worst = max(values) if TARGETS.get(name, ("<=", 0))[0] == "<=" else min(values)
-        print(f"{name:26}{row}  {verdict(name, worst)}")
+    print(table(results, args.databases.split(","), counts))
     print(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+def table(results: dict[str, Any], kinds: list[str], counts: list[int]) -> str:
+    """One column per database and engine worker count; "-" where a figure is measured with
+    the first count only."""
+    columns = [(kind, str(count)) for kind in kinds for count in counts]
+    lines = [f"{'':28}" + "".join(f"{f'{kind} ×{count}':>16}" for kind, count in columns)]
+    for name in ORDER:
+        values = [results[kind][count].get(name) for kind, count in columns]
+        row = "".join(f"{'-':>16}" if v is None else f"{float(v):16.1f}" for v in values)
+        measured = [float(v) for v in values if v is not None]
+        worst = max(measured) if TARGETS.get(name, ("<=", 0))[0] == "<=" else min(measured)
+        lines.append(f"{name:28}{row}  {verdict(name, worst)}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +26,8 @@ from abono.store.db import make_engine, migrate
 from abono.store.models import Conversation, OutboxMessage
 from abono.wiring import sessions_for
 from channels.twilio_fake import FakeTwilio, serving
+from tests.support import postgres_database
+from tests.support import start_worker as worker_process
 
 pytestmark = pytest.mark.integration
 PHONES = [f"+1312555{1000 + i}" for i in range(30)]
@@ -51,13 +50,7 @@ def start_worker(database_url: str, twilio_base: str, log: Path) -> subprocess.P
         "ABONO_OUTBOX_LEASE_SECONDS": "2",
         "ABONO_LOG_LEVEL": "INFO",
     }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "abono.cli", "worker", "--interval", "0.1"],
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
+    return worker_process(env, log)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -124,22 +117,8 @@ def test_a_worker_killed_mid_send_and_restarted_sends_everything_exactly_once(
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    try:
-        admin = psycopg.connect(
-            "host=127.0.0.1 port=5432 dbname=postgres user=postgres connect_timeout=3",
-            autocommit=True,
-        )
-    except psycopg.OperationalError as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is not reachable: {error}")
-        pytest.skip(f"PostgreSQL is not reachable: {error}")
-    name = f"abono_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with postgres_database() as url:
+        yield url
 
 
 def test_two_workers_on_postgresql_share_a_batch_with_no_duplicate_and_none_lost(
