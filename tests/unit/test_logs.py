@@ -56,18 +56,30 @@ def test_urls_lose_their_tokens_and_nothing_else(path: str, expected: str) -> No
 
 @pytest.fixture
 def configured() -> Iterator[None]:
-    """``configure_logging`` as ``abono serve`` runs it; the loggers it touches put back."""
+    """``configure_logging`` as ``abono serve`` runs it; the loggers it touches put back.
+
+    A uvicorn started earlier in this process with its default log config (another test's
+    server) leaves ``uvicorn.access`` not propagating, at its own level: as a fresh process
+    has it, until the test is over."""
     names = ("uvicorn.access", "twilio.http_client", "httpx")
     saved = {
-        name: (logging.getLogger(name).level, list(logging.getLogger(name).filters))
+        name: (
+            logging.getLogger(name).level,
+            list(logging.getLogger(name).filters),
+            logging.getLogger(name).propagate,
+        )
         for name in names
     }
     root_level = logging.getLogger().level
+    for name in names:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+        logging.getLogger(name).propagate = True
     configure_logging("INFO")
     yield
-    for name, (level, filters) in saved.items():
+    for name, (level, filters, propagate) in saved.items():
         logging.getLogger(name).setLevel(level)
         logging.getLogger(name).filters[:] = filters
+        logging.getLogger(name).propagate = propagate
     logging.getLogger().setLevel(root_level)
     structlog.reset_defaults()
 
