@@ -11,9 +11,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,13 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import pytest
+import uvicorn
+from sqlalchemy.orm import Session, sessionmaker
 
+from abono.accounts.demo import load_demo
+from abono.app import build_container, create_app
 from abono.clock import system_clock
+from abono.container import Container
 from abono.integrations.engine_process import free_port, start_engine, stop, wait_ready
 from abono.integrations.localstripe_server import (
     register_webhook,
@@ -32,7 +38,9 @@ from abono.integrations.localstripe_server import (
 )
 from abono.runner import wait_healthy
 from abono.settings import ROOT, Settings
+from abono.store.db import make_engine, migrate
 from abono.understanding.dates import today_in
+from tests.fakes import FakeEngine
 
 DEMO = ROOT / "data" / "demo_accounts.csv"
 
@@ -283,3 +291,78 @@ def in_engine(script: str, *args: str, lines: int = 1, unset: tuple[str, ...] = 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.splitlines()[-lines:]
+
+
+class StripeSandbox:
+    """The app (demo accounts, a fake engine) serving in this process on a spare port, with
+    localstripe delivering its signed webhooks to it: the payments' integration tests."""
+
+    def __init__(
+        self, settings: Settings, container: Container, clock: Callable[[], dt.datetime]
+    ) -> None:
+        self.settings, self.container, self.clock = settings, container, clock
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return self.container.sessions
+
+    @property
+    def api_base(self) -> str:
+        return str(self.settings.stripe_api_base)
+
+
+def wait_until(condition: Callable[[], Any], what: str, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {seconds:.0f}s")
+        time.sleep(0.05)
+
+
+@contextmanager
+def stripe_sandbox(
+    work: Path,
+    webhook_secret: str,
+    clock: Callable[[], dt.datetime] = system_clock,
+    **overrides: Any,
+) -> Iterator[StripeSandbox]:
+    """A ``StripeSandbox`` on a fresh SQLite file in ``work``; ``overrides`` are settings."""
+    stripe_port, app_port = free_port(), free_port()
+    api_base = f"http://127.0.0.1:{stripe_port}"
+    settings = Settings(
+        database_url=f"sqlite:///{work / 'abono.db'}",
+        port=app_port,
+        internal_port=free_port(),
+        public_url=f"http://127.0.0.1:{app_port}",
+        stripe_api_base=api_base,
+        stripe_webhook_secret=webhook_secret,
+        **overrides,
+    )
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    container = build_container(settings, engine=FakeEngine(), clock=clock)
+    load_demo(container.sessions, DEMO, clock())
+    localstripe = start_localstripe(stripe_port, work / "localstripe.log")
+    server = uvicorn.Server(  # no log config: the test's process keeps its logging as it is
+        uvicorn.Config(
+            create_app(settings, container=container),
+            host="127.0.0.1",
+            port=app_port,
+            log_config=None,
+            access_log=False,
+            ws="none",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        asyncio.run(wait_localstripe(api_base, localstripe))
+        wait_until(lambda: server.started, "app")
+        register_webhook(api_base, f"{settings.public_url}/webhooks/stripe", webhook_secret)
+        yield StripeSandbox(settings, container, clock)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        localstripe.terminate()
+        localstripe.wait(10)
+        engine.dispose()

@@ -11,36 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import stripe
-import uvicorn
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
-from abono.accounts.demo import load_demo
-from abono.app import build_container, create_app
 from abono.clock import system_clock
-from abono.container import Container
-from abono.integrations.engine_process import free_port
 from abono.integrations.localstripe_server import (
     expire_idempotency_keys,
-    register_webhook,
-    start_localstripe,
-    wait_localstripe,
 )
 from abono.integrations.stripe_gateway import build_client, build_gateway
 from abono.payments.links import close_intents, issue_link
-from abono.settings import ROOT, Settings
-from abono.store.db import make_engine, migrate
 from abono.store.models import Account, AuditEvent, Conversation, PaymentLink
-from tests.fakes import FakeEngine
+from tests.support import StripeSandbox as Stripe
+from tests.support import stripe_sandbox
 from tests.unit.conftest import Clock
 
 pytestmark = [
@@ -53,75 +40,17 @@ TTL = dt.timedelta(hours=72)
 EXPIRED = "This payment link has expired"
 
 
-@dataclass
-class Stripe:
-    settings: Settings
-    container: Container
-    clock: Clock
-
-    @property
-    def sessions(self) -> sessionmaker[Session]:
-        return self.container.sessions
-
-    @property
-    def api_base(self) -> str:
-        return str(self.settings.stripe_api_base)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stripe]:
-    work = tmp_path_factory.mktemp("link_intents")
-    stripe_port, app_port = free_port(), free_port()
-    api_base = f"http://127.0.0.1:{stripe_port}"
-    settings = Settings(
-        database_url=f"sqlite:///{work / 'abono.db'}",
-        port=app_port,
-        public_url=f"http://127.0.0.1:{app_port}",
-        stripe_api_base=api_base,
-        stripe_webhook_secret=SECRET,
-    )
-    engine = make_engine(settings.database_url)
-    migrate(engine)
     clock = Clock(system_clock())
-    container = build_container(settings, engine=FakeEngine(), clock=clock)
-    load_demo(container.sessions, ROOT / "data" / "demo_accounts.csv", clock())
-    localstripe = start_localstripe(stripe_port, work / "localstripe.log")
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, container=container),
-            host="127.0.0.1",
-            port=app_port,
-            log_level="warning",
-            ws="none",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        asyncio.run(wait_localstripe(api_base, localstripe))
-        _wait(lambda: server.started, "app")
-        register_webhook(api_base, f"{settings.public_url}/webhooks/stripe", SECRET)
-        yield Stripe(settings, container, clock)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        localstripe.terminate()
-        localstripe.wait(10)
-        engine.dispose()
+    with stripe_sandbox(tmp_path_factory.mktemp("link_intents"), SECRET, clock) as running:
+        yield running
 
 
 @pytest.fixture
 def stripe_world(world: Stripe) -> Stripe:
     world.clock.now = system_clock()  # each test starts now: webhooks are signed at real time
     return world
-
-
-def _wait(condition: Any, what: str, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready after {seconds:.0f}s")
-        time.sleep(0.05)
 
 
 def _link(world: Stripe, amount: int) -> str:
@@ -239,7 +168,9 @@ async def test_an_expired_links_payment_intent_is_canceled_and_its_page_says_it_
     assert any(a.data["payment_intent"] == intent_id for a in audits)
 
 
-async def test_an_intent_not_yet_expired_is_left_alone_by_the_sweep(stripe_world: Stripe) -> None:
+async def test_an_intent_not_yet_expired_is_left_alone_by_the_sweep(
+    stripe_world: Stripe,
+) -> None:
     token = _link(stripe_world, 1200)
     intent_id = _intent_on_page(await asyncio.to_thread(_page, stripe_world, token))
     stripe_world.clock.advance(hours=71)

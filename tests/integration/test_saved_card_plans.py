@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,26 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from abono.accounts.demo import load_demo
-from abono.app import build_container, create_app
 from abono.clock import system_clock
-from abono.container import Container
-from abono.integrations.engine_process import free_port
-from abono.integrations.localstripe_server import (
-    register_webhook,
-    start_localstripe,
-    wait_localstripe,
-)
 from abono.integrations.stripe_gateway import build_client, build_gateway
 from abono.payments.links import issue_link, open_link
 from abono.plans.follow_up import FollowUpConfig, follow_up
 from abono.plans.saved_cards import charge_due
-from abono.settings import ROOT, Settings
-from abono.store.db import make_engine, migrate
 from abono.store.models import (
     Account,
     Conversation,
@@ -48,7 +35,8 @@ from abono.store.models import (
     PlanInstallment,
 )
 from abono.understanding.dates import today_in
-from tests.fakes import FakeEngine
+from tests.support import StripeSandbox as Sandbox
+from tests.support import stripe_sandbox
 
 pytestmark = [
     pytest.mark.integration,
@@ -64,65 +52,15 @@ TTL = dt.timedelta(hours=72)
 FORTNIGHT = dt.timedelta(days=14)
 
 
-@dataclass
-class Sandbox:
-    settings: Settings
-    container: Container
-
-    @property
-    def sessions(self) -> sessionmaker[Session]:
-        return self.container.sessions
-
-
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    work = tmp_path_factory.mktemp("saved_cards")
-    stripe_port, app_port = free_port(), free_port()
-    api_base = f"http://127.0.0.1:{stripe_port}"
-    settings = Settings(
-        database_url=f"sqlite:///{work / 'abono.db'}",
-        port=app_port,
-        public_url=f"http://127.0.0.1:{app_port}",
-        stripe_api_base=api_base,
-        stripe_webhook_secret=SECRET,
+    with stripe_sandbox(
+        tmp_path_factory.mktemp("saved_cards"),
+        SECRET,
         plan_method="saved_card",
         follow_up_interval_seconds=3600,  # the tests run the charges and follow-ups themselves
-    )
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    container = build_container(settings, engine=FakeEngine())
-    load_demo(container.sessions, ROOT / "data" / "demo_accounts.csv", system_clock())
-    localstripe = start_localstripe(stripe_port, work / "localstripe.log")
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, container=container),
-            host="127.0.0.1",
-            port=app_port,
-            log_level="warning",
-            ws="none",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        asyncio.run(wait_localstripe(api_base, localstripe))
-        _wait(lambda: server.started, "app")
-        register_webhook(api_base, f"{settings.public_url}/webhooks/stripe", SECRET)
-        yield Sandbox(settings, container)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        localstripe.terminate()
-        localstripe.wait(10)
-        engine.dispose()
-
-
-def _wait(condition: Any, what: str, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready after {seconds:.0f}s")
-        time.sleep(0.05)
+    ) as running:
+        yield running
 
 
 @dataclass(frozen=True)
@@ -382,7 +320,9 @@ async def test_a_declined_saved_card_gets_the_missed_follow_up_with_a_link(
     assert _balance(sandbox, ANA) == before - 6000
 
 
-async def test_bad_reports_from_a_page_are_refused_and_change_nothing(sandbox: Sandbox) -> None:
+async def test_bad_reports_from_a_page_are_refused_and_change_nothing(
+    sandbox: Sandbox,
+) -> None:
     now = system_clock()
     plan = _plan(sandbox, LUCIA, [4000, 4000], now)
     other = _plan(sandbox, LUCIA, [4000, 4000], now)

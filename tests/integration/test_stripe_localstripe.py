@@ -9,33 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import stripe
-import uvicorn
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
-from abono.accounts.demo import load_demo
-from abono.app import build_container, create_app
 from abono.clock import system_clock
-from abono.container import Container
-from abono.integrations.engine_process import free_port
-from abono.integrations.localstripe_server import (
-    register_webhook,
-    start_localstripe,
-    wait_localstripe,
-)
 from abono.integrations.stripe_gateway import build_client, build_gateway
 from abono.payments.links import issue_link, open_link
-from abono.settings import ROOT, Settings
-from abono.store.db import make_engine, migrate
 from abono.store.models import (
     Account,
     Conversation,
@@ -44,7 +27,8 @@ from abono.store.models import (
     PaymentLink,
     ProviderEvent,
 )
-from tests.fakes import FakeEngine
+from tests.support import StripeSandbox as Sandbox
+from tests.support import stripe_sandbox
 
 pytestmark = [
     pytest.mark.integration,
@@ -54,63 +38,10 @@ SECRET = "whsec_integration"
 JAMES = "ACC-7700100202"  # 230.00 USD, English
 
 
-@dataclass
-class Sandbox:
-    settings: Settings
-    container: Container
-
-    @property
-    def sessions(self) -> sessionmaker[Session]:
-        return self.container.sessions
-
-
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    work = tmp_path_factory.mktemp("payments")
-    stripe_port, app_port = free_port(), free_port()
-    api_base = f"http://127.0.0.1:{stripe_port}"
-    settings = Settings(
-        database_url=f"sqlite:///{work / 'abono.db'}",
-        port=app_port,
-        public_url=f"http://127.0.0.1:{app_port}",
-        stripe_api_base=api_base,
-        stripe_webhook_secret=SECRET,
-    )
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    container = build_container(settings, engine=FakeEngine())
-    load_demo(container.sessions, ROOT / "data" / "demo_accounts.csv", system_clock())
-    localstripe = start_localstripe(stripe_port, work / "localstripe.log")
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, container=container),
-            host="127.0.0.1",
-            port=app_port,
-            log_level="warning",
-            ws="none",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        asyncio.run(wait_localstripe(api_base, localstripe))
-        _wait(lambda: server.started, "app")
-        register_webhook(api_base, f"{settings.public_url}/webhooks/stripe", SECRET)
-        yield Sandbox(settings, container)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        localstripe.terminate()
-        localstripe.wait(10)
-        engine.dispose()
-
-
-def _wait(condition: Any, what: str, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready after {seconds:.0f}s")
-        time.sleep(0.05)
+    with stripe_sandbox(tmp_path_factory.mktemp("payments"), SECRET) as running:
+        yield running
 
 
 def _link(sandbox: Sandbox, amount: int) -> str:
@@ -228,7 +159,9 @@ async def test_a_card_payment_lands_by_signed_webhook_and_lowers_the_balance(
     assert (await open_link(sandbox.sessions, gateway, token, now)).state == "paid"
 
 
-async def test_a_declined_card_gets_a_fresh_link_and_charges_nothing(sandbox: Sandbox) -> None:
+async def test_a_declined_card_gets_a_fresh_link_and_charges_nothing(
+    sandbox: Sandbox,
+) -> None:
     token, before = _link(sandbox, 3000), _balance(sandbox)
     view = await open_link(sandbox.sessions, build_gateway(sandbox.settings), token, system_clock())
     assert view.client_secret is not None
