@@ -10,6 +10,7 @@ attempts the row is marked failed for an operator, never dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
@@ -56,18 +57,37 @@ class DurableQueueWorker:
         self._sessions = sessions
         self._clock = clock
         self._lease = lease
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
 
     async def run_once(self, limit: int = 20) -> int:
         raise NotImplementedError
 
     async def run_forever(self, interval: float = 0.5) -> None:
+        """Send what is due; with nothing due, wait ``interval`` or until ``nudge``."""
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         while True:
             try:
                 if not await self.run_once():
-                    await asyncio.sleep(interval)
+                    await self._idle(interval)
             except Exception:  # keep the worker alive; the row is retried after its lease
                 log.exception(f"{self.area}.worker.failed")
                 await asyncio.sleep(interval)
+
+    async def _idle(self, interval: float) -> None:
+        assert self._wake is not None
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), interval)
+        self._wake.clear()
+
+    def nudge(self) -> None:
+        """A row was committed: a running worker looks now instead of at its next poll.
+        Safe from any thread (sessions commit in worker threads)."""
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(wake.set)
 
     def _due(self, limit: int) -> list[int]:
         with self._sessions() as session:

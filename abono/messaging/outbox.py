@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import SendRefused
@@ -226,6 +226,15 @@ class OutboxWorker(DurableQueueWorker):
         self._config = config or WorkerConfig()
         self._buckets: dict[str, TokenBucket] = {}
         self._skip_locked = sessions.kw["bind"].dialect.name == "postgresql"
+        # A reply queued in this process goes out at once, not at the next poll: a session
+        # that committed new outbox rows nudges the worker.
+        event.listen(sessions, "after_flush", _note_queued)
+        event.listen(sessions, "after_commit", self._queued_committed)
+        event.listen(sessions, "after_rollback", lambda session: session.info.pop(_QUEUED, None))
+
+    def _queued_committed(self, session: Session) -> None:
+        if session.info.pop(_QUEUED, False):
+            self.nudge()
 
     def register_sender(self, channel: str, sender: MessageSender) -> None:
         """A channel edge with provider credentials replaces the sandbox's recording sender."""
@@ -469,6 +478,15 @@ class OutboxWorker(DurableQueueWorker):
             row.status, row.last_error = "suppressed", reason
             return
         self._back_off(row, reason, final)
+
+
+_QUEUED = "abono.outbox.queued"
+
+
+def _note_queued(session: Session, _context: object) -> None:
+    """After a flush (its ``new`` still listed): did this transaction queue a message?"""
+    if any(isinstance(row, OutboxMessage) for row in session.new):
+        session.info[_QUEUED] = True
 
 
 def _plain(row: OutboxMessage) -> dict[str, Any]:

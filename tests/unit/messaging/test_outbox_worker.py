@@ -162,3 +162,24 @@ async def test_a_row_that_cannot_be_prepared_backs_off_alone(
     assert (unknown.status, unknown.attempts) == ("pending", 1)
     assert unknown.last_error == "prepare: KeyError"
     assert unknown.next_attempt_at > clock()  # it waits for its retry, the others do not
+
+
+async def test_a_reply_goes_out_when_it_is_queued_not_at_the_next_poll(
+    workers: tuple[Container, Container],
+) -> None:
+    container = workers[0]
+    sender = RecordingSender()
+    container.outbox.register_sender("sms", sender)
+    worker = asyncio.create_task(container.outbox.run_forever(interval=3600))
+    try:
+        await asyncio.sleep(0.2)  # nothing due: it waits, for an hour at most
+        client = TestClient(create_app(container.settings, container=container))
+        await asyncio.to_thread(text_in, client, "hi")
+        for _ in range(100):
+            if sender.sent:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        worker.cancel()
+    assert [to for _, to, _ in sender.sent] == [JAMES]
+    assert [row.status for row in outbox(container)] == ["sent"]
