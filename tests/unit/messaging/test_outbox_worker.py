@@ -175,8 +175,8 @@ async def test_a_reply_goes_out_when_it_is_queued_not_at_the_next_poll(
         await asyncio.sleep(0.2)  # nothing due: it waits, for an hour at most
         client = TestClient(create_app(container.settings, container=container))
         await asyncio.to_thread(text_in, client, "hi")
-        for _ in range(100):
-            if sender.sent:
+        for _ in range(100):  # sent and recorded: seconds, where the poll would take an hour
+            if [row.status for row in outbox(container)] == ["sent"]:
                 break
             await asyncio.sleep(0.05)
     finally:
