@@ -89,6 +89,28 @@ class _Prepared:
     answered: list[str] | None = None  # the replies, when no engine turn was needed
 
 
+def _prepared_for(
+    conversation: Conversation, address: str, redacted: Redacted, customer_known: bool
+) -> _Prepared:
+    """The turn as the conversation's row and the redacted text say, before any decision."""
+    return _Prepared(
+        conversation.id,
+        address,
+        conversation.language,
+        redacted.text.strip(),
+        redacted.found_card,
+        conversation.introduced_at is not None,
+        customer_known,
+    )
+
+
+def _reply_via_outbox(prepared: _Prepared, inbound: Inbound) -> None:
+    """Replies to a provider's message go through the outbox, keyed by the provider's id."""
+    if inbound.reply_via_outbox and inbound.provider_id:
+        prepared.outbox_prefix = f"{inbound.channel}-reply-{inbound.provider_id}"
+        prepared.reply_subject = inbound.reply_subject
+
+
 class Pipeline:
     def __init__(
         self,
@@ -158,22 +180,14 @@ class Pipeline:
             conversation, inbound.channel, "in", address, redacted.text, inbound.provider_id
         )
         session.add(message)
-        prepared = _Prepared(
-            conversation.id,
-            address,
-            conversation.language,
-            redacted.text.strip(),
-            redacted.found_card,
-            conversation.introduced_at is not None,
-            conversation.customer_id is not None,
+        prepared = _prepared_for(
+            conversation, address, redacted, conversation.customer_id is not None
         )
         prepared.misunderstood = conversation.misunderstood_turns
         self._keywords(session, conversation, prepared, inbound.channel)
         if prepared.use_engine:
             self._escalate(session, conversation, prepared, inbound.channel, message)
-        if inbound.reply_via_outbox and inbound.provider_id:
-            prepared.outbox_prefix = f"{inbound.channel}-reply-{inbound.provider_id}"
-            prepared.reply_subject = inbound.reply_subject
+        _reply_via_outbox(prepared, inbound)
         if prepared.silent:
             prepared.answered = []
         elif not prepared.use_engine:  # the message, the decision and the replies at once
@@ -217,23 +231,12 @@ class Pipeline:
             channel=inbound.channel,
             reason=inbound.unauthenticated,
         )
-        prepared = _Prepared(
-            conversation.id,
-            address,
-            conversation.language,
-            redacted.text.strip(),
-            redacted.found_card,
-            conversation.introduced_at is not None,
-            False,
-            keys=["utter_unknown_address"],
-            use_engine=False,
-        )
+        prepared = _prepared_for(conversation, address, redacted, customer_known=False)
+        prepared.keys, prepared.use_engine = ["utter_unknown_address"], False
         if opt_outs.is_opted_out(session, address, inbound.channel):
             prepared.silent, prepared.answered = True, []
             return prepared
-        if inbound.reply_via_outbox and inbound.provider_id:
-            prepared.outbox_prefix = f"{inbound.channel}-reply-{inbound.provider_id}"
-            prepared.reply_subject = inbound.reply_subject
+        _reply_via_outbox(prepared, inbound)
         prepared.answered = self._answer(session, conversation, prepared, inbound.channel)
         return prepared
 
