@@ -93,9 +93,10 @@ def build_container(
         "public_url": settings.public_url,
     }
     if engine is None:
-        client = httpx.AsyncClient(timeout=settings.engine_timeout_seconds)
         render = reply_renderer(catalogs, defaults)
-        engine = RasaEngine(client, settings.engine_url, settings.engine_token, render)
+        engine = RasaEngine(
+            settings.engine_url, settings.engine_token, render, settings.engine_timeout_seconds
+        )
     rules = VerificationRules(settings.verification_method, settings.max_verification_failures)
     payments = PaymentConfig(
         PaymentPolicy.parse(load_policy_file("payments.yml")),

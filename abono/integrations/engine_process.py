@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import yaml
 
 from abono.errors import EngineUnavailableError
@@ -132,8 +131,7 @@ def start_engine(
 
 
 async def wait_ready(url: str, token: str, process: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(timeout=5) as client:
-        engine = RasaEngine(client, url, token)
+    async with RasaEngine(url, token, timeout=5) as engine:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STARTUP_SECONDS
         while loop.time() < deadline:

@@ -17,8 +17,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-import httpx
-
 from abono.integrations.engine_process import temporary_engine
 from abono.integrations.rasa_engine import RasaEngine
 from abono.settings import Settings
@@ -68,14 +66,16 @@ async def _classify_all(
 
 @asynccontextmanager
 async def _engine(settings: Settings) -> AsyncIterator[RasaEngine]:
-    async with httpx.AsyncClient(timeout=60) as client:
-        running = RasaEngine(client, settings.engine_url, settings.engine_token)
+    async with RasaEngine(settings.engine_url, settings.engine_token, timeout=60) as running:
         if await running.ready():
             yield running
             return
-        print("no engine running: starting the trained model for this run…", file=sys.stderr)
-        async with temporary_engine(settings) as url:
-            yield RasaEngine(client, url, settings.engine_token)
+    print("no engine running: starting the trained model for this run…", file=sys.stderr)
+    async with (
+        temporary_engine(settings) as url,
+        RasaEngine(url, settings.engine_token, timeout=60) as started,
+    ):
+        yield started
 
 
 def _report(rows: list[dict[str, str]], results: list[dict[str, Any]]) -> None:

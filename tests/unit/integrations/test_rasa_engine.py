@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
+from abono.errors import EngineUnavailableError
 from abono.i18n import Catalogs, reply_renderer
 from abono.integrations.rasa_engine import REPLY, RasaEngine
 
 LOCALES = Path(__file__).resolve().parents[3] / "locales"
 
 
-def engine_answering(
+@asynccontextmanager
+async def engine_answering(
     messages: list[dict[str, object]], seen: list[dict[str, object]]
-) -> RasaEngine:
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append({"path": request.url.path, "body": json.loads(request.content)})
-        return httpx.Response(200, json=messages)
+) -> AsyncIterator[RasaEngine]:
+    """A local HTTP server in the engine's place, answering every request with ``messages``."""
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    async def handle(request: web.Request) -> web.Response:
+        seen.append({"path": request.path, "body": json.loads(await request.read())})
+        return web.json_response(messages)
+
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", handle)
     render = reply_renderer(Catalogs.load(LOCALES), {"support_phone": "+1 800 555 0100"})
-    return RasaEngine(client, "http://engine", "t", render)
+    async with TestServer(app, host="127.0.0.1") as server:
+        async with RasaEngine(str(server.make_url("/")), "t", render) as engine:
+            yield engine
 
 
 def named(key: str, language: str, medium: str | None, **args: object) -> dict[str, object]:
@@ -32,7 +43,7 @@ def named(key: str, language: str, medium: str | None, **args: object) -> dict[s
 
 async def test_named_replies_are_rendered_in_their_language_and_medium() -> None:
     seen: list[dict[str, object]] = []
-    engine = engine_answering(
+    async with engine_answering(
         [
             named("utter_verification_locked", "es", "sms", support_phone="+1 800 555 0199"),
             named(
@@ -46,8 +57,8 @@ async def test_named_replies_are_rendered_in_their_language_and_medium() -> None
             {"recipient_id": "c1", "text": "plain text from the engine"},
         ],
         seen,
-    )
-    texts = await engine.send("c1", "hola", {"channel": "sms"})
+    ) as engine:
+        texts = await engine.send("c1", "hola", {"channel": "sms"})
     catalogs = Catalogs.load(LOCALES)
     locked = {"support_phone": "+1 800 555 0199"}
     assert texts[0] == catalogs.render("utter_verification_locked", "es", "sms", locked)
@@ -64,9 +75,26 @@ async def test_named_replies_are_rendered_in_their_language_and_medium() -> None
 
 
 async def test_an_unknown_key_is_an_apology_not_an_error() -> None:
-    engine = engine_answering([named("utter_no_such_thing", "en", "sms")], [])
-    (text,) = await engine.send("c1", "hi", {})
+    async with engine_answering([named("utter_no_such_thing", "en", "sms")], []) as engine:
+        (text,) = await engine.send("c1", "hi", {})
     catalogs = Catalogs.load(LOCALES)
     assert text == catalogs.render(
         "reply_engine_unavailable", "en", "sms", {"support_phone": "+1 800 555 0100"}
     )
+
+
+async def test_an_engine_that_fails_or_is_gone_is_unavailable_not_a_crash() -> None:
+    async def broken(_request: web.Request) -> web.Response:
+        return web.Response(status=500, text="boom")
+
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", broken)
+    async with TestServer(app, host="127.0.0.1") as server:
+        url = str(server.make_url("/"))
+        async with RasaEngine(url, "t") as engine:
+            with pytest.raises(EngineUnavailableError, match="webhook failed"):
+                await engine.send("c1", "hi", {})
+            assert await engine.ready() is False
+    async with RasaEngine(url, "t", timeout=2) as engine:  # the server is gone now
+        with pytest.raises(EngineUnavailableError):
+            await engine.parse("hi")
