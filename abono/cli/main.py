@@ -102,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="send the outbox (several may run at once)")
     worker.add_argument("--interval", type=float, default=0.5, help="idle poll, seconds")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve this worker's send counters for Prometheus on ABONO_INTERNAL_HOST:PORT",
+    )
     worker.set_defaults(handler=cli_operator.worker, serves=True)
 
     people = commands.add_parser("agents", help="console accounts for live agents")

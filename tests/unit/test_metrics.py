@@ -8,9 +8,15 @@ are exact.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,6 +26,7 @@ from abono.container import Container
 from abono.conversation.turn import Inbound
 from abono.handoff import agents
 from abono.handoff.agents import actor_of
+from abono.integrations.engine_process import free_port
 from abono.messaging.outbox import RecordingSender
 from abono.settings import Settings
 from tests.fakes import FakeEngine
@@ -135,6 +142,33 @@ async def test_outbox_depth_and_age_come_from_the_store_and_sends_by_outcome(
     assert grew(retried, sent, "abono_sends_total", channel="sms", outcome="sent") == 2
     assert value(sent, "abono_outbox_depth", channel="sms") == 0
     assert value(sent, "abono_outbox_oldest_age_seconds", channel="sms") == 0
+
+
+async def test_an_abono_worker_process_serves_its_send_counters(
+    app: Container, demo_database_url: str, tmp_path: Path
+) -> None:
+    await app.pipeline.handle(Inbound("sms", JAMES, "hi", "SM1", reply_via_outbox=True))
+    port, log = free_port(), tmp_path / "worker.log"
+    command = [sys.executable, "-m", "abono.cli", "worker", "--interval", "0.1"]
+    env = {**os.environ, "ABONO_DATABASE_URL": demo_database_url}
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [*command, "--metrics-port", str(port)], env=env, stdout=out, stderr=out
+        )
+    sent = 'abono_sends_total{channel="sms",outcome="sent"} 1.0'
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if sent in httpx.get(f"http://127.0.0.1:{port}/metrics").text:
+                    break
+            except httpx.HTTPError:
+                pass  # not listening yet
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
 
 
 # -- handoffs ---------------------------------------------------------------------------------
