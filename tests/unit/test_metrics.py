@@ -8,6 +8,8 @@ are exact.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,6 +34,7 @@ from abono.integrations.engine_process import free_port
 from abono.messaging.outbox import RecordingSender
 from abono.settings import Settings
 from tests.fakes import FakeEngine
+from tests.unit.channels.test_email_channel import event, signed_events
 from tests.unit.conftest import DEMO_NOW, Clock
 from tests.unit.handoff.test_handoff import FAST, open_case
 from tests.unit.payments.test_payments_ledger import JAMES as JAMES_ACCOUNT
@@ -212,6 +217,37 @@ def test_a_payment_is_counted_once_with_its_amount_and_the_webhooks_lag(
     assert grew(before, after, "abono_payment_amount_cents_total", currency="USD") == 5000
     assert grew(before, after, "abono_webhook_lag_seconds_count", provider="stripe") == 2
     assert grew(before, after, "abono_webhook_lag_seconds_sum", provider="stripe") == 60
+
+
+def test_sendgrid_events_lag_from_each_events_own_timestamp(
+    demo_database_url: str, clock: Clock
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    settings = Settings(
+        database_url=demo_database_url, sendgrid_event_public_key=base64.b64encode(public).decode()
+    )
+    container = build_container(settings, engine=FakeEngine(), clock=clock)
+    client = TestClient(create_app(settings, container))
+    now = int(DEMO_NOW.timestamp())
+    payload = json.dumps(
+        [
+            event("delivered", "ev-1", timestamp=now - 45),
+            event("open", "ev-2", timestamp=now - 15),
+            event("processed", "ev-3", timestamp="yesterday"),  # not a time: not observed
+        ]
+    )
+    before = scrape(client)
+    response = client.post(
+        "/webhooks/sendgrid/events", content=payload, headers=signed_events(key, payload)
+    )
+    assert response.status_code == 200
+    after = scrape(client)
+    assert grew(before, after, "abono_webhook_lag_seconds_count", provider="sendgrid") == 2
+    assert grew(before, after, "abono_webhook_lag_seconds_sum", provider="sendgrid") == 60
+    container.sessions.kw["bind"].dispose()
 
 
 # -- who may read them ----------------------------------------------------------------------
