@@ -80,7 +80,10 @@ def _apply(sessions: sessionmaker[Session], event: dict[str, Any], now: dt.datet
         lambda: log.info("payments.webhook.raced", event_id=str(event.get("id"))),
     )
     if outcome in MOVED_MONEY:  # committed: count what the ledger recorded for this event
-        _count_money(sessions, event)
+        try:
+            _count_money(sessions, event)
+        except Exception:  # a metric must never turn an applied event into a retry
+            log.warning("payments.metrics.uncounted", exc_info=True)
     return outcome
 
 
