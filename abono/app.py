@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 import policies
 from abono.api.body_limit import install_body_limits
+from abono.api.metrics import metrics_router
 from abono.api.nlg import nlg_router
 from abono.clock import Clock, system_clock
 from abono.container import Container
@@ -248,13 +249,17 @@ def create_app(
             {"ready": all(checks.values()), **checks}, 200 if all(checks.values()) else 503
         )
 
+    # Metrics on the public port: behind the token, or open in the sandbox (docs/metrics.md).
+    if settings.metrics_token or settings.sandbox:
+        token = settings.metrics_token or None
+        app.include_router(metrics_router(container.sessions, container.clock, token))
     for ep in sorted(entry_points(group="abono.channels"), key=lambda e: e.name):
         ep.load()(app, container)
     return app
 
 
 def create_internal_app(container: Container) -> FastAPI:
-    """The engine's callbacks (action server, NLG), for the loopback listener only.
+    """The engine's callbacks (action server, NLG) and ``/metrics``, for the loopback listener.
 
     ``abono serve`` serves it on 127.0.0.1:``internal_port`` beside the public app, sharing
     its container; the engine token is still required on every call.
@@ -272,6 +277,7 @@ def create_internal_app(container: Container) -> FastAPI:
     )
     actions = [a for ep in entry_points(group="abono.actions") for a in ep.load()(container)]
     app.include_router(action_router(actions, settings.engine_token))
+    app.include_router(metrics_router(container.sessions, container.clock, None))
     return app
 
 

@@ -60,6 +60,13 @@ class HandoffNotFoundError(AbonoError):
     status = 404
 
 
+class AccountNotFoundError(AbonoError):
+    """No account has that number (an audit export, a lookup by number)."""
+
+    code = "account_not_found"
+    status = 404
+
+
 class HandoffConflictError(AbonoError):
     """The case moved on (claimed by someone else, resolved, already approved)."""
 

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     desk_webhook_secret: str = "sandbox-desk-webhook-secret"
     desk_api_token: str | None = None
     desk_api_role: Literal["agent", "supervisor"] = "agent"
+    # Prometheus metrics (docs/metrics.md): always at /metrics on the engine callbacks'
+    # listener; on the public app only with this bearer token (no token: 404 in production).
+    metrics_token: str | None = None
     # The outbound worker (abono/messaging/outbox.py). worker_in_app: the app runs one too;
     # turn it off when `abono worker` processes do the sending.
     worker_in_app: bool = True
@@ -122,6 +125,11 @@ class Settings(BaseSettings):
         problems = [self._secret_problem(name) for name in _SECRETS]
         if self.desk_webhook_url:
             problems.append(self._secret_problem("desk_webhook_secret"))
+        if self.metrics_token and len(self.metrics_token.strip()) < MIN_SECRET_LENGTH:
+            problems.append(
+                f"{_env('metrics_token')} is shorter than {MIN_SECRET_LENGTH} characters "
+                "(leave it empty to keep /metrics off the public port)"
+            )
         for name in ("twilio_account_sid", "stripe_publishable_key"):
             if getattr(self, name).strip() in ("", _default(name)):
                 problems.append(f"{_env(name)} is missing or the sandbox's placeholder")

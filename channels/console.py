@@ -1,10 +1,11 @@
 """The agent console: where people pick up conversations the bot handed off.
 
-Pages (``/console``, ``/console/cases/{id}``) redirect to the login when signed out; the JSON
-API under ``/console/api`` answers 401. A login is a random token in an HttpOnly, SameSite
-cookie (its hash in the store, with an expiry); every POST carries the login's CSRF token
-(header ``X-CSRF-Token``, or a form field for login/logout) or is refused with 403. Sign-ins
-are throttled in the store (``agents.sign_in``): 429 with ``Retry-After``. Pages show
+Pages (``/console``, ``/console/cases/{id}``, and a case's audit downloads,
+``/console/cases/{id}/audit/{account id}?format=csv|json``) redirect to the login when signed
+out; the JSON API under ``/console/api`` answers 401. A login is a random token in an HttpOnly,
+SameSite cookie (its hash in the store, with an expiry); every POST carries the login's CSRF
+token (header ``X-CSRF-Token``, or a form field for login/logout) or is refused with 403.
+Sign-ins are throttled in the store (``agents.sign_in``): 429 with ``Retry-After``. Pages show
 nothing another agent's case would reveal: 403 with an empty body. Live updates by short
 polling (every two seconds), which works through any proxy.
 """
@@ -15,9 +16,10 @@ import asyncio
 import datetime as dt
 import hmac
 import math
+import re
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 import structlog
@@ -25,14 +27,16 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from abono import audit, audit_trail
 from abono.api.body_limit import body_limits
 from abono.container import Container
 from abono.errors import ForbiddenError, NotSignedInError
 from abono.handoff import agents, case_file
 from abono.handoff.agents import Actor
 from abono.handoff.cases import HandoffService
-from abono.store.models import Agent
+from abono.store.models import Account, Agent, Handoff
 
 log = structlog.get_logger(__name__)
 
@@ -176,9 +180,53 @@ class Console:
             with self._c.sessions.begin() as session:
                 handoff = case_file.visible_case(session, handoff_id, actor)
                 case_file.record_view(session, handoff, actor)
+                accounts = _accounts_of(session, handoff)
         except ForbiddenError:
             return Response("", 403)
-        return self.page("console_case.html", actor=actor, csrf=csrf, handoff_id=handoff_id)
+        return self.page(
+            "console_case.html", actor=actor, csrf=csrf, handoff_id=handoff_id, accounts=accounts
+        )
+
+    def audit_export(
+        self, request: Request, handoff_id: int, account_id: int, form: str
+    ) -> Response:
+        """One account of the case's customer, its whole audit trail as a file; the download
+        is itself recorded (who took which account's trail)."""
+        found = self.signed_in(request)
+        if found is None:
+            return RedirectResponse("/console/login", 303)
+        actor = found[0]
+        try:
+            with self._c.sessions.begin() as session:
+                handoff = case_file.visible_case(session, handoff_id, actor)
+                account = session.get(Account, account_id)
+                if account is None or account.customer_id != handoff.conversation.customer_id:
+                    return Response("No such account on this case.", 404)
+                trail = audit_trail.account_trail(session, account.account_number, self._c.clock())
+                audit.record(
+                    session,
+                    "audit.exported",
+                    handoff.conversation,
+                    account_id=account.id,
+                    agent=actor.username,
+                    format=form,
+                )
+        except ForbiddenError:
+            return Response("", 403)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", trail.account_number)
+        dated = trail.generated_at.strftime("%Y%m%d")
+        if form == "json":
+            body, media = audit_trail.trail_json(trail), "application/json"
+        else:
+            body, media = audit_trail.trail_csv(trail), "text/csv; charset=utf-8"
+        return Response(
+            body,
+            media_type=media,
+            headers={
+                "Content-Disposition": f'attachment; filename="audit-{name}-{dated}.{form}"',
+                "Cache-Control": "no-store",
+            },
+        )
 
     # -- the JSON the pages poll ---------------------------------------------------------------
 
@@ -234,6 +282,14 @@ def _pages(console: Console) -> APIRouter:
     async def case_page(request: Request, handoff_id: int) -> Response:
         return await asyncio.to_thread(console.case_page, request, handoff_id)
 
+    @router.get("/cases/{handoff_id}/audit/{account_id}")
+    async def audit_export(
+        request: Request, handoff_id: int, account_id: int, format: Literal["csv", "json"] = "csv"
+    ) -> Response:
+        return await asyncio.to_thread(
+            console.audit_export, request, handoff_id, account_id, format
+        )
+
     return router
 
 
@@ -268,6 +324,17 @@ def _api(console: Console, container: Container) -> APIRouter:
         return await _perform(service, container, action, handoff_id, actor, body)
 
     return router
+
+
+def _accounts_of(session: Session, handoff: Handoff) -> list[dict[str, Any]]:
+    """The case's customer's accounts, for the audit downloads (last four digits shown)."""
+    customer_id = handoff.conversation.customer_id
+    if customer_id is None:
+        return []
+    rows = session.scalars(
+        select(Account).where(Account.customer_id == customer_id).order_by(Account.id)
+    )
+    return [{"id": a.id, "last4": a.account_number[-4:]} for a in rows]
 
 
 ACTIONS: dict[str, type[BaseModel] | None] = {

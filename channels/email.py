@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
-from abono import audit
+from abono import audit, metrics
 from abono.accounts.customers import find_conversation, find_customer_by_address, normalize_email
 from abono.api.body_limit import body_limits
 from abono.container import Container
@@ -208,6 +208,7 @@ def install(app: FastAPI, container: Container) -> None:
         if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
             return _refused(400, "invalid_payload", "The body is not a list of events.")
         applied = await asyncio.to_thread(_apply_events, container.sessions, events)
+        _observe_lag(events, container.clock().timestamp())
         return JSONResponse({"received": len(events), "applied": applied})
 
     @app.get(UNSUBSCRIBE_PATH, tags=["email"], include_in_schema=False)
@@ -412,6 +413,14 @@ def _apply_events(sessions: sessionmaker[Session], events: list[dict[str, Any]])
         lambda session: sum(_apply_event(session, event) for event in events),
         lambda: log.info("email.events.raced"),
     )
+
+
+def _observe_lag(events: list[dict[str, Any]], now: float) -> None:
+    """Each event's own ``timestamp`` (Unix seconds, when SendGrid saw it) to its arrival."""
+    for event in events:
+        stamp = event.get("timestamp")
+        if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and stamp > 0:
+            metrics.webhook_lag("sendgrid", now - stamp)
 
 
 def _apply_event(session: Session, event: dict[str, Any]) -> int:

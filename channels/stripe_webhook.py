@@ -16,18 +16,23 @@ import stripe
 import structlog
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono import metrics
 from abono.container import Container
 from abono.payments.links import close_intents
 from abono.payments.stripe_events import handle_stripe_event
 from abono.store.db import retrying_a_lost_race
+from abono.store.models import LedgerEntry
 
 log = structlog.get_logger(__name__)
 
 TOLERANCE_SECONDS = 300
 # Outcomes after which the event's link can no longer be paid (a fresh link replaced it).
 REPLACED = frozenset({"payment_failed_relinked", "charge_declined_missed"})
+# Outcomes that wrote ledger entries (counted in the metrics).
+MOVED_MONEY = frozenset({"payment_recorded", "refund_recorded"})
 
 
 def install(app: FastAPI, container: Container) -> None:
@@ -53,6 +58,9 @@ def install(app: FastAPI, container: Container) -> None:
         except (ValueError, TypeError, AttributeError):  # not UTF-8, not JSON, not an object
             log.warning("payments.webhook.rejected", reason="payload")
             return _refused("invalid_payload", "The body is not a Stripe event.")
+        created = data.get("created")  # when Stripe made the event (Unix seconds)
+        if isinstance(created, int) and not isinstance(created, bool) and created > 0:
+            metrics.webhook_lag("stripe", now.timestamp() - created)
         try:
             outcome = await asyncio.to_thread(_apply, sessions, data, now)
         except ValueError:
@@ -66,11 +74,31 @@ def install(app: FastAPI, container: Container) -> None:
 
 def _apply(sessions: sessionmaker[Session], event: dict[str, Any], now: dt.datetime) -> str:
     """One transaction; a concurrent delivery of the same id loses the race and is a duplicate."""
-    return retrying_a_lost_race(
+    outcome = retrying_a_lost_race(
         sessions,
         lambda session: handle_stripe_event(session, event, now),
         lambda: log.info("payments.webhook.raced", event_id=str(event.get("id"))),
     )
+    if outcome in MOVED_MONEY:  # committed: count what the ledger recorded for this event
+        try:
+            _count_money(sessions, event)
+        except Exception:  # a metric must never turn an applied event into a retry
+            log.warning("payments.metrics.uncounted", exc_info=True)
+    return outcome
+
+
+def _count_money(sessions: sessionmaker[Session], event: dict[str, Any]) -> None:
+    """The event's ledger entries, found by their intent (indexed) and the event's id."""
+    obj = (event.get("data") or {}).get("object") or {}
+    intents = [str(obj.get(name) or "") for name in ("id", "payment_intent")]
+    query = select(LedgerEntry.kind, LedgerEntry.amount_cents, LedgerEntry.currency).where(
+        LedgerEntry.payment_intent_id.in_([i for i in intents if i]),
+        LedgerEntry.event_id == str(event.get("id")),
+    )
+    with sessions() as session:
+        for kind, cents, currency in session.execute(query):
+            count = metrics.payment_recorded if kind == "payment" else metrics.refund_recorded
+            count(cents, currency)
 
 
 def _replaced_link(event: dict[str, Any], outcome: str) -> str | None:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ValidationError
 
 from abono.cli import operator as cli_operator
+from abono.cli.audit import add_commands as add_audit_commands
 from abono.cli.plans import add_commands as add_plan_commands
 from abono.clock import system_clock
 from abono.errors import InsecureSettingsError
@@ -101,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="send the outbox (several may run at once)")
     worker.add_argument("--interval", type=float, default=0.5, help="idle poll, seconds")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve this worker's send counters for Prometheus on ABONO_INTERNAL_HOST:PORT",
+    )
     worker.set_defaults(handler=cli_operator.worker, serves=True)
 
     people = commands.add_parser("agents", help="console accounts for live agents")
@@ -126,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--url", default=None, help="the app's URL (default: ABONO_PUBLIC_URL)")
     chat.set_defaults(handler=_chat)
     add_plan_commands(commands)
+    add_audit_commands(commands)
     return parser
 
 

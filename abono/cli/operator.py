@@ -170,6 +170,10 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level)
     migrate(make_engine(settings.database_url))
     container = create_app(settings).state.container
+    if args.metrics_port:  # its counters (sends by outcome); the queues are the app's to show
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=settings.internal_host)
     try:
         asyncio.run(container.outbox.run_forever(interval=args.interval))
     except KeyboardInterrupt:

@@ -11,7 +11,9 @@ With ``app_processes`` above one, this process binds both sockets and starts tha
 processes that each serve both on the same sockets (the kernel hands each connection to one
 of them): a turn's webhook and its engine callback may be answered by different processes,
 which is fine, as the dialogue's state is in the store. The first process also runs the
-background work. A signal to this process stops them all; one dying stops the rest.
+background work. A signal to this process stops them all; one dying stops the rest. Their
+metrics are kept in a fresh directory (prometheus-client's multiprocess mode), so that a
+scrape answered by any of them counts them all.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
+import shutil
 import signal
 import socket
+import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import uvicorn
 
+from abono.api.metrics import MULTIPROC_DIR
 from abono.app import create_app, create_internal_app
 from abono.settings import Settings
 
@@ -131,6 +137,29 @@ def _serve_processes(settings: Settings) -> int:
     except OSError as error:
         print(f"error: cannot listen: {error}")
         return 3
+    with _metrics_directory():
+        return _run_children(settings, sockets)
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[str]:
+    """A fresh directory for prometheus-client's multiprocess mode, for this run only: the
+    children inherit ``PROMETHEUS_MULTIPROC_DIR`` and keep their counts there, and whichever
+    is scraped adds them up. Left over values from an earlier run would be counted again."""
+    directory = tempfile.mkdtemp(prefix="abono-metrics-")
+    before = os.environ.get(MULTIPROC_DIR)
+    os.environ[MULTIPROC_DIR] = directory
+    try:
+        yield directory
+    finally:
+        if before is None:
+            os.environ.pop(MULTIPROC_DIR, None)
+        else:
+            os.environ[MULTIPROC_DIR] = before
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run_children(settings: Settings, sockets: list[socket.socket]) -> int:
     spawn = multiprocessing.get_context("spawn")
     dumped = settings.model_dump()
     children = [

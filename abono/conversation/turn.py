@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono import audit
+from abono import audit, metrics
 from abono.accounts.customers import (
     find_conversation,
     find_customer_by_address,
@@ -133,14 +134,19 @@ class Pipeline:
         normalized = normalize_address(inbound.address)
         if normalized is None:
             raise InvalidAddressError("the sender is neither a phone number nor an email address")
+        started = time.perf_counter()  # a duration for the metrics, not a date
         prepared = await asyncio.to_thread(self._prepare, inbound, normalized[1])
         if prepared.duplicate:
             log.info("pipeline.message.duplicate", channel=inbound.channel)
             return []
         if prepared.answered is not None:  # decided without the engine, in one transaction
-            return prepared.answered
-        texts = await self._ask_engine(prepared, inbound.channel)
-        return await self._conclude(prepared, inbound.channel, texts)
+            replies = prepared.answered
+        else:
+            texts = await self._ask_engine(prepared, inbound.channel)
+            replies = await self._conclude(prepared, inbound.channel, texts)
+        metrics.TURNS.labels(inbound.channel).inc()
+        metrics.TURN_SECONDS.labels(inbound.channel).observe(time.perf_counter() - started)
+        return replies
 
     async def _conclude(self, prepared: _Prepared, channel: str, texts: list[str]) -> list[str]:
         replies = await asyncio.to_thread(self._finish, prepared, channel, texts)
@@ -148,6 +154,7 @@ class Pipeline:
             try:
                 await self._engine.new_session(prepared.conversation_id)
             except EngineUnavailableError:  # the next long stretch tries again
+                metrics.ENGINE_ERRORS.labels("session").inc()
                 log.warning("pipeline.engine.session_not_renewed")
         return replies
 
@@ -379,6 +386,7 @@ class Pipeline:
                 prepared.conversation_id, prepared.text[:MAX_ENGINE_TEXT], metadata
             )
         except EngineUnavailableError:
+            metrics.ENGINE_ERRORS.labels("turn").inc()
             log.error("pipeline.engine.unavailable", channel=channel)
             prepared.keys = ["reply_engine_unavailable"]
             return []

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono import audit
+from abono import audit, metrics
 from abono.accounts.customers import primary_account
 from abono.errors import ForbiddenError, HandoffConflictError, HandoffNotFoundError
 from abono.events import HandoffOpened, HandoffResolved, TermsApproved, publish
@@ -187,6 +187,8 @@ class HandoffService:
                     return  # a double click
                 raise HandoffConflictError(_taken(session, handoff))
             self._audit(session, handoff, "handoff.claimed", actor)
+            reason, waited = handoff.reason, (now - handoff.created_at).total_seconds()
+        metrics.HANDOFF_WAIT.labels(reason).observe(max(0.0, waited))  # once committed
 
     def release(self, handoff_id: int, actor: Actor) -> None:
         with self._sessions.begin() as session:

@@ -26,6 +26,7 @@ import structlog
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono import metrics
 from abono.errors import SendRefused
 from abono.i18n import Catalogs
 from abono.messaging import opt_outs
@@ -263,6 +264,7 @@ class OutboxWorker(DurableQueueWorker):
         A row whose preparation fails backs off on its own; the others go on."""
         now = self._clock()
         claimed: list[dict[str, Any]] = []
+        settled: list[tuple[str, str]] = []  # rows settled unsent: (channel, status)
         with self._sessions.begin() as session:
             query = (
                 select(OutboxMessage)
@@ -292,6 +294,9 @@ class OutboxWorker(DurableQueueWorker):
                     continue
                 if prepared is not None:
                     claimed.append(prepared)
+                elif row.status in ("suppressed", "cancelled"):
+                    settled.append((row.channel, row.status))
+        _count_sends(settled)  # committed
         return claimed
 
     def _prepare(
@@ -417,6 +422,7 @@ class OutboxWorker(DurableQueueWorker):
 
     def _record(self, results: list[tuple[dict[str, Any], list[str] | BaseException]]) -> None:
         """Every result of a batch in one transaction, each only under the lease it claimed."""
+        settled: list[tuple[str, str]] = []  # (channel, outcome) for the metrics
         with self._sessions.begin() as session:
             ids = [claimed["row"]["id"] for claimed, _ in results]
             stored = {
@@ -435,6 +441,8 @@ class OutboxWorker(DurableQueueWorker):
                     )
                 else:
                     self._sent(session, found, row, claimed["texts"], outcome)
+                settled.append((found.channel, _OUTCOMES.get(found.status, found.status)))
+        _count_sends(settled)  # committed
 
     def _sent(
         self,
@@ -481,6 +489,13 @@ class OutboxWorker(DurableQueueWorker):
 
 
 _QUEUED = "abono.outbox.queued"
+# A row's status after a send, as the metrics name the outcome (pending again: it is retried).
+_OUTCOMES = {"pending": "retry"}
+
+
+def _count_sends(settled: list[tuple[str, str]]) -> None:
+    for channel, outcome in settled:
+        metrics.SENDS.labels(channel, outcome).inc()
 
 
 def _note_queued(session: Session, _context: object) -> None:
