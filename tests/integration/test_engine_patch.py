@@ -233,3 +233,43 @@ def test_the_engine_sends_the_latest_message_and_the_slots_without_the_events() 
         "latest: message 19 sms",
         "slots: zip conv-1 action_answer",
     ]
+
+
+ORDERS = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    import dask.local, dask.order
+    from rasa.core.agent import load_agent
+    from rasa.core.channels import UserMessage
+    counted = []
+    real = dask.order.order
+    dask.local.order = lambda dsk, dependencies=None: counted.append(1) or real(dsk, dependencies)
+    if sys.argv[1] == "patched":
+        from bot.engine import graph_order_reused
+        graph_order_reused()
+
+    async def main():
+        agent = await load_agent(sys.argv[2])
+        said = []
+        for turn, text in enumerate(["hi", "how much do I owe?", "yes", "hi"]):
+            for reply in await agent.handle_text(text, sender_id=f"c{turn % 2}"):
+                said.append(reply.get("text") or reply.get("custom") or reply.get("response"))
+        print(json.dumps(said, sort_keys=True, default=str))
+        print("graph orders:", len(counted))
+
+    asyncio.run(main())
+    """
+)
+
+
+def run_orders(mode: str) -> list[str]:
+    return in_engine(ORDERS, mode, str(Settings().model_path), lines=2)
+
+
+def test_rasa_alone_orders_the_graph_on_every_run_and_the_engine_once_per_shape() -> None:
+    plain_said, plain_orders = run_orders("plain")
+    said, orders = run_orders("patched")
+    plain_count, count = (int(line.rsplit(" ", 1)[1]) for line in (plain_orders, orders))
+    assert plain_count >= 8  # the NLU graph and the policies' graph, for each of 4 messages
+    assert count <= 3  # one order per graph shape: NLU, and the policies' graph
+    assert said == plain_said  # the same decisions
