@@ -104,6 +104,14 @@ class Settings(BaseSettings):
     outbox_burst: int = Field(default=10, ge=1)
     outbox_lease_seconds: float = Field(default=60.0, gt=0)
 
+    # The dashboard and `abono report` (abono/analytics, docs/analytics.md): the operator's
+    # time zone (where a day of a period starts and ends) and the unit prices sends cost, in
+    # cents (an SMS message, an email, an outbound call attempt).
+    report_timezone: str = "America/New_York"
+    unit_cost_sms_cents: float = Field(default=0.79, ge=0)
+    unit_cost_email_cents: float = Field(default=0.10, ge=0)
+    unit_cost_call_cents: float = Field(default=1.40, ge=0)
+
     def insecure(self) -> list[str]:
         """Why this configuration must not serve, one line per setting; empty when it may.
 
