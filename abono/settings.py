@@ -6,8 +6,9 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from abono.errors import InsecureSettingsError
@@ -162,6 +163,15 @@ class Settings(BaseSettings):
         if name in _OWN_SECRETS and len(value) < MIN_SECRET_LENGTH:
             return f"{_env(name)} is shorter than {MIN_SECRET_LENGTH} characters"
         return ""
+
+    @field_validator("report_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"not a time zone: {value!r} (e.g. America/New_York)") from error
+        return value
 
     @model_validator(mode="after")
     def _two_listeners(self) -> Settings:
