@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from abono.store.models import (
@@ -49,6 +50,7 @@ BREAKDOWNS = ("channel", "language", "stage", "segment")
 MAX_DAYS = 731  # two years: longer periods are refused rather than left to run for minutes
 EARLY = "early"
 ADVANCED = frozenset({"advanced", "recovery"})  # rolled: from early into one of these
+NOT_DUE = "not_due"  # due further ahead than the policy's first stage
 NONE = "none"  # a fact with no value for the breakdown (e.g. a customer never contacted)
 
 # The summary's columns, in order: counts and sums first, the ratios derived from them after.
@@ -123,11 +125,11 @@ class Period:
         """Local midnight starting ``day``, in UTC (DST-correct: each day from its own date)."""
         return dt.datetime.combine(day, dt.time(0), tzinfo=self.zone).astimezone(dt.timezone.utc)
 
-    @property
+    @functools.cached_property
     def since(self) -> dt.datetime:
         return self.instant(self.start)
 
-    @property
+    @functools.cached_property
     def until(self) -> dt.datetime:
         return self.instant(self.end)
 
@@ -181,6 +183,16 @@ class Report:
             "dso": self.dso,
             "daily": self.daily,
         }
+
+
+class _Plain(NamedTuple):
+    """What the facts read of an account, read from the ORM once."""
+
+    customer_id: int
+    zone: ZoneInfo
+    due_date: dt.date
+    language: str
+    segment: str
 
 
 @dataclass(frozen=True)
@@ -239,27 +251,56 @@ class _World:
             )
         )
         self.by_id = {a.id: a for a in self.accounts}
+        self.zones: dict[str, ZoneInfo] = {}
+        self.plain: dict[int, _Plain] = {}
         self.first_account: dict[int, Account] = {}
         for account in self.accounts:
             self.first_account.setdefault(account.customer_id, account)
-        self.ledger: dict[int, list[LedgerEntry]] = defaultdict(list)
-        for entry in session.scalars(
-            select(LedgerEntry).where(LedgerEntry.created_at < until).order_by(LedgerEntry.id)
-        ):
+        # Rows, not ORM objects: a portfolio's ledger and conversations are read whole.
+        self.ledger: dict[int, list[Any]] = defaultdict(list)
+        ledger = session.execute(
+            select(
+                LedgerEntry.account_id,
+                LedgerEntry.kind,
+                LedgerEntry.amount_cents,
+                LedgerEntry.created_at,
+            )
+            .where(LedgerEntry.created_at < until)
+            .order_by(LedgerEntry.id)
+        )
+        for entry in ledger:
             self.ledger[entry.account_id].append(entry)
-        self.conversations = {
+        self.conversations: dict[str, Any] = {
             c.id: c
-            for c in session.scalars(select(Conversation).where(Conversation.created_at < until))
+            for c in session.execute(
+                select(Conversation.id, Conversation.customer_id, Conversation.language).where(
+                    Conversation.created_at < until
+                )
+            )
         }
         self.conversation_of_customer = {
             c.customer_id: c.id for c in self.conversations.values() if c.customer_id is not None
         }
-        # Every message's time and channel, per conversation, to attribute a channel to a fact.
+        # The messages of the period, and each conversation's last one before it: what a fact
+        # is attributed to (its channel), without reading a store's whole history.
         self.touches: dict[str, list[tuple[dt.datetime, str]]] = defaultdict(list)
         self.messages: list[tuple[str, str, str, dt.datetime]] = []
+        last_before = (
+            select(Message.conversation_id, func.max(Message.id).label("id"))
+            .where(Message.created_at < period.since)
+            .group_by(Message.conversation_id)
+            .subquery()
+        )
+        earlier = session.execute(
+            select(Message.conversation_id, Message.channel, Message.created_at).join(
+                last_before, Message.id == last_before.c.id
+            )
+        )
+        for conversation_id, channel, at in earlier:
+            self.touches[conversation_id].append((at, channel))
         rows = session.execute(
             select(Message.conversation_id, Message.channel, Message.direction, Message.created_at)
-            .where(Message.created_at < until)
+            .where(Message.created_at >= period.since, Message.created_at < until)
             .order_by(Message.created_at, Message.id)
         )
         for conversation_id, channel, direction, at in rows:
@@ -272,33 +313,65 @@ class _World:
     # -- who a fact belongs to
 
     def channel_before(self, conversation_id: str | None, at: dt.datetime) -> str:
-        """The channel of the conversation's last message before ``at``."""
+        """The channel of the conversation's last message before ``at`` (for an instant before
+        the period: its last message before the period)."""
+        at = max(at, self.p.since)
         touches = self.touches.get(conversation_id or "", [])
         i = bisect.bisect_left(touches, at, key=lambda t: t[0])
         return touches[i - 1][1] if i else NONE
 
-    def days_past_due(self, account: Account, at: dt.datetime) -> int:
-        return (at.astimezone(ZoneInfo(account.customer.timezone)).date() - account.due_date).days
+    def _plain(self, account: Account) -> _Plain:
+        plain = self.plain.get(account.id)
+        if plain is None:
+            customer = account.customer
+            zone = self.zones.get(customer.timezone)
+            if zone is None:
+                zone = self.zones[customer.timezone] = ZoneInfo(customer.timezone)
+            plain = _Plain(
+                account.customer_id, zone, account.due_date, customer.language, account.segment
+            )
+            self.plain[account.id] = plain
+        return plain
 
-    def account_attrs(self, account: Account, at: dt.datetime) -> dict[str, str]:
-        conversation = self.conversation_of_customer.get(account.customer_id)
+    def days_past_due(self, account: Account, at: dt.datetime) -> int:
+        plain = self._plain(account)
+        return (at.astimezone(plain.zone).date() - plain.due_date).days
+
+    def stage(self, account: Account, at: dt.datetime) -> str:
+        """The policy's stage; before its first stage (due more than a month ahead): not_due."""
+        try:
+            return self.stage_of(self.days_past_due(account, at))
+        except LookupError:
+            return NOT_DUE
+
+    def account_attrs(
+        self, account: Account, at: dt.datetime, channel: str | None = None
+    ) -> dict[str, str]:
+        """The fact's groups; ``channel`` when the fact has its own, else the channel of the
+        customer's last message before it."""
+        plain = self._plain(account)
+        if channel is None:
+            conversation = self.conversation_of_customer.get(plain.customer_id)
+            channel = self.channel_before(conversation, at)
         return {
-            "channel": self.channel_before(conversation, at),
-            "language": account.customer.language,
-            "stage": self.stage_of(self.days_past_due(account, at)),
-            "segment": account.segment,
+            "channel": channel,
+            "language": plain.language,
+            "stage": self.stage(account, at),
+            "segment": plain.segment,
         }
 
-    def conversation_attrs(self, conversation_id: str, at: dt.datetime) -> dict[str, str]:
+    def conversation_attrs(
+        self, conversation_id: str, at: dt.datetime, channel: str | None = None
+    ) -> dict[str, str]:
         conversation = self.conversations.get(conversation_id)
         account = None
         if conversation is not None and conversation.customer_id is not None:
             account = self.first_account.get(conversation.customer_id)
         if account is not None:
-            return self.account_attrs(account, at)
+            return self.account_attrs(account, at, channel)
         language = conversation.language if conversation is not None else NONE
         return {
-            "channel": self.channel_before(conversation_id, at),
+            "channel": channel or self.channel_before(conversation_id, at),
             "language": language,
             "stage": NONE,
             "segment": NONE,
@@ -350,9 +423,9 @@ class _World:
         for account in self.accounts:
             if account.created_at > p.since:
                 continue
-            if self.stage_of(self.days_past_due(account, p.since)) != EARLY:
+            if self.stage(account, p.since) != EARLY:
                 continue
-            if self.stage_of(self.days_past_due(account, end)) in ADVANCED:
+            if self.stage(account, end) in ADVANCED:
                 if self.balance(account, end) > 0:
                     yield _Fact("rolled", 1, self.account_attrs(account, p.since))
 
@@ -399,8 +472,9 @@ class _World:
     def _handoffs(self) -> Iterable[_Fact]:
         for handoff in self.handoffs:
             if self.p.contains(handoff.created_at):
-                attrs = self.conversation_attrs(handoff.conversation_id, handoff.created_at)
-                attrs = {**attrs, "channel": handoff.channel}
+                attrs = self.conversation_attrs(
+                    handoff.conversation_id, handoff.created_at, handoff.channel
+                )
                 yield _Fact("handoffs", 1, attrs, self.p.day_of(handoff.created_at))
 
     def _promise_rows(self) -> list[tuple[PromiseToPay, str]]:
@@ -512,7 +586,7 @@ class _World:
         unit = {"sms": prices.sms_cents, "email": prices.email_cents}
         for conversation_id, channel, direction, at in self.messages:
             if direction == "out" and p.contains(at):
-                attrs = {**self.conversation_attrs(conversation_id, at), "channel": channel}
+                attrs = self.conversation_attrs(conversation_id, at, channel)
                 day = p.day_of(at)
                 yield _Fact("messages_sent", 1, attrs, day)
                 yield _Fact("cost_cents", unit.get(channel, 0.0), attrs)

@@ -159,6 +159,9 @@ def test_breakdowns_split_the_totals(history: sessionmaker[Session]) -> None:
     assert channel["sms"]["recovered_cents"] == 20000
     assert channel["email"]["recovered_cents"] == 2000
     assert channel["voice"]["calls"] == 1
+    # What was due goes to the channel last used before the period: A's reminder of Oct 30 (SMS);
+    # B and C had not been written to yet.
+    assert (channel["sms"]["due_cents"], channel["none"]["due_cents"]) == (20000, 25000)
     stage = rows(report(history, "stage").summary, "stage")
     assert stage["advanced"]["recovered_cents"] == 22000
     for by in ("segment", "language", "channel", "stage"):
