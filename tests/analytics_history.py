@@ -46,12 +46,12 @@ def utc(text: str) -> dt.datetime:
 def build_history(sessions: sessionmaker[Session]) -> dict[str, Any]:
     """Write the history; returns the ids a test may want."""
     with sessions.begin() as s:
-        a = _customer(s, "A", "America/New_York", "en", "consumer", 30000, dt.date(2026, 10, 2))
-        b = _customer(
+        a = add_customer(s, "A", "America/New_York", "en", "consumer", 30000, dt.date(2026, 10, 2))
+        b = add_customer(
             s, "B", "America/Los_Angeles", "es", "small_business", 20000, dt.date(2026, 10, 1)
         )
-        c = _customer(s, "C", "Asia/Tokyo", "en", "consumer", 10000, dt.date(2026, 10, 1))
-        d = _customer(
+        c = add_customer(s, "C", "Asia/Tokyo", "en", "consumer", 10000, dt.date(2026, 10, 1))
+        d = add_customer(
             s,
             "D",
             "America/New_York",
@@ -71,12 +71,12 @@ def build_history(sessions: sessionmaker[Session]) -> dict[str, Any]:
         s.flush()
 
         # Money: before the period, inside it (one at 23:30 EST on its last day), at its end.
-        _ledger(s, a[1], "payment", 10000, "2026-10-30T12:00")
-        _ledger(s, a[1], "payment", 20000, "2026-11-03T04:30")
-        _ledger(s, b[1], "payment", 5000, "2026-10-31T03:59")
-        _ledger(s, b[1], "payment", 3000, "2026-11-01T05:30")
-        _ledger(s, b[1], "refund", 1000, "2026-11-02T15:00")
-        _ledger(s, c[1], "payment", 2000, "2026-11-03T05:00")
+        add_ledger(s, a[1], "payment", 10000, "2026-10-30T12:00")
+        add_ledger(s, a[1], "payment", 20000, "2026-11-03T04:30")
+        add_ledger(s, b[1], "payment", 5000, "2026-10-31T03:59")
+        add_ledger(s, b[1], "payment", 3000, "2026-11-01T05:30")
+        add_ledger(s, b[1], "refund", 1000, "2026-11-02T15:00")
+        add_ledger(s, c[1], "payment", 2000, "2026-11-03T05:00")
 
         # Messages: a reminder before the period, then the customers writing in it.
         _message(s, conv_a, "sms", "out", "2026-10-30T15:00")
@@ -201,7 +201,7 @@ def build_history(sessions: sessionmaker[Session]) -> dict[str, Any]:
         return {"conversations": [conv_a.id, conv_b.id, conv_u.id]}
 
 
-def _customer(
+def add_customer(
     s: Session,
     name: str,
     zone: str,
@@ -244,7 +244,7 @@ def _conversation(s: Session, customer: Customer, channel: str, language: str) -
     return conversation
 
 
-def _ledger(s: Session, account: Account, kind: str, cents: int, at: str) -> None:
+def add_ledger(s: Session, account: Account, kind: str, cents: int, at: str) -> None:
     s.add(
         LedgerEntry(
             account_id=account.id,

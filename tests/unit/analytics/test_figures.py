@@ -23,7 +23,16 @@ from abono.settings import Settings
 from abono.store.db import make_engine, migrate
 from abono.wiring import sessions_for
 from policies.payment_plans import PlanPolicy
-from tests.analytics_history import END, NOW, START, ZONE, build_history, utc
+from tests.analytics_history import (
+    END,
+    NOW,
+    START,
+    ZONE,
+    add_customer,
+    add_ledger,
+    build_history,
+    utc,
+)
 
 STAGE_OF = PlanPolicy.parse(load_policy_file("payment_plans.yml")).stage_for
 PRICES = Prices(sms_cents=1.0, email_cents=0.5, call_cents=10.0)
@@ -257,3 +266,19 @@ def test_settings_carry_the_operators_zone_and_prices() -> None:
         Settings(report_timezone="Mars/Olympus")
     with pytest.raises(ValidationError):
         Settings(unit_cost_call_cents=-1)
+
+
+def test_money_on_an_account_due_months_ahead_is_not_due(
+    history: sessionmaker[Session],
+) -> None:
+    """Before the policy's first stage (30 days ahead) there is no stage: "not_due", not an
+    error that would take the page down."""
+    with history.begin() as session:
+        _, account = add_customer(
+            session, "E", "America/Chicago", "en", "consumer", 9000, dt.date(2027, 1, 15)
+        )
+        session.flush()
+        add_ledger(session, account, "payment", 1000, "2026-11-01T18:00")
+    stage = rows(report(history, "stage").summary, "stage")
+    assert stage["not_due"]["recovered_cents"] == 1000
+    assert stage["not_due"]["due_cents"] == 0  # not due before the period ended
