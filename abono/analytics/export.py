@@ -39,13 +39,23 @@ def build_report(
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
-    """One table as CSV: a header from the first row's keys; empty cells for no value."""
+    """One table as CSV: a header from the first row's keys; empty cells for no value. A text
+    cell a spreadsheet would run as a formula (a segment named "=HYPERLINK(…)" in the
+    operator's file) is quoted with a leading apostrophe; numbers are left as they are."""
     out = io.StringIO()
     if rows:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
 
 
 def money(cents: float | None) -> str:

@@ -33,6 +33,7 @@ from tests.analytics_history import (
     build_history,
     utc,
 )
+from tests.support import postgres_database
 
 STAGE_OF = PlanPolicy.parse(load_policy_file("payment_plans.yml")).stage_for
 PRICES = Prices(sms_cents=1.0, email_cents=0.5, call_cents=10.0)
@@ -223,6 +224,8 @@ def test_csv_and_text_tables_carry_the_same_numbers(history: sessionmaker[Sessio
     header, *lines = text.splitlines()
     assert header.split(",")[:3] == ["segment", "recovered_cents", "payments"]
     assert lines[0].startswith("consumer,20000,1,")
+    formula = export.csv_text([{"segment": "=HYPERLINK(1)", "recovered_cents": -500}])
+    assert formula.splitlines()[1] == "'=HYPERLINK(1),-500"
     table = export.text_table(result.sends)
     widths = {len(line) for line in table.splitlines()[:2]}
     assert len(widths) == 1  # header and rule line up
@@ -282,3 +285,20 @@ def test_money_on_an_account_due_months_ahead_is_not_due(
     stage = rows(report(history, "stage").summary, "stage")
     assert stage["not_due"]["recovered_cents"] == 1000
     assert stage["not_due"]["due_cents"] == 0  # not due before the period ended
+
+
+@pytest.mark.postgres
+def test_postgresql_gives_the_same_report(history: sessionmaker[Session]) -> None:
+    """Times come back from timestamptz columns as they went in: the same figures as SQLite."""
+    with postgres_database() as url:
+        engine = make_engine(url)
+        try:
+            migrate(engine)
+            on_postgres = sessions_for(engine, lambda: NOW)
+            build_history(on_postgres)
+            for by in (None, "channel", "stage"):
+                there, here = report(on_postgres, by), report(history, by)
+                assert there.tables() == here.tables()
+                assert there.totals == here.totals
+        finally:
+            engine.dispose()
