@@ -432,32 +432,28 @@ class _World:
     def _conversations(self) -> Iterable[_Fact]:
         """A conversation counts in a period (or a day) when the customer wrote in it then."""
         p = self.p
-        first_in: dict[str, dt.datetime] = {}
+        first_in: dict[str, tuple[dt.datetime, str]] = {}
         days_in: dict[str, set[dt.date]] = defaultdict(set)
-        for conversation_id, _channel, direction, at in self.messages:
+        for conversation_id, channel, direction, at in self.messages:
             if direction == "in" and p.contains(at):
-                first_in.setdefault(conversation_id, at)
+                first_in.setdefault(conversation_id, (at, channel))
                 days_in[conversation_id].add(p.day_of(at))
         handed: dict[str, set[dt.date]] = defaultdict(set)
         for handoff in self.handoffs:
             if p.contains(handoff.created_at):
                 handed[handoff.conversation_id].add(p.day_of(handoff.created_at))
-        verified = {
-            e.conversation_id
-            for e in self.s.scalars(
-                select(AuditEvent).where(
+        verified = set(
+            self.s.scalars(
+                select(AuditEvent.conversation_id).where(
                     AuditEvent.kind == "verification.passed",
                     AuditEvent.created_at >= p.since,
                     AuditEvent.created_at < p.until,
                 )
             )
-        }
-        for conversation_id, at in first_in.items():
-            # attributed to the channel the customer wrote on
-            attrs = dict(self.conversation_attrs(conversation_id, at))
-            attrs["channel"] = self.channel_before(
-                conversation_id, at + dt.timedelta(microseconds=1)
-            )
+        )
+        for conversation_id, (at, channel) in first_in.items():
+            # on the channel the customer first wrote on in the period
+            attrs = self.conversation_attrs(conversation_id, at, channel)
             for day in sorted(days_in[conversation_id]):
                 yield _Fact("conversations_day", 1, attrs, day)
                 if day not in handed.get(conversation_id, set()):
