@@ -6,8 +6,9 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from abono.errors import InsecureSettingsError
@@ -107,6 +108,14 @@ class Settings(BaseSettings):
     outbox_burst: int = Field(default=10, ge=1)
     outbox_lease_seconds: float = Field(default=60.0, gt=0)
 
+    # The dashboard and `abono report` (abono/analytics, docs/analytics.md): the operator's
+    # time zone (where a day of a period starts and ends) and the unit prices sends cost, in
+    # cents (an SMS message, an email, an outbound call attempt).
+    report_timezone: str = "America/New_York"
+    unit_cost_sms_cents: float = Field(default=0.79, ge=0)
+    unit_cost_email_cents: float = Field(default=0.10, ge=0)
+    unit_cost_call_cents: float = Field(default=1.40, ge=0)
+
     def insecure(self) -> list[str]:
         """Why this configuration must not serve, one line per setting; empty when it may.
 
@@ -162,6 +171,15 @@ class Settings(BaseSettings):
         if name in _OWN_SECRETS and len(value) < MIN_SECRET_LENGTH:
             return f"{_env(name)} is shorter than {MIN_SECRET_LENGTH} characters"
         return ""
+
+    @field_validator("report_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"not a time zone: {value!r} (e.g. America/New_York)") from error
+        return value
 
     @model_validator(mode="after")
     def _two_listeners(self) -> Settings:

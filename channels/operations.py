@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from abono.container import Container
 from abono.i18n import format_money
 from abono.plans import operations
+from channels import dashboard
 from channels.console import Console
 
 
@@ -35,6 +36,8 @@ def install(app: FastAPI, container: Container) -> None:
         return console.page("operations.html", actor=actor, csrf=csrf, **data)
 
     app.include_router(router)
+    # The dashboard shares this entry point (abono.channels: operations) with the page above.
+    dashboard.install(app, container)
 
 
 def _overview(container: Container) -> dict[str, Any]:

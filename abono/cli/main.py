@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from abono.cli import operator as cli_operator
 from abono.cli.audit import add_commands as add_audit_commands
 from abono.cli.plans import add_commands as add_plan_commands
+from abono.cli.report import add_command as add_report_command
 from abono.clock import system_clock
 from abono.errors import InsecureSettingsError
 from abono.settings import ROOT, Settings
@@ -134,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.set_defaults(handler=_chat)
     add_plan_commands(commands)
     add_audit_commands(commands)
+    add_report_command(commands)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""What an operator reads about the results: figures computed from the store (docs/analytics.md)."""
