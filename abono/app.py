@@ -38,6 +38,7 @@ from abono.integrations.action_server import action_router
 from abono.integrations.desk_webhook import HttpDeskWebhook
 from abono.integrations.rasa_engine import RasaEngine
 from abono.integrations.stripe_gateway import build_gateway
+from abono.logs import error_facts
 from abono.messaging.compose import ComposeConfig, Composer
 from abono.messaging.outbox import OutboxWorker, RecordingSender, WorkerConfig
 from abono.outreach.campaign import CampaignConfig
@@ -122,6 +123,9 @@ def build_container(
         clock,
     )
     pipeline = Pipeline(sessions, engine, composer, clock, escalation)
+    pipeline.deadline = settings.engine_reply_deadline_seconds
+    # A kept message's engine call may run for the client's whole timeout: not asked twice.
+    pipeline.kept_lease = dt.timedelta(seconds=settings.engine_timeout_seconds + 5)
     handoffs = HandoffService(sessions, escalation, clock, composer=composer)
     # Sandbox: every channel's sender records instead of sending (issue 5 brings real ones).
     senders = {channel: RecordingSender() for channel in MEDIA} if settings.sandbox else {}
@@ -213,7 +217,9 @@ def create_app(
         desk = _desk_worker(container)
         desk_task = asyncio.create_task(desk.run_forever()) if desk else None
         resumer = asyncio.create_task(_resume_hand_backs(container))
+        kept = asyncio.create_task(_answer_kept_messages(container))
         yield
+        kept.cancel()
         if worker is not None:
             worker.cancel()
         follow.cancel()
@@ -281,6 +287,17 @@ async def _resume_hand_backs(container: Container, interval: float = 10.0) -> No
             await container.pipeline.resume_pending()
         except Exception:  # keep going; the next round tries again
             log.exception("handoff.resume.failed")
+        await asyncio.sleep(interval)
+
+
+async def _answer_kept_messages(container: Container, interval: float = 2.0) -> None:
+    """Messages the engine did not answer in their turn (down or slow), answered once it is
+    back (``Pipeline.answer_kept``)."""
+    while True:
+        try:
+            await container.pipeline.answer_kept()
+        except Exception as error:  # keep going; the next round tries again
+            log.error("pipeline.kept.failed", **error_facts(error))
         await asyncio.sleep(interval)
 
 

@@ -34,6 +34,19 @@ class EngineUnavailableError(AbonoError):
     status = 503
 
 
+class TurnFailedError(AbonoError):
+    """A turn failed and not even its apology could be stored: the edge says ``apology`` itself
+    (an SMS webhook answers it in TwiML, a call speaks it), so the customer is never left
+    without a reply."""
+
+    code = "turn_failed"
+    status = 503
+
+    def __init__(self, apology: str) -> None:
+        super().__init__(apology)
+        self.apology = apology
+
+
 class PaymentProviderError(AbonoError):
     """Stripe could not be reached or failed; the customer gets an apology and can retry."""
 
