@@ -19,9 +19,12 @@ import structlog
 import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session, sessionmaker
 
 import policies
+from abono.accounts.csv_import import Served
 from abono.api.body_limit import install_body_limits
 from abono.api.nlg import nlg_router
 from abono.clock import Clock, system_clock
@@ -30,7 +33,7 @@ from abono.conversation.dialogue import Dialogue, DialogueConfig
 from abono.conversation.payment_talk import PaymentConfig
 from abono.conversation.plan_talk import PlanConfig
 from abono.conversation.turn import Pipeline
-from abono.errors import AbonoError
+from abono.errors import AbonoError, UnservedAccountsError
 from abono.handoff.cases import HandoffService
 from abono.handoff.desk_events import DeskEventWorker
 from abono.i18n import MEDIA, Catalogs, reply_renderer
@@ -48,6 +51,7 @@ from abono.plans.saved_cards import charge_due
 from abono.ports import ConversationEngine, PaymentGateway, SavedCards
 from abono.settings import Settings
 from abono.store.db import make_engine
+from abono.store.models import Account
 from abono.wiring import sessions_for
 from policies.cadence import Cadence
 from policies.contact_rules import ContactPolicy
@@ -79,6 +83,34 @@ def campaign_config(catalogs: Catalogs) -> CampaignConfig:
     return CampaignConfig(cadence, ContactPolicy.parse(load_policy_file("contact_rules.yml")))
 
 
+def served_by_policies() -> Served:
+    """What an imported account may be: the policies' segments, currencies and countries."""
+    return Served(
+        segments=frozenset(PlanPolicy.parse(load_policy_file("payment_plans.yml")).segments),
+        currencies=frozenset(PaymentPolicy.parse(load_policy_file("payments.yml")).currencies),
+        countries=ContactPolicy.parse(load_policy_file("contact_rules.yml")).countries,
+    )
+
+
+def refuse_unserved_accounts(sessions: sessionmaker[Session], plans: PlanPolicy) -> None:
+    """Start-up: every segment the store's accounts have must have plan limits (a plan
+    request would otherwise fail mid-conversation). Raises ``UnservedAccountsError``."""
+    try:
+        with sessions() as session:
+            counts = session.execute(
+                select(Account.segment, func.count()).group_by(Account.segment)
+            ).all()
+    except (OperationalError, ProgrammingError):  # not migrated yet: nothing imported
+        return
+    problems = [
+        f"segment {segment!r}: {count} account(s), no limits in payment_plans.yml"
+        for segment, count in sorted(counts)
+        if segment not in plans.segments
+    ]
+    if problems:
+        raise UnservedAccountsError(problems)
+
+
 def build_container(
     settings: Settings,
     engine: ConversationEngine | None = None,
@@ -103,8 +135,10 @@ def build_container(
         settings.public_url,
         dt.timedelta(hours=settings.payment_link_ttl_hours),
     )
+    plan_policy = PlanPolicy.parse(load_policy_file("payment_plans.yml"))
+    refuse_unserved_accounts(sessions, plan_policy)
     plans = PlanConfig(
-        PlanPolicy.parse(load_policy_file("payment_plans.yml")),
+        plan_policy,
         settings.plan_method,
         settings.plan_max_misses,
         settings.public_url,

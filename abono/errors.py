@@ -85,6 +85,23 @@ class SendRefused(Exception):
     the outbox marks the row failed at once instead of backing off."""
 
 
+class UnservedAccountsError(AbonoError):
+    """The policy files leave accounts already in the store without what a conversation
+    needs (a segment without plan limits): the start is refused, naming them."""
+
+    code = "unserved_accounts"
+    status = 500
+
+    def __init__(self, problems: list[str]) -> None:
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"refusing to start: the policy files cannot serve accounts already imported:\n"
+            f"{lines}\nAdd limits for each segment to policies/payment_plans.yml (segments and "
+            "limits), or import those accounts again with a segment the policies serve."
+        )
+        self.problems = problems
+
+
 class InsecureSettingsError(AbonoError):
     """The settings must not serve (``Settings.insecure()``): the start is refused."""
 
