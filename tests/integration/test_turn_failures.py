@@ -67,7 +67,8 @@ def test_a_plan_for_a_segment_without_limits_gets_an_apology_and_a_person(
 
 @pytest.fixture(scope="module")
 def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
-    with running_product(tmp_path_factory.mktemp("restartable")) as running:
+    work = tmp_path_factory.mktemp("restartable")
+    with running_product(work, engine_reply_deadline_seconds="3") as running:
         yield running
 
 
@@ -76,6 +77,47 @@ def thread(product: Product, address: str) -> list[dict[str, str]]:
         "/sandbox/thread", params={"address": address}
     ).json()
     return entries
+
+
+def answers_after(product: Product, address: str, text: str) -> list[str]:
+    """What was said to the customer after their message ``text`` (the last one so worded)."""
+    entries = thread(product, address)
+    asked = max(i for i, e in enumerate(entries) if e["text"] == text)
+    return [e["text"] for e in entries[asked + 1 :] if e["direction"] == "out"]
+
+
+def test_a_frozen_engine_gets_a_holding_message_in_time_and_its_late_answer_once(
+    restartable: Product,
+) -> None:
+    """The engine process stopped (SIGSTOP) mid-conversation: slow, not refusing."""
+    product = restartable
+    address = "+1 720 555 0104"  # Tom Becker
+    product.say(address, "hello")
+    os.kill(product.pids["engine"], signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        held = joined(product.say(address, "how much is my bill?"))
+        waited = time.monotonic() - started
+    finally:
+        os.kill(product.pids["engine"], signal.SIGCONT)
+    assert "I got your message" in held
+    assert waited < 6  # the 3 s deadline, well inside a Twilio webhook's 15 s
+
+    deadline = time.monotonic() + 30
+    while (
+        time.monotonic() < deadline
+        and len(answers_after(product, address, "how much is my bill?")) < 2
+    ):
+        time.sleep(0.3)
+    time.sleep(3)  # a round of the app's loop more: the engine is not asked twice
+    later = answers_after(product, address, "how much is my bill?")
+    assert len(later) == 2 and "ZIP" in later[1]  # the holding message, then one answer
+    with sqlite3.connect(product.database.parent / "trackers.db") as trackers:
+        asked = trackers.execute(
+            "SELECT COUNT(*) FROM events WHERE type_name = 'user' AND data LIKE ?",
+            ("%how much is my bill?%",),
+        ).fetchone()[0]
+    assert asked == 1  # the engine was given the message once
 
 
 def test_engine_stopped_then_restarted_the_kept_message_is_answered_once(
