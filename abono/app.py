@@ -156,10 +156,16 @@ def build_container(
         ComposeConfig(settings.collector_mode, settings.company_name, settings.support_phone),
         clock,
     )
-    pipeline = Pipeline(sessions, engine, composer, clock, escalation)
-    pipeline.deadline = settings.engine_reply_deadline_seconds
-    # A kept message's engine call may run for the client's whole timeout: not asked twice.
-    pipeline.kept_lease = dt.timedelta(seconds=settings.engine_timeout_seconds + 5)
+    pipeline = Pipeline(
+        sessions,
+        engine,
+        composer,
+        clock,
+        escalation,
+        deadline=settings.engine_reply_deadline_seconds,
+        # A kept message's engine call may run the client's whole timeout: not asked twice.
+        kept_lease=dt.timedelta(seconds=settings.engine_timeout_seconds + 5),
+    )
     handoffs = HandoffService(sessions, escalation, clock, composer=composer)
     # Sandbox: every channel's sender records instead of sending (issue 5 brings real ones).
     senders = {channel: RecordingSender() for channel in MEDIA} if settings.sandbox else {}

@@ -134,14 +134,16 @@ class Pipeline:
         composer: Composer,
         clock: Callable[[], dt.datetime],
         escalation: EscalationPolicy,
+        deadline: float = ENGINE_REPLY_DEADLINE,
+        kept_lease: dt.timedelta = KEPT_LEASE,
     ) -> None:
         self._sessions = sessions
         self._engine = engine
         self._composer = composer
         self._clock = clock
         self._escalation = escalation
-        self.deadline = ENGINE_REPLY_DEADLINE
-        self.kept_lease = KEPT_LEASE
+        self._deadline = deadline  # the engine's answer, awaited in the customer's turn
+        self._kept_lease = kept_lease  # a kept message's engine call, before asking again
         self._late: set[asyncio.Task[None]] = set()
 
     async def handle(self, inbound: Inbound) -> list[str]:
@@ -401,7 +403,7 @@ class Pipeline:
         text = prepared.text[:MAX_ENGINE_TEXT]
         call = asyncio.ensure_future(self._engine.send(prepared.conversation_id, text, metadata))
         try:
-            texts = await asyncio.wait_for(asyncio.shield(call), self.deadline)
+            texts = await asyncio.wait_for(asyncio.shield(call), self._deadline)
         except (EngineUnavailableError, asyncio.TimeoutError) as error:
             slow = isinstance(error, asyncio.TimeoutError)
             log.error("pipeline.engine.unavailable", channel=channel, slow=slow)
@@ -433,7 +435,7 @@ class Pipeline:
         if channel == "voice":
             return
         now = self._clock()
-        prepared.kept_until = now + self.kept_lease if late is not None else now
+        prepared.kept_until = now + self._kept_lease if late is not None else now
         prepared.late = late
 
     # -- after the engine ------------------------------------------------------------------
@@ -516,9 +518,12 @@ class Pipeline:
         async def deliver() -> None:
             try:
                 texts = await call
-            except Exception:  # noqa: BLE001  # still kept: answer_kept asks again
+            except Exception:  # still kept: answer_kept asks again after the lease
                 return
-            await asyncio.to_thread(self._answer_kept, message_id, texts)
+            try:
+                await asyncio.to_thread(self._answer_kept, message_id, texts)
+            except Exception as error:  # still kept: answered by answer_kept
+                log.error("pipeline.kept.failed", **error_facts(error))
 
         task = asyncio.ensure_future(deliver())
         self._late.add(task)
@@ -532,15 +537,7 @@ class Pipeline:
         replies stored and queued in the outbox in the transaction that releases it, keyed
         by the message (``<channel>-kept-<id>``). The engine still down: tried again later.
         """
-        with self._sessions() as session:
-            due = list(
-                session.scalars(
-                    select(Message.id)
-                    .where(Message.engine_retry_at <= self._clock())
-                    .order_by(Message.id)
-                    .limit(limit)
-                )
-            )
+        due = await asyncio.to_thread(self._due_kept, limit)
         answered = 0
         for message_id in due:
             claimed = await asyncio.to_thread(self._claim_kept, message_id)
@@ -564,17 +561,33 @@ class Pipeline:
             answered += 1
         return answered
 
+    def _due_kept(self, limit: int) -> list[int]:
+        with self._sessions() as session:
+            return list(
+                session.scalars(
+                    select(Message.id)
+                    .where(Message.engine_retry_at <= self._clock())
+                    .order_by(Message.id)
+                    .limit(limit)
+                )
+            )
+
     def _claim_kept(self, message_id: int) -> tuple[_Prepared, str] | None:
         now = self._clock()
         with self._sessions.begin() as session:
             won = session.execute(  # type: ignore[attr-defined]  # CursorResult for UPDATE
                 update(Message)
                 .where(Message.id == message_id, Message.engine_retry_at <= now)
-                .values(engine_retry_at=now + self.kept_lease)
+                .values(engine_retry_at=now + self._kept_lease)
                 .execution_options(synchronize_session=False)
             ).rowcount
             message = session.get(Message, message_id) if won else None
             if message is None:
+                return None
+            held = active_handoff(session, message.conversation_id)
+            if held is not None:  # a person holds the conversation now: theirs to answer
+                hold_message(session, held, message)
+                message.engine_retry_at = None
                 return None
             conversation = session.get(Conversation, message.conversation_id)
             assert conversation is not None

@@ -18,8 +18,9 @@ from sqlalchemy import select
 from abono.app import build_container
 from abono.container import Container
 from abono.conversation.turn import Inbound
+from abono.handoff.cases import open_handoff
 from abono.settings import Settings
-from abono.store.models import Message, OutboxMessage
+from abono.store.models import Conversation, Handoff, Message, OutboxMessage
 from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
 
@@ -186,3 +187,30 @@ async def test_a_call_hears_the_holding_message_and_is_asked_again_not_kept(
 
     assert HOLDING_VOICE in replies[0]
     assert kept(app) == []  # the caller says it again; nothing answers it twice later
+
+
+async def test_a_kept_message_goes_to_the_person_who_took_the_conversation_meanwhile(
+    app: Container, engine: Switchable, clock: Clock
+) -> None:
+    engine.fail = True
+    await app.pipeline.handle(sms("how much do I owe?", "SM-5"))
+    with app.sessions.begin() as session:  # an agent took the case while the engine was down
+        message = session.scalars(select(Message).where(Message.provider_id == "SM-5")).one()
+        conversation = session.get(Conversation, message.conversation_id)
+        assert conversation is not None
+        open_handoff(
+            session,
+            conversation,
+            "customer_request",
+            channel="sms",
+            trigger_text=None,
+            now=clock(),
+            policy=app.handoffs.policy,
+        )
+    engine.fail = False
+
+    assert await app.pipeline.answer_kept() == 0
+    assert engine.answered == [] and kept(app) == []  # not the bot's to answer now
+    with app.sessions() as session:
+        (handoff,) = session.scalars(select(Handoff))
+        assert handoff.held_message_ids == [message.id]  # shown to the person as waiting
