@@ -18,51 +18,95 @@ import pytest
 
 from abono.integrations.engine_process import start_engine, stop, wait_ready
 from tests.conftest import db_path
-from tests.support import Product, engine_port, running_product
+from tests.support import Product, due, engine_port, running_product
 
 pytestmark = pytest.mark.integration
 
-ROSA = "rosa.delgado@example.com"  # Spanish, ZIP 85004, account ending 0505, small_business
 JAMES = "+1 312 555 0102"  # English, ZIP 60614, account ending 0202
+HEADER = (
+    "customer_id,first_name,last_name,language,timezone,phone,email,zip,dob,account_number,"
+    "balance,currency,due_date,days_past_due,segment,consent_sms,consent_email,consent_voice"
+)
+# Customers of this file's own (the session's product is shared with other files).
+ELENA = "+13125550471"  # Spanish, ZIP 60614, account ending 0471
+OWEN = "+13125550472"  # English, ZIP 60614, account ending 0472
 
 
 def joined(replies: list[str]) -> str:
     return "\n".join(replies)
 
 
-def set_segment(database: Path, external_id: str, segment: str) -> None:
+@pytest.fixture(scope="module")
+def enterprise_customers(product: Product, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Imported as consumer, then made enterprise: what an import that accepted
+    ``segment=enterprise`` (before it refused one) left in the store."""
+    rows = [
+        HEADER,
+        f"CUST-S0471,Elena,Prueba,es,America/Chicago,{ELENA},,60614,1980-01-01,"
+        f"ACC-5500000471,900.00,USD,{due(20)},20,consumer,y,y,y",
+        f"CUST-S0472,Owen,Test,en,America/Chicago,{OWEN},,60614,1980-01-01,"
+        f"ACC-5500000472,900.00,USD,{due(20)},20,consumer,y,y,y",
+    ]
+    product.import_accounts("\n".join(rows) + "\n", tmp_path_factory.mktemp("enterprise"))
+    database = db_path(product)
     with sqlite3.connect(database) as db:
         db.execute(
-            "UPDATE accounts SET segment = ? WHERE customer_id = "
-            "(SELECT id FROM customers WHERE external_id = ?)",
-            (segment, external_id),
+            "UPDATE accounts SET segment = 'enterprise' WHERE account_number IN "
+            "('ACC-5500000471', 'ACC-5500000472')"
         )
+    return database
 
 
-def test_a_plan_for_a_segment_without_limits_gets_an_apology_and_a_person(
-    product: Product,
-) -> None:
-    """An account imported with segment=enterprise before the import refused it."""
-    database = db_path(product)
-    set_segment(database, "CUST-1005", "enterprise")
-    try:
-        product.say(ROSA, "hola", channel="email")
-        product.say(ROSA, "¿puedo pagarlo en 3 pagos?", channel="email")
-        replies = joined(product.say(ROSA, "85004 0505", channel="email"))
-    finally:
-        set_segment(database, "CUST-1005", "small_business")
-
-    assert "Disculpe, algo falló de nuestro lado." in replies  # never silence
-    assert "persona de nuestro equipo" in replies  # a person takes over
+def handoff_reasons(database: Path, external_id: str) -> list[str]:
     with sqlite3.connect(database) as db:
-        reasons = [
+        return [
             row[0]
             for row in db.execute(
                 "SELECT h.reason FROM handoffs h JOIN conversations c ON c.id = h.conversation_id "
-                "JOIN customers u ON u.id = c.customer_id WHERE u.external_id = 'CUST-1005'"
+                "JOIN customers u ON u.id = c.customer_id WHERE u.external_id = ?",
+                (external_id,),
             )
         ]
-    assert reasons == ["system_error"]
+
+
+@pytest.mark.parametrize(
+    ("address", "customer", "ask", "answer", "sorry", "person"),
+    [
+        (
+            OWEN,
+            "CUST-S0472",
+            "can I split it into 3 payments?",
+            "60614 0472",
+            "Sorry, something went wrong on our side.",
+            "member of our team",
+        ),
+        (
+            ELENA,
+            "CUST-S0471",
+            "¿puedo pagarlo en 3 pagos?",
+            "60614 0471",
+            "Disculpe, algo falló de nuestro lado.",
+            "persona de nuestro equipo",
+        ),
+    ],
+    ids=["english", "spanish"],
+)
+def test_a_plan_for_a_segment_without_limits_gets_an_apology_and_a_person(
+    product: Product,
+    enterprise_customers: Path,
+    address: str,
+    customer: str,
+    ask: str,
+    answer: str,
+    sorry: str,
+    person: str,
+) -> None:
+    product.say(address, ask)
+    replies = joined(product.say(address, answer))
+
+    assert sorry in replies  # never silence
+    assert person in replies  # a person takes over
+    assert handoff_reasons(enterprise_customers, customer) == ["system_error"]
 
 
 @pytest.fixture(scope="module")
