@@ -19,9 +19,12 @@ import structlog
 import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session, sessionmaker
 
 import policies
+from abono.accounts.csv_import import Served
 from abono.api.body_limit import install_body_limits
 from abono.api.metrics import metrics_router
 from abono.api.nlg import nlg_router
@@ -31,7 +34,7 @@ from abono.conversation.dialogue import Dialogue, DialogueConfig
 from abono.conversation.payment_talk import PaymentConfig
 from abono.conversation.plan_talk import PlanConfig
 from abono.conversation.turn import Pipeline
-from abono.errors import AbonoError
+from abono.errors import AbonoError, UnservedAccountsError
 from abono.handoff.cases import HandoffService
 from abono.handoff.desk_events import DeskEventWorker
 from abono.i18n import MEDIA, Catalogs, reply_renderer
@@ -39,6 +42,7 @@ from abono.integrations.action_server import action_router
 from abono.integrations.desk_webhook import HttpDeskWebhook
 from abono.integrations.rasa_engine import RasaEngine
 from abono.integrations.stripe_gateway import build_gateway
+from abono.logs import error_facts
 from abono.messaging.compose import ComposeConfig, Composer
 from abono.messaging.outbox import OutboxWorker, RecordingSender, WorkerConfig
 from abono.outreach.campaign import CampaignConfig
@@ -48,6 +52,7 @@ from abono.plans.saved_cards import charge_due
 from abono.ports import ConversationEngine, PaymentGateway, SavedCards
 from abono.settings import Settings
 from abono.store.db import make_engine
+from abono.store.models import Account
 from abono.wiring import sessions_for
 from policies.cadence import Cadence
 from policies.contact_rules import ContactPolicy
@@ -79,6 +84,34 @@ def campaign_config(catalogs: Catalogs) -> CampaignConfig:
     return CampaignConfig(cadence, ContactPolicy.parse(load_policy_file("contact_rules.yml")))
 
 
+def served_by_policies() -> Served:
+    """What an imported account may be: the policies' segments, currencies and countries."""
+    return Served(
+        segments=frozenset(PlanPolicy.parse(load_policy_file("payment_plans.yml")).segments),
+        currencies=frozenset(PaymentPolicy.parse(load_policy_file("payments.yml")).currencies),
+        countries=ContactPolicy.parse(load_policy_file("contact_rules.yml")).countries,
+    )
+
+
+def refuse_unserved_accounts(sessions: sessionmaker[Session], plans: PlanPolicy) -> None:
+    """Start-up: every segment the store's accounts have must have plan limits (a plan
+    request would otherwise fail mid-conversation). Raises ``UnservedAccountsError``."""
+    try:
+        with sessions() as session:
+            counts = session.execute(
+                select(Account.segment, func.count()).group_by(Account.segment)
+            ).all()
+    except (OperationalError, ProgrammingError):  # not migrated yet: nothing imported
+        return
+    problems = [
+        f"segment {segment!r}: {count} account(s), no limits in payment_plans.yml"
+        for segment, count in sorted(counts)
+        if segment not in plans.segments
+    ]
+    if problems:
+        raise UnservedAccountsError(problems)
+
+
 def build_container(
     settings: Settings,
     engine: ConversationEngine | None = None,
@@ -104,8 +137,10 @@ def build_container(
         settings.public_url,
         dt.timedelta(hours=settings.payment_link_ttl_hours),
     )
+    plan_policy = PlanPolicy.parse(load_policy_file("payment_plans.yml"))
+    refuse_unserved_accounts(sessions, plan_policy)
     plans = PlanConfig(
-        PlanPolicy.parse(load_policy_file("payment_plans.yml")),
+        plan_policy,
         settings.plan_method,
         settings.plan_max_misses,
         settings.public_url,
@@ -123,7 +158,16 @@ def build_container(
         ComposeConfig(settings.collector_mode, settings.company_name, settings.support_phone),
         clock,
     )
-    pipeline = Pipeline(sessions, engine, composer, clock, escalation)
+    pipeline = Pipeline(
+        sessions,
+        engine,
+        composer,
+        clock,
+        escalation,
+        deadline=settings.engine_reply_deadline_seconds,
+        # A kept message's engine call may run the client's whole timeout: not asked twice.
+        kept_lease=dt.timedelta(seconds=settings.engine_timeout_seconds + 5),
+    )
     handoffs = HandoffService(sessions, escalation, clock, composer=composer)
     # Sandbox: every channel's sender records instead of sending (issue 5 brings real ones).
     senders = {channel: RecordingSender() for channel in MEDIA} if settings.sandbox else {}
@@ -215,7 +259,9 @@ def create_app(
         desk = _desk_worker(container)
         desk_task = asyncio.create_task(desk.run_forever()) if desk else None
         resumer = asyncio.create_task(_resume_hand_backs(container))
+        kept = asyncio.create_task(_answer_kept_messages(container))
         yield
+        kept.cancel()
         if worker is not None:
             worker.cancel()
         follow.cancel()
@@ -288,6 +334,17 @@ async def _resume_hand_backs(container: Container, interval: float = 10.0) -> No
             await container.pipeline.resume_pending()
         except Exception:  # keep going; the next round tries again
             log.exception("handoff.resume.failed")
+        await asyncio.sleep(interval)
+
+
+async def _answer_kept_messages(container: Container, interval: float = 2.0) -> None:
+    """Messages the engine did not answer in their turn (down or slow), answered once it is
+    back (``Pipeline.answer_kept``)."""
+    while True:
+        try:
+            await container.pipeline.answer_kept()
+        except Exception as error:  # keep going; the next round tries again
+            log.error("pipeline.kept.failed", **error_facts(error))
         await asyncio.sleep(interval)
 
 

@@ -34,6 +34,19 @@ class EngineUnavailableError(AbonoError):
     status = 503
 
 
+class TurnFailedError(AbonoError):
+    """A turn failed and not even its apology could be stored: the edge says ``apology`` itself
+    (an SMS webhook answers it in TwiML, a call speaks it), so the customer is never left
+    without a reply."""
+
+    code = "turn_failed"
+    status = 503
+
+    def __init__(self, apology: str) -> None:
+        super().__init__(apology)
+        self.apology = apology
+
+
 class PaymentProviderError(AbonoError):
     """Stripe could not be reached or failed; the customer gets an apology and can retry."""
 
@@ -77,6 +90,23 @@ class HandoffConflictError(AbonoError):
 class SendRefused(Exception):
     """A provider refused a message for a reason retrying cannot fix (bad number, opted out);
     the outbox marks the row failed at once instead of backing off."""
+
+
+class UnservedAccountsError(AbonoError):
+    """The policy files leave accounts already in the store without what a conversation
+    needs (a segment without plan limits): the start is refused, naming them."""
+
+    code = "unserved_accounts"
+    status = 500
+
+    def __init__(self, problems: list[str]) -> None:
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"refusing to start: the policy files cannot serve accounts already imported:\n"
+            f"{lines}\nAdd limits for each segment to policies/payment_plans.yml (segments and "
+            "limits), or import those accounts again with a segment the policies serve."
+        )
+        self.problems = problems
 
 
 class InsecureSettingsError(AbonoError):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -39,6 +41,20 @@ def _mask_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
         elif isinstance(value, str) and key not in _TRUSTED_KEYS:
             event[key] = mask(value)
     return event
+
+
+def error_facts(error: BaseException) -> dict[str, str]:
+    """What may be logged of an unexpected error: its type and the line that raised it.
+
+    Never its message nor its traceback's text: either may carry what the customer wrote, an
+    address or a statement's parameters. The file and line are enough to find the fault.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    where = ""
+    if frames:
+        last = frames[-1]
+        where = f"{Path(last.filename).name}:{last.lineno}"
+    return {"error_type": type(error).__name__, "error_at": where}
 
 
 def redact_url(path: str) -> str:

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     engine_url: str = "http://127.0.0.1:5005"
     engine_token: str = "abono-local-engine-token"
     engine_timeout_seconds: float = 30.0
+    # How long a customer's turn waits for the engine before a holding message goes back and
+    # the message is kept for later (a Twilio webhook must be answered within 15 s).
+    engine_reply_deadline_seconds: float = Field(default=10.0, gt=0, le=12)
     # Engine processes answering at once (Sanic workers). More than one needs a lock store
     # shared by them, so that one conversation's messages still run one at a time, in order:
     # a Redis URL (redis://127.0.0.1:6379/1). docs/performance.md has the figures.

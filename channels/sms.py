@@ -30,12 +30,13 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.rest import Client
+from twilio.twiml.messaging_response import MessagingResponse
 
 from abono import audit
 from abono.accounts.customers import find_conversation, normalize_address
 from abono.container import Container
 from abono.conversation.turn import Inbound
-from abono.errors import SendRefused
+from abono.errors import SendRefused, TurnFailedError
 from abono.messaging import opt_outs
 from abono.settings import Settings
 from abono.store.models import Message
@@ -100,11 +101,16 @@ def install(app: FastAPI, container: Container) -> None:
         if not sid or not sender or body is None:
             log.warning("sms.webhook.rejected", reason="missing_fields")
             return _refused(400, "missing_fields", "MessageSid, From and Body are required.")
-        replies = await container.pipeline.handle(
-            Inbound(
-                channel="sms", address=sender, text=body, provider_id=sid, reply_via_outbox=True
+        try:
+            replies = await container.pipeline.handle(
+                Inbound(
+                    channel="sms", address=sender, text=body, provider_id=sid, reply_via_outbox=True
+                )
             )
-        )
+        except TurnFailedError as failed:  # nothing could be stored: Twilio sends the apology
+            answer = MessagingResponse()
+            answer.message(failed.apology)
+            return Response(str(answer), media_type="text/xml")
         for reply in replies:
             _warn_if_long(reply, "reply")
         return Response(EMPTY_TWIML, media_type="text/xml")

@@ -60,6 +60,9 @@ class ContactPolicy:
     frequency_caps: Mapping[str, tuple[Cap, ...]]
     consent_required: frozenset[str]
     do_not_contact: tuple[str, ...]
+    # Where these rules are known to hold (ISO 3166 alpha-2): an import refuses a customer
+    # elsewhere (their country's contact laws are not encoded here).
+    countries: frozenset[str] = frozenset({"US"})
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> ContactPolicy:
@@ -89,7 +92,18 @@ class ContactPolicy:
             frequency_caps=_frequency_caps(data.get("frequency_caps") or {}),
             consent_required=_channels(data.get("consent_required") or [], "consent_required"),
             do_not_contact=_states(data.get("do_not_contact")),
+            countries=_countries(data.get("countries", ["US"])),
         )
+
+
+def _countries(value: Any) -> frozenset[str]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(c, str) and len(c) == 2 and c.isupper() for c in value)
+    ):
+        raise PolicyError("contact_rules.countries: a non-empty list of ISO 3166 codes (US)")
+    return frozenset(value)
 
 
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:

@@ -27,6 +27,7 @@ REASONS = (
     "repeated_misunderstanding",
     "abusive",
     "distressed",
+    "system_error",  # the bot failed mid-turn: a person picks the conversation up
 )
 PATTERN_REASONS = ("distressed", "deceased", "fraud_claim", "abusive")
 ROLES = ("agent", "supervisor")

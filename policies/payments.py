@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from policies.disclosures import PolicyError
 class PaymentPolicy:
     version: int
     partial_minimum_cents: int
+    currencies: tuple[str, ...] = ("USD",)  # what links charge in; accounts in others refused
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> PaymentPolicy:
@@ -21,7 +23,14 @@ class PaymentPolicy:
             raise PolicyError("payments.version: must be an integer")
         if not isinstance(minimum, int) or minimum < 1:
             raise PolicyError("payments.partial_minimum_cents: must be a positive integer")
-        return cls(version, minimum)
+        currencies = data.get("currencies", ["USD"])
+        if (
+            not isinstance(currencies, list)
+            or not currencies
+            or not all(isinstance(c, str) and re.fullmatch("[A-Z]{3}", c) for c in currencies)
+        ):
+            raise PolicyError("payments.currencies: a non-empty list of ISO 4217 codes (USD)")
+        return cls(version, minimum, tuple(currencies))
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ DIALOGUE_METHODS = {
     "check_balance": "debt_request",
     "pay_full": "debt_request",
     "pay_partial": "debt_request",
+    "request_payment_plan": "debt_request",
     "request_human": "hand_off",
     "opt_out": "opt_out",
     "wrong_party": "wrong_party",

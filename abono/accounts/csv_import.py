@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono.accounts.customers import normalize_email, normalize_phone
+from abono.accounts.customers import normalize_email, normalize_phone, phone_region
 from abono.errors import ImportFileError
 from abono.payments import ledger
 from abono.store.models import Account, ContactPoint, Customer, session_now
@@ -43,6 +43,7 @@ _ZIP = re.compile(r"^(\d{5})(?:-?\d{4})?$")
 _AMOUNT = re.compile(r"^(-?)(\d+)(?:\.(\d+))?$")
 _INTEGER = re.compile(r"^-?\d{1,9}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
 _CONCURRENT = "row: changed by another writer during the import; import the file again"
 
 
@@ -64,6 +65,37 @@ class ImportReport:
     @property
     def total(self) -> int:
         return self.imported + self.updated + len(self.rejected)
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the policies can serve (``abono.app.served_by_policies``): a row outside it is
+    refused with the reason, so no account reaches a conversation the product cannot have
+    (a plan for a segment without limits, a link in a currency it does not charge in)."""
+
+    segments: frozenset[str]  # policies/payment_plans.yml
+    currencies: frozenset[str]  # policies/payments.yml
+    countries: frozenset[str]  # policies/contact_rules.yml
+
+    def refusals(self, row: _AccountRow) -> list[str]:
+        allowed = f"(policies allow {_listed(self.segments)})"
+        reasons = []
+        if row.segment not in self.segments:
+            reasons.append(f"segment: {row.segment!r} has no plan limits {allowed}")
+        allowed = f"(policies allow {_listed(self.currencies)})"
+        if row.currency not in self.currencies:
+            reasons.append(f"currency: {row.currency} is not served {allowed}")
+        allowed = f"(policies allow {_listed(self.countries)})"
+        if row.country is not None and row.country not in self.countries:
+            reasons.append(f"country: {row.country} is not served {allowed}")
+        region = phone_region(row.phone) if row.phone else None
+        if region is not None and region not in self.countries:
+            reasons.append(f"phone: a number in {region}, a country not served {allowed}")
+        return reasons
+
+
+def _listed(values: frozenset[str]) -> str:
+    return ", ".join(sorted(values))
 
 
 class _Invalid(ValueError):
@@ -93,6 +125,8 @@ class _AccountRow:
     # Optional column: what the operator's system counted. abono counts from the due date, so
     # it only checks the file (see _check_days_past_due) and is not stored.
     days_past_due: int | None = None
+    # Optional column (ISO 3166 alpha-2): where the customer is; checked, not stored.
+    country: str | None = None
 
     @property
     def contacts(self) -> list[tuple[str, str]]:
@@ -195,6 +229,13 @@ def _currency(value: str) -> str:
     return code
 
 
+def _country(value: str) -> str:
+    code = value.upper()
+    if not _COUNTRY.match(code):
+        raise _Invalid("must be a 2-letter ISO 3166 country code")
+    return code
+
+
 def _days_past_due(value: str) -> int:
     if not _INTEGER.match(value):
         raise _Invalid("must be a whole number")
@@ -236,11 +277,14 @@ COLUMNS: tuple[str, ...] = tuple(_PARSERS)
 EXTRA_PARSERS: dict[str, Callable[[str], Any]] = {
     "preferred_channel": _channel,
     "days_past_due": _days_past_due,
+    "country": _country,
 }
 _OPTIONAL = frozenset({"phone", "email"})  # a customer needs one of them, not both
 
 
-def _parse(raw: dict[str | None, Any], now: dt.datetime) -> tuple[_AccountRow | None, list[str]]:
+def _parse(
+    raw: dict[str | None, Any], now: dt.datetime, served: Served | None = None
+) -> tuple[_AccountRow | None, list[str]]:
     values: dict[str, Any] = {}
     reasons: list[str] = []
     for column, parse in _PARSERS.items():
@@ -269,7 +313,9 @@ def _parse(raw: dict[str | None, Any], now: dt.datetime) -> tuple[_AccountRow | 
     if reasons:
         return None, reasons
     values["balance_cents"] = values.pop("balance")
-    return _AccountRow(**values), []
+    row = _AccountRow(**values)
+    refused = served.refusals(row) if served is not None else []
+    return (None, refused) if refused else (row, [])
 
 
 def _check_days_past_due(values: dict[str, Any], now: dt.datetime) -> list[str]:
@@ -445,9 +491,10 @@ def _import_rows(
     rows: list[tuple[int, dict[str | None, Any]]],
     written: _AccountIds,
     batch: _Batch,
+    served: Served | None,
 ) -> None:
     now = session_now(session)
-    parsed = [(line, raw, *_parse(raw, now)) for line, raw in rows]
+    parsed = [(line, raw, *_parse(raw, now, served)) for line, raw in rows]
     lookups = _Lookups.load(session, [row for _, _, row, _ in parsed if row is not None])
     with session.no_autoflush:
         for line, raw, row, reasons in parsed:
@@ -462,12 +509,13 @@ def _commit_rows(
     make_session: sessionmaker[Session],
     rows: list[tuple[int, dict[str | None, Any]]],
     written: _AccountIds,
+    served: Served | None,
 ) -> _Batch:
     """Import rows in one transaction; on a unique clash nothing of them is kept."""
     batch = _Batch()
     try:
         with make_session() as session, session.begin():
-            _import_rows(session, rows, written, batch)
+            _import_rows(session, rows, written, batch, served)
         return batch
     except IntegrityError:
         for account_id in batch.account_ids:
@@ -480,16 +528,17 @@ def _import_batch(
     rows: list[tuple[int, dict[str | None, Any]]],
     written: _AccountIds,
     report: ImportReport,
+    served: Served | None,
 ) -> None:
     try:
-        batches = [_commit_rows(make_session, rows, written)]
+        batches = [_commit_rows(make_session, rows, written, served)]
     except IntegrityError:
         # Validation read the store before writing, so a clash means another writer got there
         # in between; redo the batch one row per transaction to lose only the clashing rows.
         batches = []
         for line, raw in rows:
             try:
-                batches.append(_commit_rows(make_session, [(line, raw)], written))
+                batches.append(_commit_rows(make_session, [(line, raw)], written, served))
             except IntegrityError:
                 customer_id = (raw.get("customer_id") or "").strip()
                 batches.append(_Batch(rejected=[RowError(line, customer_id, [_CONCURRENT])]))
@@ -522,12 +571,15 @@ def import_accounts(
     lines: Iterable[str] | TextIO,
     *,
     on_progress: Callable[[int], None] | None = None,
+    served: Served | None = None,
 ) -> ImportReport:
     """Stream a CSV with ``COLUMNS`` into the store, committing every ``BATCH_SIZE`` rows.
 
     Open files with ``newline=""`` (and ``encoding="utf-8-sig"`` for spreadsheet exports) so
     quoted line breaks survive. A bad header raises ``ImportFileError`` before anything is
     written; bad rows are reported, never raised. ``on_progress`` gets the rows done so far.
+    With ``served`` (the operator's import and the demo loader pass the policies'), a row
+    whose segment, currency or country the policies cannot serve is refused with the reason.
     """
     reader = csv.DictReader(lines)
     _check_header(reader)
@@ -536,7 +588,7 @@ def import_accounts(
     rows = _numbered(reader)
     done = 0
     while batch := list(islice(rows, BATCH_SIZE)):
-        _import_batch(sessionmaker, batch, written, report)
+        _import_batch(sessionmaker, batch, written, report, served)
         done += len(batch)
         if on_progress is not None:
             on_progress(done)

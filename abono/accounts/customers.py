@@ -39,6 +39,14 @@ def normalize_phone(value: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def phone_region(e164: str) -> str | None:
+    """The country (ISO 3166 alpha-2) of a normalized phone number, when it has one."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return None
+
+
 def normalize_email(value: str) -> str | None:
     """Lower-cased email, or None if it is plainly not an address."""
     email = value.strip().lower()

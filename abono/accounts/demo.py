@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono.accounts.csv_import import ImportReport, import_accounts
+from abono.accounts.csv_import import ImportReport, Served, import_accounts
 from abono.errors import ImportFileError
 from abono.understanding.dates import today_in
 
@@ -38,6 +38,8 @@ def dated(lines: Iterable[str], now: dt.datetime) -> list[str]:
     return out.getvalue().splitlines(keepends=True)
 
 
-def load_demo(sessions: sessionmaker[Session], path: Path, now: dt.datetime) -> ImportReport:
+def load_demo(
+    sessions: sessionmaker[Session], path: Path, now: dt.datetime, served: Served | None = None
+) -> ImportReport:
     with path.open(newline="", encoding="utf-8") as handle:
-        return import_accounts(sessions, dated(handle, now))
+        return import_accounts(sessions, dated(handle, now), served=served)

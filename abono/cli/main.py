@@ -151,8 +151,33 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from abono.store.db import make_engine, migrate
 
     configure_logging(settings.log_level)
-    migrate(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    refused = _refused_policies(engine)
+    if refused is not None:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     return serve(settings)
+
+
+def _refused_policies(engine: Any) -> str | None:
+    """Why the policy files cannot serve this store (a bad field, an imported segment left
+    without limits), said before any process starts: a clear message, no traceback."""
+    from abono.app import load_policy_file, refuse_unserved_accounts, served_by_policies
+    from abono.errors import UnservedAccountsError
+    from abono.wiring import sessions_for
+    from policies.disclosures import PolicyError
+    from policies.payment_plans import PlanPolicy
+
+    try:
+        served_by_policies()
+        plans = PlanPolicy.parse(load_policy_file("payment_plans.yml"))
+        refuse_unserved_accounts(sessions_for(engine, system_clock), plans)
+    except UnservedAccountsError as error:
+        return error.message
+    except PolicyError as error:
+        return f"refusing to start: a policy file cannot be enforced: {error}"
+    return None
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -165,6 +190,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _import_accounts(args: argparse.Namespace, settings: Settings) -> int:
     from abono.accounts.csv_import import import_accounts
+    from abono.app import served_by_policies
     from abono.errors import AbonoError
     from abono.store.db import make_engine, migrate
     from abono.wiring import sessions_for
@@ -188,7 +214,12 @@ def _import_accounts(args: argparse.Namespace, settings: Settings) -> int:
                 advance(position - done[0])
                 done[0] = position
 
-            report = import_accounts(sessions_for(engine, system_clock), handle, on_progress=moved)
+            report = import_accounts(
+                sessions_for(engine, system_clock),
+                handle,
+                on_progress=moved,
+                served=served_by_policies(),
+            )
     except AbonoError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
@@ -207,6 +238,7 @@ def _print_rejections(report: Any) -> None:
 
 def _load_demo(args: argparse.Namespace, settings: Settings) -> int:
     from abono.accounts.demo import load_demo
+    from abono.app import served_by_policies
     from abono.errors import AbonoError
     from abono.store.db import make_engine, migrate
     from abono.wiring import sessions_for
@@ -218,7 +250,7 @@ def _load_demo(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     migrate(engine)
     try:
-        report = load_demo(sessions_for(engine, system_clock), args.file, now)
+        report = load_demo(sessions_for(engine, system_clock), args.file, now, served_by_policies())
     except AbonoError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,6 +31,7 @@ from abono.conversation.plan_talk import (
     PlanConversation,
 )
 from abono.handoff.cases import handoff_notice, open_handoff
+from abono.logs import error_facts
 from abono.messaging import opt_outs
 from abono.store.models import Account, ContactPoint, Conversation
 from abono.understanding.amounts import find_amount_cents
@@ -66,6 +68,8 @@ HANDOFF_REASONS = {
     "already_paid": "already_paid",
 }
 
+
+log = structlog.get_logger(__name__)
 
 # The dialogue's state between turns: kept on the conversation (the store decides); the
 # action hands the engine the same values as slots, which only mirror them.
@@ -104,6 +108,12 @@ class Dialogue:
         write are one unit of work: every session the decision opens is this one, and what it
         changed (and the events it published) commits once, or not at all.
         """
+        try:
+            return self._run(decide, turn)
+        except Exception as error:  # the customer hears an apology, never silence
+            return self._failed(decide, turn, error)
+
+    def _run(self, decide: Callable[[Turn], Outcome], turn: Turn) -> Outcome:
         with self._sessions.action() as session:
             language, medium = "en", None
             conversation = session.get(Conversation, turn.conversation_id)
@@ -118,6 +128,34 @@ class Dialogue:
                 for name, value in outcome.slots.items():
                     if name in STATE:
                         setattr(conversation, name, value)
+        return outcome
+
+    def _failed(self, decide: Callable[[Turn], Outcome], turn: Turn, error: Exception) -> Outcome:
+        """A decision that raised: nothing it changed is kept (its unit of work rolled back).
+
+        The customer hears a short apology in their language and medium and, since the bot
+        cannot serve this request, a person takes over (reason ``system_error``); the
+        question the conversation waited on is dropped. Logged by type and line only (no text,
+        no address). If even that cannot be stored, the apology alone goes back.
+        """
+        action = getattr(decide, "__name__", "decision")
+        log.error("dialogue.decision.failed", action=action, **error_facts(error))
+        outcome = Outcome(slots=dict.fromkeys(STATE)).say("reply_system_error")
+        try:
+            with self._sessions.action() as session:
+                conversation = session.get(Conversation, turn.conversation_id)
+                if conversation is None:
+                    return outcome
+                outcome.language = conversation.language
+                outcome.medium = conversation.last_channel
+                for name in STATE:
+                    setattr(conversation, name, None)
+                notice = self._hand_off(
+                    session, conversation, "system_error", turn.channel, turn.text
+                )
+                outcome.replies += notice.replies
+        except Exception as again:  # the store itself failed: the apology still goes back
+            log.error("dialogue.handoff.failed", action=action, **error_facts(again))
         return outcome
 
     # -- entry points, one per engine action -------------------------------------------

@@ -23,7 +23,12 @@ from abono.accounts.customers import (
     find_customer_by_address,
     normalize_address,
 )
-from abono.errors import AbonoError, EngineUnavailableError, InvalidAddressError
+from abono.errors import (
+    AbonoError,
+    EngineUnavailableError,
+    InvalidAddressError,
+    TurnFailedError,
+)
 from abono.handoff.cases import (
     active_handoff,
     handoff_notice,
@@ -31,6 +36,7 @@ from abono.handoff.cases import (
     open_handoff,
 )
 from abono.i18n import MEDIA
+from abono.logs import error_facts
 from abono.messaging import opt_outs, outbox
 from abono.messaging.compose import Composer
 from abono.ports import ConversationEngine
@@ -51,6 +57,12 @@ ENGINE_SESSION_TURNS = 40
 VERIFIED_FOR = dt.timedelta(minutes=30)
 # A card number typed over two messages: the earlier one counts if it came this recently.
 SPLIT_CARD_WINDOW = dt.timedelta(minutes=10)
+# The engine's answer is awaited this long in a customer's turn; then the customer gets a
+# holding message and the message is kept, to be answered once the engine is back (a Twilio
+# webhook must be answered within 15 s). Settings.engine_reply_deadline_seconds.
+ENGINE_REPLY_DEADLINE = 10.0
+# A kept message whose engine call is still running is not sent again before this.
+KEPT_LEASE = dt.timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,9 @@ class _Prepared:
     misunderstood: int = 0  # the conversation's count before the engine's turn
     new_engine_session: bool = False
     answered: list[str] | None = None  # the replies, when no engine turn was needed
+    inbound: Message | None = None  # the customer's message (its id once committed)
+    kept_until: dt.datetime | None = None  # the engine did not answer: kept, retried from then
+    late: asyncio.Future[list[str]] | None = None  # the engine's answer, still coming
 
 
 def _prepared_for(
@@ -120,12 +135,17 @@ class Pipeline:
         composer: Composer,
         clock: Callable[[], dt.datetime],
         escalation: EscalationPolicy,
+        deadline: float = ENGINE_REPLY_DEADLINE,
+        kept_lease: dt.timedelta = KEPT_LEASE,
     ) -> None:
         self._sessions = sessions
         self._engine = engine
         self._composer = composer
         self._clock = clock
         self._escalation = escalation
+        self._deadline = deadline  # the engine's answer, awaited in the customer's turn
+        self._kept_lease = kept_lease  # a kept message's engine call, before asking again
+        self._late: set[asyncio.Task[None]] = set()
 
     async def handle(self, inbound: Inbound) -> list[str]:
         """Run one inbound message through; returns the texts to send back, in order."""
@@ -149,7 +169,12 @@ class Pipeline:
         return replies
 
     async def _conclude(self, prepared: _Prepared, channel: str, texts: list[str]) -> list[str]:
-        replies = await asyncio.to_thread(self._finish, prepared, channel, texts)
+        try:
+            replies = await asyncio.to_thread(self._finish, prepared, channel, texts)
+        except Exception as error:  # never silence: an apology instead (docs/architecture.md)
+            return await asyncio.to_thread(self._failed, prepared, channel, error)
+        if prepared.late is not None and prepared.inbound is not None:
+            self._answer_late(prepared.late, prepared.inbound.id)
         if prepared.new_engine_session:
             try:
                 await self._engine.new_session(prepared.conversation_id)
@@ -190,6 +215,7 @@ class Pipeline:
         prepared = _prepared_for(
             conversation, address, redacted, conversation.customer_id is not None
         )
+        prepared.inbound = message
         prepared.misunderstood = conversation.misunderstood_turns
         self._keywords(session, conversation, prepared, inbound.channel)
         if prepared.use_engine:
@@ -381,15 +407,44 @@ class Pipeline:
             "address": prepared.address,
             "customer_known": prepared.customer_known,
         }
+        text = prepared.text[:MAX_ENGINE_TEXT]
+        call = asyncio.ensure_future(self._engine.send(prepared.conversation_id, text, metadata))
         try:
-            return await self._engine.send(
-                prepared.conversation_id, prepared.text[:MAX_ENGINE_TEXT], metadata
-            )
-        except EngineUnavailableError:
+            texts = await asyncio.wait_for(asyncio.shield(call), self._deadline)
+        except (EngineUnavailableError, asyncio.TimeoutError) as error:
+            slow = isinstance(error, asyncio.TimeoutError)
             metrics.ENGINE_ERRORS.labels("turn").inc()
-            log.error("pipeline.engine.unavailable", channel=channel)
-            prepared.keys = ["reply_engine_unavailable"]
+            log.error("pipeline.engine.unavailable", channel=channel, slow=slow)
+            call.add_done_callback(_settled)
+            self._hold(prepared, channel, call if slow else None)
             return []
+        except Exception as error:  # the adapter failed: an apology, never silence
+            log.error("pipeline.engine.failed", channel=channel, **error_facts(error))
+            prepared.keys = ["reply_turn_failed"]
+            return []
+        if not texts:  # the engine's action call failed: rasa logs it and answers nothing
+            log.error("pipeline.engine.no_reply", channel=channel)
+            prepared.keys = ["reply_turn_failed"]
+        return texts
+
+    def _hold(
+        self, prepared: _Prepared, channel: str, late: asyncio.Future[list[str]] | None
+    ) -> None:
+        """The engine is down or slow: a holding message now, the answer once it is back.
+
+        The customer's message is kept (``messages.engine_retry_at``) and answered once by
+        ``answer_kept``; a slow engine's answer, when it comes, is that answer (not asked
+        for twice). A call cannot wait: the caller is asked to say it again.
+        """
+        if prepared.inbound is None:  # a hand-back's resumed message: its own retry exists
+            prepared.keys = ["reply_engine_unavailable"]
+            return
+        prepared.keys = ["reply_engine_holding"]
+        if channel == "voice":
+            return
+        now = self._clock()
+        prepared.kept_until = now + self._kept_lease if late is not None else now
+        prepared.late = late
 
     # -- after the engine ------------------------------------------------------------------
 
@@ -399,7 +454,21 @@ class Pipeline:
         with self._sessions.begin() as session:
             conversation = session.get(Conversation, prepared.conversation_id)
             assert conversation is not None
+            if prepared.kept_until is not None and prepared.inbound is not None:
+                _keep(session, prepared.inbound.id, prepared.kept_until)
             return self._answer(session, conversation, prepared, channel, engine_texts)
+
+    def _failed(self, prepared: _Prepared, channel: str, error: Exception) -> list[str]:
+        """The replies could not be stored: an apology instead, or the edge says it."""
+        log.error("pipeline.turn.failed", channel=channel, **error_facts(error))
+        prepared.keys, prepared.key_args = ["reply_turn_failed"], {}
+        prepared.kept_until = prepared.late = None
+        try:
+            return self._finish(prepared, channel, [])
+        except Exception as again:  # the store is down: nothing to queue the apology in
+            log.error("pipeline.apology.failed", channel=channel, **error_facts(again))
+            apology = self._composer.render("reply_turn_failed", prepared.language, channel)
+            raise TurnFailedError(apology) from None
 
     def _answer(
         self,
@@ -448,6 +517,127 @@ class Pipeline:
         for index, message in enumerate(logged):
             key = f"{prepared.outbox_prefix}-{index}"
             outbox.queue_logged(session, conversation, message, key, "reply", subject)
+
+    # -- kept while the engine was down -----------------------------------------------------
+
+    def _answer_late(self, call: asyncio.Future[list[str]], message_id: int) -> None:
+        """A slow engine's answer, when it comes, answers the kept message (once)."""
+
+        async def deliver() -> None:
+            try:
+                texts = await call
+            except Exception:  # still kept: answer_kept asks again after the lease
+                return
+            try:
+                await asyncio.to_thread(self._answer_kept, message_id, texts)
+            except Exception as error:  # still kept: answered by answer_kept
+                log.error("pipeline.kept.failed", **error_facts(error))
+
+        task = asyncio.ensure_future(deliver())
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+    async def answer_kept(self, limit: int = 20) -> int:
+        """Messages the engine did not answer in their turn, oldest first, each answered once.
+
+        Each is claimed for ``kept_lease`` by a conditional UPDATE (another process, or a
+        slow engine call still running, holds it meanwhile), sent to the engine and its
+        replies stored and queued in the outbox in the transaction that releases it, keyed
+        by the message (``<channel>-kept-<id>``). The engine still down: tried again later.
+        """
+        due = await asyncio.to_thread(self._due_kept, limit)
+        answered = 0
+        for message_id in due:
+            claimed = await asyncio.to_thread(self._claim_kept, message_id)
+            if claimed is None:
+                continue
+            prepared, channel = claimed
+            metadata = {
+                "channel": channel,
+                "language": prepared.language,
+                "address": prepared.address,
+                "customer_known": prepared.customer_known,
+            }
+            text = prepared.text[:MAX_ENGINE_TEXT]
+            try:
+                texts = await self._engine.send(prepared.conversation_id, text, metadata)
+            except EngineUnavailableError:
+                log.warning("pipeline.kept.engine_unavailable", channel=channel)
+                await asyncio.to_thread(self._release_kept, message_id)
+                break  # the rest would fail the same way; their order is kept
+            await asyncio.to_thread(self._answer_kept, message_id, texts)
+            answered += 1
+        return answered
+
+    def _due_kept(self, limit: int) -> list[int]:
+        with self._sessions() as session:
+            return list(
+                session.scalars(
+                    select(Message.id)
+                    .where(Message.engine_retry_at <= self._clock())
+                    .order_by(Message.id)
+                    .limit(limit)
+                )
+            )
+
+    def _claim_kept(self, message_id: int) -> tuple[_Prepared, str] | None:
+        now = self._clock()
+        with self._sessions.begin() as session:
+            won = session.execute(  # type: ignore[attr-defined]  # CursorResult for UPDATE
+                update(Message)
+                .where(Message.id == message_id, Message.engine_retry_at <= now)
+                .values(engine_retry_at=now + self._kept_lease)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            message = session.get(Message, message_id) if won else None
+            if message is None:
+                return None
+            held = active_handoff(session, message.conversation_id)
+            if held is not None:  # a person holds the conversation now: theirs to answer
+                hold_message(session, held, message)
+                message.engine_retry_at = None
+                return None
+            conversation = session.get(Conversation, message.conversation_id)
+            assert conversation is not None
+            prepared = _prepared_for(
+                conversation,
+                message.address,
+                Redacted(message.text, False),
+                conversation.customer_id is not None,
+            )
+            prepared.misunderstood = conversation.misunderstood_turns
+            return prepared, message.channel
+
+    def _release_kept(self, message_id: int) -> None:
+        """The engine is still down: the message is due again at once (the loop paces it)."""
+        with self._sessions.begin() as session:
+            _keep(session, message_id, self._clock())
+
+    def _answer_kept(self, message_id: int, texts: list[str]) -> None:
+        with self._sessions.begin() as session:
+            won = session.execute(  # type: ignore[attr-defined]  # CursorResult for UPDATE
+                update(Message)
+                .where(Message.id == message_id, Message.engine_retry_at.is_not(None))
+                .values(engine_retry_at=None)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            message = session.get(Message, message_id) if won else None
+            if message is None:  # answered already (by a slow call's answer or another process)
+                return
+            conversation = session.get(Conversation, message.conversation_id)
+            assert conversation is not None
+            prepared = _prepared_for(
+                conversation,
+                message.address,
+                Redacted(message.text, False),
+                conversation.customer_id is not None,
+            )
+            prepared.misunderstood = conversation.misunderstood_turns
+            prepared.outbox_prefix = f"{message.channel}-kept-{message_id}"
+            if not texts:
+                prepared.keys = ["reply_turn_failed"]
+            self._answer(session, conversation, prepared, message.channel, texts)
+        log.info("pipeline.kept.answered", channel=message.channel)
 
     # -- after a hand-back ---------------------------------------------------------------------
 
@@ -512,6 +702,21 @@ class Pipeline:
                 misunderstood=conversation.misunderstood_turns,
             )
             return prepared, message.channel
+
+
+def _settled(call: asyncio.Future[list[str]]) -> None:
+    """An engine call nobody awaits any more: its failure is expected, not an asyncio warning."""
+    if not call.cancelled():
+        call.exception()
+
+
+def _keep(session: Session, message_id: int, until: dt.datetime) -> None:
+    session.execute(
+        update(Message)
+        .where(Message.id == message_id)
+        .values(engine_retry_at=until)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _unanswered(session: Session, handoff: Handoff) -> Message | None:

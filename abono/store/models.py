@@ -230,6 +230,8 @@ class Message(Base):
     # Outbound: what the provider last said about delivery (queued, delivered, failed, ...).
     delivery_status: Mapped[str | None] = mapped_column(String(16), default=None)
     created_at: Mapped[dt.datetime] = stamped(index=True)
+    # Inbound, kept while the engine was down or slow: when to ask it again (None: answered).
+    engine_retry_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)
 
 
 class OptOut(Base):

@@ -120,6 +120,40 @@ def test_signed_text_runs_one_turn_and_queues_the_reply(
     assert row.status == "pending"
 
 
+def test_a_turn_that_could_store_nothing_is_answered_in_the_twiml(
+    client: TestClient, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store failed for the replies and for the apology: Twilio sends the apology."""
+
+    def down(*args: Any, **kwargs: Any) -> list[str]:
+        raise OSError("database unreachable")
+
+    monkeypatch.setattr(container.pipeline, "_answer", down)
+    response = post(client, inbound("how much do I owe?"))
+    assert response.status_code == 200
+    assert "<Message>" in response.text and "something went wrong on our side" in response.text
+
+
+class HangingEngine(FakeEngine):
+    async def send(self, conversation_id: str, text: str, metadata: Any) -> list[str]:
+        await asyncio.sleep(30)
+        return ["too late"]
+
+
+def test_a_slow_engine_still_answers_the_webhook_in_time_with_a_holding_message(
+    demo_database_url: str, clock: Clock
+) -> None:
+    built = build(demo_database_url, HangingEngine(), clock, engine_reply_deadline_seconds=0.5)
+    client = TestClient(create_app(built.settings, container=built))
+    started = time.monotonic()
+    response = post(client, inbound("how much do I owe?"))
+    assert response.status_code == 200
+    assert time.monotonic() - started < 5  # Twilio gives up after 15 s
+    [row] = rows(built, OutboxMessage)
+    assert "I got your message" in (row.text or "")
+    built.sessions.kw["bind"].dispose()
+
+
 @pytest.mark.parametrize(
     ("case", "token", "url", "signed"),
     [

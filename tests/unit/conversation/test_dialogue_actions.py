@@ -613,8 +613,12 @@ def test_an_action_that_fails_keeps_nothing_half_done(
         dialogue.opt_out(turn)
         raise RuntimeError("the action failed after deciding")
 
-    with pytest.raises(RuntimeError):
-        dialogue.run(opt_out_then_fail, turn)
+    failed = dialogue.run(opt_out_then_fail, turn)
+    # The customer hears an apology and a person takes over (never silence, never a 500).
+    assert [reply.key for reply in failed.replies] == ["reply_system_error", "handoff_soon"]
     assert opt_outs_of(demo_sessions, JAMES_PHONE) == []
+    with demo_sessions() as session:
+        (case,) = session.scalars(select(Handoff))
+        assert case.reason == "system_error"
     assert dialogue.run(dialogue.opt_out, turn).replies[0].key == "utter_opt_out_confirmed"
     assert opt_outs_of(demo_sessions, JAMES_PHONE) == [("sms", "free_text")]

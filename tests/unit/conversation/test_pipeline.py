@@ -37,7 +37,7 @@ OPT_OUT_LINE_ES = "Responda BAJA para no recibir más mensajes."
 CONFIRMED_SMS = "You're unsubscribed from our texts and won't get more. Reply START to resubscribe."
 CONFIRMED_SMS_ES = "Listo, no recibirá más mensajes de texto nuestros."
 CARD_WARNING = "For your security, please don't send card numbers here"
-APOLOGY = "Sorry, I'm having trouble right now."
+HOLDING = "Thanks, I got your message. I need a few more minutes"
 REPLY = "ENGINE REPLY"
 
 
@@ -413,15 +413,14 @@ async def test_same_provider_id_on_another_channel_is_a_new_message(
     assert len(engine.received) == 2
 
 
-async def test_engine_down_yields_an_apology_not_an_error(
+async def test_engine_down_yields_a_holding_message_not_an_error(
     app: Container, engine: FakeEngine
 ) -> None:
     await send(app, "hi")
     engine.fail = True
     texts = await send(app, "balance?")
     assert len(texts) == 1
-    assert texts[0].startswith(APOLOGY)
-    assert SUPPORT in texts[0]
+    assert texts[0].startswith(HOLDING)
     assert texts[0].endswith(OPT_OUT_LINE)
 
 
@@ -532,6 +531,6 @@ async def test_a_session_the_engine_could_not_renew_loses_no_reply(
         await send(app, f"message {n}")
     engine.fail = True
     replies = await send(app, "one more")
-    assert replies and "trouble" in replies[0]  # the apology, as for any engine failure
+    assert replies and HOLDING in replies[0]  # as for any engine failure
     engine.fail = False
     assert REPLY in " ".join(await send(app, "and another"))
