@@ -64,8 +64,10 @@ def _guard_library_loggers() -> None:
         access.addFilter(AccessLogRedactor())
     # Each engine call is logged by us with its outcome; httpx's own lines add only noise.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    # twilio-python logs every request's form at INFO, the customer's number (To=) with it.
-    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+    # twilio-python's HTTP clients (``twilio.http_client``, and ``twilio.async_http_client``,
+    # the one the SMS sender uses) log every request at INFO, the customer's number (To=) in
+    # its query: the whole ``twilio`` tree is kept to warnings.
+    logging.getLogger("twilio").setLevel(logging.WARNING)
 
 
 def configure_logging(level: str = "INFO") -> None:
