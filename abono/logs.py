@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import MutableMapping
 from typing import Any
+from urllib.parse import quote, unquote
 
 import structlog
 
@@ -17,6 +18,7 @@ _TRUSTED_KEYS = frozenset({"timestamp", "level", "event"})
 # ``token=`` in the query (the inbound email webhook's shared secret, the voice hold's link).
 _SECRET_PATH = re.compile(r"(/p/|/email/unsubscribe/)[^/?#\s]+")
 _SECRET_QUERY = re.compile(r"([?&]token=)[^&#\s]*", re.IGNORECASE)
+_QUERY_VALUE = re.compile(r"((?:^|&)[^=&#\s]*=)([^&#\s]*)")
 REDACTED = "[redacted]"
 
 
@@ -42,8 +44,18 @@ def _mask_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
 
 
 def redact_url(path: str) -> str:
-    """``path`` (with its query) with the tokens that open a page or a webhook replaced."""
-    return _SECRET_QUERY.sub(rf"\g<1>{REDACTED}", _SECRET_PATH.sub(rf"\g<1>{REDACTED}", path))
+    """``path`` (with its query) with the tokens that open a page or a webhook replaced, and
+    phone numbers and email addresses masked, percent-encoded or not (``?address=%2B1312…``)."""
+    path = _SECRET_QUERY.sub(rf"\g<1>{REDACTED}", _SECRET_PATH.sub(rf"\g<1>{REDACTED}", path))
+    route, mark, query = path.partition("?")
+    return mask(route) + mark + _QUERY_VALUE.sub(_mask_query_value, query)
+
+
+def _mask_query_value(match: re.Match[str]) -> str:
+    value = match.group(2)
+    plain = unquote(value)
+    masked = mask(plain)
+    return match.group(1) + (value if masked == plain else quote(masked, safe="*@"))
 
 
 class AccessLogRedactor(logging.Filter):

@@ -48,6 +48,14 @@ def test_contact_details_are_masked_and_nothing_else(raw: str, expected: str) ->
         ("/webhooks/sendgrid/inbound?token=s3cret", "/webhooks/sendgrid/inbound?token=[redacted]"),
         ("/console/api/queue?after=3", "/console/api/queue?after=3"),
         ("/pay/x", "/pay/x"),
+        ("/sandbox/thread?address=%2B16175550204", "/sandbox/thread?address=***04"),
+        ("/sandbox/thread?address=+16175550204&n=2", "/sandbox/thread?address=***04&n=2"),
+        ("/x?email=ana.morales%40example.com", "/x?email=a***@example.com"),
+        ("/threads/+13125550102/messages", "/threads/***02/messages"),
+        (
+            "/console/api/cases/19/hand-back?day=2026-11-19",
+            "/console/api/cases/19/hand-back?day=2026-11-19",
+        ),
     ],
 )
 def test_urls_lose_their_tokens_and_nothing_else(path: str, expected: str) -> None:
