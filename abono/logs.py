@@ -8,6 +8,7 @@ import traceback
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import structlog
 
@@ -19,6 +20,7 @@ _TRUSTED_KEYS = frozenset({"timestamp", "level", "event"})
 # ``token=`` in the query (the inbound email webhook's shared secret, the voice hold's link).
 _SECRET_PATH = re.compile(r"(/p/|/email/unsubscribe/)[^/?#\s]+")
 _SECRET_QUERY = re.compile(r"([?&]token=)[^&#\s]*", re.IGNORECASE)
+_QUERY_VALUE = re.compile(r"((?:^|&)[^=&#\s]*=)([^&#\s]*)")
 REDACTED = "[redacted]"
 
 
@@ -58,8 +60,18 @@ def error_facts(error: BaseException) -> dict[str, str]:
 
 
 def redact_url(path: str) -> str:
-    """``path`` (with its query) with the tokens that open a page or a webhook replaced."""
-    return _SECRET_QUERY.sub(rf"\g<1>{REDACTED}", _SECRET_PATH.sub(rf"\g<1>{REDACTED}", path))
+    """``path`` (with its query) with the tokens that open a page or a webhook replaced, and
+    phone numbers and email addresses masked, percent-encoded or not (``?address=%2B1312…``)."""
+    path = _SECRET_QUERY.sub(rf"\g<1>{REDACTED}", _SECRET_PATH.sub(rf"\g<1>{REDACTED}", path))
+    route, mark, query = path.partition("?")
+    return mask(route) + mark + _QUERY_VALUE.sub(_mask_query_value, query)
+
+
+def _mask_query_value(match: re.Match[str]) -> str:
+    value = match.group(2)
+    plain = unquote(value)
+    masked = mask(plain)
+    return match.group(1) + (value if masked == plain else quote(masked, safe="*@"))
 
 
 class AccessLogRedactor(logging.Filter):
@@ -80,8 +92,10 @@ def _guard_library_loggers() -> None:
         access.addFilter(AccessLogRedactor())
     # Each engine call is logged by us with its outcome; httpx's own lines add only noise.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    # twilio-python logs every request's form at INFO, the customer's number (To=) with it.
-    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+    # twilio-python's HTTP clients (``twilio.http_client``, and ``twilio.async_http_client``,
+    # the one the SMS sender uses) log every request at INFO, the customer's number (To=) in
+    # its query: the whole ``twilio`` tree is kept to warnings.
+    logging.getLogger("twilio").setLevel(logging.WARNING)
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -10,6 +10,7 @@ group of 3 or 4 digits right after a number (its CVV, "4242 … 4242/123") is ma
 ``redact_split`` covers a number split over two consecutive messages: the digits at the end
 of the earlier one and at the start of the later one are both masked when together they make
 a card number (the pipeline rewrites the earlier logged message, docs/redaction.md).
+``find_card_numbers`` reports where the numbers are without masking them (tests/leaks.py).
 """
 
 from __future__ import annotations
@@ -139,19 +140,19 @@ def _masked(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(pieces) + text[last:]
 
 
+def find_card_numbers(text: str) -> list[tuple[int, int]]:
+    """Where ``text`` holds card numbers, as (start, end) spans: exactly what
+    ``redact_card_numbers`` masks, for a check that reports them instead (the leak scan)."""
+    spans: list[tuple[int, int]] = []
+    for run in _RUN.finditer(text):
+        spans += _card_spans(_groups(run.group(0), run.start()))
+    return spans
+
+
 def redact_card_numbers(text: str) -> Redacted:
     """Replace every 13-19 digit card number (Luhn-valid), however it is grouped or said."""
-    found = False
-
-    def replace(match: re.Match[str]) -> str:
-        nonlocal found
-        run = match.group(0)
-        spans = _card_spans(_groups(run))
-        if spans:
-            found = True
-        return _masked(run, spans)
-
-    return Redacted(_RUN.sub(replace, text), found)
+    spans = find_card_numbers(text)
+    return Redacted(_masked(text, spans), bool(spans))
 
 
 def redact_split(previous: str, current: str) -> tuple[str, str] | None:

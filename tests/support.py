@@ -130,7 +130,9 @@ def product_environment(work: Path, **overrides: str) -> tuple[dict[str, str], S
             "ABONO_PUBLIC_URL": f"http://127.0.0.1:{app_port}",
             "ABONO_ENGINE_URL": f"http://127.0.0.1:{engine_port}",
             "ABONO_ENGINE_TOKEN": "integration-token",
-            "ABONO_LOG_LEVEL": "WARNING",
+            # Production's level: the leak scan (tests/integration/test_nothing_leaks.py)
+            # reads what a real deployment would write.
+            "ABONO_LOG_LEVEL": "INFO",
             "ABONO_LOCALSTRIPE_PORT": str(stripe_port),
             **{f"ABONO_{k.upper()}": v for k, v in overrides.items()},
         }
@@ -228,11 +230,25 @@ def postgres_database() -> Iterator[str]:
         pytest.skip(f"PostgreSQL is not reachable: {error}")
     name = f"abono_test_{uuid.uuid4().hex[:12]}"
     admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield url
     finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        try:
+            done_with(url)
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.close()
+
+
+# Each PostgreSQL database a test wrote is handed to these when the test is done with it, before
+# it is dropped or emptied: the leak scan reads its tables there (tests/integration/conftest.py).
+DONE_WITH_DATABASE: list[Callable[[str], None]] = []
+
+
+def done_with(url: str) -> None:
+    for check in DONE_WITH_DATABASE:
+        check(url)
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from abono.handoff import agents
 from abono.store.db import make_engine, migrate
 from abono.store.models import Account, Base, ContactPoint, Conversation, Customer, Message
 from abono.wiring import sessions_for
+from tests.support import done_with
 from tests.unit.conftest import Clock, demo_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,6 +85,8 @@ def engine(database_url: str) -> Iterator[Engine]:
     migrate(engine)
     yield engine
     engine.dispose()
+    if database_url.startswith("postgresql"):
+        done_with(database_url)  # scanned for leaks before the next test empties it
 
 
 @pytest.fixture

@@ -15,9 +15,12 @@ import structlog
 import uvicorn
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from twilio.http import HttpClient
+from twilio.http.http_client import TwilioHttpClient as SdkSyncHttpClient
 
 from abono.logs import configure_logging, mask, redact_url
 from abono.store.db import make_engine
+from channels.sms import TwilioHttpClient as SmsHttpClient
 
 
 @pytest.mark.parametrize(
@@ -45,6 +48,14 @@ def test_contact_details_are_masked_and_nothing_else(raw: str, expected: str) ->
         ("/webhooks/sendgrid/inbound?token=s3cret", "/webhooks/sendgrid/inbound?token=[redacted]"),
         ("/console/api/queue?after=3", "/console/api/queue?after=3"),
         ("/pay/x", "/pay/x"),
+        ("/sandbox/thread?address=%2B16175550204", "/sandbox/thread?address=***04"),
+        ("/sandbox/thread?address=+16175550204&n=2", "/sandbox/thread?address=***04&n=2"),
+        ("/x?email=ana.morales%40example.com", "/x?email=a***@example.com"),
+        ("/threads/+13125550102/messages", "/threads/***02/messages"),
+        (
+            "/console/api/cases/19/hand-back?day=2026-11-19",
+            "/console/api/cases/19/hand-back?day=2026-11-19",
+        ),
     ],
 )
 def test_urls_lose_their_tokens_and_nothing_else(path: str, expected: str) -> None:
@@ -61,7 +72,7 @@ def configured() -> Iterator[None]:
     A uvicorn started earlier in this process with its default log config (another test's
     server) leaves ``uvicorn.access`` not propagating, at its own level: as a fresh process
     has it, until the test is over."""
-    names = ("uvicorn.access", "twilio.http_client", "httpx")
+    names = ("uvicorn.access", "twilio", "twilio.http_client", "twilio.async_http_client", "httpx")
     saved = {
         name: (
             logging.getLogger(name).level,
@@ -126,14 +137,24 @@ def test_uvicorns_access_log_keeps_no_link_unsubscribe_or_webhook_token(
     assert "/webhooks/twilio/voice/hold?n=1&token=[redacted]&lang=es" in text
 
 
+@pytest.mark.parametrize(
+    "client",
+    [SmsHttpClient, SdkSyncHttpClient],
+    ids=["the-sms-senders-async-client", "the-sdks-sync-client"],
+)
 def test_twilios_request_log_with_the_customers_number_is_off(
-    configured: None, caplog: pytest.LogCaptureFixture
+    configured: None, caplog: pytest.LogCaptureFixture, client: type[HttpClient]
 ) -> None:
+    request = {
+        "method": "GET",
+        "url": "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json",
+        "params": {"To": "+13125550102"},  # the outbox's "was it sent already?" look-up
+        "headers": {"Accept": "application/json"},
+    }
     with caplog.at_level(logging.INFO):
-        # what twilio-python's HTTP client logs for every message it sends
-        logging.getLogger("twilio.http_client").info("-- BEGIN Twilio API Request --")
-        logging.getLogger("twilio.http_client").info("Data: To=%2B13125550102&Body=hi")
+        client().log_request(request)  # what twilio-python logs for every request it makes
     assert "13125550102" not in caplog.text
+    assert "5550102" not in caplog.text
 
 
 def test_a_database_error_does_not_carry_the_statements_values(tmp_path: Path) -> None:

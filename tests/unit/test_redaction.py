@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from abono.redaction import MASK, luhn_valid, redact_card_numbers, redact_split
+from abono.redaction import (
+    MASK,
+    find_card_numbers,
+    luhn_valid,
+    redact_card_numbers,
+    redact_split,
+)
 
 REDACTED = [
     ("visa-spaced", "my card is 4242 4242 4242 4242 thanks", "my card is {MASK} thanks"),
@@ -234,3 +240,29 @@ def test_a_number_split_over_two_messages_is_masked_in_both(
 )
 def test_messages_that_do_not_complete_a_number_are_left_alone(previous: str, current: str) -> None:
     assert redact_split(previous, current) is None
+
+
+SPOKEN_CARD = " ".join(["cuatro", "dos"] * 8)
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("pay 4242 4242 4242 4242 now", ["4242 4242 4242 4242"]),
+        (f"es {SPOKEN_CARD} y ya", [SPOKEN_CARD]),
+        (
+            "4242-4242-4242-4242/123 or 5555 5555 5555 4444?",
+            ["4242-4242-4242-4242/123", "5555 5555 5555 4444"],
+        ),
+        ("zip 10027, last four 4242, $84.50 on 2026-11-19", []),
+    ],
+    ids=["typed", "spoken", "two-with-cvv", "none"],
+)
+def test_finding_card_numbers_points_at_what_redaction_masks(text: str, found: list[str]) -> None:
+    spans = find_card_numbers(text)
+
+    assert [text[start:end] for start, end in spans] == found
+    masked = redact_card_numbers(text).text
+    for number in found:
+        masked = masked.replace(MASK, number, 1)
+    assert masked == text
