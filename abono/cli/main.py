@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ValidationError
 
 from abono.cli import operator as cli_operator
+from abono.cli.demo import add_commands as add_demo_commands
 from abono.cli.plans import add_commands as add_plan_commands
 from abono.clock import system_clock
 from abono.errors import InsecureSettingsError
@@ -126,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--url", default=None, help="the app's URL (default: ABONO_PUBLIC_URL)")
     chat.set_defaults(handler=_chat)
     add_plan_commands(commands)
+    add_demo_commands(commands)
     return parser
 
 
