@@ -52,7 +52,10 @@ def _seed(value: str) -> int:
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from abono.errors import AbonoError
+    from abono.logs import configure_logging
     from abono.simulation.history import Spec, simulate
+
+    configure_logging("ERROR")  # a line per message sent would drown the progress
 
     try:
         spec = Spec(args.accounts, args.days, args.seed)
@@ -70,13 +73,14 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({"seconds": round(report.seconds, 1), **report.history}, indent=2))
+        timing = {"seconds": round(report.seconds, 1), "cpu_seconds": round(report.cpu_seconds, 1)}
+        print(json.dumps({**timing, **report.history}, indent=2))
         return 0
     print(file=sys.stderr)
     history = report.history
     print(
         f"simulated {spec.accounts} accounts over {spec.days} days (seed {spec.seed}) "
-        f"in {report.seconds:.0f} s"
+        f"in {report.seconds:.0f} s ({report.cpu_seconds:.0f} s of CPU)"
     )
     for name, value in history.items():
         print(f"  {name}: {value}")

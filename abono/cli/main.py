@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     everything.add_argument(
         "--demo", type=Path, default=None, help="demo accounts CSV to load first (dated today)"
     )
+    everything.add_argument(
+        "--history",
+        action="store_true",
+        help="sandbox: load a small simulated history once (docs/simulator.md)",
+    )
     everything.set_defaults(handler=_up, serves=True)
 
     serve = commands.add_parser(
@@ -134,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from abono.runner import up
 
-    return up(settings, args.demo)
+    return up(settings, args.demo, args.history)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

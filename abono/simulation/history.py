@@ -32,16 +32,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import structlog
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from abono.accounts.csv_import import import_accounts
 from abono.app import build_container
 from abono.container import Container
 from abono.conversation.turn import Inbound
 from abono.errors import HandoffConflictError
-from abono.handoff.agents import Actor, add_agent
+from abono.handoff.agents import Actor, Scrypt, add_agent
 from abono.handoff.cases import active_handoff
 from abono.i18n import reply_renderer
 from abono.outreach.campaign import plan_run
@@ -66,8 +65,6 @@ from abono.store.models import (
     PromiseToPay,
     SimulatedHistory,
 )
-
-log = structlog.get_logger(__name__)
 
 HOUR = dt.timedelta(hours=1)
 CAMPAIGN_HOUR = 14  # UTC: mid-morning on the east coast, before the day starts out west
@@ -128,7 +125,8 @@ class Spec:
 class Report:
     spec: Spec
     skipped: bool = False
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time
+    cpu_seconds: float = 0.0  # this process's CPU time (the machine may be shared)
     done: Counter[str] = field(default_factory=Counter)  # what the customers and agents did
     history: dict[str, Any] = field(default_factory=dict)  # what the store holds afterwards
 
@@ -185,9 +183,10 @@ def simulate(
         raise SimulationRefusedError(
             "this store already holds a simulated history; simulate into a fresh database"
         )
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     report = asyncio.run(_Simulation(settings, spec, now).run(progress))
     report.seconds = time.monotonic() - started
+    report.cpu_seconds = time.process_time() - cpu
     return report
 
 
@@ -235,7 +234,8 @@ class _Simulation:
             "public_url": settings.public_url,
         }
         self.container: Container | None = None
-        self._settings = settings
+        # No send-rate limit: it would sleep in real time between simulated messages.
+        self._settings = settings.model_copy(update={"outbox_rate_per_second": 0.0})
         self._defaults = catalogs_defaults
         self.people: list[Persona] = []
         self.by_address: dict[str, int] = {}
@@ -251,7 +251,9 @@ class _Simulation:
         from abono.i18n import Catalogs
 
         catalogs = Catalogs.load(self._settings.locales_dir)
-        engine = ScriptedEngine.for_sandbox(self._settings, reply_renderer(catalogs, self._defaults))
+        engine = ScriptedEngine.for_sandbox(
+            self._settings, reply_renderer(catalogs, self._defaults)
+        )
         container = build_container(self._settings, engine=engine, clock=self.clock)
         engine.attach(container.dialogue)
         return container
@@ -329,7 +331,9 @@ class _Simulation:
             email = f"sim{self.spec.seed}-{index:06d}@example.com" if has_email else None
             language = "es" if rng.random() < 0.22 else "en"
             number = f"SIM-ACC-{self.spec.seed % 1000:03d}{index:07d}"
-            balance = rng.choice((rng.randint(40, 300), rng.randint(300, 900), rng.randint(900, 2500)))
+            balance = rng.choice(
+                (rng.randint(40, 300), rng.randint(300, 900), rng.randint(900, 2500))
+            )
             cents = balance * 100 + rng.choice((0, 0, 50, 99))
             days_late = rng.choice((rng.randint(-6, 3), rng.randint(1, 29), rng.randint(25, 70)))
             today = self.start.astimezone(ZoneInfo(zone)).date()
@@ -384,13 +388,12 @@ class _Simulation:
                 .where(Customer.external_id.startswith(self.prefix))
                 .values(simulated=True)
             )
-            ids = dict(
-                session.execute(
-                    select(Customer.external_id, Customer.id).where(
-                        Customer.external_id.startswith(self.prefix)
-                    )
-                ).all()
-            )
+            rows = session.execute(
+                select(Customer.external_id, Customer.id).where(
+                    Customer.external_id.startswith(self.prefix)
+                )
+            ).all()
+            ids: dict[str, int] = {str(row[0]): int(row[1]) for row in rows}
         for persona in self.people:
             persona.customer_id = ids[persona.external_id]
 
@@ -399,8 +402,10 @@ class _Simulation:
         with self.c.sessions.begin() as session:
             for number in (1, 2, 3):
                 username = f"sim{self.spec.seed}-agent-{number}"
+                # A random password no one knows, hashed cheaply: the account is inactive.
+                password, cheap = secrets.token_urlsafe(24), Scrypt(n=2**4, r=1)
                 agent = add_agent(
-                    session, username, secrets.token_urlsafe(24), "agent", f"Agent {number} (sim)"
+                    session, username, password, "agent", f"Agent {number} (sim)", cheap
                 )
                 agent.active = False
                 self.agents.append(Actor(agent.id, agent.username, agent.display_name, "agent"))
@@ -624,7 +629,7 @@ class _Simulation:
             await self._say(who, "pay_partial", f"I can pay {money} today")
         elif kind in ("promise_keeper", "promise_breaker"):
             days = rng.randint(2, 9)
-            date = (started.astimezone(ZoneInfo(who.timezone)).date() + dt.timedelta(days=days))
+            date = started.astimezone(ZoneInfo(who.timezone)).date() + dt.timedelta(days=days)
             amount = money if rng.random() < 0.5 else f"${who.balance_cents // 100}"
             await self._say(who, "promise_to_pay", f"I can pay {amount} on {date.isoformat()}")
         elif kind == "plan_keeper":
