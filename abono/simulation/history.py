@@ -234,8 +234,11 @@ class _Simulation:
             "public_url": settings.public_url,
         }
         self.container: Container | None = None
-        # No send-rate limit: it would sleep in real time between simulated messages.
-        self._settings = settings.model_copy(update={"outbox_rate_per_second": 0.0})
+        # No send-rate limit (it would sleep in real time between simulated messages), and
+        # plans paid by link (a saved card would call localstripe: no network here).
+        self._settings = settings.model_copy(
+            update={"outbox_rate_per_second": 0.0, "plan_method": "link"}
+        )
         self._defaults = catalogs_defaults
         self.people: list[Persona] = []
         self.by_address: dict[str, int] = {}
