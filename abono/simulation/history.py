@@ -68,7 +68,7 @@ from abono.store.models import (
 
 HOUR = dt.timedelta(hours=1)
 CAMPAIGN_HOUR = 14  # UTC: mid-morning on the east coast, before the day starts out west
-FOLLOW_UP_HOURS = (1, 7, 13, 19)  # UTC; the app runs it every few minutes
+FOLLOW_UP_HOURS = (1, 13)  # UTC; the app runs it every few minutes (the same outcome, later)
 MAX_TURNS = 10  # a simulated conversation gives up after this many messages
 SMALL = (200, 30)  # what `make run` loads: accounts, days
 
@@ -247,6 +247,7 @@ class _Simulation:
         self.events = 0
         self.agents: list[Actor] = []
         self.done: Counter[str] = Counter()
+        self._settled = 0  # outbox ids below this were final at the last look
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -440,7 +441,10 @@ class _Simulation:
             pass
 
     def _react_to_sent(self, since: dt.datetime) -> None:
-        """What went out in this hour's drain: each simulated customer may act on it."""
+        """What went out in this hour's drain: each simulated customer may act on it.
+
+        Rows below ``_settled`` were sent, cancelled or suppressed before the last look, so
+        only the newer ones are read (the outbox has no index on ``sent_at``)."""
         with self.c.sessions() as session:
             rows = session.execute(
                 select(
@@ -450,9 +454,20 @@ class _Simulation:
                     OutboxMessage.args,
                     OutboxMessage.campaign_step,
                 )
-                .where(OutboxMessage.sent_at > since, OutboxMessage.status == "sent")
+                .where(
+                    OutboxMessage.id >= self._settled,
+                    OutboxMessage.sent_at > since,
+                    OutboxMessage.status == "sent",
+                )
                 .order_by(OutboxMessage.id)
             ).all()
+            waiting = session.scalar(
+                select(func.min(OutboxMessage.id)).where(
+                    OutboxMessage.status.in_(("pending", "sending"))
+                )
+            )
+            newest = session.scalar(select(func.max(OutboxMessage.id))) or 0
+        self._settled = waiting if waiting is not None else newest + 1
         for row in rows:
             index = self.by_address.get(row.address)
             if index is not None:
