@@ -9,7 +9,7 @@ engine's actions call, against the store, then renders the named replies as
 ``abono.integrations.rasa_engine`` does. Everything around the turn (addresses, keywords,
 redaction, escalation, disclosures, the message log, the outbox) is the real pipeline's.
 
-It refuses to be built outside the sandbox (``ScriptedEngine.for_sandbox``): the serving app
+It refuses to be built outside the sandbox (its constructor checks the settings): the serving app
 never builds it (``build_container`` makes the Rasa client), and nothing in ``abono.app`` or
 the CLI's ``serve`` imports this package.
 """
@@ -64,18 +64,14 @@ class Expected:
 class ScriptedEngine:
     """A ``ConversationEngine`` whose NLU is the simulated customer's own intent."""
 
-    def __init__(self, render: Render) -> None:
-        self._render = render
-        self._dialogue: Dialogue | None = None
-        self._expected: dict[str, Expected] = {}
-
-    @classmethod
-    def for_sandbox(cls, settings: Settings, render: Render) -> ScriptedEngine:
+    def __init__(self, settings: Settings, render: Render) -> None:
         if not settings.sandbox:
             raise SimulationRefusedError(
                 "the simulator's engine runs only in the sandbox (ABONO_SANDBOX=true)"
             )
-        return cls(render)
+        self._render = render
+        self._dialogue: Dialogue | None = None
+        self._expected: dict[str, Expected] = {}
 
     def attach(self, dialogue: Dialogue) -> None:
         self._dialogue = dialogue

@@ -42,7 +42,7 @@ from abono.conversation.turn import Inbound
 from abono.errors import HandoffConflictError
 from abono.handoff.agents import Actor, Scrypt, add_agent
 from abono.handoff.cases import active_handoff
-from abono.i18n import reply_renderer
+from abono.i18n import Catalogs, reply_renderer
 from abono.outreach.campaign import plan_run
 from abono.payments.stripe_events import handle_stripe_event
 from abono.plans.follow_up import FollowUpConfig, follow_up
@@ -252,12 +252,8 @@ class _Simulation:
     # -- set-up ------------------------------------------------------------------------------
 
     def _build(self) -> Container:
-        from abono.i18n import Catalogs
-
         catalogs = Catalogs.load(self._settings.locales_dir)
-        engine = ScriptedEngine.for_sandbox(
-            self._settings, reply_renderer(catalogs, self._defaults)
-        )
+        engine = ScriptedEngine(self._settings, reply_renderer(catalogs, self._defaults))
         container = build_container(self._settings, engine=engine, clock=self.clock)
         engine.attach(container.dialogue)
         return container

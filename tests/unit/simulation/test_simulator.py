@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from abono.cli.main import main
 from abono.i18n import Catalogs, reply_renderer
+from abono.runner import load_history
 from abono.settings import ROOT, Settings
+from abono.simulation import history
 from abono.simulation.engine import DIALOGUE_METHODS, ScriptedEngine, SimulationRefusedError
 from abono.simulation.history import Spec, load_once, simulate
 from abono.store.db import make_engine
@@ -131,7 +133,7 @@ def test_production_refuses_to_simulate_and_writes_nothing(tmp_path: Path) -> No
     assert not (tmp_path / "abono.db").exists()
     render = reply_renderer(Catalogs.load(production.locales_dir), {})
     with pytest.raises(SimulationRefusedError):
-        ScriptedEngine.for_sandbox(production, render)
+        ScriptedEngine(production, render)
 
 
 def test_the_command_refuses_outside_the_sandbox(
@@ -230,3 +232,22 @@ def test_postgresql_holds_the_same_history_as_sqlite(tmp_path: Path) -> None:
         report = simulate(sandbox(url), spec, UNTIL)
         assert report.history["payments"] > 0
         assert fingerprint(url) == fingerprint(lite)
+
+
+def test_abono_up_loads_the_small_history_once_and_only_in_the_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(history, "SMALL", (6, 2))
+    production = Settings(sandbox=False, database_url=sqlite_url(tmp_path, "prod.db"))
+    load_history(production)
+    assert "outside the sandbox" in capsys.readouterr().err
+    assert not (tmp_path / "prod.db").exists()
+    url = sqlite_url(tmp_path)
+    load_history(sandbox(url))
+    assert "loaded in" in capsys.readouterr().out
+    load_history(sandbox(url))
+    assert "already loaded" in capsys.readouterr().out
+    engine = make_engine(url)
+    with Session(engine) as session:
+        assert session.scalar(select(func.count(Customer.id))) == 6
+    engine.dispose()
