@@ -578,17 +578,23 @@ class _Simulation:
 
     # -- conversations --------------------------------------------------------------------
 
-    async def _say(self, who: Persona, intent: str, text: str, confidence: float = 1.0) -> None:
+    async def _say(
+        self, who: Persona, intent: str, text: str, confidence: float = 1.0, email: bool = False
+    ) -> None:
+        """One message from the customer, by SMS (or email), as the channel's webhook hands it
+        to the pipeline: a provider id, replies through the outbox."""
         engine = self.c.engine
         assert isinstance(engine, ScriptedEngine)
-        engine.expect(who.phone, intent, confidence)
+        address = who.email if email and who.email else who.phone
+        engine.expect(address, intent, confidence)
         self.events += 1
         inbound = Inbound(
-            "sms",
-            who.phone,
+            "email" if address == who.email else "sms",
+            address,
             text,
             provider_id=f"SMsim{self.spec.seed}x{self.events:010d}",
             reply_via_outbox=True,
+            reply_subject=(lambda language: "Re: your account") if address == who.email else None,
         )
         await self.c.pipeline.handle(inbound)
         self.done[f"said.{intent}"] += 1
@@ -616,7 +622,9 @@ class _Simulation:
         money = f"${max(who.balance_cents // 200, 2500) // 100}"
         if kind == "opt_out":
             who.closed = True
-            if rng.random() < 0.6:
+            if who.email and rng.random() < 0.3:
+                await self._say(who, "opt_out", "unsubscribe me from these emails", 0.95, True)
+            elif rng.random() < 0.6:
                 await self._say(who, "opt_out", "BAJA" if es else "STOP")
             elif rng.random() < 0.7:
                 await self._say(who, "opt_out", "please stop texting me", 0.95)

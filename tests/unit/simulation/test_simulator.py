@@ -178,7 +178,7 @@ def test_the_history_holds_every_kind_of_event(rich: tuple[str, Any]) -> None:
     assert "broken" in history["plans"]
     assert {"active", "completed"} & set(history["plans"])  # a plan being paid as agreed
     assert history["handoffs"].get("resolved", 0) >= 1
-    assert history["opt_outs"].get("sms", 0) >= 1
+    assert history["opt_outs"].get("sms", 0) >= 1 and history["opt_outs"].get("email", 0) >= 1
     assert sum(history["blocked"].values()) >= 1  # contact attempts the rules stopped
     assert history["messages"]["in"] > 0 and history["messages"]["out"] > 0
 
