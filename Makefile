@@ -15,7 +15,7 @@ train: setup
 
 # The sandbox is asked for here (and by the tests); a bare `abono up` is a production start.
 run: train
-	@ABONO_SANDBOX=true $(APP)/abono up --demo data/demo_accounts.csv
+	@ABONO_SANDBOX=true $(APP)/abono up --demo data/demo_accounts.csv --history
 
 test: train
 	@bash scripts/browser.sh

@@ -38,13 +38,15 @@ def tracker_url(settings: Settings) -> str:
     return settings.database_url
 
 
-def up(settings: Settings, demo_file: Path | None) -> int:
+def up(settings: Settings, demo_file: Path | None, history: bool = False) -> int:
     from abono.accounts.demo import load_demo
     from abono.store.db import make_engine, migrate
     from abono.wiring import sessions_for
 
     engine = make_engine(settings.database_url)
     migrate(engine)
+    if history:
+        load_history(settings)
     if demo_file is not None:
         report = load_demo(sessions_for(engine, system_clock), demo_file, system_clock())
         print(f"demo accounts, dated today: {report.imported} new, {report.updated} updated")
@@ -98,6 +100,23 @@ def up(settings: Settings, demo_file: Path | None) -> int:
         if stripe is not None:
             stop(stripe)
         print("stopped")
+
+
+def load_history(settings: Settings) -> None:
+    """The sandbox's simulated history (docs/simulator.md), played once into the store before
+    the demo accounts are loaded (so they keep the state docs/demo-accounts.md describes)."""
+    from abono.simulation.history import SMALL, Spec, load_once
+
+    if not settings.sandbox:
+        print("no simulated history outside the sandbox", file=sys.stderr)
+        return
+    accounts, days = SMALL
+    print(f"simulated history: {accounts} accounts over {days} days (once per store)…")
+    report = load_once(settings, Spec(accounts, days, seed=1), system_clock())
+    if report.skipped:
+        print("simulated history: already loaded")
+    else:
+        print(f"simulated history: loaded in {report.seconds:.0f} s")
 
 
 def _start_localstripe(settings: Settings, logs: Path) -> subprocess.Popen[bytes] | None:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from abono.cli import operator as cli_operator
 from abono.cli.audit import add_commands as add_audit_commands
+from abono.cli.demo import add_commands as add_demo_commands
 from abono.cli.plans import add_commands as add_plan_commands
 from abono.cli.report import add_command as add_report_command
 from abono.clock import system_clock
@@ -63,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     everything = commands.add_parser("up", help="run engine and app together until Ctrl-C")
     everything.add_argument(
         "--demo", type=Path, default=None, help="demo accounts CSV to load first (dated today)"
+    )
+    everything.add_argument(
+        "--history",
+        action="store_true",
+        help="sandbox: load a small simulated history once (docs/simulator.md)",
     )
     everything.set_defaults(handler=_up, serves=True)
 
@@ -136,13 +142,14 @@ def _parser() -> argparse.ArgumentParser:
     add_plan_commands(commands)
     add_audit_commands(commands)
     add_report_command(commands)
+    add_demo_commands(commands)
     return parser
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from abono.runner import up
 
-    return up(settings, args.demo)
+    return up(settings, args.demo, args.history)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    false,
     text,
 )
 from sqlalchemy.orm import (
@@ -129,6 +130,8 @@ class Customer(Base):
     consent_voice: Mapped[bool] = mapped_column(Boolean, default=False)
     # sms | email | voice; None: SMS where there is a phone, else email (cadence "preferred").
     preferred_channel: Mapped[str | None] = mapped_column(String(8), default=None)
+    # Made up by the history simulator (sandbox only, docs/simulator.md): never a real person.
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = stamped()
     updated_at: Mapped[dt.datetime] = stamped(on_update=True)
 
@@ -622,3 +625,19 @@ class CallAttempt(Base):
     conversation: Mapped[bool] = mapped_column(Boolean, default=False)
     provider_id: Mapped[str | None] = mapped_column(String(64), default=None)
     at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class SimulatedHistory(Base):
+    """A history the simulator played into this store (docs/simulator.md): its customers are
+    marked ``simulated`` and their external ids start with ``customer_prefix``."""
+
+    __tablename__ = "simulated_histories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seed: Mapped[int] = mapped_column(Integer)
+    accounts: Mapped[int] = mapped_column(Integer)
+    days: Mapped[int] = mapped_column(Integer)
+    customer_prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    simulated_from: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    simulated_to: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    created_at: Mapped[dt.datetime] = stamped()
