@@ -603,3 +603,27 @@ async def test_a_send_that_hangs_before_twilio_took_it_is_sent_on_the_retry(
     assert await container.outbox.run_once() == 1
     assert len(fake.messages) == 1 and rows(container, OutboxMessage)[0].status == "sent"
     container.sessions.kw["bind"].dispose()
+
+
+def test_a_read_only_database_answers_503_twilio_retries_and_no_turn_is_half_stored(
+    client: TestClient, container: Container, engine: FakeEngine
+) -> None:
+    store = container.sessions.kw["bind"]
+
+    def read_only(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA query_only=ON")  # every write: "readonly database"
+
+    store.dispose()
+    event.listen(store, "connect", read_only)
+    refused = post(client, inbound("hi"))
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+    assert refused.json()["error"] == "store_unavailable"
+    event.remove(store, "connect", read_only)
+    store.dispose()
+    assert rows(container, Message) == [] and rows(container, OutboxMessage) == []
+
+    retried = post(client, inbound("hi"))  # Twilio delivers it again
+
+    assert retried.status_code == 200
+    assert [m.direction for m in rows(container, Message)] == ["in", "out"]
+    assert len(rows(container, OutboxMessage)) == 1 and len(engine.received) == 1
