@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.faults import FAULTS, Tally, chaos_stack, run_fault
+from tests.faults import FAULTS, Tally, chaos_stack
 
 
 def table(tallies: list[Tally]) -> str:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         work = args.keep or temporary
         # one product for the faults that need no Redis, one with the Redis lock store
         for with_redis in (False, True):
-            names = [n for n in chosen if FAULTS[n][1] == with_redis]
+            names = [n for n in chosen if FAULTS[n].with_redis == with_redis]
             if not names:
                 continue
             path = Path(work) / ("redis" if with_redis else "plain")
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             with chaos_stack(path, with_redis) as stack:
                 for name in names:
                     print(f"chaos: {name}…", file=sys.stderr, flush=True)
-                    tally = run_fault(stack, name, FAULTS[name][0], customers=args.customers)
+                    tally = FAULTS[name].run(stack, name, customers=args.customers)
                     tallies.append(tally)
                     print(table([tally]), file=sys.stderr, flush=True)
     print(table(tallies))

@@ -38,21 +38,27 @@ from typing import Any
 
 import httpx
 import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import aliased
 from twilio.request_validator import RequestValidator
 
+from abono.clock import system_clock
 from abono.integrations.engine_process import free_port, start_engine, stop, wait_ready
 from abono.integrations.localstripe_server import (
     register_webhook,
     start_localstripe,
     wait_localstripe,
 )
+from abono.payments.links import issue_link
 from abono.runner import wait_healthy
 from abono.settings import Settings
 from abono.store.db import make_engine, migrate
-from abono.store.models import Message, OutboxMessage
-from channels import twilio_fake
+from abono.store.models import Account, LedgerEntry, Message, OutboxMessage, PaymentLink
+from abono.store.models import Customer as CustomerRow
+from abono.wiring import sessions_for
+from channels import fake_server, twilio_fake
 from channels.twilio_fake import FakeTwilio
 from tests.support import (
     due,
@@ -209,6 +215,54 @@ def socket_to(port: int) -> Any:
     return socket.create_connection(("127.0.0.1", port), timeout=2)
 
 
+class StripeProxy:
+    """Stripe's API as the app sees it: localstripe behind a proxy that answers scripted faults
+    (``faults``: 500/503 in Stripe's error JSON, a hang, or the request done and then a hang)
+    to creates and confirms of PaymentIntents, and records each POST's Idempotency-Key."""
+
+    def __init__(self) -> None:
+        self.target = ""
+        self.faults = fake_server.Faults()
+        self.posts: list[tuple[str, str | None]] = []  # path, Idempotency-Key
+        self.lock = threading.Lock()
+
+    def app(self) -> FastAPI:
+        app = FastAPI(title="stripe fault proxy")
+
+        @app.api_route("/{path:path}", methods=["GET", "POST", "DELETE"])
+        async def forward(path: str, request: Request) -> Response:
+            body = await request.body()
+            faulty = request.method == "POST" and (
+                path == "v1/payment_intents" or path.endswith("/confirm")
+            )
+            fault = self.faults.take() if faulty else None
+            if request.method == "POST":
+                with self.lock:
+                    self.posts.append((path, request.headers.get("idempotency-key")))
+            if fault is not None and fault.kind != "accept_then_hang":
+                if fault.kind == "hang":
+                    await fake_server.hang(fault)
+                status = 503 if fault.kind == "hang" else int(fault.kind)
+                error = {"type": "api_error", "message": "An unknown error occurred."}
+                return JSONResponse({"error": error}, status_code=status)
+            dropped = ("host", "content-length")
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
+            async with httpx.AsyncClient(timeout=30) as client:
+                answer = await client.request(
+                    request.method,
+                    f"{self.target}/{path}",
+                    params=request.query_params,
+                    content=body,
+                    headers=headers,
+                )
+            if fault is not None:  # done at Stripe; the answer is lost in a hang
+                await fake_server.hang(fault)
+            kept = {"content-type": answer.headers.get("content-type", "application/json")}
+            return Response(answer.content, status_code=answer.status_code, headers=kept)
+
+        return app
+
+
 # -- the product ----------------------------------------------------------------------------
 
 
@@ -252,6 +306,7 @@ class ChaosStack:
     def __init__(self, work: Path, with_redis: bool = False) -> None:
         self.work = work
         self.twilio = FakeTwilio()
+        self.stripe = StripeProxy()
         self.postgres = PrivatePostgres()
         self.redis = PrivateRedis() if with_redis else None
         self._stack = ExitStack()
@@ -282,12 +337,16 @@ class ChaosStack:
             self.redis.start()
             self._stack.callback(self.redis.close)
         twilio_base = self._stack.enter_context(twilio_fake.serving(self.twilio))
+        stripe_base = self._stack.enter_context(
+            fake_server.serving(self.stripe.app(), "stripe proxy")
+        )
         overrides = {
             "database_url": self.postgres.url,
             "worker_in_app": "false",
             "twilio_api_base": twilio_base,
             "provider_timeout_seconds": "2",
             "outbox_lease_seconds": "5",
+            "stripe_api_base": stripe_base,
         }
         if self.redis is not None:
             overrides["engine_lock_store_url"] = self.redis.url
@@ -299,6 +358,7 @@ class ChaosStack:
         rows = "\n".join([HEADER, *(c.row() for c in CUSTOMERS)]) + "\n"
         import_accounts(self.env, rows, self.work)
         stripe_port = int(self.env["ABONO_LOCALSTRIPE_PORT"])
+        self.stripe.target = f"http://127.0.0.1:{stripe_port}"
         self.localstripe = start_localstripe(stripe_port, self.work / "localstripe.log")
         self._stack.callback(stop, self.localstripe)
         settings = self.settings
@@ -311,9 +371,9 @@ class ChaosStack:
         asyncio.run(wait_ready(settings.engine_url, settings.engine_token, self.engine))
         self.start_app()
         self.start_worker()
-        stripe_base = f"http://127.0.0.1:{stripe_port}"
-        asyncio.run(wait_localstripe(stripe_base, self.localstripe))
-        register_webhook(stripe_base, f"{self.url}/webhooks/stripe", settings.stripe_webhook_secret)
+        localstripe = self.stripe.target
+        asyncio.run(wait_localstripe(localstripe, self.localstripe))
+        register_webhook(localstripe, f"{self.url}/webhooks/stripe", settings.stripe_webhook_secret)
 
     def __exit__(self, *_: object) -> None:
         self._stack.close()
@@ -652,13 +712,176 @@ def wait_for(condition: Callable[[], Any], seconds: float, what: str) -> None:
         time.sleep(0.02)
 
 
-FAULTS: dict[str, tuple[Inject, bool]] = {  # name: (inject, needs the private Redis)
-    "twilio 5xx/429/timeouts": (twilio_errors, False),
-    "worker SIGKILL": (kill_worker, False),
-    "app SIGKILL": (kill_app, False),
-    "PostgreSQL restart": (restart_postgres, False),
-    "read-only database": (read_only_database, False),
-    "Redis restart": (restart_redis, True),
+# -- Stripe: payments created and confirmed while Stripe fails ----------------------------
+
+
+def stripe_errors(stack: ChaosStack) -> str:
+    faults = stack.stripe.faults
+    faults.inject("500", count=3)  # one create fails all of the SDK's tries: an apology
+    faults.inject("503", count=2)
+    faults.inject("accept_then_hang", count=1, seconds=12)  # beyond the SDK's 10 s timeout
+    faults.inject("500", count=1)
+    return "Stripe: 4x 500, 2x 503, 1x done-then-hang 12 s (creates and confirms)"
+
+
+def run_payments(stack: ChaosStack, fault: str, inject: Inject, customers: int = 6) -> Tally:
+    """Each customer opens a payment link and pays it while Stripe fails; a page that
+    apologizes is opened again, a confirmation that failed is tried again, as a person does."""
+    assert stack.store is not None and stack.settings is not None
+    chosen = stack.customers(customers)
+    tokens = _issue_links(stack, chosen)
+    tally = Tally(fault, inject(stack))
+    apologies: list[str] = []
+    waits: list[float] = []
+    unpaid: list[str] = []
+
+    async def pay(client: httpx.AsyncClient, token: str) -> None:
+        started = time.monotonic()
+        secret = None
+        while secret is None and time.monotonic() - started < ANSWER_DEADLINE:
+            page = await client.get(f"{stack.url}/p/{token}")
+            if page.status_code == 200 and 'data-secret="' in page.text:
+                secret = page.text.split('data-secret="', 1)[1].split('"', 1)[0]
+            else:
+                apologies.append(token)
+                await asyncio.sleep(1.0)
+        waits.append(time.monotonic() - started)
+        card = await _card(client, stack) if secret else None
+        while secret and time.monotonic() - started < ANSWER_DEADLINE:
+            confirmed = await client.post(
+                f"{stack.url}/p/{token}/sandbox-confirm",
+                json={"client_secret": secret, "card": card},
+            )
+            intent = confirmed.json().get("paymentIntent") or {}
+            if confirmed.status_code == 200 and intent.get("status") == "succeeded":
+                return
+            await asyncio.sleep(1.0)
+        unpaid.append(token)
+
+    async def everyone() -> None:
+        async with httpx.AsyncClient(timeout=60) as client:
+            await pay(client, tokens[0])  # alone: every try of its create fails, an apology
+            await asyncio.gather(*(pay(client, token) for token in tokens[1:]))
+
+    asyncio.run(everyone())
+    tally.payments = len(tokens)
+    tally.longest_wait_s = max(waits, default=0.0)
+    try:
+        wait_for(lambda: _paid_links(stack, tokens) == len(tokens), 60, "every payment recorded")
+    except TimeoutError:
+        pass
+    intents, charges = _stripe_objects(stack, tokens)
+    with stack.store.connect() as db:
+        entries = Counter(
+            db.execute(select(LedgerEntry.reference).where(LedgerEntry.kind == "payment")).scalars()
+        )
+    paid = _paid_links(stack, tokens)
+    tally.lost = len(tokens) - paid
+    tally.duplicated = (
+        sum(max(n - 1, 0) for n in intents.values())
+        + sum(max(n - 1, 0) for n in charges.values())
+        + sum(max(n - 1, 0) for n in entries.values())
+    )
+    keys = Counter(key for path, key in stack.stripe.posts if path == "v1/payment_intents")
+    tally.notes.append(
+        f"{len(apologies)} apology pages, then the same link worked; "
+        f"{sum(keys.values())} creates under {len(keys)} idempotency keys"
+    )
+    if unpaid:
+        tally.notes.append(f"{len(unpaid)} could not pay")
+    return tally
+
+
+async def _card(client: httpx.AsyncClient, stack: ChaosStack) -> str:
+    """A test card tokenized, as the page's Stripe.js does it (localstripe wants the secret key)."""
+    assert stack.settings is not None
+    answer = await client.post(
+        f"{stack.stripe.target}/v1/tokens",
+        data={
+            "card[number]": "4242424242424242",
+            "card[exp_month]": "12",
+            "card[exp_year]": "2034",
+            "card[cvc]": "123",
+        },
+        headers={"Authorization": f"Bearer {stack.settings.stripe_api_key}"},
+    )
+    return str(answer.json()["card"]["id"])
+
+
+def _issue_links(stack: ChaosStack, customers: list[Customer]) -> list[str]:
+    assert stack.store is not None
+    sessions = sessions_for(stack.store, system_clock)
+    now = system_clock()
+    tokens = []
+    with sessions.begin() as session:
+        for customer in customers:
+            account = session.scalars(
+                select(Account)
+                .join(CustomerRow, CustomerRow.id == Account.customer_id)
+                .where(CustomerRow.external_id == f"CHAOS-{customer.index}")
+            ).one()
+            link = issue_link(
+                session, account, 4000, "partial", customer.language, None, now,
+                dt.timedelta(hours=72),
+            )  # fmt: skip
+            tokens.append(link.token)
+    return tokens
+
+
+def _paid_links(stack: ChaosStack, tokens: list[str]) -> int:
+    assert stack.store is not None
+    with stack.store.connect() as db:
+        return int(
+            db.execute(
+                select(func.count())
+                .select_from(PaymentLink)
+                .where(PaymentLink.token.in_(tokens), PaymentLink.status == "paid")
+            ).scalar_one()
+        )
+
+
+def _stripe_objects(stack: ChaosStack, tokens: list[str]) -> tuple[Counter[str], Counter[str]]:
+    """PaymentIntents per link and succeeded charges per link, as localstripe holds them."""
+    assert stack.settings is not None
+    headers = {"Authorization": f"Bearer {stack.settings.stripe_api_key}"}
+    wanted = set(tokens)
+    intents: Counter[str] = Counter()
+    charges: Counter[str] = Counter()
+    with httpx.Client(base_url=stack.stripe.target, headers=headers, timeout=30) as client:
+        listed = client.get("/v1/payment_intents", params={"limit": 100}).json()["data"]
+        by_id = {}
+        for intent in listed:
+            token = (intent.get("metadata") or {}).get("abono_link")
+            if token in wanted:
+                intents[token] += 1
+                by_id[intent["id"]] = token
+        for charge in client.get("/v1/charges", params={"limit": 100}).json()["data"]:
+            token = by_id.get(charge.get("payment_intent"))
+            if token is not None and charge.get("status") == "succeeded":
+                charges[token] += 1
+    return intents, charges
+
+
+@dataclass(frozen=True)
+class Scenario:
+    inject: Inject
+    with_redis: bool = False  # needs the private Redis lock store
+    payments: bool = False  # customers pay links (run_payments), not SMS turns (run_fault)
+
+    def run(self, stack: ChaosStack, name: str, customers: int = 12) -> Tally:
+        if self.payments:
+            return run_payments(stack, name, self.inject, customers=max(customers // 2, 1))
+        return run_fault(stack, name, self.inject, customers=customers)
+
+
+FAULTS: dict[str, Scenario] = {
+    "twilio 5xx/429/timeouts": Scenario(twilio_errors),
+    "stripe 5xx/timeouts": Scenario(stripe_errors, payments=True),
+    "worker SIGKILL": Scenario(kill_worker),
+    "app SIGKILL": Scenario(kill_app),
+    "PostgreSQL restart": Scenario(restart_postgres),
+    "read-only database": Scenario(read_only_database),
+    "Redis restart": Scenario(restart_redis, with_redis=True),
 }
 
 
