@@ -5,7 +5,7 @@ TODAY ?= $(shell date +%F)
 TZ_EVAL ?= America/New_York
 EVAL ?= ../shared/eval/public_en.csv
 
-.PHONY: setup train run test test-unit test-clock lint audit i18n nlu-eval bench bench-campaign clean
+.PHONY: setup train run test test-unit test-clock lint audit i18n nlu-eval bench bench-campaign chaos clean
 
 setup:
 	@bash scripts/setup.sh
@@ -55,6 +55,11 @@ bench: train
 
 bench-campaign: setup
 	$(APP)/python -m tests.bench.campaign --postgres
+
+# Each infrastructure fault against the product on a private PostgreSQL (docs/faults.md): a
+# table per fault; fails unless nothing was lost and nothing duplicated.
+chaos: train
+	PYTHONPATH=$(CURDIR) $(APP)/python -m tests.chaos
 
 clean:
 	rm -rf var models .venv-app .venv-engine .venv-audit

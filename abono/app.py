@@ -28,6 +28,7 @@ from abono.accounts.csv_import import Served
 from abono.api.body_limit import install_body_limits
 from abono.api.metrics import metrics_router
 from abono.api.nlg import nlg_router
+from abono.api.store_errors import install_store_errors
 from abono.clock import Clock, system_clock
 from abono.container import Container
 from abono.conversation.dialogue import Dialogue, DialogueConfig
@@ -282,6 +283,7 @@ def create_app(
     )
     app.state.container = container
     app.add_exception_handler(AbonoError, _abono_error)
+    install_store_errors(app)  # read-only, full or unreachable database: 503, retried
     install_body_limits(app)  # 64 KB unless an edge allows more for its path
 
     @app.get("/healthz")
@@ -314,6 +316,7 @@ def create_internal_app(container: Container) -> FastAPI:
     settings.require_secure()
     app = FastAPI(title="abono engine callbacks", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(AbonoError, _abono_error)
+    install_store_errors(app)
     limits = install_body_limits(app)
     for callback in ENGINE_CALLBACKS:  # the engine posts the whole tracker, every event of it
         limits.allow(callback, ENGINE_CALLBACK_BYTES)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from email.utils import parsedate_to_datetime
+
 
 class AbonoError(Exception):
     """Base of every error we raise on purpose; `code` is stable so handlers can map it."""
@@ -107,6 +110,46 @@ class UnservedAccountsError(AbonoError):
             "limits), or import those accounts again with a segment the policies serve."
         )
         self.problems = problems
+
+
+class ProviderUnavailable(Exception):
+    """A provider answered 5xx or 429, timed out or could not be reached: the outbox retries
+    with backoff, and not before ``retry_after`` (seconds) when the provider said when.
+    ``in_doubt``: the request may have reached the provider (a timeout, a dropped answer), so
+    the retry first asks the provider whether it already went (the outbox's ``find_sent``)."""
+
+    def __init__(
+        self, reason: str, retry_after: float | None = None, in_doubt: bool = False
+    ) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+        self.in_doubt = in_doubt
+
+
+# A provider's Retry-After above this is not waited for longer: the row is tried again then.
+RETRY_AFTER_CAP = dt.timedelta(hours=1)
+
+
+def retry_after_seconds(value: str | None, date: str | None = None) -> float | None:
+    """An HTTP ``Retry-After`` (RFC 9110 10.2.3: delay-seconds, or an HTTP-date read against
+    the same answer's ``Date``) as seconds, at most ``RETRY_AFTER_CAP``; None when absent or
+    unreadable. Read against the provider's own ``Date``, a date needs no clock of ours."""
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        seconds = float(int(text[:12]))
+    else:
+        try:
+            when, sent = parsedate_to_datetime(text), parsedate_to_datetime(date or "")
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = max((_aware(when) - _aware(sent)).total_seconds(), 0.0)
+    return min(seconds, RETRY_AFTER_CAP.total_seconds())
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
 
 
 class InsecureSettingsError(AbonoError):

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     outbox_rate_per_second: float = Field(default=0.0, ge=0)  # per sender; 0: no limit
     outbox_burst: int = Field(default=10, ge=1)
     outbox_lease_seconds: float = Field(default=60.0, gt=0)
+    # How long a send waits for Twilio or SendGrid before it counts as failed and is retried.
+    provider_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
 
     # The dashboard and `abono report` (abono/analytics, docs/analytics.md): the operator's
     # time zone (where a day of a period starts and ends) and the unit prices sends cost, in

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import hmac
 import html
@@ -31,6 +32,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,7 @@ from abono.accounts.customers import find_conversation, find_customer_by_address
 from abono.api.body_limit import body_limits
 from abono.container import Container
 from abono.conversation.turn import Inbound
-from abono.errors import AbonoError, SendRefused
+from abono.errors import AbonoError, ProviderUnavailable, SendRefused, retry_after_seconds
 from abono.i18n import Catalogs
 from abono.messaging import opt_outs
 from abono.provider_events import first_delivery
@@ -465,8 +467,9 @@ class EmailRejected(SendRefused):
     """SendGrid refused the mail for a reason retrying will not fix (bad address, bad key)."""
 
 
-class EmailProviderUnavailable(Exception):
-    """5xx, 429, timeout or network failure: the outbox retries with backoff."""
+class EmailProviderUnavailable(ProviderUnavailable):
+    """5xx, 429, timeout or network failure: the outbox retries with backoff, not before the
+    ``Retry-After`` SendGrid gave (or its ``X-RateLimit-Reset``)."""
 
 
 @dataclass(frozen=True)
@@ -496,6 +499,9 @@ class SendGridEmailSender:
         settings = container.settings
         host = (settings.sendgrid_api_base or "https://api.sendgrid.com").rstrip("/")
         client = SendGridAPIClient(settings.sendgrid_api_key, host=host)
+        # urllib waits forever by default: a SendGrid that hangs would hold the worker's thread
+        # and its lease; a timeout is a failure the outbox retries.
+        client.client.timeout = settings.provider_timeout_seconds
         texts = EmailTexts(container.catalogs, _defaults(settings))
         return cls(client, container.sessions, texts, settings)
 
@@ -507,9 +513,12 @@ class SendGridEmailSender:
         except HTTPError as error:
             status = int(getattr(error, "status_code", 0) or 0)
             if status >= 500 or status == 429:
-                raise EmailProviderUnavailable(f"sendgrid answered {status}") from error
+                wait = _retry_after(getattr(error, "headers", None))
+                log.warning("email.send.unavailable", status=status, retry_after=wait)
+                raise EmailProviderUnavailable(f"sendgrid answered {status}", wait) from error
             raise EmailRejected(f"sendgrid answered {status}") from error
         except OSError as error:  # urllib's URLError, timeouts, refused connections
+            log.warning("email.send.unavailable", reason=type(error).__name__)
             raise EmailProviderUnavailable(type(error).__name__) from error
         log.info("email.message.sent", channel=channel)
         message_id = response.headers.get("X-Message-Id") if response.headers else None
@@ -559,6 +568,23 @@ class SendGridEmailSender:
         if envelope.conversation_id:
             body["reply_to"] = {"email": reply_address(envelope.conversation_id, domain)}
         return body
+
+
+def _retry_after(headers: Any) -> float | None:
+    """SendGrid's wait: ``Retry-After`` when given, else its rate limit's ``X-RateLimit-Reset``
+    (a Unix time, read against the answer's ``Date``)."""
+    if headers is None:
+        return None
+    wait = retry_after_seconds(headers.get("Retry-After"), headers.get("Date"))
+    reset, date = headers.get("X-RateLimit-Reset"), headers.get("Date")
+    if wait is None and reset and reset.strip().isdigit() and date:
+        try:
+            sent = parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            return None
+        at = dt.datetime.fromtimestamp(int(reset.strip()[:12]), dt.timezone.utc)
+        wait = retry_after_seconds(str(max(int((at - sent).total_seconds()), 0)))
+    return wait
 
 
 _URL = re.compile(r"(https?://[^\s<]+)")

@@ -2,7 +2,10 @@
 
 Tests point ``ABONO_SENDGRID_API_BASE`` at it; the official client then talks to it exactly as
 to api.sendgrid.com: Bearer auth, a JSON body, ``202`` with an empty body and an
-``X-Message-Id`` header, SendGrid's error JSON on refusals and scripted 500s.
+``X-Message-Id`` header, SendGrid's error JSON on refusals, and scripted faults
+(``faults``): 500 and 503, 429 with SendGrid's rate-limit headers (``X-RateLimit-Limit``,
+``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``, a Unix time; SendGrid documents no
+``Retry-After``), a hang before accepting and a hang after accepting.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ class FakeSendGrid:
 
     api_key: str = "SG.sandbox"
     fail_first: int = 0  # this many next sends get a 500
+    faults: fake_server.Faults = field(default_factory=fake_server.Faults)  # then these
     mails: list[dict[str, Any]] = field(default_factory=list)
     attempts: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -43,6 +48,9 @@ class FakeSendGrid:
                 if self.fail_first > 0:
                     self.fail_first -= 1
                     return _error(500, "Internal server error.")
+            fault = self.faults.take()
+            if fault is not None and fault.kind != "accept_then_hang":
+                return await _faulty(fault)
             try:
                 mail = json.loads(await request.body())
             except ValueError:
@@ -51,6 +59,8 @@ class FakeSendGrid:
                 return _error(400, "personalizations, from, subject and content are required.")
             with self.lock:
                 self.mails.append(mail)
+            if fault is not None:  # accept_then_hang: a client that times out never learns it
+                await fake_server.hang(fault)
             return Response(status_code=202, headers={"X-Message-Id": secrets.token_urlsafe(16)})
 
         return app
@@ -69,9 +79,23 @@ def _complete(mail: dict[str, Any]) -> bool:
     )
 
 
-def _error(status: int, message: str) -> JSONResponse:
+async def _faulty(fault: fake_server.Fault) -> JSONResponse:
+    if fault.kind == "hang":
+        await fake_server.hang(fault)
+        return _error(503, "Service Unavailable")
+    if fault.kind == "429":
+        reset = int(time.time()) + (fault.retry_after or 1)
+        limits = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0"}
+        return _error(429, "too many requests", {**limits, "X-RateLimit-Reset": str(reset)})
+    status = int(fault.kind)
+    return _error(status, "Service Unavailable" if status == 503 else "Internal server error.")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
-        {"errors": [{"message": message, "field": None, "help": None}]}, status_code=status
+        {"errors": [{"message": message, "field": None, "help": None}]},
+        status_code=status,
+        headers=headers,
     )
 
 

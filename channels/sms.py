@@ -36,7 +36,7 @@ from abono import audit
 from abono.accounts.customers import find_conversation, normalize_address
 from abono.container import Container
 from abono.conversation.turn import Inbound
-from abono.errors import SendRefused, TurnFailedError
+from abono.errors import ProviderUnavailable, SendRefused, TurnFailedError, retry_after_seconds
 from abono.messaging import opt_outs
 from abono.settings import Settings
 from abono.store.models import Message
@@ -46,7 +46,6 @@ log = structlog.get_logger(__name__)
 INBOUND_PATH = "/webhooks/twilio/sms"
 STATUS_PATH = "/webhooks/twilio/sms/status"
 TWILIO_API = "https://api.twilio.com"
-SEND_TIMEOUT_SECONDS = 15.0
 OPTED_OUT_CODE = 21610
 FINAL_STATUSES = frozenset({"delivered", "failed", "undelivered"})
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -193,8 +192,9 @@ class SmsRejected(SendRefused):
     """Twilio refused the message for a reason retrying will not fix (bad number…)."""
 
 
-class SmsProviderUnavailable(Exception):
-    """5xx, timeout or network failure: the outbox retries with backoff."""
+class SmsProviderUnavailable(ProviderUnavailable):
+    """5xx, 429, timeout or network failure: the outbox retries with backoff, not before the
+    ``Retry-After`` Twilio gave."""
 
 
 class TwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
@@ -204,8 +204,10 @@ class TwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     (``_test_only_last_response``) and returns that attribute after awaiting the session's
     close: two sends at once through one client can each get the other's answer, so two
     messages were recorded with one sid. This answers each request with its own response.
-    With ``base``, what the SDK addresses to api.twilio.com goes to another base (a local
-    fake). One aiohttp session per request: a pooled one belongs to one event loop.
+    A 5xx or 429 is raised here as ``SmsProviderUnavailable`` with the answer's
+    ``Retry-After`` (the SDK's exception drops the headers). With ``base``, what the SDK
+    addresses to api.twilio.com goes to another base (a local fake). One aiohttp
+    session per request: a pooled one belongs to one event loop.
     """
 
     def __init__(self, base: str | None = None) -> None:
@@ -242,6 +244,10 @@ class TwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         async with aiohttp.ClientSession() as session, session.request(**request) as response:
             body = await response.text()
             self.log_response(response.status, response)
+            if response.status >= 500 or response.status == 429:
+                headers = response.headers
+                wait = retry_after_seconds(headers.get("Retry-After"), headers.get("Date"))
+                raise SmsProviderUnavailable(f"twilio {response.status}", wait)
             return TwilioResponse(response.status, body, response.headers)
 
 
@@ -253,6 +259,7 @@ class SmsSenderConfig:
     messaging_service_sid: str | None
     from_number: str
     status_callback: str
+    timeout_seconds: float = 15.0  # Settings.provider_timeout_seconds
 
 
 class TwilioSmsSender:
@@ -278,6 +285,7 @@ class TwilioSmsSender:
             settings.twilio_messaging_service_sid,
             settings.twilio_from_number,
             settings.public_url.rstrip("/") + STATUS_PATH,
+            settings.provider_timeout_seconds,
         )
         return cls(config, container.sessions)
 
@@ -299,13 +307,17 @@ class TwilioSmsSender:
                 self._twilio.messages.create_async(
                     to=address, body=text, status_callback=self._config.status_callback, **sender
                 ),
-                SEND_TIMEOUT_SECONDS,
+                self._config.timeout_seconds,
             )
         except TwilioRestException as error:
             raise await self._translate(error, address, idempotency_key) from error
+        except SmsProviderUnavailable as error:
+            log.warning("sms.send.unavailable", reason=str(error), retry_after=error.retry_after)
+            raise
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as error:
+            # Twilio may have accepted it before the answer was lost: the retry asks first.
             log.warning("sms.send.unavailable", reason=type(error).__name__)
-            raise SmsProviderUnavailable(type(error).__name__) from error
+            raise SmsProviderUnavailable(type(error).__name__, in_doubt=True) from error
         sid = str(message.sid)
         await asyncio.to_thread(self._sent, address, sid, idempotency_key, text)
         return sid

@@ -2,7 +2,9 @@
 
 Tests (and a curious developer) point ``ABONO_TWILIO_API_BASE`` at it; the official client
 then talks to it exactly as to api.twilio.com: form posts with HTTP basic auth, JSON answers in
-Twilio's shapes, Twilio's error JSON for refused recipients (21610) and scripted 500s.
+Twilio's shapes, Twilio's error JSON for refused recipients (21610), and scripted faults
+(``faults``): 500 (20500) and 503 (20503), 429 (20429 "Too Many Requests", with
+``Retry-After``), a hang before accepting and a hang after accepting.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class FakeTwilio:
     auth_token: str = "sandbox-twilio-token"
     opted_out: set[str] = field(default_factory=set)  # recipients answered with 21610
     fail_first: int = 0  # this many next create requests get a 500
+    faults: fake_server.Faults = field(default_factory=fake_server.Faults)  # then these
     delay: float = 0.0  # seconds between accepting a create and answering it (a slow provider)
     messages: list[dict[str, str]] = field(default_factory=list)
     calls: list[dict[str, str]] = field(default_factory=list)
@@ -90,6 +93,9 @@ class FakeTwilio:
             if self.fail_first > 0:
                 self.fail_first -= 1
                 return _error(500, 20500, "Internal Server Error")
+        fault = self.faults.take()
+        if fault is not None and fault.kind != "accept_then_hang":
+            return await _faulty(fault)
         to = form.get("To", "")
         if not to:
             return _error(400, 21604, "A 'To' phone number is required.")
@@ -100,6 +106,8 @@ class FakeTwilio:
             store.append({**form, "Sid": sid})
         if self.delay:  # accepted: a client that dies now never learns the sid
             await asyncio.sleep(self.delay)
+        if fault is not None:  # accept_then_hang: a client that times out never learns it
+            await fake_server.hang(fault)
         return JSONResponse(self._resource(account_sid, sid, form, prefix), status_code=201)
 
     def _authorized(self, request: Request) -> bool:
@@ -138,7 +146,21 @@ class FakeTwilio:
         }
 
 
-def _error(status: int, code: int, message: str) -> JSONResponse:
+async def _faulty(fault: fake_server.Fault) -> JSONResponse:
+    """Twilio's answer for a scripted fault (its error codes 20429, 20500, 20503)."""
+    if fault.kind == "hang":
+        await fake_server.hang(fault)
+        return _error(503, 20503, "Service Unavailable")
+    if fault.kind == "429":
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        return _error(429, 20429, "Too Many Requests", headers)
+    status = int(fault.kind)
+    return _error(status, 20000 + status, "Service Unavailable" if status == 503 else "Error")
+
+
+def _error(
+    status: int, code: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {
             "code": code,
@@ -147,6 +169,7 @@ def _error(status: int, code: int, message: str) -> JSONResponse:
             "status": status,
         },
         status_code=status,
+        headers=headers,
     )
 
 

@@ -42,7 +42,7 @@ from abono.messaging.compose import Composer
 from abono.ports import ConversationEngine
 from abono.redaction import Redacted, may_finish_a_number, redact_card_numbers, redact_split
 from abono.store.db import retrying_a_lost_race
-from abono.store.models import Conversation, Handoff, Message
+from abono.store.models import Conversation, Handoff, Message, OutboxMessage
 from policies.escalation import EscalationPolicy, detect
 from policies.opt_out import Keyword, match_keyword
 from policies.verification import verified_where
@@ -202,7 +202,10 @@ class Pipeline:
     def _prepare_in(
         self, session: Session, inbound: Inbound, address: str, redacted: Redacted
     ) -> _Prepared:
-        if inbound.provider_id and _seen(session, inbound.channel, inbound.provider_id):
+        seen = _seen(session, inbound.channel, inbound.provider_id) if inbound.provider_id else None
+        if seen is not None:
+            if _unfinished(session, seen, inbound):
+                return self._resume(session, seen, inbound)
             return _Prepared("", address, "en", "", False, True, False, duplicate=True)
         if inbound.unauthenticated is not None:
             return self._as_stranger(session, inbound, address, redacted)
@@ -225,6 +228,23 @@ class Pipeline:
             prepared.answered = []
         elif not prepared.use_engine:  # the message, the decision and the replies at once
             prepared.answered = self._answer(session, conversation, prepared, inbound.channel)
+        return prepared
+
+    def _resume(self, session: Session, message: Message, inbound: Inbound) -> _Prepared:
+        """The provider delivered again a message whose turn never stored its answer (the
+        process died while the engine had it): the turn is taken again from the stored
+        message, its keywords and escalation already applied when it was stored."""
+        conversation = session.get(Conversation, message.conversation_id)
+        assert conversation is not None
+        log.warning("pipeline.turn.resumed", channel=inbound.channel)
+        prepared = _prepared_for(
+            conversation,
+            message.address,
+            Redacted(message.text, False),
+            conversation.customer_id is not None,
+        )
+        prepared.misunderstood = conversation.misunderstood_turns
+        _reply_via_outbox(prepared, inbound)
         return prepared
 
     def _as_stranger(
@@ -735,11 +755,40 @@ def _unanswered(session: Session, handoff: Handoff) -> Message | None:
     return session.get(Message, newest)
 
 
-def _seen(session: Session, channel: str, provider_id: str) -> bool:
-    found = session.scalars(
-        select(Message.id).where(Message.channel == channel, Message.provider_id == provider_id)
+def _seen(session: Session, channel: str, provider_id: str) -> Message | None:
+    return session.scalars(
+        select(Message).where(
+            Message.channel == channel,
+            Message.provider_id == provider_id,
+        )
     ).first()
-    return found is not None
+
+
+def _unfinished(session: Session, message: Message, inbound: Inbound) -> bool:
+    """A message answered through the outbox whose turn stored nothing after it: no reply
+    queued under its provider id and nothing said in its thread since (the process that took
+    it died between storing it and storing its answer). A turn that was to be silent (the
+    channel closed, a person holding the conversation) stays silent."""
+    if not inbound.reply_via_outbox or inbound.unauthenticated is not None:
+        return False
+    if message.direction != "in" or message.conversation_id is None:
+        return False
+    if opt_outs.is_opted_out(session, message.address, inbound.channel):
+        return False
+    if active_handoff(session, message.conversation_id) is not None:
+        return False
+    prefix = f"{inbound.channel}-reply-{inbound.provider_id}-"
+    queued = session.scalars(
+        select(OutboxMessage.id).where(OutboxMessage.idempotency_key.startswith(prefix)).limit(1)
+    ).first()
+    if queued is not None:
+        return False
+    later = session.scalars(
+        select(Message.id)
+        .where(Message.conversation_id == message.conversation_id, Message.id > message.id)
+        .limit(1)
+    ).first()
+    return later is None
 
 
 def _message(

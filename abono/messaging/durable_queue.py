@@ -4,7 +4,9 @@ The outbox (messages to customers) and the desk events (webhooks to an outside a
 both such a table, and share how a row moves: due rows are found in id order; a worker wins
 one with a conditional UPDATE that only one worker can win, which leases it (a crashed worker's
 lease runs out and the row is due again); a failure backs off exponentially, and after too many
-attempts the row is marked failed for an operator, never dropped.
+attempts the row is marked failed for an operator, never dropped. The backoff has jitter (rows
+that failed together, in one provider outage, come back spread out, not all at once) and is
+never shorter than the provider's ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -28,8 +31,20 @@ QueueRow = type[OutboxMessage] | type[DeskEvent]
 
 
 def backoff(attempts: int) -> dt.timedelta:
-    """5 s after the first failure, doubling, at most an hour."""
+    """5 s after the first failure, doubling, at most an hour: the longest wait (jitter below)."""
     return dt.timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def jittered(
+    attempts: int, retry_after: float | None = None, draw: Callable[[], float] = random.random
+) -> dt.timedelta:
+    """The wait before the next attempt: ``backoff`` times a random factor in [0.5, 1) ("equal
+    jitter"), so rows that failed together come back spread out; never shorter than the
+    provider's ``Retry-After`` (seconds)."""
+    wait = backoff(attempts) * (0.5 + draw() / 2)
+    if retry_after is not None:
+        wait = max(wait, dt.timedelta(seconds=retry_after))
+    return wait
 
 
 def due_ids(session: Session, model: QueueRow, now: dt.datetime, limit: int) -> list[int]:
@@ -57,6 +72,7 @@ class DurableQueueWorker:
         self._sessions = sessions
         self._clock = clock
         self._lease = lease
+        self._draw: Callable[[], float] = random.random  # the backoff's jitter (tests fix it)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
 
@@ -137,12 +153,22 @@ class DurableQueueWorker:
         row.status, row.attempts = "sending", row.attempts + 1
         row.next_attempt_at = now + self._lease
 
-    def _back_off(self, row: OutboxMessage | DeskEvent, reason: str, final: bool) -> str:
-        """A failed attempt: due again later, or failed for good (final, or too many tries)."""
+    def _back_off(
+        self,
+        row: OutboxMessage | DeskEvent,
+        reason: str,
+        final: bool,
+        retry_after: float | None = None,
+    ) -> str:
+        """A failed attempt: due again later (``jittered``, not before ``retry_after``
+        seconds), or failed for good (final, or too many tries)."""
         row.last_error = reason[:200]
         if final or row.attempts >= self.max_attempts:
             row.status = "failed"
         else:
-            row.status, row.next_attempt_at = "pending", self._clock() + backoff(row.attempts)
-        log.warning(f"{self.area}.row.retry", reason=reason, status=row.status)
+            wait = jittered(row.attempts, retry_after, self._draw)
+            row.status, row.next_attempt_at = "pending", self._clock() + wait
+        log.warning(
+            f"{self.area}.row.retry", reason=reason, status=row.status, retry_after=retry_after
+        )
         return row.status

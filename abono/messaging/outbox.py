@@ -27,7 +27,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono import metrics
-from abono.errors import SendRefused
+from abono.errors import ProviderUnavailable, SendRefused
 from abono.i18n import Catalogs
 from abono.messaging import opt_outs
 from abono.messaging.compose import Composer
@@ -55,6 +55,7 @@ AWAITS_AFTER_SENDING = {
     "utter_promise_approved": "promise_consent",
 }
 LEASE = dt.timedelta(seconds=60)
+IN_DOUBT = " in doubt"  # ends a row's last_error when its last send may have gone out
 MAX_ATTEMPTS = 8
 
 
@@ -318,8 +319,15 @@ class OutboxWorker(DurableQueueWorker):
             "attempts": row.attempts,  # the lease this worker holds (durable_queue._still_ours)
             "prerendered": row.message_id is not None,
             "message_id": row.message_id,
-            # Its last worker died while sending: the provider may already have it.
-            "in_doubt_since": lease_ended - self._config.lease if was == "sending" else None,
+            # Its last worker died while sending, or its last send timed out: the provider
+            # may already have it.
+            "in_doubt_since": (
+                lease_ended - self._config.lease
+                if was == "sending"
+                else row.created_at
+                if (row.last_error or "").endswith(IN_DOUBT)
+                else None
+            ),
         }
         texts = self._render(session, row)
         if row.text is None and len(texts) == 1:
@@ -436,9 +444,13 @@ class OutboxWorker(DurableQueueWorker):
                     continue
                 assert found is not None
                 if isinstance(outcome, BaseException):
-                    self._failed(
-                        session, found, type(outcome).__name__, isinstance(outcome, SendRefused)
-                    )
+                    busy = outcome if isinstance(outcome, ProviderUnavailable) else None
+                    reason = type(outcome).__name__
+                    if busy is not None and busy.in_doubt:
+                        reason += IN_DOUBT  # the retry asks the provider first (find_sent)
+                    final = isinstance(outcome, SendRefused)
+                    retry_after = busy.retry_after if busy is not None else None
+                    self._failed(session, found, reason, final, retry_after)
                 else:
                     self._sent(session, found, row, claimed["texts"], outcome)
                 settled.append((found.channel, _OUTCOMES.get(found.status, found.status)))
@@ -481,11 +493,18 @@ class OutboxWorker(DurableQueueWorker):
                 )
             )
 
-    def _failed(self, session: Session, row: OutboxMessage, reason: str, final: bool) -> None:
+    def _failed(
+        self,
+        session: Session,
+        row: OutboxMessage,
+        reason: str,
+        final: bool,
+        retry_after: float | None = None,
+    ) -> None:
         if final and opt_outs.is_opted_out(session, row.address, row.channel):
             row.status, row.last_error = "suppressed", reason
             return
-        self._back_off(row, reason, final)
+        self._back_off(row, reason, final, retry_after)
 
 
 _QUEUED = "abono.outbox.queued"

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import shutil
+import time
 import tracemalloc
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -677,4 +678,69 @@ def test_outbound_mail_has_both_bodies_unsubscribe_headers_and_survives_a_500(
     assert html["type"] == "text/html" and "echo: ¿Cuánto debo?" in html["value"]
     for content in (plain, html):
         assert f"/email/unsubscribe/{token}" in content["value"]
+    container.sessions.kw["bind"].dispose()
+
+
+# -- SendGrid's faults: 429 with its rate-limit reset, a send that hangs ---------------------
+
+
+def test_a_sendgrid_429_waits_for_its_rate_limit_reset_and_then_sends_once(
+    demo_database_url: str,
+    engine: EchoEngine,
+    clock: Clock,
+    locales: Path,
+    sendgrid: tuple[FakeSendGrid, str],
+) -> None:
+    fake, base = sendgrid
+    container = build(
+        demo_database_url,
+        engine,
+        clock,
+        locales,
+        sendgrid_api_base=base,
+        sendgrid_api_key="SG.unit",
+    )
+    client = TestClient(create_app(container.settings, container=container))
+    assert post(client, parse_fields(ANA, text="hola")).status_code == 200
+    fake.faults.inject("429", retry_after=90)
+    assert asyncio.run(container.outbox.run_once()) == 1
+    [row] = outbox(container)
+    assert (row.status, row.last_error) == ("pending", "EmailProviderUnavailable")
+    wait = (row.next_attempt_at - clock()).total_seconds()
+    assert 88 <= wait <= 91  # SendGrid's X-RateLimit-Reset, whole seconds; not the 5 s backoff
+    clock.advance(seconds=wait - 20)
+    assert asyncio.run(container.outbox.run_once()) == 0 and fake.mails == []
+    clock.advance(seconds=21)
+    assert asyncio.run(container.outbox.run_once()) == 1
+    assert len(fake.mails) == 1 and outbox(container)[0].status == "sent"
+    container.sessions.kw["bind"].dispose()
+
+
+def test_a_sendgrid_that_hangs_times_out_and_the_mail_goes_on_the_retry(
+    demo_database_url: str,
+    engine: EchoEngine,
+    clock: Clock,
+    locales: Path,
+    sendgrid: tuple[FakeSendGrid, str],
+) -> None:
+    fake, base = sendgrid
+    container = build(
+        demo_database_url,
+        engine,
+        clock,
+        locales,
+        sendgrid_api_base=base,
+        sendgrid_api_key="SG.unit",
+        provider_timeout_seconds=0.3,
+    )
+    client = TestClient(create_app(container.settings, container=container))
+    assert post(client, parse_fields(ANA, text="hola")).status_code == 200
+    fake.faults.inject("hang", seconds=2)
+    started = time.monotonic()
+    assert asyncio.run(container.outbox.run_once()) == 1
+    assert time.monotonic() - started < 1.5  # the send's timeout, not the hang
+    assert fake.mails == [] and outbox(container)[0].status == "pending"
+    clock.advance(seconds=6)
+    assert asyncio.run(container.outbox.run_once()) == 1
+    assert len(fake.mails) == 1 and outbox(container)[0].status == "sent"
     container.sessions.kw["bind"].dispose()

@@ -541,3 +541,123 @@ def test_a_duplicate_delivered_concurrently_is_one_turn_both_200_and_no_tracebac
     printed = capsys.readouterr()  # structlog's default output, in tests
     logged = "\n".join([*(r.getMessage() for r in caplog.records), printed.out, printed.err])
     assert JAMES not in logged and "pay 40" not in logged and "IntegrityError" not in logged
+
+
+# -- Twilio's faults: 429 with Retry-After, 503s, a send that times out after Twilio took it --
+
+
+def next_attempt_in(container: Container, clock: Clock) -> float:
+    [row] = rows(container, OutboxMessage)
+    return (row.next_attempt_at - clock()).total_seconds()
+
+
+async def test_a_429_is_not_retried_before_twilios_retry_after_and_then_sent_once(
+    wired: tuple[Container, TestClient], twilio: tuple[FakeTwilio, str], clock: Clock
+) -> None:
+    container, client = wired
+    fake = twilio[0]
+    fake.faults.inject("429", retry_after=120)
+    post(client, inbound("hi"))
+    assert await container.outbox.run_once() == 1
+    [row] = rows(container, OutboxMessage)
+    assert (row.status, row.last_error) == ("pending", "SmsProviderUnavailable")
+    assert next_attempt_in(container, clock) == pytest.approx(120)  # not the 5 s backoff
+    clock.advance(seconds=60)
+    assert await container.outbox.run_once() == 0 and fake.attempts == 1
+    clock.advance(seconds=61)
+    assert await container.outbox.run_once() == 1
+    assert fake.attempts == 2 and len(fake.messages) == 1
+    assert rows(container, OutboxMessage)[0].status == "sent"
+
+
+async def test_repeated_503s_back_off_longer_each_time_and_the_message_goes_once(
+    wired: tuple[Container, TestClient], twilio: tuple[FakeTwilio, str], clock: Clock
+) -> None:
+    container, client = wired
+    fake = twilio[0]
+    fake.faults.inject("503", count=3)
+    post(client, inbound("hi"))
+    waits = []
+    for _ in range(3):
+        await container.outbox.run_once()
+        waits.append(next_attempt_in(container, clock))
+        clock.advance(seconds=waits[-1] + 0.001)
+    # equal jitter: each wait in [backoff/2, backoff), backoff 5, 10, 20 s
+    for wait, ceiling in zip(waits, (5, 10, 20), strict=True):
+        assert ceiling / 2 <= wait < ceiling
+    assert await container.outbox.run_once() == 1
+    assert fake.attempts == 4 and len(fake.messages) == 1
+    assert rows(container, OutboxMessage)[0].status == "sent"
+
+
+async def test_a_send_that_times_out_after_twilio_took_it_is_not_sent_again(
+    demo_database_url: str,
+    engine: FakeEngine,
+    clock: Clock,
+    twilio: tuple[FakeTwilio, str],
+) -> None:
+    """Twilio accepted the message but its answer never came: the retry asks Twilio first."""
+    fake, base = twilio
+    container = build(
+        demo_database_url, engine, clock, twilio_api_base=base, provider_timeout_seconds=0.3
+    )
+    client = TestClient(create_app(container.settings, container=container))
+    fake.faults.inject("accept_then_hang", seconds=2)
+    post(client, inbound("hi"))
+    assert await container.outbox.run_once() == 1
+    [row] = rows(container, OutboxMessage)
+    assert row.status == "pending" and row.last_error == "SmsProviderUnavailable in doubt"
+    assert len(fake.messages) == 1  # it went, but the worker never heard
+    clock.advance(seconds=6)
+    assert await container.outbox.run_once() == 1
+    assert len(fake.messages) == 1 and fake.attempts == 1
+    [row] = rows(container, OutboxMessage)
+    assert row.status == "sent"
+    [logged] = [m for m in rows(container, Message) if m.direction == "out"]
+    assert logged.provider_id == fake.messages[0]["Sid"]
+    container.sessions.kw["bind"].dispose()
+
+
+async def test_a_send_that_hangs_before_twilio_took_it_is_sent_on_the_retry(
+    demo_database_url: str,
+    engine: FakeEngine,
+    clock: Clock,
+    twilio: tuple[FakeTwilio, str],
+) -> None:
+    fake, base = twilio
+    container = build(
+        demo_database_url, engine, clock, twilio_api_base=base, provider_timeout_seconds=0.3
+    )
+    client = TestClient(create_app(container.settings, container=container))
+    fake.faults.inject("hang", seconds=2)
+    post(client, inbound("hi"))
+    assert await container.outbox.run_once() == 1
+    assert fake.messages == [] and rows(container, OutboxMessage)[0].status == "pending"
+    clock.advance(seconds=6)
+    assert await container.outbox.run_once() == 1
+    assert len(fake.messages) == 1 and rows(container, OutboxMessage)[0].status == "sent"
+    container.sessions.kw["bind"].dispose()
+
+
+def test_a_read_only_database_answers_503_twilio_retries_and_no_turn_is_half_stored(
+    client: TestClient, container: Container, engine: FakeEngine
+) -> None:
+    store = container.sessions.kw["bind"]
+
+    def read_only(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA query_only=ON")  # every write: "readonly database"
+
+    store.dispose()
+    event.listen(store, "connect", read_only)
+    refused = post(client, inbound("hi"))
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+    assert refused.json()["error"] == "store_unavailable"
+    event.remove(store, "connect", read_only)
+    store.dispose()
+    assert rows(container, Message) == [] and rows(container, OutboxMessage) == []
+
+    retried = post(client, inbound("hi"))  # Twilio delivers it again
+
+    assert retried.status_code == 200
+    assert [m.direction for m in rows(container, Message)] == ["in", "out"]
+    assert len(rows(container, OutboxMessage)) == 1 and len(engine.received) == 1

@@ -18,7 +18,7 @@ from abono.container import Container
 from abono.conversation.turn import ENGINE_SESSION_TURNS, Inbound
 from abono.errors import AbonoError, InvalidAddressError
 from abono.settings import Settings
-from abono.store.models import AuditEvent, Conversation, Customer, Message, OptOut
+from abono.store.models import AuditEvent, Conversation, Customer, Message, OptOut, OutboxMessage
 from policies.verification import verified_where
 from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
@@ -534,3 +534,50 @@ async def test_a_session_the_engine_could_not_renew_loses_no_reply(
     assert replies and HOLDING in replies[0]  # as for any engine failure
     engine.fail = False
     assert REPLY in " ".join(await send(app, "and another"))
+
+
+class _Died(BaseException):
+    """The process died while the engine had the message (nothing after it ran)."""
+
+
+async def test_a_turn_whose_process_died_mid_way_is_answered_once_when_redelivered(
+    app: Container, engine: FakeEngine
+) -> None:
+    """SIGKILL between storing a message and storing its answer: the provider delivers it
+    again (a failed webhook), and that delivery takes the turn again instead of dropping it
+    as a duplicate; a further delivery is a duplicate."""
+    inbound = Inbound("sms", JAMES_PHONE, "balance?", "SM-died", reply_via_outbox=True)
+    engine.fail = False
+    original = engine.send
+
+    async def dies(*args: object) -> list[str]:
+        raise _Died
+
+    engine.send = dies  # type: ignore[method-assign]
+    with pytest.raises(_Died):
+        await app.pipeline.handle(inbound)
+    assert stored_texts(app) == ["balance?"]  # stored; no answer
+    engine.send = original  # type: ignore[method-assign]
+
+    answered = await app.pipeline.handle(inbound)
+    again = await app.pipeline.handle(inbound)
+
+    assert answered and REPLY in answered[-1] and again == []
+    assert [text for _, text, _ in engine.received] == ["balance?"]
+    with app.sessions() as session:
+        keys = list(session.scalars(select(OutboxMessage.idempotency_key)))
+        inbound_rows = session.scalar(
+            select(func.count()).select_from(Message).where(Message.direction == "in")
+        )
+    assert keys and all(key.startswith("sms-reply-SM-died-") for key in keys)
+    assert inbound_rows == 1
+
+
+async def test_a_redelivered_message_of_a_closed_channel_stays_unanswered(
+    app: Container, engine: FakeEngine
+) -> None:
+    await send(app, "STOP", provider_id="SM-stop")
+    inbound = Inbound("sms", JAMES_PHONE, "hello?", "SM-after-stop", reply_via_outbox=True)
+    assert await app.pipeline.handle(inbound) == []
+    assert await app.pipeline.handle(inbound) == []
+    assert engine.received == []
