@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,6 +147,11 @@ class Pipeline:
         self._deadline = deadline  # the engine's answer, awaited in the customer's turn
         self._kept_lease = kept_lease  # a kept message's engine call, before asking again
         self._late: set[asyncio.Task[None]] = set()
+        # Provider ids this process is handling now, with how many deliveries of each: a
+        # delivery that finds the message stored but unanswered takes the turn again only when
+        # no other delivery of it is still being handled here (a duplicate delivered at once
+        # is not a turn that died; docs/faults.md).
+        self._in_flight: Counter[tuple[str, str]] = Counter()
 
     async def handle(self, inbound: Inbound) -> list[str]:
         """Run one inbound message through; returns the texts to send back, in order."""
@@ -155,7 +161,19 @@ class Pipeline:
         if normalized is None:
             raise InvalidAddressError("the sender is neither a phone number nor an email address")
         started = time.perf_counter()  # a duration for the metrics, not a date
-        prepared = await asyncio.to_thread(self._prepare, inbound, normalized[1])
+        key = (inbound.channel, inbound.provider_id) if inbound.provider_id else None
+        if key is not None:
+            self._in_flight[key] += 1
+        try:
+            return await self._handle(inbound, normalized[1], started)
+        finally:
+            if key is not None:
+                self._in_flight[key] -= 1
+                if self._in_flight[key] <= 0:
+                    del self._in_flight[key]
+
+    async def _handle(self, inbound: Inbound, address: str, started: float) -> list[str]:
+        prepared = await asyncio.to_thread(self._prepare, inbound, address)
         if prepared.duplicate:
             log.info("pipeline.message.duplicate", channel=inbound.channel)
             return []
@@ -204,7 +222,8 @@ class Pipeline:
     ) -> _Prepared:
         seen = _seen(session, inbound.channel, inbound.provider_id) if inbound.provider_id else None
         if seen is not None:
-            if _unfinished(session, seen, inbound):
+            alone = self._in_flight.get((inbound.channel, seen.provider_id or ""), 0) <= 1
+            if alone and _unfinished(session, seen, inbound):
                 return self._resume(session, seen, inbound)
             return _Prepared("", address, "en", "", False, True, False, duplicate=True)
         if inbound.unauthenticated is not None:
