@@ -51,6 +51,7 @@ from starlette.formparsers import MultiPartException
 from abono import audit
 from abono.accounts.customers import find_conversation, find_customer_by_address, normalize_email
 from abono.api.body_limit import body_limits
+from abono.api.openapi import SENDGRID_EVENTS, SENDGRID_INBOUND
 from abono.container import Container
 from abono.conversation.turn import Inbound
 from abono.errors import AbonoError, SendRefused
@@ -174,7 +175,7 @@ def install(app: FastAPI, container: Container) -> None:
     limits.allow(INBOUND_PATH, MAX_INBOUND_BYTES)
     limits.allow(EVENTS_PATH, MAX_EVENTS_BYTES)
 
-    @app.post(INBOUND_PATH, tags=["email"], include_in_schema=False)
+    @app.post(INBOUND_PATH, tags=["email"], openapi_extra=SENDGRID_INBOUND)
     async def sendgrid_inbound(request: Request) -> Response:
         if not _inbound_authorized(request, settings.sendgrid_inbound_token):
             log.warning("email.inbound.rejected", reason="token")
@@ -195,7 +196,7 @@ def install(app: FastAPI, container: Container) -> None:
             return _refused(400, "missing_fields", "envelope (with from) and text or html needed.")
         return await _handle_inbound(container, texts, mail)
 
-    @app.post(EVENTS_PATH, tags=["email"], include_in_schema=False)
+    @app.post(EVENTS_PATH, tags=["email"], openapi_extra=SENDGRID_EVENTS)
     async def sendgrid_events(request: Request) -> Response:
         payload = await request.body()
         if not _events_signed(settings.sendgrid_event_public_key, request, payload):
@@ -210,14 +211,14 @@ def install(app: FastAPI, container: Container) -> None:
         applied = await asyncio.to_thread(_apply_events, container.sessions, events)
         return JSONResponse({"received": len(events), "applied": applied})
 
-    @app.get(UNSUBSCRIBE_PATH, tags=["email"], include_in_schema=False)
+    @app.get(UNSUBSCRIBE_PATH, tags=["email"], response_class=HTMLResponse)
     async def unsubscribe_page(token: str) -> HTMLResponse:
         email = email_for_token(settings.unsubscribe_secret, token)
         lang = await asyncio.to_thread(_language_of, container.sessions, email)
         state = "confirm" if email else "invalid"
         return _page(pages, texts, state, lang, email, 200 if email else 404)
 
-    @app.post(UNSUBSCRIBE_PATH, tags=["email"], include_in_schema=False)
+    @app.post(UNSUBSCRIBE_PATH, tags=["email"], response_class=HTMLResponse)
     async def unsubscribe(token: str) -> HTMLResponse:
         """The page's button and RFC 8058 one-click (``List-Unsubscribe=One-Click``) land here."""
         email = email_for_token(settings.unsubscribe_secret, token)

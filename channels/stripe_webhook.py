@@ -18,6 +18,7 @@ from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.api.openapi import STRIPE_EVENT
 from abono.container import Container
 from abono.payments.links import close_intents
 from abono.payments.stripe_events import handle_stripe_event
@@ -33,7 +34,7 @@ REPLACED = frozenset({"payment_failed_relinked", "charge_declined_missed"})
 def install(app: FastAPI, container: Container) -> None:
     sessions, settings, clock = container.sessions, container.settings, container.clock
 
-    @app.post("/webhooks/stripe", tags=["payments"], include_in_schema=False)
+    @app.post("/webhooks/stripe", tags=["payments"], openapi_extra=STRIPE_EVENT)
     async def stripe_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
         payload = await request.body()
         header = request.headers.get("stripe-signature")
