@@ -204,7 +204,7 @@ def install(app: FastAPI, container: Container) -> None:
             return _refused(403, "invalid_signature", "Missing or forged event signature.")
         try:
             events = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the recursion limit
             events = None
         if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
             return _refused(400, "invalid_payload", "The body is not a list of events.")
@@ -275,8 +275,8 @@ def parse_inbound(form: FormData) -> InboundEmail | None:
     verdicts = {name: _field(form, name, "utf-8") for name in VERDICT_FIELDS}
     check = check_sender(fields["from"], sender, verdicts["SPF"], verdicts["dkim"])
     recipients = envelope.get("to") or []
-    if isinstance(recipients, str):
-        recipients = [recipients]
+    if not isinstance(recipients, list):  # one address, or something no address is
+        recipients = [recipients] if isinstance(recipients, str) else []
     text, body_html = fields["text"], fields["html"]
     if sender is None or (text is None and body_html is None):
         return None
@@ -303,14 +303,14 @@ def _field(form: FormData, name: str, charset: str) -> str | None:
     raw = value.encode("latin-1", errors="replace")
     try:
         return raw.decode(charset)
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, UnicodeError):  # UnicodeError: "idna", "undefined" raise it bare
         return raw.decode("utf-8", errors="replace")
 
 
 def _json_object(text: str | None) -> dict[str, Any]:
     try:
         found = json.loads(text or "")
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the recursion limit: no object either
         return {}
     return found if isinstance(found, dict) else {}
 

@@ -51,7 +51,8 @@ def install(app: FastAPI, container: Container) -> None:
         except stripe.SignatureVerificationError:
             log.warning("payments.webhook.rejected", reason="signature")
             return _refused("invalid_signature", "Missing, forged or stale Stripe-Signature.")
-        except (ValueError, TypeError, AttributeError):  # not UTF-8, not JSON, not an object
+        # not UTF-8, not JSON (or nested past the recursion limit), not an object
+        except (ValueError, TypeError, AttributeError, RecursionError):
             log.warning("payments.webhook.rejected", reason="payload")
             return _refused("invalid_payload", "The body is not a Stripe event.")
         try:

@@ -112,7 +112,8 @@ class Call:
 
     def number(self, name: str, default: int = 0) -> int:
         value = self.query.get(name, "")
-        return int(value) if value.isdigit() else default
+        # ASCII digits only: "²" passes str.isdigit and breaks int() (found by fuzzing).
+        return int(value) if value.isascii() and value.isdigit() else default
 
 
 class VoiceTexts:
