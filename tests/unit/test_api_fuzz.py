@@ -23,6 +23,7 @@ import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from sqlalchemy import select
@@ -209,3 +210,31 @@ def test_an_id_past_64_bits_is_a_422_not_an_error(app: FastAPI, path: str) -> No
     # The largest id the store can hold is looked up (and is not there).
     in_range = path.replace("9223372036854775808", "9223372036854775807")
     assert web.get(in_range, headers=app.state.agent["headers"]).status_code in {200, 404}
+
+
+# -- the sandbox chat with the demo customers' addresses -------------------------------------
+# The schema cannot know which addresses are customers: generated ones are refused (422).
+# These run whole turns through the real dialogue for the demo customers and strangers.
+
+senders = st.sampled_from(
+    [JAMES, "+13125550103", "(212) 555-0101", "ana.morales@example.com", "+14155550199"]
+)
+said = st.text(max_size=60) | st.sampled_from(
+    ["pay", "balance", "60614", "0202", "1979-11-02", "STOP", "START", "HELP", "agent", ""]
+)
+
+
+@settings(deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    messages=st.lists(
+        st.tuples(st.sampled_from(["sms", "email", "voice", "web"]), senders, said), max_size=4
+    )
+)
+def test_sandbox_conversations_are_answered(
+    app: FastAPI, messages: list[tuple[str, str, str]]
+) -> None:
+    web = TestClient(app)
+    for channel, sender, text in messages:
+        body = {"channel": channel, "from": sender, "text": text}
+        response = web.post("/sandbox/chat", json=body)
+        assert response.status_code in {200, 422}, response.text  # 422: an unusable address
