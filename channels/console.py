@@ -31,6 +31,8 @@ from sqlalchemy.orm import Session
 
 from abono import audit, audit_trail
 from abono.api.body_limit import body_limits
+from abono.api.openapi import form
+from abono.api.params import AfterId, RowId
 from abono.container import Container
 from abono.errors import ForbiddenError, NotSignedInError
 from abono.handoff import agents, case_file
@@ -81,7 +83,7 @@ class Console:
         if found is None:
             raise NotSignedInError("sign in to the console first")
         actor, csrf = found
-        if post and not hmac.compare_digest(request.headers.get("X-CSRF-Token", ""), csrf):
+        if post and not same_token(request.headers.get("X-CSRF-Token", ""), csrf):
             raise ForbiddenError("missing or wrong CSRF token")
         return actor
 
@@ -118,7 +120,7 @@ class Console:
     async def log_in(self, request: Request) -> Response:
         form = await request.form()
         sent, expected = str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE, "")
-        if not expected or not hmac.compare_digest(sent, expected):
+        if not expected or not same_token(sent, expected):
             return Response("forbidden: missing or wrong CSRF token", 403)
         username, password = str(form.get("username", "")), str(form.get("password", ""))
         address = request.client.host if request.client else "unknown"
@@ -163,7 +165,7 @@ class Console:
     async def log_out(self, request: Request) -> Response:
         found = self.signed_in(request)
         form = await request.form()
-        if found is None or not hmac.compare_digest(str(form.get("csrf", "")), found[1]):
+        if found is None or not same_token(str(form.get("csrf", "")), found[1]):
             return Response("forbidden", 403)
         with self._c.sessions.begin() as session:
             agents.log_out(session, request.cookies.get(COOKIE, ""), self._c.clock())
@@ -248,26 +250,32 @@ class Console:
             return [{"username": a.username, "name": a.display_name} for a in rows]
 
 
+def same_token(given: str, expected: str) -> bool:
+    """Constant-time, for any text: ``hmac.compare_digest`` raises TypeError on non-ASCII
+    strings, which made a fuzzed CSRF token like "\x80" a 500 instead of a 403."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
 def install(app: FastAPI, container: Container) -> None:
     console = Console(container)
-    for form in ("/console/login", "/console/logout"):  # refused before CSRF or parsing
-        body_limits(app).allow(form, multipart=False)
+    for path in ("/console/login", "/console/logout"):  # refused before CSRF or parsing
+        body_limits(app).allow(path, multipart=False)
     app.include_router(_pages(console))
     app.include_router(_api(console, container))
 
 
 def _pages(console: Console) -> APIRouter:
-    router = APIRouter(prefix="/console", include_in_schema=False)
+    router = APIRouter(prefix="/console", tags=["console"])
 
     @router.get("/login", response_class=HTMLResponse)
     async def login_form() -> HTMLResponse:
         return console.login_page()
 
-    @router.post("/login")
+    @router.post("/login", openapi_extra=form("csrf", "username", "password"))
     async def login(request: Request) -> Response:
         return await console.log_in(request)
 
-    @router.post("/logout")
+    @router.post("/logout", openapi_extra=form("csrf"))
     async def logout(request: Request) -> Response:
         return await console.log_out(request)
 
@@ -279,7 +287,7 @@ def _pages(console: Console) -> APIRouter:
         return console.page("console_queue.html", actor=found[0], csrf=found[1])
 
     @router.get("/cases/{handoff_id}")
-    async def case_page(request: Request, handoff_id: int) -> Response:
+    async def case_page(request: Request, handoff_id: RowId) -> Response:
         return await asyncio.to_thread(console.case_page, request, handoff_id)
 
     @router.get("/cases/{handoff_id}/audit/{account_id}")
@@ -308,12 +316,12 @@ def _api(console: Console, container: Container) -> APIRouter:
         return await asyncio.to_thread(console.agents_json)
 
     @router.get("/cases/{handoff_id}")
-    async def case(request: Request, handoff_id: int, after: int = 0) -> dict[str, Any]:
+    async def case(request: Request, handoff_id: RowId, after: AfterId = 0) -> dict[str, Any]:
         actor = await asyncio.to_thread(console.actor, request)
         return await asyncio.to_thread(console.case_json, actor, handoff_id, after)
 
     @router.post("/cases/{handoff_id}/{action}")
-    async def act(request: Request, handoff_id: int, action: str) -> JSONResponse:
+    async def act(request: Request, handoff_id: RowId, action: str) -> JSONResponse:
         """Who first (401), then the CSRF token (403), then the body (422)."""
         actor = await asyncio.to_thread(console.actor, request, True)
         if action not in ACTIONS:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from abono.api.params import RowId
 from abono.container import Container
 from abono.errors import HandoffConflictError, NotSignedInError
 from abono.handoff import agents, case_file
@@ -61,7 +62,7 @@ def _router(container: Container, token: str) -> APIRouter:
                 pass  # someone else won; the action below says who holds it
 
     @router.get("/handoffs/{handoff_id}")
-    async def read(request: Request, handoff_id: int) -> dict[str, Any]:
+    async def read(request: Request, handoff_id: RowId) -> dict[str, Any]:
         desk = await asyncio.to_thread(actor, request)
 
         def load() -> dict[str, Any]:
@@ -74,7 +75,7 @@ def _router(container: Container, token: str) -> APIRouter:
         return await asyncio.to_thread(load)
 
     @router.post("/handoffs/{handoff_id}/reply")
-    async def reply(request: Request, handoff_id: int) -> JSONResponse:
+    async def reply(request: Request, handoff_id: RowId) -> JSONResponse:
         desk = await asyncio.to_thread(actor, request)  # who first (401), then the body (422)
         try:
             body = DeskReply.model_validate(await request.json())
@@ -86,7 +87,7 @@ def _router(container: Container, token: str) -> APIRouter:
         return JSONResponse({"ok": True, "message_id": message_id})
 
     @router.post("/handoffs/{handoff_id}/approve")
-    async def approve(request: Request, handoff_id: int) -> JSONResponse:
+    async def approve(request: Request, handoff_id: RowId) -> JSONResponse:
         desk = await asyncio.to_thread(actor, request)
         await asyncio.to_thread(holding, handoff_id, desk)
         outcome = await asyncio.to_thread(service.approve, handoff_id, desk)
@@ -94,14 +95,14 @@ def _router(container: Container, token: str) -> APIRouter:
         return JSONResponse(body, 200 if outcome.approved else 403)
 
     @router.post("/handoffs/{handoff_id}/lift-lock")
-    async def lift_lock(request: Request, handoff_id: int) -> JSONResponse:
+    async def lift_lock(request: Request, handoff_id: RowId) -> JSONResponse:
         desk = await asyncio.to_thread(actor, request)
         await asyncio.to_thread(holding, handoff_id, desk)
         cleared = await asyncio.to_thread(service.lift_verification_lock, handoff_id, desk)
         return JSONResponse({"ok": True, "cleared_failures": cleared})
 
     @router.post("/handoffs/{handoff_id}/hand-back")
-    async def hand_back(request: Request, handoff_id: int) -> JSONResponse:
+    async def hand_back(request: Request, handoff_id: RowId) -> JSONResponse:
         desk = await asyncio.to_thread(actor, request)
         await asyncio.to_thread(holding, handoff_id, desk)
         await asyncio.to_thread(service.hand_back, handoff_id, desk)

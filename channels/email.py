@@ -53,6 +53,7 @@ from starlette.formparsers import MultiPartException
 from abono import audit, metrics
 from abono.accounts.customers import find_conversation, find_customer_by_address, normalize_email
 from abono.api.body_limit import body_limits
+from abono.api.openapi import SENDGRID_EVENTS, SENDGRID_INBOUND
 from abono.container import Container
 from abono.conversation.turn import Inbound
 from abono.errors import AbonoError, ProviderUnavailable, SendRefused, retry_after_seconds
@@ -176,7 +177,7 @@ def install(app: FastAPI, container: Container) -> None:
     limits.allow(INBOUND_PATH, MAX_INBOUND_BYTES)
     limits.allow(EVENTS_PATH, MAX_EVENTS_BYTES)
 
-    @app.post(INBOUND_PATH, tags=["email"], include_in_schema=False)
+    @app.post(INBOUND_PATH, tags=["email"], openapi_extra=SENDGRID_INBOUND)
     async def sendgrid_inbound(request: Request) -> Response:
         if not _inbound_authorized(request, settings.sendgrid_inbound_token):
             log.warning("email.inbound.rejected", reason="token")
@@ -197,7 +198,7 @@ def install(app: FastAPI, container: Container) -> None:
             return _refused(400, "missing_fields", "envelope (with from) and text or html needed.")
         return await _handle_inbound(container, texts, mail)
 
-    @app.post(EVENTS_PATH, tags=["email"], include_in_schema=False)
+    @app.post(EVENTS_PATH, tags=["email"], openapi_extra=SENDGRID_EVENTS)
     async def sendgrid_events(request: Request) -> Response:
         payload = await request.body()
         if not _events_signed(settings.sendgrid_event_public_key, request, payload):
@@ -205,7 +206,7 @@ def install(app: FastAPI, container: Container) -> None:
             return _refused(403, "invalid_signature", "Missing or forged event signature.")
         try:
             events = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the recursion limit
             events = None
         if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
             return _refused(400, "invalid_payload", "The body is not a list of events.")
@@ -213,14 +214,14 @@ def install(app: FastAPI, container: Container) -> None:
         _observe_lag(events, container.clock().timestamp())
         return JSONResponse({"received": len(events), "applied": applied})
 
-    @app.get(UNSUBSCRIBE_PATH, tags=["email"], include_in_schema=False)
+    @app.get(UNSUBSCRIBE_PATH, tags=["email"], response_class=HTMLResponse)
     async def unsubscribe_page(token: str) -> HTMLResponse:
         email = email_for_token(settings.unsubscribe_secret, token)
         lang = await asyncio.to_thread(_language_of, container.sessions, email)
         state = "confirm" if email else "invalid"
         return _page(pages, texts, state, lang, email, 200 if email else 404)
 
-    @app.post(UNSUBSCRIBE_PATH, tags=["email"], include_in_schema=False)
+    @app.post(UNSUBSCRIBE_PATH, tags=["email"], response_class=HTMLResponse)
     async def unsubscribe(token: str) -> HTMLResponse:
         """The page's button and RFC 8058 one-click (``List-Unsubscribe=One-Click``) land here."""
         email = email_for_token(settings.unsubscribe_secret, token)
@@ -277,8 +278,8 @@ def parse_inbound(form: FormData) -> InboundEmail | None:
     verdicts = {name: _field(form, name, "utf-8") for name in VERDICT_FIELDS}
     check = check_sender(fields["from"], sender, verdicts["SPF"], verdicts["dkim"])
     recipients = envelope.get("to") or []
-    if isinstance(recipients, str):
-        recipients = [recipients]
+    if not isinstance(recipients, list):  # one address, or something no address is
+        recipients = [recipients] if isinstance(recipients, str) else []
     text, body_html = fields["text"], fields["html"]
     if sender is None or (text is None and body_html is None):
         return None
@@ -305,14 +306,14 @@ def _field(form: FormData, name: str, charset: str) -> str | None:
     raw = value.encode("latin-1", errors="replace")
     try:
         return raw.decode(charset)
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, UnicodeError):  # UnicodeError: "idna", "undefined" raise it bare
         return raw.decode("utf-8", errors="replace")
 
 
 def _json_object(text: str | None) -> dict[str, Any]:
     try:
         found = json.loads(text or "")
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the recursion limit: no object either
         return {}
     return found if isinstance(found, dict) else {}
 

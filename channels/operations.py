@@ -22,7 +22,7 @@ from channels.console import Console
 
 def install(app: FastAPI, container: Container) -> None:
     console = Console(container)
-    router = APIRouter(prefix="/console", include_in_schema=False)
+    router = APIRouter(prefix="/console", tags=["console"])
 
     @router.get("/operations")
     async def operations_page(request: Request) -> Response:

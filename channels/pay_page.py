@@ -240,7 +240,7 @@ def install(app: FastAPI, container: Container) -> None:
         cards = container.saved_cards
         return await open_card_setup(container.sessions, cards, token, container.clock())
 
-    @app.post("/p/{token}/card-saved", include_in_schema=False)
+    @app.post("/p/{token}/card-saved", tags=["payments"])
     async def card_saved_route(token: str, body: CardSaved) -> JSONResponse:
         """The page's word that the SetupIntent succeeded; Stripe is asked before we act."""
         if not TOKEN.match(token):
@@ -287,7 +287,7 @@ def install(app: FastAPI, container: Container) -> None:
             sandbox=stripe_js.sandbox_api is not None,
         )
 
-    @app.get("/p/{token}", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/p/{token}", response_class=HTMLResponse, tags=["payments"])
     async def pay_page(token: str, request: Request) -> Response:
         try:
             setup = await setup_for(token)
@@ -323,7 +323,7 @@ def install(app: FastAPI, container: Container) -> None:
         return
     sandbox = LocalstripeConfirm(stripe_js.sandbox_api, settings.stripe_api_key)
 
-    @app.post("/p/{token}/sandbox-confirm", include_in_schema=False)
+    @app.post("/p/{token}/sandbox-confirm", tags=["sandbox"])
     async def sandbox_confirm(token: str, body: SandboxConfirm) -> JSONResponse:
         """localstripe only: what Stripe.js's confirmCardPayment does, minus the card data."""
         if not TOKEN.match(token):

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from abono.accounts.customers import normalize_address
+from abono.api.params import AfterId
 from abono.container import Container
 from abono.conversation.turn import Inbound
 from abono.errors import InvalidAddressError
@@ -79,7 +80,7 @@ def install(app: FastAPI, container: Container) -> None:
         return SandboxReplies(replies=replies, last_id=last.last_id)
 
     @app.get("/sandbox/messages", response_model=SandboxOutbound, tags=["sandbox"])
-    async def sandbox_messages(address: str, after: int = 0) -> SandboxOutbound:
+    async def sandbox_messages(address: str, after: AfterId = 0) -> SandboxOutbound:
         return await asyncio.to_thread(_outbound_since, container, address, after)
 
 

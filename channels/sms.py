@@ -34,6 +34,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from abono import audit
 from abono.accounts.customers import find_conversation, normalize_address
+from abono.api.openapi import twilio_form
 from abono.container import Container
 from abono.conversation.turn import Inbound
 from abono.errors import ProviderUnavailable, SendRefused, TurnFailedError, retry_after_seconds
@@ -91,7 +92,11 @@ def install(app: FastAPI, container: Container) -> None:
     validator = RequestValidator(settings.twilio_auth_token)
     public = settings.public_url.rstrip("/")
 
-    @app.post(INBOUND_PATH, tags=["sms"], include_in_schema=False)
+    @app.post(
+        INBOUND_PATH,
+        tags=["sms"],
+        openapi_extra=twilio_form("MessageSid", "SmsSid", "AccountSid", "From", "To", "Body"),
+    )
     async def twilio_sms(request: Request) -> Response:
         params = await _signed_form(request, validator, public + INBOUND_PATH)
         if isinstance(params, Response):
@@ -114,7 +119,11 @@ def install(app: FastAPI, container: Container) -> None:
             _warn_if_long(reply, "reply")
         return Response(EMPTY_TWIML, media_type="text/xml")
 
-    @app.post(STATUS_PATH, tags=["sms"], include_in_schema=False)
+    @app.post(
+        STATUS_PATH,
+        tags=["sms"],
+        openapi_extra=twilio_form("MessageSid", "MessageStatus", "To", "ErrorCode"),
+    )
     async def twilio_sms_status(request: Request) -> Response:
         params = await _signed_form(request, validator, public + STATUS_PATH)
         if isinstance(params, Response):

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono import metrics
+from abono.api.openapi import STRIPE_EVENT
 from abono.container import Container
 from abono.payments.links import close_intents
 from abono.payments.stripe_events import handle_stripe_event
@@ -38,7 +39,7 @@ MOVED_MONEY = frozenset({"payment_recorded", "refund_recorded"})
 def install(app: FastAPI, container: Container) -> None:
     sessions, settings, clock = container.sessions, container.settings, container.clock
 
-    @app.post("/webhooks/stripe", tags=["payments"], include_in_schema=False)
+    @app.post("/webhooks/stripe", tags=["payments"], openapi_extra=STRIPE_EVENT)
     async def stripe_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
         payload = await request.body()
         header = request.headers.get("stripe-signature")
@@ -55,7 +56,8 @@ def install(app: FastAPI, container: Container) -> None:
         except stripe.SignatureVerificationError:
             log.warning("payments.webhook.rejected", reason="signature")
             return _refused("invalid_signature", "Missing, forged or stale Stripe-Signature.")
-        except (ValueError, TypeError, AttributeError):  # not UTF-8, not JSON, not an object
+        # not UTF-8, not JSON (or nested past the recursion limit), not an object
+        except (ValueError, TypeError, AttributeError, RecursionError):
             log.warning("payments.webhook.rejected", reason="payload")
             return _refused("invalid_payload", "The body is not a Stripe event.")
         created = data.get("created")  # when Stripe made the event (Unix seconds)

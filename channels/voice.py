@@ -40,6 +40,7 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 import abono
 from abono import audit
 from abono.accounts.customers import find_conversation, find_customer_by_address, normalize_address
+from abono.api.openapi import twilio_form
 from abono.container import Container
 from abono.conversation.turn import Inbound
 from abono.errors import SendRefused
@@ -68,6 +69,20 @@ HOLD_LOOPS = 25  # ~7 s a loop (prompt + pause): about three minutes, then we st
 HOLD_SAY_EVERY = 3
 ENDING_KEYS = ("utter_goodbye", "utter_opt_out_confirmed", "utter_wrong_party")
 XML = "application/xml"
+# What Twilio posts to every voice route, and the query our own TwiML adds to its URLs.
+VOICE_FORM = twilio_form(
+    "CallSid",
+    "From",
+    "To",
+    "Direction",
+    "AnsweredBy",
+    "Digits",
+    "SpeechResult",
+    "DialCallStatus",
+    "Result",
+    "PaymentConfirmationCode",
+    query=("lang", "n", "miss", "loop", "token", "reason"),
+)
 MENU_ES_FALLBACK = "Para español, oprima dos."
 
 
@@ -97,7 +112,8 @@ class Call:
 
     def number(self, name: str, default: int = 0) -> int:
         value = self.query.get(name, "")
-        return int(value) if value.isdigit() else default
+        # ASCII digits only: "²" passes str.isdigit and breaks int() (found by fuzzing).
+        return int(value) if value.isascii() and value.isdigit() else default
 
 
 class VoiceTexts:
@@ -725,7 +741,7 @@ def _route(
     async def endpoint(request: Request) -> Response:
         return await calls.respond(request, handler)
 
-    app.add_api_route(path, endpoint, methods=["POST"], include_in_schema=False)
+    app.add_api_route(path, endpoint, methods=["POST"], tags=["voice"], openapi_extra=VOICE_FORM)
 
 
 def _spoken_hour(moment: dt.datetime, lang: str) -> str:

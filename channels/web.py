@@ -21,10 +21,10 @@ def install(app: FastAPI, container: Container) -> None:
         return
     html = PAGE.read_text(encoding="utf-8").replace("{{company}}", container.settings.company_name)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/", response_class=HTMLResponse, tags=["web"])
     async def chat_page() -> str:
         return html
 
-    @app.get("/chat", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/chat", response_class=HTMLResponse, tags=["web"])
     async def chat_page_alias() -> str:
         return html

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support import Product, running_product
 
@@ -19,6 +20,13 @@ from tests.support import Product, running_product
 # every Settings() they build and every process they start inherits it. A test of production
 # passes sandbox=False explicitly.
 os.environ["ABONO_SANDBOX"] = "true"
+
+# Property tests and fuzzing (docs/fuzzing.md): CI runs the same bounded, derandomized cases on
+# every run; HYPOTHESIS_PROFILE=fuzz-long searches twenty times longer with fresh randomness.
+# A test's own max_examples wins over the profile's.
+settings.register_profile("ci", derandomize=True, max_examples=100, deadline=None, database=None)
+settings.register_profile("fuzz-long", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -549,9 +549,13 @@ def _import_batch(
 
 
 def _check_header(reader: csv.DictReader[str]) -> None:
-    if reader.fieldnames is None:
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as error:  # e.g. "line contains NUL"
+        raise ImportFileError(f"the header is not readable as CSV: {error}") from None
+    if fieldnames is None:
         raise ImportFileError(f"the file is empty; expected a header with {', '.join(COLUMNS)}")
-    names = [name.strip().lstrip("\ufeff").lower() for name in reader.fieldnames]
+    names = [name.strip().lstrip("\ufeff").lower() for name in fieldnames]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise ImportFileError(f"columns appear more than once: {', '.join(duplicated)}")
@@ -561,8 +565,22 @@ def _check_header(reader: csv.DictReader[str]) -> None:
     reader.fieldnames = names
 
 
-def _numbered(reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str | None, Any]]]:
-    for raw in reader:
+def _numbered(
+    reader: csv.DictReader[str], report: ImportReport
+) -> Iterator[tuple[int, dict[str | None, Any]]]:
+    """The rows with their line numbers; a line the csv module cannot read (a NUL byte, a
+    field past its size limit) is reported as rejected and the file goes on. It used to
+    escape as csv.Error and stop the import halfway (found by fuzzing)."""
+    while True:
+        before = reader.line_num
+        try:
+            raw = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # raised before the reader counts the line it refused
+            line = max(reader.line_num, before + 1)
+            report.rejected.append(RowError(line, "", [f"row: not readable as CSV ({error})"]))
+            continue
         yield reader.line_num, raw
 
 
@@ -585,7 +603,7 @@ def import_accounts(
     _check_header(reader)
     report = ImportReport(imported=0, updated=0, rejected=[])
     written = _AccountIds()
-    rows = _numbered(reader)
+    rows = _numbered(reader, report)
     done = 0
     while batch := list(islice(rows, BATCH_SIZE)):
         _import_batch(sessionmaker, batch, written, report, served)
