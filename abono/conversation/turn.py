@@ -381,6 +381,8 @@ class Pipeline:
             "address": prepared.address,
             "customer_known": prepared.customer_known,
         }
+        if prepared.found_card:  # the dialogue answers it with the safe way to pay
+            metadata["card_removed"] = True
         try:
             return await self._engine.send(
                 prepared.conversation_id, prepared.text[:MAX_ENGINE_TEXT], metadata
