@@ -424,9 +424,58 @@ def parse_birth_date(text: str, lang: str) -> datetime.date | None:
         return explicit[0]
     compact = _COMPACT_BIRTH.search(plain)
     if compact is None:
-        return None
+        return _said_birth_date(plain, lang)
     month, day = _month_day_order(int(compact["a"]), int(compact["b"]), lang)
     return _explicit(int(compact["y"]), month, day)
+
+
+# Words between the parts of a date said aloud: "the fourteenth of March", "14 de marzo de".
+_JOINERS = frozenset({"of", "the", "de", "del", "el", "on"})
+
+
+def _said_birth_date(plain: str, lang: str) -> datetime.date | None:
+    """A birth date said with its year in words: "March fourteenth, nineteen eighty-five",
+    "the fourteenth of March nineteen eighty five", "catorce de marzo de mil novecientos
+    ochenta y cinco"."""
+    words = [w for w in re.findall(r"[a-z]+|\d+", plain) if w not in _JOINERS]
+    for index, word in enumerate(words):
+        if word not in _MONTHS:
+            continue
+        month, before, after = _MONTHS[word], words[:index], words[index + 1 :]
+        for cut in range(1, min(4, len(after))):  # "March fourteenth | nineteen eighty five"
+            day, year = _said_day(after[:cut], lang), _said_year(after[cut:], lang)
+            if day and year:
+                return _explicit(year, month, day)
+        for start in range(max(0, index - 3), index):  # "catorce | marzo | mil novecientos…"
+            day, year = _said_day(before[start:], lang), _said_year(after, lang)
+            if day and year:
+                return _explicit(year, month, day)
+    return None
+
+
+def _said_day(words: list[str], lang: str) -> int | None:
+    text = " ".join(words)
+    if text in _DAY_WORDS:
+        return _DAY_WORDS[text]
+    value = int(text) if text.isdigit() else words_to_number(words, lang)
+    return value if value is not None and 1 <= value <= 31 else None
+
+
+def _said_year(words: list[str], lang: str) -> int | None:
+    """ "1985", "mil novecientos ochenta y cinco", "two thousand one", "nineteen eighty five"
+    (said in two pairs, as English speakers say years)."""
+    if len(words) == 1 and words[0].isdigit() and len(words[0]) == 4:
+        return int(words[0])
+    whole = words_to_number(words, lang) if words else None
+    if whole is not None and 1900 <= whole <= 2100:
+        return whole
+    for cut in (1, 2):
+        century = words_to_number(words[:cut], lang)
+        rest = words[cut:]
+        tail = 0 if rest == ["hundred"] else words_to_number(rest, lang) if rest else None
+        if century in (19, 20) and tail is not None and 0 <= tail <= 99:
+            return century * 100 + tail
+    return None
 
 
 def today_in(tz: str, now: datetime.datetime) -> datetime.date:

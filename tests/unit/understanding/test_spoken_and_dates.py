@@ -103,6 +103,22 @@ BIRTH_DATES = [
     ("es-spoken-digits", "es", "uno cuatro cero tres uno nueve ocho cinco", dt.date(1985, 3, 14)),
     ("es-keyed-compact", "es", "14031985", dt.date(1985, 3, 14)),
     ("en-written", "en", "March 14, 1985", dt.date(1985, 3, 14)),
+    ("en-said", "en", "March fourteenth, nineteen eighty-five", dt.date(1985, 3, 14)),
+    ("en-said-cardinal", "en", "march fourteen nineteen eighty five", dt.date(1985, 3, 14)),
+    (
+        "en-said-day-first",
+        "en",
+        "the fourteenth of March nineteen eighty five",
+        dt.date(1985, 3, 14),
+    ),
+    ("en-said-2000s", "en", "january first two thousand one", dt.date(2001, 1, 1)),
+    ("es-said", "es", "catorce de marzo de mil novecientos ochenta y cinco", dt.date(1985, 3, 14)),
+    (
+        "es-said-sentence",
+        "es",
+        "nací el doce de marzo de mil novecientos ochenta y cuatro",
+        dt.date(1984, 3, 12),
+    ),
     ("es-written", "es", "14 de marzo de 1985", dt.date(1985, 3, 14)),
 ]
 
@@ -112,9 +128,23 @@ BIRTH_DATES = [
     [c[1:] for c in BIRTH_DATES],
     ids=[c[0] for c in BIRTH_DATES],
 )
-def test_birth_dates_said_digit_by_digit(lang: str, text: str, expected: dt.date) -> None:
+def test_birth_dates_said_digit_by_digit_or_in_words(
+    lang: str, text: str, expected: dt.date
+) -> None:
     assert parse_birth_date(text, lang) == expected
     assert answers("dob", text)
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        ("en", "may I ask something"),
+        ("en", "March fourteenth"),  # no year: cannot verify anyone
+        ("es", "el 31 de febrero de mil novecientos ochenta"),
+    ],
+)
+def test_said_birth_dates_without_a_year_or_a_day_are_refused(lang: str, text: str) -> None:
+    assert parse_birth_date(text, lang) is None
 
 
 # -- a number inside a date is a date ---------------------------------------------------------
