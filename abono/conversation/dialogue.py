@@ -62,6 +62,8 @@ PLAN_TERM_INTENTS = PLAN_INTENTS | {"pay_partial", "inform"}
 # or answer the payment question on the table); any other is answered as a wish to pay.
 CARD_PAYMENT_INTENTS = frozenset({"pay_full", "pay_partial"}) | PLAN_INTENTS
 CARD_ANSWER_INTENTS = frozenset({"affirm", "inform", "pay_full", "pay_partial"}) | PLAN_INTENTS
+# Never taken for a verification answer, digits or not: what they ask must be honoured.
+KEPT_OVER_ANSWERS = frozenset({"opt_out", "wrong_party", "switch_language"})
 # Below this the classifier may have mistaken noise for "stop": ask instead of acting.
 OPT_OUT_CONFIDENCE = 0.7
 HANDOFF_REASONS = {
@@ -146,7 +148,8 @@ class Dialogue:
             named = find_amount_cents(turn.text, language) is not None
             intent = "pay_partial" if named else "pay_full"
             return self.debt_request, replace(turn, intent=intent, awaiting=None)
-        if turn.awaiting in VERIFICATION_QUESTIONS and answers(turn.awaiting, turn.text):
+        pending = turn.awaiting in VERIFICATION_QUESTIONS and turn.intent not in KEPT_OVER_ANSWERS
+        if pending and answers(turn.awaiting or "", turn.text):
             return self.answer, turn
         return decide, turn
 

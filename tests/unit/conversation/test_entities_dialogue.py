@@ -231,6 +231,14 @@ async def test_spanish_spoken_zip_verifies(
     assert turn.responses[0] == "utter_verified"
 
 
+async def test_a_wrong_party_with_digits_is_still_a_wrong_party(
+    james: Caller, demo_sessions: sessionmaker[Session]
+) -> None:
+    await james.says("balance", "check_balance")
+    turn = await james.says("this isn't James, my zip is 60614", "wrong_party")
+    assert turn.responses == ["utter_wrong_party"]
+
+
 async def test_a_request_for_a_person_without_an_answer_still_goes_to_a_person(
     james: Caller, demo_sessions: sessionmaker[Session]
 ) -> None:
