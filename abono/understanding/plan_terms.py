@@ -138,9 +138,12 @@ _CORRECTION = re.compile(
 )
 # A bare number of seven digits or more is no amount anyone offers in conversation (the
 # amount reader leaves it alone as an identifier); in a plan or a promise it is asked about.
-_HUGE = re.compile(r"(?<![\d#])(\d{7,12})(?![\d])")
+# Ten digits or more are a phone number, not an offer.
+_HUGE = re.compile(r"(?<![\d#])(\d{7,9})(?![\d])")
 _ID_WORDS = re.compile(
-    r"(account|cuenta|number|n[uú]mero|zip|code|c[oó]digo|phone|tel[eé]fono|#)\W*$", re.IGNORECASE
+    r"(account|cuenta|number|n[uú]mero|zip|code|c[oó]digo|phone|tel[eé]fono|#|at|al|call|llam\w*)"
+    r"\W*$",
+    re.IGNORECASE,
 )
 
 

@@ -242,8 +242,10 @@ def test_two_dates_are_asked_back_unless_the_customer_corrected_one(
         ("en", "I'll pay 10000000 on friday", 1_000_000_000),
         ("es", "le pago 25000000 el viernes", 2_500_000_000),
         ("en", "my account 12345678, I'll pay on friday", None),
+        ("en", "I'll pay friday, call me at 3125550102", None),
+        ("es", "le pago el viernes, llámeme al 5550102", None),
     ],
-    ids=["en-huge", "es-huge", "en-account-number"],
+    ids=["en-huge", "es-huge", "en-account-number", "en-phone", "es-phone"],
 )
 def test_a_huge_bare_number_is_kept_as_an_amount_so_it_is_refused(
     lang: str, text: str, amount: int | None
