@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono import audit
-from abono.accounts.customers import days_past_due, primary_account
+from abono.accounts.customers import customer_today, days_past_due, primary_account
 from abono.conversation.outcome import Outcome, Turn
 from abono.conversation.payment_talk import PaymentConfig, PaymentConversation
 from abono.conversation.plan_talk import (
@@ -33,7 +33,7 @@ from abono.handoff.cases import handoff_notice, open_handoff
 from abono.messaging import opt_outs
 from abono.store.models import Account, ContactPoint, Conversation
 from abono.understanding.amounts import find_amount_cents
-from abono.understanding.dates import parse_birth_date
+from abono.understanding.dates import find_date, parse_birth_date
 from abono.understanding.plan_terms import find_count, find_frequency
 from abono.understanding.spoken import spoken_digits
 from policies.escalation import REASONS, EscalationPolicy, too_many_misunderstandings
@@ -190,6 +190,7 @@ class Dialogue:
                 return Outcome().say("utter_unknown_address", support_phone=self._phone)
             if conversation.locked_at is not None:
                 return Outcome().say("utter_verification_locked", support_phone=self._phone)
+            turn = self._promise_when_dated(turn, conversation)
             amount = self._amount_in(turn, conversation)
             if conversation.verified_at is None:
                 if turn.awaiting and _has_answer(turn.awaiting, turn.text):
@@ -484,6 +485,17 @@ class Dialogue:
         if turn.intent not in ("pay_partial", "inform", "request_payment_plan"):
             return None
         return find_amount_cents(turn.text, conversation.language)
+
+    def _promise_when_dated(self, turn: Turn, conversation: Conversation) -> Turn:
+        """ "I can pay $50 on Friday": a payment on a later day is a promise, read back with
+        its date for consent, not a link for today (the date was dropped before)."""
+        if turn.intent not in ("pay_full", "pay_partial"):
+            return turn
+        today = customer_today(conversation, self._clock())
+        when = find_date(turn.text, conversation.language, today)
+        if when is not None and when > today:
+            return replace(turn, intent="promise_to_pay")
+        return turn
 
     def _payment_answer(self, turn: Turn) -> Outcome:
         """The answer to "how much?" or to "shall I send the link?"."""

@@ -182,6 +182,26 @@ async def test_bad_promise_terms_in_spanish_get_a_question_and_nothing_is_record
     assert rows(demo_sessions, Offer) == [] and rows(demo_sessions, PromiseToPay) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [("I can pay $50 on Friday", "pay_partial"), ("I'll pay it all on the 1st", "pay_full")],
+)
+async def test_a_payment_on_a_later_day_is_a_promise_read_back_with_its_date(
+    james: Caller, demo_sessions: sessionmaker[Session], text: str, intent: str
+) -> None:
+    await verify(james, "60614", "0202")
+    turn = await james.says(text, intent)
+    assert turn.responses == ["utter_promise_read_back", "utter_promise_ask_consent"]
+    assert turn.said("utter_promise_read_back")["due_date"] in ("2026-11-27", "2026-12-01")
+    assert rows(demo_sessions, PaymentLink) == [] and rows(demo_sessions, PromiseToPay) == []
+
+
+async def test_a_payment_today_is_still_a_payment(james: Caller) -> None:
+    await verify(james, "60614", "0202")
+    turn = await james.says("I can pay $50 today", "pay_partial")
+    assert turn.responses == ["utter_confirm_payment"]
+
+
 async def test_an_amount_without_currency_is_read_back_before_any_link(
     james: Caller, demo_sessions: sessionmaker[Session]
 ) -> None:
