@@ -1,5 +1,8 @@
 """What the customer meant, through the real engine: a date is not an amount, digits said on a
 call verify, a card number leads to the way to pay, and a Spanish call is spoken to as a call.
+
+The customers are this file's own (imported into the running product, numbers +1 505 555 07xx
+that no other test uses), so the session's other conversations cannot lock or close them.
 """
 
 from __future__ import annotations
@@ -10,14 +13,32 @@ import pytest
 
 from tests.conftest import db_path
 from tests.integration.test_voice_calls import Caller
-from tests.support import Product
+from tests.support import Product, due
 
 pytestmark = pytest.mark.integration
 
-ANA = "(212) 555-0101"  # Spanish, ZIP 10027, account ending 0101, $84.50
-DANIEL = "787 555 0106"  # English, ZIP 00907, account ending 0606, $60.00
-TOM = "+17205550104"  # English, ZIP 80205, accounts 0404 ($2,450.00) and 0414
-LUCIA = "+14155550103"  # Spanish, ZIP 94110, account ending 0303, $1,234.56
+HEADER = (
+    "customer_id,first_name,last_name,language,timezone,phone,email,zip,dob,account_number,"
+    "balance,currency,due_date,days_past_due,segment,consent_sms,consent_email,consent_voice"
+)
+# (id, first name, language, phone, ZIP, account, balance)
+CUSTOMERS = [
+    ("CUST-E701", "Ana", "es", "+15055550701", "10027", "ACC-5500000701", "84.50"),
+    ("CUST-E702", "Daniel", "en", "+15055550702", "00907", "ACC-5500000702", "60.00"),
+    ("CUST-E703", "Tom", "en", "+15055550703", "80205", "ACC-5500000404", "2450.00"),
+    ("CUST-E704", "Lucía", "es", "+15055550704", "94110", "ACC-5500000303", "1234.56"),
+]
+ANA, DANIEL, TOM, LUCIA = (row[3] for row in CUSTOMERS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def customers(product: Product, tmp_path_factory: pytest.TempPathFactory) -> None:
+    rows = [HEADER] + [
+        f"{cid},{name},Tester,{lang},America/New_York,{phone},,{zip_code},1980-01-01,"
+        f"{account},{balance},USD,{due(5)},5,consumer,y,y,y"
+        for cid, name, lang, phone, zip_code, account, balance in CUSTOMERS
+    ]
+    product.import_accounts("\n".join(rows) + "\n", tmp_path_factory.mktemp("entities"))
 
 
 def joined(replies: list[str]) -> str:
@@ -33,7 +54,7 @@ def test_friday_the_11th_is_a_date_not_eleven_dollars(product: Product) -> None:
     product.say(ANA, "hola")
     product.say(ANA, "cuánto debo?")
     product.say(ANA, "10027")
-    product.say(ANA, "0101")
+    assert "Gracias, Ana" in joined(product.say(ANA, "0701"))
     told = joined(product.say(ANA, "le pago el viernes 11 sin falta"))
     assert "$11.00" not in told and "mayor" not in told, told  # no "$11 is too little"
     assert "$84.50" in told, told  # a promise of the whole balance, for the 11th
@@ -56,7 +77,7 @@ def test_digits_said_on_a_call_verify(product: Product) -> None:
     asked = call.say(SpeechResult="eight oh two oh five.")
     assert "last four" in asked and "Sorry" not in asked, asked  # the ZIP was taken
     told = call.say(SpeechResult="zero four zero four.")
-    assert "Thank you, Tom" in told, told
+    assert "Thank you, Tom" in told, told  # account …0404
     assert "transfer" not in told and "member of our team" not in told
 
 
