@@ -18,33 +18,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from abono.understanding.spoken import DIGIT_WORDS, MULTIPLIERS
+
 MASK = "[card number removed]"
 
-_WORD_DIGITS = {
-    "zero": "0",
-    "oh": "0",
-    "one": "1",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-    "cero": "0",
-    "uno": "1",
-    "una": "1",
-    "dos": "2",
-    "tres": "3",
-    "cuatro": "4",
-    "cinco": "5",
-    "seis": "6",
-    "siete": "7",
-    "ocho": "8",
-    "nueve": "9",
-}
-_TIMES = {"double": 2, "doble": 2, "triple": 3}
+# Digits said one by one: the same words the understanding reads (one list, two readers).
+_WORD_DIGITS = DIGIT_WORDS
+_TIMES = MULTIPLIERS
 _WORD = "|".join(sorted(_WORD_DIGITS, key=len, reverse=True))
 _DIGIT = rf"(?:\d|\b(?:{_WORD})\b)"
 # One group: digits, a digit word, or "double four" (the multiplier applies to one digit).

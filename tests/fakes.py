@@ -59,6 +59,8 @@ DIALOGUE_METHODS = {
     "pay_partial": "debt_request",
     "request_payment_plan": "debt_request",
     "request_human": "hand_off",
+    "dispute_charge": "hand_off",
+    "promise_to_pay": "debt_request",
     "opt_out": "opt_out",
     "wrong_party": "wrong_party",
     "out_of_scope": "out_of_scope",
@@ -79,11 +81,13 @@ class DialogueEngine(FakeEngine):
         self.container = container
 
     def answer(self, conversation_id: str, text: str) -> list[str]:
-        channel, address = self.received[-1][2]["channel"], self.received[-1][2]["address"]
+        metadata = self.received[-1][2]
+        channel, address = metadata["channel"], metadata["address"]
         intent = self.intents.get(text.split()[0].lower() if text.split() else "", "inform")
         dialogue = self.container.dialogue
         decide = getattr(dialogue, DIALOGUE_METHODS[intent])
-        turn = Turn(conversation_id, intent, text, channel, address)
+        card_removed = bool(metadata.get("card_removed"))  # as bot.actions.turn_from reads it
+        turn = Turn(conversation_id, intent, text, channel, address, card_removed=card_removed)
         outcome = dialogue.run(decide, turn)
         settings = self.container.settings
         render = reply_renderer(

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono import audit
-from abono.accounts.customers import days_past_due, primary_account
+from abono.accounts.customers import customer_today, days_past_due, primary_account
 from abono.conversation.outcome import Outcome, Turn
 from abono.conversation.payment_talk import PaymentConfig, PaymentConversation
 from abono.conversation.plan_talk import (
@@ -35,8 +35,9 @@ from abono.logs import error_facts
 from abono.messaging import opt_outs
 from abono.store.models import Account, ContactPoint, Conversation
 from abono.understanding.amounts import find_amount_cents
-from abono.understanding.dates import parse_birth_date
+from abono.understanding.dates import find_date, parse_birth_date
 from abono.understanding.plan_terms import find_count, find_frequency
+from abono.understanding.spoken import spoken_digits
 from policies.escalation import REASONS, EscalationPolicy, too_many_misunderstandings
 from policies.verification import (
     VerificationRules,
@@ -59,6 +60,12 @@ REASK_KEYS = {
 PLAN_INTENTS = frozenset({"request_payment_plan", "promise_to_pay"})
 # While a plan or promise is on the table, these carry new terms ("what if I pay 80 instead").
 PLAN_TERM_INTENTS = PLAN_INTENTS | {"pay_partial", "inform"}
+# A message whose card number was removed keeps these intents (they lead to a payment link,
+# or answer the payment question on the table); any other is answered as a wish to pay.
+CARD_PAYMENT_INTENTS = frozenset({"pay_full", "pay_partial"}) | PLAN_INTENTS
+CARD_ANSWER_INTENTS = frozenset({"affirm", "inform", "pay_full", "pay_partial"}) | PLAN_INTENTS
+# Never taken for a verification answer, digits or not: what they ask must be honoured.
+KEPT_OVER_ANSWERS = frozenset({"opt_out", "wrong_party", "switch_language"})
 # Below this the classifier may have mistaken noise for "stop": ask instead of acting.
 OPT_OUT_CONFIDENCE = 0.7
 HANDOFF_REASONS = {
@@ -120,6 +127,7 @@ class Dialogue:
             if conversation is not None:
                 turn = replace(turn, **{name: getattr(conversation, name) for name in STATE})
                 language, medium = conversation.language, conversation.last_channel
+            decide, turn = self._route(decide, turn, language)
             outcome = decide(turn)
             # A language switch is the one decision that changes what the replies render in.
             outcome.language = outcome.slots.get("language") or language
@@ -158,6 +166,31 @@ class Dialogue:
             log.error("dialogue.handoff.failed", action=action, **error_facts(again))
         return outcome
 
+    def _route(
+        self, decide: Callable[[Turn], Outcome], turn: Turn, language: str
+    ) -> tuple[Callable[[Turn], Outcome], Turn]:
+        """What the message means before what the classifier called it.
+
+        - A card number was removed: the customer wants to pay, whatever else the words say
+          ("my card is … charge it" is no dispute). A payment or plan question on the table
+          is still answered; anything else becomes a wish to pay, with the named amount.
+        - A verification question is pending and the message answers it ("eight oh two oh
+          five", "zero four zero four"): the answer, not a request for a person.
+        """
+        if turn.card_removed:
+            on_table = turn.awaiting in PAYMENT_QUESTIONS | PLAN_QUESTIONS
+            if on_table and turn.intent in CARD_ANSWER_INTENTS:
+                return (self.answer if turn.intent in ("affirm", "inform") else decide), turn
+            if turn.intent in CARD_PAYMENT_INTENTS:
+                return self.debt_request, turn
+            named = find_amount_cents(turn.text, language) is not None
+            intent = "pay_partial" if named else "pay_full"
+            return self.debt_request, replace(turn, intent=intent, awaiting=None)
+        pending = turn.awaiting in VERIFICATION_QUESTIONS and turn.intent not in KEPT_OVER_ANSWERS
+        if pending and answers(turn.awaiting or "", turn.text):
+            return self.answer, turn
+        return decide, turn
+
     # -- entry points, one per engine action -------------------------------------------
 
     def greet(self, turn: Turn) -> Outcome:
@@ -195,6 +228,7 @@ class Dialogue:
                 return Outcome().say("utter_unknown_address", support_phone=self._phone)
             if conversation.locked_at is not None:
                 return Outcome().say("utter_verification_locked", support_phone=self._phone)
+            turn = self._promise_when_dated(turn, conversation)
             amount = self._amount_in(turn, conversation)
             if conversation.verified_at is None:
                 if turn.awaiting and _has_answer(turn.awaiting, turn.text):
@@ -309,6 +343,8 @@ class Dialogue:
         return outcome.say(f"utter_ask_{question}_hint" if hint else f"utter_ask_{question}")
 
     def _verify_step(self, session: Session, turn: Turn) -> Outcome:
+        # "eight oh two oh five" / "nueve cuatro uno uno cero": digits said one by one.
+        turn = replace(turn, text=spoken_digits(turn.text))
         conversation = session.get(Conversation, turn.conversation_id)
         question = turn.awaiting or self._config.rules.first_question()
         if conversation is None or conversation.customer is None:
@@ -488,6 +524,17 @@ class Dialogue:
             return None
         return find_amount_cents(turn.text, conversation.language)
 
+    def _promise_when_dated(self, turn: Turn, conversation: Conversation) -> Turn:
+        """ "I can pay $50 on Friday": a payment on a later day is a promise, read back with
+        its date for consent, not a link for today (the date was dropped before)."""
+        if turn.intent not in ("pay_full", "pay_partial"):
+            return turn
+        today = customer_today(conversation, self._clock())
+        when = find_date(turn.text, conversation.language, today)
+        if when is not None and when > today:
+            return replace(turn, intent="promise_to_pay")
+        return turn
+
     def _payment_answer(self, turn: Turn) -> Outcome:
         """The answer to "how much?" or to "shall I send the link?"."""
         if not self._verified(
@@ -554,7 +601,19 @@ def handoff_reason(intent: str) -> str:
 
 def _has_answer(question: str, text: str) -> bool:
     """Digits in a message misread as another intent ("1234" as an amount) still answer."""
-    return question in VERIFICATION_QUESTIONS and bool(re.search(r"\d", text))
+    return question in VERIFICATION_QUESTIONS and bool(re.search(r"\d", spoken_digits(text)))
+
+
+def answers(question: str, text: str) -> bool:
+    """Whether ``text`` holds an answer to a verification question, typed or spoken."""
+    said = spoken_digits(text)
+    if question == "zip":
+        return extract_zip(said) is not None
+    if question == "last4":
+        return extract_last4(said) is not None
+    return question == "dob" and (
+        parse_birth_date(said, "en") is not None or parse_birth_date(said, "es") is not None
+    )
 
 
 _SPANISH = re.compile(r"espa[nñ]ol|spanish|castellano", re.IGNORECASE)

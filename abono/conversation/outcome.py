@@ -22,6 +22,9 @@ class Turn:
     payment_amount_cents: int | None = None
     # The request that verification interrupted ("can I pay $60 a month?"), to answer after it.
     pending_text: str | None = None
+    # A card number was removed from this message (abono.redaction): whatever else it says,
+    # the answer is the safe way to pay.
+    card_removed: bool = False
 
 
 @dataclass(frozen=True)

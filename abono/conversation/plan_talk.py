@@ -155,6 +155,8 @@ class PlanConversation:
     def _plan(self, session: Session, ask: Ask, terms: ProposedTerms) -> Outcome:
         if terms.bad_date:
             return self._say("plan_choice", "utter_plan_bad_date")
+        if terms.other_date is not None and terms.date is not None:
+            return _which_date("plan_choice", terms.other_date, terms.date)
         if terms.empty:
             return self._options(session, ask)
         proposal = PlanProposal(terms.amount_cents, terms.count, terms.frequency, terms.date)
@@ -210,6 +212,7 @@ class PlanConversation:
             terms.frequency or option.frequency,
             terms.date or option.schedule.first_due,
             terms.bad_date,
+            terms.other_date,
         )
 
     def _decided(
@@ -345,9 +348,16 @@ class PlanConversation:
     # -- promises ----------------------------------------------------------------------------
 
     def _promise(self, session: Session, ask: Ask, terms: ProposedTerms) -> Outcome:
-        if terms.bad_date:
-            return self._say("promise_date", "utter_plan_bad_date")
         amount = _first_known(terms.amount_cents, ask.remembered_cents, _promised(session, ask))
+        if terms.bad_date or (terms.other_date is not None and terms.date is not None):
+            # Asked back, nothing offered; an amount named with it is kept for the answer.
+            if terms.bad_date:
+                outcome = self._say("promise_date", "utter_plan_bad_date")
+            else:
+                assert terms.other_date is not None and terms.date is not None
+                outcome = _which_date("promise_date", terms.other_date, terms.date)
+            outcome.slots["payment_amount_cents"] = amount
+            return outcome
         if terms.date is None:
             outcome = self._say("promise_date", "utter_ask_promise_date")
             outcome.slots["payment_amount_cents"] = amount
@@ -495,6 +505,15 @@ def _offered(session: Session, conversation_id: str, source: str | None = None) 
 def _latest_offered(session: Session, conversation_id: str, kind: str) -> Offer | None:
     offered = [o for o in _offered(session, conversation_id) if o.kind == kind]
     return offered[-1] if offered else None
+
+
+def _which_date(awaiting: str, first: dt.date, second: dt.date) -> Outcome:
+    """Two dates in one message and no sign of which one counts: ask, decide nothing."""
+    outcome = Outcome()
+    outcome.slots["awaiting"] = awaiting
+    return outcome.say(
+        "utter_which_date", first_date=first.isoformat(), second_date=second.isoformat()
+    )
 
 
 def _first_known(*amounts: int | None) -> int | None:

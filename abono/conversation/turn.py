@@ -446,6 +446,8 @@ class Pipeline:
             "address": prepared.address,
             "customer_known": prepared.customer_known,
         }
+        if prepared.found_card:  # the dialogue answers it with the safe way to pay
+            metadata["card_removed"] = True
         text = prepared.text[:MAX_ENGINE_TEXT]
         call = asyncio.ensure_future(self._engine.send(prepared.conversation_id, text, metadata))
         try:

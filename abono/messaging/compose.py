@@ -19,6 +19,11 @@ from abono.i18n import Catalogs
 from abono.store.models import Conversation
 from policies.disclosures import DisclosurePolicy, TurnState, disclosures_before, notice_after
 
+# Media whose own greeting already says who is speaking: a call opens with "Thanks for calling
+# {company}" or "Hello, this is {company} calling for …" (channels/voice.py), so the written
+# introduction is recorded as given there and not said a second time (one greeting per call).
+GREETED_MEDIA = frozenset({"voice"})
+
 
 @dataclass(frozen=True)
 class ComposeConfig:
@@ -58,14 +63,17 @@ class Composer:
             initial_disclosure_given=conversation.initial_disclosure_at is not None,
         )
         keys = disclosures_before(self._disclosures, state)
+        mode = self._disclosures.modes[state.mode]
         now = self._clock()
+        greeted = [k for k in keys if channel in GREETED_MEDIA and k == mode.intro]
         for key in keys:
-            audit.record(session, "disclosure.given", conversation, key=key, channel=channel)
+            how = {"said_in": "call_greeting"} if key in greeted else {}
+            audit.record(session, "disclosure.given", conversation, key=key, channel=channel, **how)
         if keys and conversation.introduced_at is None:
             conversation.introduced_at = now
-        if self._disclosures.modes[state.mode].initial in keys:
+        if mode.initial in keys:
             conversation.initial_disclosure_at = now
-        said = [self.render(key, language, channel) for key in keys]
+        said = [self.render(key, language, channel) for key in keys if key not in greeted]
         notice = None if closed else notice_after(self._disclosures, channel)
         if notice:
             texts = texts[:-1] + [f"{texts[-1]} {self.render(notice, language, channel)}"]

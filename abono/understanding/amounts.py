@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from abono.understanding.spoken import spoken_digits
+
 __all__ = ["find_amount_cents", "parse_amount_cents", "words_to_number"]
 
 # --- lexicon -------------------------------------------------------------------------
@@ -89,6 +91,12 @@ _NON_MONEY_NEXT = frozenset(
      "minute", "minutes", "minuto", "minutos", "o'clock", "percent", "am", "pm"}
 )  # fmt: skip
 _DAY_PREV = frozenset({"el", "the", "on", "dia", "day"})  # "el 15", "on the 15"
+# "el viernes 11", "Friday 11": a number right after a weekday is the day of the month.
+_WEEKDAYS = frozenset(
+    {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "mon",
+     "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun", "lunes", "martes",
+     "miercoles", "jueves", "viernes", "sabado", "domingo"}
+)  # fmt: skip
 _TIME_PREV = frozenset({"at", "las", "la"})  # "at 5", "a las 5"
 _ID_PREV = frozenset({"number", "numero", "#", "account", "cuenta", "pin", "zip", "code"})
 
@@ -296,7 +304,7 @@ def _looks_like_date_or_count(cand: _Candidate, tokens: Sequence[str]) -> bool:
     prev = tokens[cand.start - 1] if cand.start > 0 else ""
     after = tokens[cand.end : cand.end + 2]
     small_int = cand.value == cand.value.to_integral_value() and 1 <= cand.value <= 31
-    if small_int and prev in _DAY_PREV:
+    if small_int and (prev in _DAY_PREV or prev in _WEEKDAYS):
         return True
     if small_int and cand.value <= 24 and prev in _TIME_PREV:
         return True
@@ -356,7 +364,7 @@ def find_amount_cents(text: str, lang: str) -> int | None:
     ``lang`` is only a hint for words that mean different things in each language;
     numbers in either language are always read.
     """
-    tokens = _tokenize(text)
+    tokens = _tokenize(spoken_digits(text))  # "one five zero dollars" is 150 dollars
     cands = _scan(tokens, lang)
     for cand in cands:
         _mark_money(cand, tokens)

@@ -32,8 +32,9 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from abono.understanding.amounts import words_to_number
+from abono.understanding.spoken import spoken_digits
 
-__all__ = ["find_date", "parse_birth_date", "today_in"]
+__all__ = ["find_date", "find_dates", "impossible_date", "parse_birth_date", "today_in"]
 
 # --- vocabulary ----------------------------------------------------------------------
 
@@ -292,6 +293,7 @@ _FULL_DATES: list[tuple[re.Pattern[str], _Resolver]] = [
         _month_name,
     ),
 ]
+_FULL_PATTERNS = frozenset(pattern for pattern, _ in _FULL_DATES)
 _PARTIAL_DATES: list[tuple[re.Pattern[str], _Resolver]] = [
     (re.compile(r"\b(?P<a>\d{1,2})/(?P<b>\d{1,2})(?P<y>)\b(?!/)"), _numeric),
     (
@@ -335,27 +337,40 @@ _PARTIAL_DATES: list[tuple[re.Pattern[str], _Resolver]] = [
 
 
 def _normalize(text: str) -> str:
-    """Fold case and accents and split hyphenated words ("twenty-first")."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
+    """Digits said one by one as digits; fold case and accents and split hyphenated words
+    ("twenty-first")."""
+    decomposed = unicodedata.normalize("NFKD", spoken_digits(text).lower())
     plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return re.sub(r"(?<=[a-z])-(?=[a-z])", " ", plain)
 
 
 def _matches(
-    text: str, lang: str, today: datetime.date, table: list[tuple[re.Pattern[str], _Resolver]]
+    text: str,
+    lang: str,
+    today: datetime.date,
+    table: list[tuple[re.Pattern[str], _Resolver]],
+    impossible: list[str] | None = None,
 ) -> list[_Found]:
-    """Every non-overlapping expression in order of position; earlier table rows win."""
+    """Every non-overlapping expression in order of position; earlier table rows win.
+
+    A full calendar date that is no day ("el 31 de febrero", "2/30/2026") keeps its span:
+    its "el 31" is not read as the coming 31st. It is added to ``impossible`` when given.
+    """
     taken = [False] * len(text)
     found: list[_Found] = []
     for pattern, resolve in table:
+        binding = pattern in _FULL_PATTERNS
         for m in pattern.finditer(text):
             if any(taken[m.start() : m.end()]):
                 continue
             resolved = resolve(m, lang, today)
-            if resolved is not None:
+            if resolved is not None or binding:
                 taken[m.start() : m.end()] = [True] * (m.end() - m.start())
+            if resolved is not None:
                 has_year = any(m.groupdict().get(name) for name in ("y", "year"))
                 found.append(_Found(m.start(), resolved, has_year))
+            elif binding and impossible is not None:
+                impossible.append(m.group(0))
     return sorted(found, key=lambda item: item.position)
 
 
@@ -365,20 +380,102 @@ def find_date(text: str, lang: str, today: datetime.date) -> datetime.date | Non
     Relative and partial expressions resolve to ``today`` or later; fully written
     dates with a year are returned as written, even in the past.
     """
+    found = find_dates(text, lang, today)
+    return found[-1] if found else None
+
+
+def find_dates(text: str, lang: str, today: datetime.date) -> list[datetime.date]:
+    """Every date the message names, in the order written (the same day once)."""
     found = _matches(_normalize(text), lang, today, _FULL_DATES + _PARTIAL_DATES)
-    return found[-1].date if found else None
+    dates: list[datetime.date] = []
+    for item in found:
+        if item.date not in dates:
+            dates.append(item.date)
+    return dates
+
+
+def impossible_date(text: str, lang: str) -> str | None:
+    """A calendar date written in full that no calendar has ("el 31 de febrero",
+    "February 30", "13/45/2026"), as written; None when there is none."""
+    impossible: list[str] = []
+    anchor = datetime.date(2000, 1, 1)  # yearless dates are tried over the next years
+    _matches(_normalize(text), lang, anchor, _FULL_DATES, impossible)
+    return impossible[0] if impossible else None
+
+
+# A birth date keyed in or said digit by digit with no separators: 03141985 (en, month
+# first) or 14031985 (es, day first). Only for birth dates: elsewhere eight digits are
+# more likely an account or a reference.
+_COMPACT_BIRTH = re.compile(r"(?<!\d)(?P<a>\d{2})(?P<b>\d{2})(?P<y>(?:19|20)\d{2})(?!\d)")
 
 
 def parse_birth_date(text: str, lang: str) -> datetime.date | None:
-    """A date written with its year ("14/03/1985", "March 14, 1985", "1985-03-14").
+    """A date written with its year ("14/03/1985", "March 14, 1985", "1985-03-14"), also
+    said digit by digit ("oh three one four one nine eight five").
 
     Partial dates are refused: a birth date without a year cannot verify anyone. No
     ``today`` is needed because only fully written dates are accepted.
     """
     anchor = datetime.date(datetime.MINYEAR, 1, 1)  # only consulted for yearless dates
-    found = _matches(_normalize(text), lang, anchor, _FULL_DATES)
+    plain = _normalize(text)
+    found = _matches(plain, lang, anchor, _FULL_DATES)
     explicit = [item.date for item in found if item.has_year]
-    return explicit[0] if explicit else None
+    if explicit:
+        return explicit[0]
+    compact = _COMPACT_BIRTH.search(plain)
+    if compact is None:
+        return _said_birth_date(plain, lang)
+    month, day = _month_day_order(int(compact["a"]), int(compact["b"]), lang)
+    return _explicit(int(compact["y"]), month, day)
+
+
+# Words between the parts of a date said aloud: "the fourteenth of March", "14 de marzo de".
+_JOINERS = frozenset({"of", "the", "de", "del", "el", "on"})
+
+
+def _said_birth_date(plain: str, lang: str) -> datetime.date | None:
+    """A birth date said with its year in words: "March fourteenth, nineteen eighty-five",
+    "the fourteenth of March nineteen eighty five", "catorce de marzo de mil novecientos
+    ochenta y cinco"."""
+    words = [w for w in re.findall(r"[a-z]+|\d+", plain) if w not in _JOINERS]
+    for index, word in enumerate(words):
+        if word not in _MONTHS:
+            continue
+        month, before, after = _MONTHS[word], words[:index], words[index + 1 :]
+        for cut in range(1, min(4, len(after))):  # "March fourteenth | nineteen eighty five"
+            day, year = _said_day(after[:cut], lang), _said_year(after[cut:], lang)
+            if day and year:
+                return _explicit(year, month, day)
+        for start in range(max(0, index - 3), index):  # "catorce | marzo | mil novecientos…"
+            day, year = _said_day(before[start:], lang), _said_year(after, lang)
+            if day and year:
+                return _explicit(year, month, day)
+    return None
+
+
+def _said_day(words: list[str], lang: str) -> int | None:
+    text = " ".join(words)
+    if text in _DAY_WORDS:
+        return _DAY_WORDS[text]
+    value = int(text) if text.isdigit() else words_to_number(words, lang)
+    return value if value is not None and 1 <= value <= 31 else None
+
+
+def _said_year(words: list[str], lang: str) -> int | None:
+    """ "1985", "mil novecientos ochenta y cinco", "two thousand one", "nineteen eighty five"
+    (said in two pairs, as English speakers say years)."""
+    if len(words) == 1 and words[0].isdigit() and len(words[0]) == 4:
+        return int(words[0])
+    whole = words_to_number(words, lang) if words else None
+    if whole is not None and 1900 <= whole <= 2100:
+        return whole
+    for cut in (1, 2):
+        century = words_to_number(words[:cut], lang)
+        rest = words[cut:]
+        tail = 0 if rest == ["hundred"] else words_to_number(rest, lang) if rest else None
+        if century in (19, 20) and tail is not None and 0 <= tail <= 99:
+            return century * 100 + tail
+    return None
 
 
 def today_in(tz: str, now: datetime.datetime) -> datetime.date:

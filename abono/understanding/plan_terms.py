@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from abono.understanding.amounts import find_amount_cents, words_to_number
-from abono.understanding.dates import find_date
+from abono.understanding.dates import find_dates, impossible_date
 
 _FREQUENCY_PATTERNS = {
     "weekly": (
@@ -66,6 +66,8 @@ class ProposedTerms:
     date: dt.date | None = None
     # A date was clearly meant but is not one ("February 30", "next year").
     bad_date: bool = False
+    # Two different dates and no sign of which one counts ("el 15 o el 20"): asked back.
+    other_date: dt.date | None = None
 
     @property
     def empty(self) -> bool:
@@ -127,12 +129,43 @@ def _negative(text: str) -> bool:
     return first is not None and signed is not None and signed.start(1) == first.start()
 
 
+# "tomorrow, no wait, Friday", "hoy no, mañana", "the 15th, I mean the 20th": the customer
+# corrected the date, and the last one counts.
+_CORRECTION = re.compile(
+    r"\b(no|not|wait|actually|instead|i mean|rather|better|make it|mejor|digo|perd[oó]n"
+    r"|en vez|mas bien|más bien|mejor dicho)\b",
+    re.IGNORECASE,
+)
+# A bare number of seven digits or more is no amount anyone offers in conversation (the
+# amount reader leaves it alone as an identifier); in a plan or a promise it is asked about.
+# Ten digits or more are a phone number, not an offer.
+_HUGE = re.compile(r"(?<![\d#])(\d{7,9})(?![\d])")
+_ID_WORDS = re.compile(
+    r"(account|cuenta|number|n[uú]mero|zip|code|c[oó]digo|phone|tel[eé]fono|#|at|al|call|llam\w*)"
+    r"\W*$",
+    re.IGNORECASE,
+)
+
+
+def _huge_amount(text: str) -> int | None:
+    """Cents of a seven-digit-or-more bare number that is not an identifier, else None."""
+    for match in _HUGE.finditer(text):
+        if not _ID_WORDS.search(text[: match.start()]):
+            return int(match.group(1)) * 100
+    return None
+
+
 def read_terms(text: str, lang: str, today: dt.date) -> ProposedTerms:
     count, implied, rest = find_count(text, lang)
     frequency = find_frequency(text) or implied
     amount = _amount_without_count(text, rest, lang, count)
+    if amount is None:
+        amount = _huge_amount(text)  # above any balance: refused with a question back
     if amount is not None and _negative(text):
         amount = -amount  # "-$50 a month": refused as an amount, not read as $50
-    date = find_date(text, lang, today)
-    bad_date = date is None and bool(_UNDATED_FUTURE.search(text) or _MONTH_WORD.search(text))
-    return ProposedTerms(amount, count, frequency, date, bad_date)
+    dates = find_dates(text, lang, today)
+    date = dates[-1] if dates else None
+    other = dates[0] if len(dates) > 1 and not _CORRECTION.search(text) else None
+    impossible = impossible_date(text, lang) is not None
+    undated = date is None and bool(_UNDATED_FUTURE.search(text) or _MONTH_WORD.search(text))
+    return ProposedTerms(amount, count, frequency, date, impossible or undated, other)

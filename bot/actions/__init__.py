@@ -35,6 +35,7 @@ def turn_from(tracker: Tracker) -> Turn:
         text=str(message.get("text") or ""),
         channel=str(metadata.get("channel") or "web"),
         address=str(metadata.get("address") or ""),
+        card_removed=bool(metadata.get("card_removed")),
     )
 
 
