@@ -53,6 +53,7 @@ SUBJECTS: Mapping[str, str] = {
     "utter_promise_approved": "email_subject_promise_approved",
     "utter_promise_reminder": "email_subject_promise_reminder",
     "utter_promise_broken": "email_subject_promise_missed",
+    "agent_reply": "email_subject_agent_reply",  # abono/handoff/cases.py: a person's answer
 }
 
 

@@ -251,6 +251,8 @@ def test_no_email_text_in_the_catalogs_asks_for_a_keyword_reply(
         ("utter_plan_approved", "en", "Your Abono Telecom payment plan was approved"),
         ("utter_plan_approved", "es", "Su plan de pagos con Abono Telecom fue aprobado"),
         ("utter_installment_reminder", "es", "Próximo pago de su plan con Abono Telecom"),
+        ("agent_reply", "en", "A message from the Abono Telecom team"),
+        ("agent_reply", "es", "Un mensaje del equipo de Abono Telecom"),
         ("something_else", "en", "Your Abono Telecom account"),
         ("something_else", "es", "Su cuenta de Abono Telecom"),
     ],
