@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     sendgrid_inbound_token: str = "sandbox-inbound-token"  # Inbound Parse carries no signature
     email_from: str = "billing@abono.example"
     email_reply_domain: str = "reply.abono.example"
+    # The emails' header (channels/templates/email/): the operator's name on this colour
+    # (#rrggbb); the header's text is white or near-black, whichever reads better on it.
+    email_brand_color: str = Field(default="#0b5cad", pattern=r"^#[0-9a-fA-F]{6}$")
     unsubscribe_secret: str = "sandbox-unsubscribe-secret"
 
     # Voice calls through Twilio (channels/voice.py); twilio_auth_token signs its webhooks too.

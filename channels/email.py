@@ -12,8 +12,9 @@ Threading: every email we send has ``Reply-To: reply+<conversation id>@<reply do
 the conversation is always the sender's own (one per customer), so a forwarded thread or a
 guessed id leaks nothing. The replies are queued by the pipeline in the same
 transaction that logs them.
-Outbound: ``SendGridEmailSender`` posts to v3 ``/mail/send`` with HTML and text bodies, a
-localized subject and one-click ``List-Unsubscribe`` (RFC 8058) whose token is an HMAC of the
+Outbound: ``SendGridEmailSender`` posts to v3 ``/mail/send`` with HTML and text bodies laid out
+by ``channels/email_layout.py`` (docs/email.md), a localized subject naming the purpose, and
+one-click ``List-Unsubscribe`` (RFC 8058) whose token is an HMAC of the
 address: the link works without a lookup and cannot be forged.
 Events: ``POST /webhooks/sendgrid/events`` is checked with SendGrid's ECDSA signature; bounces,
 drops, spam reports and unsubscribes close the email channel for that address.
@@ -27,19 +28,15 @@ import binascii
 import datetime as dt
 import hashlib
 import hmac
-import html
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import structlog
-import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from python_http_client.exceptions import HTTPError
@@ -57,7 +54,6 @@ from abono.api.openapi import SENDGRID_EVENTS, SENDGRID_INBOUND
 from abono.container import Container
 from abono.conversation.turn import Inbound
 from abono.errors import AbonoError, ProviderUnavailable, SendRefused, retry_after_seconds
-from abono.i18n import Catalogs
 from abono.messaging import opt_outs
 from abono.provider_events import first_delivery
 from abono.redaction import redact_card_numbers
@@ -65,6 +61,7 @@ from abono.settings import Settings
 from abono.store.db import retrying_a_lost_race
 from abono.store.models import OutboxMessage
 from channels.email_auth import SenderCheck, check_sender
+from channels.email_layout import EmailLayout, EmailTexts
 from channels.email_text import html_to_text, reply_text
 
 log = structlog.get_logger(__name__)
@@ -85,35 +82,9 @@ VERDICT_FIELDS = ("SPF", "dkim")  # the receiving server's checks, ASCII
 CLOSING_EVENTS = frozenset({"bounce", "dropped", "spamreport", "unsubscribe", "group_unsubscribe"})
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _MESSAGE_ID = re.compile(r"^message-id:\s*(\S+)", re.I | re.M)
-_REPLY_PREFIX = re.compile(r"^\s*(re|aw|rv|fwd?|rif)\s*:", re.I)
 
 
 # -- texts ----------------------------------------------------------------------------------
-
-
-class EmailTexts:
-    """Catalog texts for the email medium; English from messages.yml until catalogs have them."""
-
-    def __init__(self, catalogs: Catalogs, defaults: Mapping[str, Any]) -> None:
-        self._catalogs = catalogs
-        self._defaults = dict(defaults)
-        raw = resources.files("abono").joinpath("messages.yml").read_text(encoding="utf-8")
-        responses = yaml.safe_load(raw)["responses"]
-        self._english = {k: v[0]["text"] for k, v in responses.items() if k.startswith("email_")}
-
-    def render(self, key: str, lang: str, **args: Any) -> str:
-        values = {**self._defaults, **args}
-        if self._catalogs.template(key, lang, "email") is not None:
-            return self._catalogs.render(key, lang, "email", values)
-        return str(self._english[key]).format(**values)
-
-    def reply_subject(self, their_subject: str, lang: str) -> str:
-        subject = " ".join(their_subject.split())[:150]
-        if not subject:
-            return self.render("email_subject_default", lang)
-        if _REPLY_PREFIX.match(subject):
-            return subject
-        return self.render("email_subject_reply", lang, subject=subject)
 
 
 # -- unsubscribe tokens ---------------------------------------------------------------------
@@ -152,6 +123,18 @@ def email_for_token(secret: str, token: str) -> str | None:
 
 def reply_address(conversation_id: str, domain: str) -> str:
     return f"reply+{conversation_id}@{domain}"
+
+
+def unsubscribe_url(settings: Settings, address: str) -> str:
+    """The one unsubscribe link of an email to this address (page, and RFC 8058 one-click)."""
+    token = unsubscribe_token(settings.unsubscribe_secret, address)
+    return f"{settings.public_url.rstrip('/')}/email/unsubscribe/{token}"
+
+
+def email_layout(container: Container) -> EmailLayout:
+    """The layout every email to a customer goes through (the sender and the sandbox's view)."""
+    texts = EmailTexts(container.catalogs, _defaults(container.settings))
+    return EmailLayout(texts, container.composer, container.settings)
 
 
 # -- inbound --------------------------------------------------------------------------------
@@ -478,6 +461,7 @@ class _Envelope:
     subject: str
     conversation_id: str | None
     language: str
+    first_name: str | None = None
 
 
 class SendGridEmailSender:
@@ -487,12 +471,13 @@ class SendGridEmailSender:
         self,
         client: SendGridAPIClient,
         sessions: sessionmaker[Session],
-        texts: EmailTexts,
+        layout: EmailLayout,
         settings: Settings,
     ) -> None:
         self._client = client
         self._sessions = sessions
-        self._texts = texts
+        self._layout = layout
+        self._texts = layout.texts
         self._settings = settings
 
     @classmethod
@@ -503,8 +488,7 @@ class SendGridEmailSender:
         # urllib waits forever by default: a SendGrid that hangs would hold the worker's thread
         # and its lease; a timeout is a failure the outbox retries.
         client.client.timeout = settings.provider_timeout_seconds
-        texts = EmailTexts(container.catalogs, _defaults(settings))
-        return cls(client, container.sessions, texts, settings)
+        return cls(client, container.sessions, email_layout(container), settings)
 
     async def send(self, channel: str, address: str, text: str, idempotency_key: str) -> str:
         envelope = await asyncio.to_thread(self._envelope, address, idempotency_key)
@@ -529,36 +513,37 @@ class SendGridEmailSender:
         """The outbox row behind this send gives the subject, the thread and the language."""
         row_key = idempotency_key.rsplit(":", 1)[0]
         with self._sessions() as session:
+            customer = find_customer_by_address(session, address)
+            first_name = customer.first_name if customer is not None else None
             row = session.scalars(
                 select(OutboxMessage).where(OutboxMessage.idempotency_key == row_key)
             ).first()
             if row is not None:
-                subject = row.subject or self._texts.render("email_subject_default", row.language)
-                return _Envelope(subject, row.conversation_id, row.language)
+                subject = self._texts.subject(row.key, row.subject, row.language)
+                return _Envelope(subject, row.conversation_id, row.language, first_name)
             conversation = find_conversation(session, address)
             lang = conversation.language if conversation is not None else "en"
-            subject = self._texts.render("email_subject_default", lang)
-            return _Envelope(subject, conversation.id if conversation else None, lang)
+            subject = self._texts.subject(None, None, lang)
+            conversation_id = conversation.id if conversation else None
+            return _Envelope(subject, conversation_id, lang, first_name)
 
     def mail(
         self, address: str, text: str, envelope: _Envelope, idempotency_key: str
     ) -> dict[str, Any]:
         """The v3 mail/send body."""
         settings = self._settings
-        url = (
-            f"{settings.public_url.rstrip('/')}/email/unsubscribe/"
-            f"{unsubscribe_token(settings.unsubscribe_secret, address)}"
+        url = unsubscribe_url(settings, address)
+        rendered = self._layout.render(
+            text, envelope.language, url, envelope.subject, envelope.first_name
         )
-        footer = self._texts.render("email_footer_unsubscribe", envelope.language, url=url)
-        link = self._texts.render("email_footer_link", envelope.language)
         domain = settings.email_reply_domain
         body: dict[str, Any] = {
             "personalizations": [{"to": [{"email": address}], "subject": envelope.subject}],
             "from": {"email": settings.email_from, "name": settings.company_name},
             "subject": envelope.subject,
             "content": [
-                {"type": "text/plain", "value": f"{text}\n\n-- \n{footer}\n"},
-                {"type": "text/html", "value": html_body(text, footer, url, link)},
+                {"type": "text/plain", "value": rendered.text},
+                {"type": "text/html", "value": rendered.html},
             ],
             "headers": {
                 "List-Unsubscribe": f"<{url}>, <mailto:unsubscribe@{domain}?subject=unsubscribe>",
@@ -586,23 +571,3 @@ def _retry_after(headers: Any) -> float | None:
         at = dt.datetime.fromtimestamp(int(reset.strip()[:12]), dt.timezone.utc)
         wait = retry_after_seconds(str(max(int((at - sent).total_seconds()), 0)))
     return wait
-
-
-_URL = re.compile(r"(https?://[^\s<]+)")
-
-
-def html_body(text: str, footer: str, url: str, link: str) -> str:
-    """The text escaped, a paragraph per blank-line block, links clickable, the footer's link."""
-    paragraphs = []
-    for block in re.split(r"\n\s*\n", text.strip()):
-        escaped = html.escape(block).replace("\n", "<br>\n")
-        paragraphs.append("<p>" + _URL.sub(r'<a href="\1">\1</a>', escaped) + "</p>")
-    href = html.escape(url, quote=True)
-    footer_html = html.escape(footer).replace(html.escape(url), f'<a href="{href}">{href}</a>')
-    return (
-        '<!doctype html><html><body style="font-family:sans-serif;line-height:1.5">'
-        + "\n".join(paragraphs)
-        + '<hr><p style="font-size:12px;color:#555">'
-        + footer_html
-        + f' <a href="{href}">{html.escape(link)}</a></p></body></html>'
-    )

@@ -4,25 +4,34 @@
 channel from the named address. ``GET /sandbox/outbox?to=`` lists what the product sent (or
 will send) to an address on every channel, as the recording senders captured it, and
 ``GET /sandbox/thread?address=`` the whole conversation across channels, for the web page.
+An email in the outbox comes with its subject and its HTML as the customer's mail app gets it
+(``channels/email_layout.py``); ``GET /sandbox/emails`` previews them at a phone's width
+(375 px) and ``GET /sandbox/outbox/{id}/html`` serves one email's HTML alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 from typing import Literal
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from abono.accounts.customers import normalize_address
+from abono.accounts.customers import find_customer_by_address, normalize_address
 from abono.api.params import AfterId
 from abono.container import Container
 from abono.conversation.turn import Inbound
 from abono.errors import InvalidAddressError
 from abono.store.models import Message, OutboxMessage
+from channels.email import email_layout, unsubscribe_url
+from channels.email_layout import EmailLayout
+
+PREVIEW = Path(__file__).resolve().parent / "templates" / "email_preview.html"
 
 
 class SandboxMessage(BaseModel):
@@ -44,10 +53,12 @@ class SandboxOutbound(BaseModel):
 
 
 class CapturedMessage(BaseModel):
+    id: int
     channel: str
     to: str
-    subject: str | None
+    subject: str | None  # emails: the subject as sent (a reply's, else the purpose's)
     text: str | None
+    html: str | None = None  # emails: the HTML part as sent
     created_at: dt.datetime
     status: str
 
@@ -63,9 +74,23 @@ def install(app: FastAPI, container: Container) -> None:
     if not container.settings.sandbox:
         return
 
+    layout = email_layout(container)
+    preview = PREVIEW.read_text(encoding="utf-8")
+
     @app.get("/sandbox/outbox", response_model=list[CapturedMessage], tags=["sandbox"])
     async def sandbox_outbox(to: str) -> list[CapturedMessage]:
-        return await asyncio.to_thread(_captured, container, to)
+        return await asyncio.to_thread(_captured, container, layout, to)
+
+    @app.get("/sandbox/outbox/{message_id}/html", response_class=HTMLResponse, tags=["sandbox"])
+    async def sandbox_email_html(message_id: int) -> HTMLResponse:
+        found = await asyncio.to_thread(_one_email, container, layout, message_id)
+        if found is None or found.html is None:
+            raise HTTPException(404, "no email with that id in the outbox")
+        return HTMLResponse(found.html)
+
+    @app.get("/sandbox/emails", response_class=HTMLResponse, include_in_schema=False)
+    async def sandbox_email_preview() -> str:
+        return preview
 
     @app.get("/sandbox/thread", response_model=list[ThreadEntry], tags=["sandbox"])
     async def sandbox_thread(address: str) -> list[ThreadEntry]:
@@ -84,7 +109,7 @@ def install(app: FastAPI, container: Container) -> None:
         return await asyncio.to_thread(_outbound_since, container, address, after)
 
 
-def _captured(container: Container, to: str) -> list[CapturedMessage]:
+def _captured(container: Container, layout: EmailLayout, to: str) -> list[CapturedMessage]:
     """Outbox rows for this address; the text as sent (or as it will read, while pending)."""
     normalized = normalize_address(to)
     if normalized is None:
@@ -97,17 +122,41 @@ def _captured(container: Container, to: str) -> list[CapturedMessage]:
                 .order_by(OutboxMessage.id)
             )
         )
-        return [
-            CapturedMessage(
-                channel=row.channel,
-                to=row.address,
-                subject=row.subject,
-                text=_text_of(container, session, row),
-                created_at=row.created_at,
-                status=row.status,
-            )
-            for row in rows
-        ]
+        return [_as_captured(container, layout, session, row) for row in rows]
+
+
+def _one_email(
+    container: Container, layout: EmailLayout, message_id: int
+) -> CapturedMessage | None:
+    with container.sessions() as session:
+        row = session.get(OutboxMessage, message_id)
+        if row is None or row.channel != "email":
+            return None
+        return _as_captured(container, layout, session, row)
+
+
+def _as_captured(
+    container: Container, layout: EmailLayout, session: Session, row: OutboxMessage
+) -> CapturedMessage:
+    text = _text_of(container, session, row)
+    subject, html = row.subject, None
+    if row.channel == "email":
+        subject = layout.texts.subject(row.key, row.subject, row.language)
+        if text is not None:
+            customer = find_customer_by_address(session, row.address)
+            url = unsubscribe_url(container.settings, row.address)
+            first_name = customer.first_name if customer is not None else None
+            html = layout.render(text, row.language, url, subject, first_name).html
+    return CapturedMessage(
+        id=row.id,
+        channel=row.channel,
+        to=row.address,
+        subject=subject,
+        text=text,
+        html=html,
+        created_at=row.created_at,
+        status=row.status,
+    )
 
 
 def _text_of(container: Container, session: Session, row: OutboxMessage) -> str | None:

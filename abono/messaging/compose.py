@@ -81,6 +81,15 @@ class Composer:
             texts = [" ".join(said + [texts[0]])] + texts[1:]
         return texts
 
+    def debt_disclosures(self, channel: str) -> tuple[str | None, str | None]:
+        """The mode's (initial, subsequent) debt-collector disclosure keys on this channel.
+
+        The email layout (channels/email_layout.py) shows the subsequent one in its footer when
+        ``decorate`` gave it; either is None when the mode does not say it on this channel."""
+        mode = self._disclosures.modes[self._config.collector_mode]
+        subsequent = mode.subsequent if channel in mode.subsequent_channels else None
+        return mode.initial, subsequent
+
     def render(
         self, key: str, language: str, channel: str, args: dict[str, Any] | None = None
     ) -> str:
