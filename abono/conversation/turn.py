@@ -55,6 +55,9 @@ MAX_ENGINE_TEXT = 1000  # longer messages are cut for understanding, stored whol
 # session's every event on each turn, so a long thread slowed every answer (docs/performance.md);
 # the dialogue's state is in the store, so a new engine session loses nothing.
 ENGINE_SESSION_TURNS = 40
+# An engine that took a message and answered nothing is asked again after this (a lock store
+# restarting); the kept messages' loop asks once more, and an empty answer then is an apology.
+EMPTY_ANSWER_RETRY = dt.timedelta(seconds=5)
 VERIFIED_FOR = dt.timedelta(minutes=30)
 # A card number typed over two messages: the earlier one counts if it came this recently.
 SPLIT_CARD_WINDOW = dt.timedelta(minutes=10)
@@ -463,13 +466,21 @@ class Pipeline:
             log.error("pipeline.engine.failed", channel=channel, **error_facts(error))
             prepared.keys = ["reply_turn_failed"]
             return []
-        if not texts:  # the engine's action call failed: rasa logs it and answers nothing
+        if not texts:
+            # Rasa answers 200 with nothing when a turn fails inside it (its lock store
+            # unreachable, our action call refused while the store was read-only): kept like
+            # an engine that is down, and asked again a little later (docs/faults.md).
+            metrics.ENGINE_ERRORS.labels("turn").inc()
             log.error("pipeline.engine.no_reply", channel=channel)
-            prepared.keys = ["reply_turn_failed"]
+            self._hold(prepared, channel, None, EMPTY_ANSWER_RETRY)
         return texts
 
     def _hold(
-        self, prepared: _Prepared, channel: str, late: asyncio.Future[list[str]] | None
+        self,
+        prepared: _Prepared,
+        channel: str,
+        late: asyncio.Future[list[str]] | None,
+        retry_in: dt.timedelta = dt.timedelta(0),
     ) -> None:
         """The engine is down or slow: a holding message now, the answer once it is back.
 
@@ -484,7 +495,7 @@ class Pipeline:
         if channel == "voice":
             return
         now = self._clock()
-        prepared.kept_until = now + self._kept_lease if late is not None else now
+        prepared.kept_until = now + (self._kept_lease if late is not None else retry_in)
         prepared.late = late
 
     # -- after the engine ------------------------------------------------------------------

@@ -214,3 +214,38 @@ async def test_a_kept_message_goes_to_the_person_who_took_the_conversation_meanw
     with app.sessions() as session:
         (handoff,) = session.scalars(select(Handoff))
         assert handoff.held_message_ids == [message.id]  # shown to the person as waiting
+
+
+@dataclass
+class Empty(Switchable):
+    """Takes the message and answers nothing ``empty`` times (rasa's 200 [] when a turn fails
+    inside it: its lock store unreachable), then answers."""
+
+    empty: int = 1
+
+    async def send(self, conversation_id: str, text: str, metadata: Mapping[str, Any]) -> list[str]:
+        if self.empty > 0:
+            self.empty -= 1
+            self.received.append((conversation_id, text, dict(metadata)))
+            return []
+        return await super().send(conversation_id, text, metadata)
+
+
+async def test_an_engine_that_answers_nothing_holds_the_message_and_answers_it_later(
+    demo_database_url: str, clock: Clock
+) -> None:
+    engine = Empty()
+    settings = Settings(database_url=demo_database_url, engine_reply_deadline_seconds=DEADLINE)
+    app = build_container(settings, engine=engine, clock=clock)
+    try:
+        replies = await app.pipeline.handle(sms("how much do I owe?", "SM-empty"))
+        assert HOLDING in replies[0]  # not silence, and not an apology that ends the turn
+        assert kept(app) == ["how much do I owe?"]
+        assert await app.pipeline.answer_kept() == 0  # asked again only a little later
+        clock.advance(seconds=6)
+        assert await app.pipeline.answer_kept() == 1
+        assert kept(app) == []
+        assert engine.answered == ["how much do I owe?"]
+        assert "answer to how much do I owe?" in queued(app)[-1][1]
+    finally:
+        app.sessions.kw["bind"].dispose()
