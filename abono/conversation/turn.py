@@ -124,6 +124,21 @@ def _prepared_for(
     )
 
 
+def _stored_turn(session: Session, message: Message) -> tuple[Conversation, _Prepared]:
+    """A turn taken again from a message already stored (kept, or its process died): its
+    keywords, redaction and escalation were applied when it was stored."""
+    conversation = session.get(Conversation, message.conversation_id)
+    assert conversation is not None
+    prepared = _prepared_for(
+        conversation,
+        message.address,
+        Redacted(message.text, False),
+        conversation.customer_id is not None,
+    )
+    prepared.misunderstood = conversation.misunderstood_turns
+    return conversation, prepared
+
+
 def _reply_via_outbox(prepared: _Prepared, inbound: Inbound) -> None:
     """Replies to a provider's message go through the outbox, keyed by the provider's id."""
     if inbound.reply_via_outbox and inbound.provider_id:
@@ -256,16 +271,8 @@ class Pipeline:
         """The provider delivered again a message whose turn never stored its answer (the
         process died while the engine had it): the turn is taken again from the stored
         message, its keywords and escalation already applied when it was stored."""
-        conversation = session.get(Conversation, message.conversation_id)
-        assert conversation is not None
         log.warning("pipeline.turn.resumed", channel=inbound.channel)
-        prepared = _prepared_for(
-            conversation,
-            message.address,
-            Redacted(message.text, False),
-            conversation.customer_id is not None,
-        )
-        prepared.misunderstood = conversation.misunderstood_turns
+        prepared = _stored_turn(session, message)[1]
         _reply_via_outbox(prepared, inbound)
         return prepared
 
@@ -649,16 +656,7 @@ class Pipeline:
                 hold_message(session, held, message)
                 message.engine_retry_at = None
                 return None
-            conversation = session.get(Conversation, message.conversation_id)
-            assert conversation is not None
-            prepared = _prepared_for(
-                conversation,
-                message.address,
-                Redacted(message.text, False),
-                conversation.customer_id is not None,
-            )
-            prepared.misunderstood = conversation.misunderstood_turns
-            return prepared, message.channel
+            return _stored_turn(session, message)[1], message.channel
 
     def _release_kept(self, message_id: int) -> None:
         """The engine is still down: the message is due again at once (the loop paces it)."""
@@ -676,15 +674,7 @@ class Pipeline:
             message = session.get(Message, message_id) if won else None
             if message is None:  # answered already (by a slow call's answer or another process)
                 return
-            conversation = session.get(Conversation, message.conversation_id)
-            assert conversation is not None
-            prepared = _prepared_for(
-                conversation,
-                message.address,
-                Redacted(message.text, False),
-                conversation.customer_id is not None,
-            )
-            prepared.misunderstood = conversation.misunderstood_turns
+            conversation, prepared = _stored_turn(session, message)
             prepared.outbox_prefix = f"{message.channel}-kept-{message_id}"
             if not texts:
                 prepared.keys = ["reply_turn_failed"]
