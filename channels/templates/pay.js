@@ -10,6 +10,18 @@
   const reason = document.getElementById("failure-reason");
   const generic = document.getElementById("generic-failure").content.textContent;
   const lang = form.dataset.lang;
+  const sandbox = Boolean(form.dataset.sandboxConfirm);
+  const declines = JSON.parse(document.getElementById("decline-texts").textContent || "{}");
+
+  // Our text for the codes we know, in the page's language. Otherwise Stripe's own message:
+  // Stripe.js speaks the page's language, localstripe's mock only English, so there the
+  // reason is left out of a non-English page (the title and the advice below it still show).
+  function explain(error) {
+    if (!error) return "";
+    const known = declines[error.decline_code] || declines[error.code];
+    if (known) return known;
+    return sandbox && lang !== "en" ? "" : error.message || "";
+  }
 
   if (typeof window.Stripe !== "function") {
     showFailure(generic);
@@ -30,14 +42,15 @@
   card.mount(cardBox);
   if (cardBox.querySelector("input")) cardBox.classList.add("mock");  // localstripe's inputs
   card.on("change", (event) => {
-    inlineError.textContent = event && event.error ? event.error.message : "";
+    inlineError.textContent = event && event.error ? explain(event.error) : "";
   });
   card.on("focus", () => cardBox.classList.add("focused"));
   card.on("blur", () => cardBox.classList.remove("focused"));
   button.disabled = false;
 
   function showFailure(message) {
-    reason.textContent = message || generic;  // textContent: Stripe's text is not markup
+    reason.textContent = message;  // textContent: Stripe's text is not markup
+    reason.hidden = !message;
     failure.hidden = false;
   }
 
@@ -62,7 +75,9 @@
     const intent = result && result.paymentIntent;
     if (!result || result.error || !intent) {
       busy(false);
-      showFailure(result && result.error && result.error.message);
+      const error = result && result.error;
+      // No code and no message: Stripe (or our server) was not reached.
+      showFailure(error && (error.code || error.message) ? explain(error) : generic);
       return;
     }
     if (intent.status === "succeeded" || intent.status === "processing") {
@@ -70,9 +85,11 @@
       const thanks = document.getElementById("thanks");
       thanks.hidden = false;
       thanks.focus();
+      // The receipt (reference, card, date) is the server's page for this paid link.
+      window.location.replace(window.location.pathname + "?done=1");
       return;
     }
     busy(false);
-    showFailure("");
+    showFailure(generic);
   });
 })();
