@@ -217,8 +217,12 @@ def _payable_link(
             state = "closed"
         elif link.status == "failed" and link.replaced_by_id is not None:
             newer = _newest_replacement(session, link)
-            payable = newer.status == "open" and now < newer.expires_at
-            state = "replaced" if payable or newer.status == "paid" else "expired"
+            if newer.status == "paid":  # the debt it was for is paid (the newer's receipt)
+                state = "paid"
+            elif newer.status == "open" and now < newer.expires_at:
+                state = "replaced"
+            else:
+                state = "expired"
         elif link.status != "open" or now >= link.expires_at:
             state = "expired"  # past its time, or a declined plan charge
         if state is not None:

@@ -73,9 +73,16 @@
       result = {error: {message: ""}};
     }
     const intent = result && result.paymentIntent;
+    const error = result && result.error;
+    if ((intent && intent.status === "canceled") ||
+        (error && error.code === "payment_intent_unexpected_state")) {
+      // The link closed while the page was open (replaced after a decline, or expired): the
+      // server's page for it says so, and points to the newer link when there is one.
+      window.location.reload();
+      return;
+    }
     if (!result || result.error || !intent) {
       busy(false);
-      const error = result && result.error;
       // No code and no message: Stripe (or our server) was not reached.
       showFailure(error && (error.code || error.message) ? explain(error) : generic);
       return;

@@ -181,6 +181,23 @@ def test_a_declined_link_points_to_its_replacement_instead_of_saying_expired(
     assert h1(client.get(f"/p/{token}").text) == "Este enlace de pago venció"
 
 
+def test_a_declined_link_whose_replacement_was_paid_says_it_is_paid(
+    client: TestClient, container: Container, gateway: Gateway, clock: Clock
+) -> None:
+    token = new_link(container.sessions, ANA, 2500, "es", clock())
+    client.get(f"/p/{token}")
+    stripe_event(container, "failed", intent_of(container, token), token, 1)
+    fresh = fresh_link_after(container, token)
+    client.get(f"/p/{fresh.token}")
+    fresh_intent = intent_of(container, fresh.token)
+    gateway.status[fresh_intent] = "succeeded"
+    stripe_event(container, "succeeded", fresh_intent, fresh.token, 2)
+
+    page = client.get(f"/p/{token}")
+    assert h1(page.text) == "Este enlace ya fue pagado"
+    assert 'id="pay-form"' not in page.text and "newer-link" not in page.text
+
+
 def test_paying_the_declined_link_after_all_closes_its_replacement(
     client: TestClient, container: Container, gateway: Gateway, clock: Clock
 ) -> None:
