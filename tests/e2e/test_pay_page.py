@@ -12,6 +12,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
@@ -27,6 +28,7 @@ from abono.store.models import Account
 from abono.wiring import sessions_for
 from tests.support import Product, due
 
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"  # docs/payments.md shows them
 LINK = re.compile(r"https?://\S+?/p/[A-Za-z0-9_-]+")
 SETTLE_SECONDS = 15.0
 pytestmark = pytest.mark.integration
@@ -148,6 +150,8 @@ def test_a_spanish_customer_pays_from_the_link_and_gets_a_receipt(
     expect(phone.get_by_text("Datos de la tarjeta")).to_be_visible()
     expect(phone.get_by_text("Vencimiento (MM/AA)")).to_be_visible()
     expect(phone.locator("#card-element")).not_to_contain_text("localstripe")
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    phone.screenshot(path=str(IMAGES / "pay-page-es.png"), full_page=True)
     expect(phone.locator("#pay-button")).to_be_enabled()
     pay_with_card(phone, "4242424242424242", "es", year="2034")  # four digits
     expect(phone.locator("#thanks")).to_be_visible(timeout=15_000)
@@ -157,6 +161,7 @@ def test_a_spanish_customer_pays_from_the_link_and_gets_a_receipt(
     expect(phone.locator("#receipt-reference")).to_have_text(re.compile(r"^pi_\w+$"))
     expect(phone.locator("#receipt-method")).to_have_text("Tarjeta terminada en 4242")
     expect(phone.locator("#receipt-date")).to_contain_text(" de 20")  # «5 de diciembre de 2026»
+    phone.screenshot(path=str(IMAGES / "pay-receipt-es.png"), full_page=True)
     expect(phone.get_by_role("button", name="Imprimir comprobante")).to_be_visible()
     phone.emulate_media(media="print")  # the printed receipt: no buttons, the lines kept
     expect(phone.get_by_role("button", name="Imprimir comprobante")).to_be_hidden()
@@ -201,6 +206,7 @@ def test_a_declined_card_gets_a_kind_error_and_nothing_is_charged(
     expect(failure).to_contain_text("The payment didn't go through")
     expect(failure).to_contain_text("Your card was declined.")
     expect(phone.locator("#thanks")).to_be_hidden()
+    phone.screenshot(path=str(IMAGES / "pay-declined-en.png"), full_page=True)
     expect(phone.locator("#pay-button")).to_be_enabled()  # they can try again
 
     time.sleep(2)  # give a (wrong) webhook the time to land

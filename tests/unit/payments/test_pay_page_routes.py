@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.app import build_container, create_app
 from abono.container import Container
 from abono.errors import PaymentProviderError
+from abono.integrations.stripe_gateway import _card_of
 from abono.payments.links import close_intents, issue_link
 from abono.payments.stripe_events import handle_stripe_event
 from abono.ports import PaymentIntentRef
@@ -256,3 +257,27 @@ def test_a_paid_link_shows_a_printable_receipt_in_the_customers_language(
     offline = client.get(f"/p/{token}")
     assert offline.status_code == 200 and f">{intent}<" in offline.text
     assert "receipt-method" not in offline.text
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        # Stripe's PaymentMethod (expanded on the intent), from a card typed in
+        ({"object": "payment_method", "card": {"last4": "4242", "wallet": None}}, ("4242", None)),
+        # ... and from Apple Pay: the wallet is named, the device card's last four kept
+        (
+            {
+                "object": "payment_method",
+                "card": {"last4": "0005", "wallet": {"type": "apple_pay"}},
+            },
+            ("0005", "apple_pay"),
+        ),
+        ({"object": "card", "last4": "0341"}, ("0341", None)),  # localstripe's tokenized Card
+        ("pm_123", (None, None)),  # not expanded: no card line rather than a wrong one
+        (None, (None, None)),
+    ],
+)
+def test_the_receipts_card_is_read_from_stripes_payment_method(
+    method: object, expected: tuple[str | None, str | None]
+) -> None:
+    assert _card_of(method) == expected
