@@ -52,6 +52,7 @@
     reason.textContent = message;  // textContent: Stripe's text is not markup
     reason.hidden = !message;
     failure.hidden = false;
+    if (!button.disabled) button.textContent = button.dataset.retry;  // same page, same link
   }
 
   function busy(on) {

@@ -230,6 +230,7 @@ def test_a_spanish_decline_reads_in_spanish_and_the_same_link_leads_to_the_new_o
     expect(failure).to_contain_text("Su tarjeta fue rechazada.")
     expect(failure).not_to_contain_text("declined")
     expect(phone.locator("#pay-button")).to_be_enabled()
+    expect(phone.locator("#pay-button")).to_have_text("Intentar de nuevo")
 
     # The decline's webhook texts a fresh link; the first one, opened again, points to it.
     texted = eventually(
