@@ -16,18 +16,18 @@ Real Stripe vs the localstripe mock
   foreign.
 - **Sandbox** (``stripe_api_base`` = localstripe): the page loads localstripe's mock from
   ``{stripe_api_base}/js.stripe.com/v3/`` instead. Its "Card Element" is five plain inputs
-  (number, exp_month, exp_year (two digits), cvc, postal_code), and its ``confirmCardPayment``
-  ignores the card: it only completes a 3-D Secure step for an intent that is already in
-  ``requires_action``, which a fresh intent never is. So in this mode the page also runs a
-  small shim (``templates/pay_sandbox.js``) that gives ``confirmCardPayment`` real semantics,
-  keeping the page's own code identical in both modes: the mock's ``createToken`` sends the card
-  to localstripe (not to us) and returns a token; the shim posts only the token's card id to
-  ``POST /p/{token}/sandbox-confirm``, which attaches it to the link's intent and confirms it
+  (number, exp_month, exp_year (two digits, until pay_sandbox_fields.js), cvc, postal_code), and
+  its ``confirmCardPayment`` ignores the card: it only completes a 3-D Secure step for an intent
+  that is already in ``requires_action``, which a fresh intent never is. So in this mode the page
+  also runs a small shim (``templates/pay_sandbox.js``) that gives ``confirmCardPayment`` real
+  semantics, keeping the page's own code identical in both modes: the mock's ``createToken`` sends
+  the card to localstripe (not to us) and returns a token; the shim posts only the token's card id
+  to ``POST /p/{token}/sandbox-confirm``, which attaches it to the link's intent and confirms it
   on localstripe with the secret key (localstripe, unlike Stripe, refuses a publishable key for
   that). A declined test card (4000 0000 0000 0341, the number behind
-  ``pm_card_chargeCustomerFail``) comes back as Stripe's error; a 3-D Secure card falls through
-  to the mock's own confirmation dialog. That route exists only when ``stripe_api_base`` is
-  set and speaks only to that server, so it can never touch real Stripe.
+  ``pm_card_chargeCustomerFail``) comes back as Stripe's error; a 3-D Secure card falls through to
+  the mock's own confirmation dialog. That route exists only when ``stripe_api_base`` is set and
+  speaks only to that server, so it can never touch real Stripe.
 
 Saved-card plans
 ----------------
@@ -40,8 +40,12 @@ whether it succeeded, keeps its payment method on the plan and charges the first
 off-session (``abono.plans.saved_cards``).
 
 Either way localstripe or Stripe then sends the signed ``payment_intent.succeeded`` webhook,
-which moves the balance and queues the receipt. Expired, paid and unknown links get a page in
-the customer's language (unknown: the browser's Accept-Language) that charges nothing.
+which moves the balance and queues the receipt. Expired, replaced, closed and unknown links get
+a page in the customer's language (unknown: the browser's Accept-Language) that charges
+nothing; a replaced one points to the link that replaced it. A paid link shows its printable
+receipt (amount, reference, card last four or wallet, local date). In the sandbox,
+``templates/pay_sandbox_fields.js`` labels the mock's inputs in the page's language and accepts
+a four-digit year. docs/payments.md has the whole page.
 """
 
 from __future__ import annotations
@@ -100,7 +104,8 @@ PAYABLE_KEYS = (
     "page_try_again",
     "page_sandbox_note",
 )
-# The sandbox mock's five card inputs, labelled in the page's language (templates/pay_sandbox.js).
+# The sandbox mock's five card inputs, labelled in the page's language
+# (templates/pay_sandbox_fields.js).
 FIELD_KEYS = (
     "page_field_number",
     "page_field_expiry",
@@ -508,11 +513,11 @@ def _declines(texts: PageTexts, lang: str) -> dict[str, str]:
 def _local_time(when: dt.datetime, timezone: str, lang: str) -> str:
     """The payment's date and time where the customer lives, in their language."""
     if when.tzinfo is None:  # SQLite hands back naive UTC
-        when = when.replace(tzinfo=dt.UTC)
+        when = when.replace(tzinfo=dt.timezone.utc)
     try:
         zone: dt.tzinfo = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        zone = dt.UTC
+        zone = dt.timezone.utc
     local = when.astimezone(zone)
     locale = LOCALES.get(lang, "en_US")
     day = format_date(local.date(), format="long", locale=locale)

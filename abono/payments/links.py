@@ -217,7 +217,9 @@ def _payable_link(
             state = "closed"
         elif link.status == "failed" and link.replaced_by_id is not None:
             newer = _newest_replacement(session, link)
-            if newer.status == "paid":  # the debt it was for is paid (the newer's receipt)
+            # The debt it was for is paid: by the newest link, or by one between (which then
+            # closed the newest).
+            if newer.status in ("paid", "closed"):
                 state = "paid"
             elif newer.status == "open" and now < newer.expires_at:
                 state = "replaced"

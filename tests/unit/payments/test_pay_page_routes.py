@@ -28,6 +28,7 @@ from abono.payments.stripe_events import handle_stripe_event
 from abono.ports import PaymentIntentRef
 from abono.settings import Settings
 from abono.store.models import Account, PaymentLink
+from channels.pay_page import _local_time
 from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
 
@@ -306,3 +307,12 @@ def test_the_receipts_card_is_read_from_stripes_payment_method(
     method: object, expected: tuple[str | None, str | None]
 ) -> None:
     assert _card_of(method) == expected
+
+
+def test_the_receipts_date_is_local_and_survives_a_naive_time_or_an_unknown_zone() -> None:
+    paid = dt.datetime(2026, 11, 24, 3, 30)  # naive, as SQLite may hand it back: UTC
+    # (CLDR puts a narrow no-break space before the day period)
+    shown = _local_time(paid, "America/New_York", "es").replace("\u202f", " ")
+    assert shown == "23 de noviembre de 2026, 10:30 p.m."
+    shown = _local_time(paid, "Mars/Olympus", "en").replace("\u202f", " ")
+    assert shown == "November 24, 2026, 3:30 AM"
