@@ -42,6 +42,10 @@ class PaymentIntentRef:
     id: str
     client_secret: str
     status: str
+    # How it was paid, for the receipt page: the card's last four digits, or the wallet
+    # (apple_pay, google_pay, ...) when the card came from one. None until a card is attached.
+    card_last4: str | None = None
+    wallet: str | None = None
 
 
 class PaymentGateway(Protocol):

@@ -16,18 +16,18 @@ Real Stripe vs the localstripe mock
   foreign.
 - **Sandbox** (``stripe_api_base`` = localstripe): the page loads localstripe's mock from
   ``{stripe_api_base}/js.stripe.com/v3/`` instead. Its "Card Element" is five plain inputs
-  (number, exp_month, exp_year (two digits), cvc, postal_code), and its ``confirmCardPayment``
-  ignores the card: it only completes a 3-D Secure step for an intent that is already in
-  ``requires_action``, which a fresh intent never is. So in this mode the page also runs a
-  small shim (``templates/pay_sandbox.js``) that gives ``confirmCardPayment`` real semantics,
-  keeping the page's own code identical in both modes: the mock's ``createToken`` sends the card
-  to localstripe (not to us) and returns a token; the shim posts only the token's card id to
-  ``POST /p/{token}/sandbox-confirm``, which attaches it to the link's intent and confirms it
+  (number, exp_month, exp_year (two digits, until pay_sandbox_fields.js), cvc, postal_code), and
+  its ``confirmCardPayment`` ignores the card: it only completes a 3-D Secure step for an intent
+  that is already in ``requires_action``, which a fresh intent never is. So in this mode the page
+  also runs a small shim (``templates/pay_sandbox.js``) that gives ``confirmCardPayment`` real
+  semantics, keeping the page's own code identical in both modes: the mock's ``createToken`` sends
+  the card to localstripe (not to us) and returns a token; the shim posts only the token's card id
+  to ``POST /p/{token}/sandbox-confirm``, which attaches it to the link's intent and confirms it
   on localstripe with the secret key (localstripe, unlike Stripe, refuses a publishable key for
   that). A declined test card (4000 0000 0000 0341, the number behind
-  ``pm_card_chargeCustomerFail``) comes back as Stripe's error; a 3-D Secure card falls through
-  to the mock's own confirmation dialog. That route exists only when ``stripe_api_base`` is
-  set and speaks only to that server, so it can never touch real Stripe.
+  ``pm_card_chargeCustomerFail``) comes back as Stripe's error; a 3-D Secure card falls through to
+  the mock's own confirmation dialog. That route exists only when ``stripe_api_base`` is set and
+  speaks only to that server, so it can never touch real Stripe.
 
 Saved-card plans
 ----------------
@@ -40,23 +40,30 @@ whether it succeeded, keeps its payment method on the plan and charges the first
 off-session (``abono.plans.saved_cards``).
 
 Either way localstripe or Stripe then sends the signed ``payment_intent.succeeded`` webhook,
-which moves the balance and queues the receipt. Expired, paid and unknown links get a page in
-the customer's language (unknown: the browser's Accept-Language) that charges nothing.
+which moves the balance and queues the receipt. Expired, replaced, closed and unknown links get
+a page in the customer's language (unknown: the browser's Accept-Language) that charges
+nothing; a replaced one points to the link that replaced it. A paid link shows its printable
+receipt (amount, reference, card last four or wallet, local date). In the sandbox,
+``templates/pay_sandbox_fields.js`` labels the mock's inputs in the page's language and accepts
+a four-digit year. docs/payments.md has the whole page.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import jinja2
 import structlog
 import yaml
+from babel.dates import format_date, format_time
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -64,7 +71,7 @@ from pydantic import BaseModel, Field
 import abono
 from abono.container import Container
 from abono.errors import AbonoError
-from abono.i18n import LANGUAGES, Catalogs, format_arguments, format_money
+from abono.i18n import LANGUAGES, LOCALES, Catalogs, format_arguments, format_money
 from abono.payments.links import LinkView, open_link
 from abono.plans.saved_cards import CardSetupView, card_saved, open_card_setup
 from abono.settings import Settings
@@ -97,6 +104,53 @@ PAYABLE_KEYS = (
     "page_try_again",
     "page_sandbox_note",
 )
+# The sandbox mock's five card inputs, labelled in the page's language
+# (templates/pay_sandbox_fields.js).
+FIELD_KEYS = (
+    "page_field_number",
+    "page_field_expiry",
+    "page_field_expiry_month",
+    "page_field_expiry_year",
+    "page_field_cvc",
+    "page_field_postal_code",
+)
+# Stripe error code (or decline_code) -> our text, so a decline reads in the page's language
+# with localstripe too (Stripe.js localizes its own messages; ours are used where we know the code).
+DECLINE_KEYS = {
+    "card_declined": "page_decline_card_declined",
+    "generic_decline": "page_decline_card_declined",
+    "do_not_honor": "page_decline_card_declined",
+    "insufficient_funds": "page_decline_insufficient_funds",
+    "expired_card": "page_decline_expired_card",
+    "incorrect_cvc": "page_decline_incorrect_cvc",
+    "invalid_cvc": "page_decline_incorrect_cvc",
+    "incorrect_number": "page_decline_incorrect_number",
+    "invalid_number": "page_decline_incorrect_number",
+    "invalid_expiry_month": "page_decline_invalid_expiry",
+    "invalid_expiry_year": "page_decline_invalid_expiry",
+    "processing_error": "page_decline_processing_error",
+}
+RECEIPT_KEYS = (
+    "page_thanks_title",
+    "page_thanks_body",
+    "page_paid_title",
+    "page_receipt_title",
+    "page_receipt_amount",
+    "page_receipt_reference",
+    "page_receipt_method",
+    "page_receipt_date",
+    "page_receipt_print",
+    "page_call_us",
+)
+WALLETS = {
+    "apple_pay": "Apple Pay",
+    "google_pay": "Google Pay",
+    "samsung_pay": "Samsung Pay",
+    "link": "Link",
+    "amex_express_checkout": "Amex Express Checkout",
+    "masterpass": "Masterpass",
+    "visa_checkout": "Visa Checkout",
+}
 SETUP_KEYS = (
     "page_save_card_note",
     "page_schedule_label",
@@ -109,6 +163,8 @@ CARD_SAVED_STATUS = {"unknown": 404, "not_saved": 409}
 CLOSED: dict[str, tuple[str, str, int]] = {
     "expired": ("page_expired_title", "page_expired_body", 200),
     "paid": ("page_paid_title", "page_paid_body", 200),
+    "replaced": ("page_replaced_title", "page_replaced_body", 200),
+    "closed": ("page_closed_title", "page_closed_body", 200),
     "unknown": ("page_unknown_title", "page_unknown_body", 404),
     "unavailable": ("page_unavailable_title", "page_unavailable_body", 503),
 }
@@ -219,9 +275,9 @@ def install(app: FastAPI, container: Container) -> None:
         html = pages.get_template(template).render(nonce=nonce, **context)
         return HTMLResponse(html, status, headers=_security_headers(stripe_js.csp(nonce)))
 
-    def closed(state: str, lang: str) -> HTMLResponse:
+    def closed(state: str, lang: str, newer_token: str | None = None) -> HTMLResponse:
         title, body, status = CLOSED[state]
-        shown = texts.render((title, body, "page_call_us"), lang)
+        shown = texts.render((title, body, "page_call_us", "page_replaced_button"), lang)
         return page(
             "pay_closed.html",
             status,
@@ -231,6 +287,41 @@ def install(app: FastAPI, container: Container) -> None:
             title=shown[title.removeprefix("page_")],
             body=shown[body.removeprefix("page_")],
             call_us=shown["call_us"],
+            tel=_tel(settings.support_phone),
+            newer=f"/p/{newer_token}" if newer_token else "",
+            newer_label=shown["replaced_button"],
+        )
+
+    def receipt_page(view: LinkView, lang: str, just_paid: bool) -> HTMLResponse:
+        receipt = view.receipt
+        assert receipt is not None and view.amount_cents is not None
+        currency = view.currency or "USD"
+        money = {"amount_cents": view.amount_cents, "currency": currency}
+        shown = texts.render(RECEIPT_KEYS, lang, **money)
+        method = ""
+        wallet = WALLETS.get(receipt.wallet or "", (receipt.wallet or "").replace("_", " "))
+        if wallet and receipt.card_last4:
+            method = texts.render(
+                ("page_receipt_wallet",), lang, wallet=wallet, last4=receipt.card_last4
+            )["receipt_wallet"]
+        elif wallet:
+            method = wallet
+        elif receipt.card_last4:
+            method = texts.render(("page_receipt_card",), lang, last4=receipt.card_last4)[
+                "receipt_card"
+            ]
+        log.info("pay_page.receipt.shown", account=view.account_id, lang=lang)
+        return page(
+            "pay_receipt.html",
+            200,
+            lang=lang,
+            t=shown,
+            company=settings.company_name,
+            heading=shown["thanks_title"] if just_paid else shown["paid_title"],
+            amount=format_money(view.amount_cents, currency, lang),
+            reference=receipt.reference,
+            method=method,
+            paid_at=_local_time(receipt.paid_at, receipt.timezone, lang),
             tel=_tel(settings.support_phone),
         )
 
@@ -261,6 +352,7 @@ def install(app: FastAPI, container: Container) -> None:
         lang = setup.language if setup.language in LANGUAGES else "en"
         money = {"amount_cents": setup.amount_cents, "currency": setup.currency}
         shown = texts.render(PAYABLE_KEYS + SETUP_KEYS, lang, **money)
+        fields = texts.render(FIELD_KEYS, lang)
         schedule = [
             texts.render(
                 ("page_schedule_row",),
@@ -285,6 +377,8 @@ def install(app: FastAPI, container: Container) -> None:
             stripe_js=stripe_js.script_url,
             card_saved=f"/p/{setup.token}/card-saved",
             sandbox=stripe_js.sandbox_api is not None,
+            fields=fields,
+            declines=_declines(texts, lang),
         )
 
     @app.get("/p/{token}", response_class=HTMLResponse, tags=["payments"])
@@ -300,10 +394,14 @@ def install(app: FastAPI, container: Container) -> None:
         if view is None or view.state == "unknown":
             return closed("unknown", _browser_language(request))
         lang = view.language if view.language in LANGUAGES else "en"
+        if view.state == "paid" and view.receipt is not None and view.amount_cents is not None:
+            return receipt_page(view, lang, request.query_params.get("done") == "1")
         if view.state != "payable" or not view.client_secret or view.amount_cents is None:
-            return closed(view.state if view.state in CLOSED else "unknown", lang)
+            return closed(view.state if view.state in CLOSED else "unknown", lang, view.newer_token)
         currency = view.currency or "USD"
         shown = texts.render(PAYABLE_KEYS, lang, amount_cents=view.amount_cents, currency=currency)
+        fields = texts.render(FIELD_KEYS, lang)
+        declines = _declines(texts, lang)
         log.info("pay_page.link.opened", account=view.account_id, lang=lang)
         return page(
             "pay.html",
@@ -317,6 +415,8 @@ def install(app: FastAPI, container: Container) -> None:
             stripe_js=stripe_js.script_url,
             sandbox_confirm=f"/p/{token}/sandbox-confirm" if stripe_js.sandbox_api else "",
             tel=_tel(settings.support_phone),
+            fields=fields,
+            declines=declines,
         )
 
     if stripe_js.sandbox_api is None:
@@ -394,7 +494,34 @@ def _error_body(response: httpx.Response) -> dict[str, Any]:
         error = response.json().get("error") or {}
     except ValueError:
         error = {}
-    return {"error": {"message": str(error.get("message") or ""), "code": error.get("code")}}
+    return {
+        "error": {
+            "message": str(error.get("message") or ""),
+            "code": error.get("code"),
+            "decline_code": error.get("decline_code"),
+        }
+    }
+
+
+def _declines(texts: PageTexts, lang: str) -> dict[str, str]:
+    """Stripe's error code -> the page's own text for it, in the page's language."""
+    keys = tuple(sorted(set(DECLINE_KEYS.values())))
+    shown = texts.render(keys, lang)
+    return {code: shown[key.removeprefix("page_")] for code, key in DECLINE_KEYS.items()}
+
+
+def _local_time(when: dt.datetime, timezone: str, lang: str) -> str:
+    """The payment's date and time where the customer lives, in their language."""
+    if when.tzinfo is None:  # SQLite hands back naive UTC
+        when = when.replace(tzinfo=dt.timezone.utc)
+    try:
+        zone: dt.tzinfo = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = dt.timezone.utc
+    local = when.astimezone(zone)
+    locale = LOCALES.get(lang, "en_US")
+    day = format_date(local.date(), format="long", locale=locale)
+    return f"{day}, {format_time(local, format='short', tzinfo=zone, locale=locale)}"
 
 
 def _stripe_error(message: str, status: int) -> JSONResponse:

@@ -71,6 +71,11 @@ def install(app: FastAPI, container: Container) -> None:
         token = _replaced_link(data, outcome)
         if token is not None:  # after the answer; the follow-up sweep retries what fails
             background.add_task(close_intents, sessions, container.payments_gateway, now, token)
+        elif outcome == "payment_recorded":
+            # A paid link may have closed the fresh links texted after its decline
+            # (stripe_events._close_replacements): their intents are canceled now, not at the
+            # next sweep. Without such links this is one query and no call to Stripe.
+            background.add_task(close_intents, sessions, container.payments_gateway, now)
         return JSONResponse({"received": True, "outcome": outcome})
 
 

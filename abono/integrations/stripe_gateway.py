@@ -62,13 +62,20 @@ class StripeGateway:
 
     async def payment_intent(self, intent_id: str) -> PaymentIntentRef:
         try:
-            intent = await self._client.v1.payment_intents.retrieve_async(intent_id)
+            intent = await self._client.v1.payment_intents.retrieve_async(
+                intent_id, params={"expand": ["payment_method"]}
+            )
         except stripe.StripeError as error:
             raise _provider_error("payments.intent.unreadable", error) from error
         if not intent.client_secret:
             raise PaymentProviderError("The payment provider returned no client secret.")
+        last4, wallet = _card_of(intent.to_dict(recursive=True).get("payment_method"))
         return PaymentIntentRef(
-            id=intent.id, client_secret=intent.client_secret, status=intent.status
+            id=intent.id,
+            client_secret=intent.client_secret,
+            status=intent.status,
+            card_last4=last4,
+            wallet=wallet,
         )
 
     async def cancel_payment_intent(self, intent_id: str) -> str:
@@ -208,3 +215,16 @@ def build_client(settings: Settings) -> stripe.StripeClient:
 
 def build_gateway(settings: Settings) -> StripeGateway:
     return StripeGateway(build_client(settings))
+
+
+def _card_of(method: object) -> tuple[str | None, str | None]:
+    """(last four, wallet) of an expanded payment method: a PaymentMethod's ``card`` (with
+    ``card.wallet.type`` for Apple Pay and Google Pay), or a bare Card (localstripe's tokens)."""
+    if not isinstance(method, Mapping):
+        return None, None
+    card = method.get("card")
+    card = card if isinstance(card, Mapping) else method
+    last4 = card.get("last4")
+    wallet = card.get("wallet")
+    kind = wallet.get("type") if isinstance(wallet, Mapping) else None
+    return (str(last4) if last4 else None), (str(kind) if kind else None)

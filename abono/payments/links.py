@@ -28,6 +28,7 @@ from abono.ports import PaymentGateway, PaymentIntentRef
 from abono.store.models import (
     Account,
     Conversation,
+    Customer,
     PaymentLink,
 )
 
@@ -38,9 +39,12 @@ MAX_TOKEN_LENGTH = 43
 # Stripe counts these refunds in amount_refunded; failed and canceled ones moved no money.
 _REFUND_VOID = frozenset({"failed", "canceled"})
 _PAID_INTENT = frozenset({"succeeded", "processing", "requires_capture"})
+_CLOSE_REASONS = {"failed": "replaced", "closed": "replaced_link_paid"}
 CLOSE_BATCH = 100  # intents canceled per sweep; the next sweep takes the rest
 
-LinkState = Literal["payable", "expired", "paid", "unknown"]
+# replaced: declined, and a fresh link was texted (``newer_token``); closed: a fresh link whose
+# debt was paid with the link it replaced (``stripe_events._close_replacements``).
+LinkState = Literal["payable", "expired", "paid", "replaced", "closed", "unknown"]
 
 
 def issue_link(
@@ -94,6 +98,19 @@ class LinkView:
     client_secret: str | None
     account_id: int | None
     token: str
+    newer_token: str | None = None  # replaced: the link that replaced this one
+    receipt: Receipt | None = None  # paid: what the success page shows
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A paid link's receipt: the PaymentIntent's id is the reference support looks up."""
+
+    reference: str
+    paid_at: dt.datetime
+    timezone: str
+    card_last4: str | None = None
+    wallet: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,7 @@ class _Payable:
     account_id: int
     account_number: str
     payment_intent_id: str | None
+    timezone: str
 
 
 async def open_link(
@@ -111,16 +129,20 @@ async def open_link(
 ) -> LinkView:
     """The pay page's use case; PaymentProviderError from the gateway reaches the caller."""
     found = await asyncio.to_thread(_payable_link, sessions, token, now)
+    if isinstance(found, _Paid):
+        return await _paid_view(gateway, found)
     if isinstance(found, LinkView):
-        if found.state == "expired":  # its intent, if any, is canceled now (or by the sweep)
-            await close_intents(sessions, gateway, now, token=token)
+        if found.state in ("expired", "replaced", "closed"):  # its intent is canceled now
+            await close_intents(sessions, gateway, now, token=token)  # (or by the sweep)
         return found
     intent = await _intent_of(sessions, gateway, token, found)
     state: LinkState = "payable"
+    receipt = None
     if intent.status == "canceled":  # canceled at Stripe: this link can no longer be paid
         state = "expired"
     elif intent.status in _PAID_INTENT:  # paid, the webhook has not landed yet
         state = "paid"
+        receipt = Receipt(intent.id, now, found.timezone, intent.card_last4, intent.wallet)
     return LinkView(
         state=state,
         language=found.language,
@@ -129,7 +151,32 @@ async def open_link(
         client_secret=intent.client_secret if state == "payable" else None,
         account_id=found.account_id,
         token=token,
+        receipt=receipt,
     )
+
+
+@dataclass(frozen=True)
+class _Paid:
+    view: LinkView
+    payment_intent_id: str | None
+    paid_at: dt.datetime
+    timezone: str
+
+
+async def _paid_view(gateway: PaymentGateway, paid: _Paid) -> LinkView:
+    """A paid link's view with its receipt; the card's last four are Stripe's to tell, and a
+    page without them is better than none when Stripe does not answer."""
+    view = paid.view
+    if paid.payment_intent_id is None:
+        return view
+    last4 = wallet = None
+    try:
+        intent = await gateway.payment_intent(paid.payment_intent_id)
+        last4, wallet = intent.card_last4, intent.wallet
+    except PaymentProviderError:
+        log.info("payments.receipt.card_unknown", payment_intent=paid.payment_intent_id)
+    view.receipt = Receipt(paid.payment_intent_id, paid.paid_at, paid.timezone, last4, wallet)
+    return view
 
 
 async def _intent_of(
@@ -150,22 +197,47 @@ async def _intent_of(
 
 def _payable_link(
     sessions: sessionmaker[Session], token: str, now: dt.datetime
-) -> LinkView | _Payable:
+) -> LinkView | _Payable | _Paid:
     with sessions() as session:
         link = link_by_token(session, token)
         if link is None:
             return LinkView("unknown", "en", None, None, None, None, token)
-        state: LinkState | None = None
-        if link.status == "paid":
-            state = "paid"
-        elif link.status != "open" or now >= link.expires_at:
-            state = "expired"  # past its time, or superseded by a fresh link after a failure
-        if state is not None:
-            return LinkView(
-                state, link.language, link.amount_cents, link.currency, None, link.account_id, token
-            )
         account = session.get(Account, link.account_id)
         assert account is not None  # the foreign key cascades
+        customer = session.get(Customer, account.customer_id)
+        timezone = customer.timezone if customer is not None else "UTC"
+        state: LinkState | None = None
+        newer: PaymentLink | None = None
+        if link.status == "paid":
+            view = LinkView(
+                "paid", link.language, link.amount_cents, link.currency, None, account.id, token
+            )
+            return _Paid(view, link.payment_intent_id, link.paid_at or now, timezone)
+        if link.status == "closed":
+            state = "closed"
+        elif link.status == "failed" and link.replaced_by_id is not None:
+            newer = _newest_replacement(session, link)
+            # The debt it was for is paid: by the newest link, or by one between (which then
+            # closed the newest).
+            if newer.status in ("paid", "closed"):
+                state = "paid"
+            elif newer.status == "open" and now < newer.expires_at:
+                state = "replaced"
+            else:
+                state = "expired"
+        elif link.status != "open" or now >= link.expires_at:
+            state = "expired"  # past its time, or a declined plan charge
+        if state is not None:
+            return LinkView(
+                state,
+                link.language,
+                link.amount_cents,
+                link.currency,
+                None,
+                account.id,
+                token,
+                newer_token=newer.token if newer is not None and state == "replaced" else None,
+            )
         return _Payable(
             link.amount_cents,
             link.currency,
@@ -173,7 +245,20 @@ def _payable_link(
             account.id,
             account.account_number,
             link.payment_intent_id,
+            timezone,
         )
+
+
+def _newest_replacement(session: Session, link: PaymentLink) -> PaymentLink:
+    """The last link of the chain of fresh links issued after declines, from ``link``."""
+    seen = {link.id}
+    while link.replaced_by_id is not None and link.replaced_by_id not in seen:
+        fresh = session.get(PaymentLink, link.replaced_by_id)
+        if fresh is None:
+            break
+        seen.add(fresh.id)
+        link = fresh
+    return link
 
 
 def _remember_intent(sessions: sessionmaker[Session], token: str, intent_id: str) -> None:
@@ -245,7 +330,7 @@ def _intent_closed(
             link_id=link.id,
             payment_intent=intent_id,
             status=status,
-            reason="replaced" if link.status == "failed" else "expired",
+            reason=_CLOSE_REASONS.get(link.status, "expired"),
         )
 
 

@@ -83,6 +83,7 @@ def _on_succeeded(
     if link.payment_intent_id is None:
         link.payment_intent_id = intent_id
     link.status, link.paid_at = "paid", link.paid_at or now
+    _close_replacements(session, link, account)
     position = ledger.recompute(session, account)
     _audit_payment(session, link, account, intent_id, amount, currency, position)
     publish(
@@ -92,6 +93,31 @@ def _on_succeeded(
         ),
     )
     return "payment_recorded"
+
+
+def _close_replacements(session: Session, paid: PaymentLink, account: Account) -> None:
+    """A declined link can still be paid from its open page (Stripe keeps the intent): the
+    fresh links texted after the decline are then closed, so the debt cannot be paid twice;
+    their intents are canceled at Stripe by the sweep (``links.close_intents``)."""
+    seen = {paid.id}
+    fresh_id = paid.replaced_by_id
+    while fresh_id is not None and fresh_id not in seen:
+        seen.add(fresh_id)
+        fresh = session.get(PaymentLink, fresh_id)
+        if fresh is None:
+            return
+        if fresh.status == "open":
+            fresh.status = "closed"
+            audit_payment(
+                session,
+                "payment.link_closed",
+                account,
+                fresh.conversation_id,
+                link_id=fresh.id,
+                reason="replaced_link_paid",
+                paid_link_id=paid.id,
+            )
+        fresh_id = fresh.replaced_by_id
 
 
 def _audit_payment(
@@ -157,6 +183,7 @@ def _on_failed(session: Session, event_id: str, intent: Mapping[str, Any], now: 
     fresh = issue_link(
         session, account, amount, link.kind, link.language, link.conversation_id, now, ttl
     )
+    link.replaced_by_id = fresh.id
     publish(session, PaymentLinkReplaced(account.id, link.id, fresh.id, event_id))
     return "payment_failed_relinked"
 

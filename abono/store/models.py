@@ -278,7 +278,10 @@ class PaymentLink(Base):
     language: Mapped[str] = mapped_column(String(5))
     expires_at: Mapped[dt.datetime] = mapped_column()
     payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
-    status: Mapped[str] = mapped_column(String(12), default="open")  # open | paid | failed
+    # open | paid | failed (declined, replaced) | closed (a replacement whose debt was paid)
+    status: Mapped[str] = mapped_column(String(12), default="open")
+    # The fresh link issued when this one's payment was declined (stripe_events._on_failed).
+    replaced_by_id: Mapped[int | None] = mapped_column(Integer, default=None)
     paid_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # When the intent of an expired or replaced link was canceled (or found paid) at Stripe.
     intent_closed_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -10,6 +10,18 @@
   const reason = document.getElementById("failure-reason");
   const generic = document.getElementById("generic-failure").content.textContent;
   const lang = form.dataset.lang;
+  const sandbox = Boolean(form.dataset.sandboxConfirm);
+  const declines = JSON.parse(document.getElementById("decline-texts").textContent || "{}");
+
+  // Our text for the codes we know, in the page's language. Otherwise Stripe's own message:
+  // Stripe.js speaks the page's language, localstripe's mock only English, so there the
+  // reason is left out of a non-English page (the title and the advice below it still show).
+  function explain(error) {
+    if (!error) return "";
+    const known = declines[error.decline_code] || declines[error.code];
+    if (known) return known;
+    return sandbox && lang !== "en" ? "" : error.message || "";
+  }
 
   if (typeof window.Stripe !== "function") {
     showFailure(generic);
@@ -30,15 +42,17 @@
   card.mount(cardBox);
   if (cardBox.querySelector("input")) cardBox.classList.add("mock");  // localstripe's inputs
   card.on("change", (event) => {
-    inlineError.textContent = event && event.error ? event.error.message : "";
+    inlineError.textContent = event && event.error ? explain(event.error) : "";
   });
   card.on("focus", () => cardBox.classList.add("focused"));
   card.on("blur", () => cardBox.classList.remove("focused"));
   button.disabled = false;
 
   function showFailure(message) {
-    reason.textContent = message || generic;  // textContent: Stripe's text is not markup
+    reason.textContent = message;  // textContent: Stripe's text is not markup
+    reason.hidden = !message;
     failure.hidden = false;
+    if (!button.disabled) button.textContent = button.dataset.retry;  // same page, same link
   }
 
   function busy(on) {
@@ -60,9 +74,18 @@
       result = {error: {message: ""}};
     }
     const intent = result && result.paymentIntent;
+    const error = result && result.error;
+    if ((intent && intent.status === "canceled") ||
+        (error && error.code === "payment_intent_unexpected_state")) {
+      // The link closed while the page was open (replaced after a decline, or expired): the
+      // server's page for it says so, and points to the newer link when there is one.
+      window.location.reload();
+      return;
+    }
     if (!result || result.error || !intent) {
       busy(false);
-      showFailure(result && result.error && result.error.message);
+      // No code and no message: Stripe (or our server) was not reached.
+      showFailure(error && (error.code || error.message) ? explain(error) : generic);
       return;
     }
     if (intent.status === "succeeded" || intent.status === "processing") {
@@ -70,9 +93,11 @@
       const thanks = document.getElementById("thanks");
       thanks.hidden = false;
       thanks.focus();
+      // The receipt (reference, card, date) is the server's page for this paid link.
+      window.location.replace(window.location.pathname + "?done=1");
       return;
     }
     busy(false);
-    showFailure("");
+    showFailure(generic);
   });
 })();

@@ -13,6 +13,16 @@
   const generic = document.getElementById("generic-failure").content.textContent;
   const declined = document.getElementById("charge-declined").content.textContent;
   const lang = form.dataset.lang;
+  const sandbox = Boolean(document.querySelector(".sandbox"));
+  const declines = JSON.parse(document.getElementById("decline-texts").textContent || "{}");
+
+  // As on the pay page (pay.js): our text for the codes we know, in the page's language.
+  function explain(error) {
+    if (!error) return "";
+    const known = declines[error.decline_code] || declines[error.code];
+    if (known) return known;
+    return sandbox && lang !== "en" ? "" : error.message || "";
+  }
 
   if (typeof window.Stripe !== "function") {
     showFailure(generic, true);
@@ -33,7 +43,7 @@
   card.mount(cardBox);
   if (cardBox.querySelector("input")) cardBox.classList.add("mock");  // localstripe's inputs
   card.on("change", (event) => {
-    inlineError.textContent = event && event.error ? event.error.message : "";
+    inlineError.textContent = event && event.error ? explain(event.error) : "";
   });
   card.on("focus", () => cardBox.classList.add("focused"));
   card.on("blur", () => cardBox.classList.remove("focused"));
@@ -86,7 +96,7 @@
     const setup = result && result.setupIntent;
     if (!result || result.error || !setup || setup.status !== "succeeded") {
       busy(false);
-      showFailure(result && result.error && result.error.message, true);
+      showFailure(explain(result && result.error), true);
       return;
     }
     const status = await tellApp(setup.id);

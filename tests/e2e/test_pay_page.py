@@ -12,6 +12,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
@@ -27,6 +28,7 @@ from abono.store.models import Account
 from abono.wiring import sessions_for
 from tests.support import Product, due
 
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"  # docs/payments.md shows them
 LINK = re.compile(r"https?://\S+?/p/[A-Za-z0-9_-]+")
 SETTLE_SECONDS = 15.0
 pytestmark = pytest.mark.integration
@@ -44,6 +46,8 @@ CUSTOMERS = (
     f"1975-09-30,ACC-9100000142,140.00,USD,{due(8)},8,consumer,y,y,n\n"
     "PAY-EXP,Marta,Gil,es,America/New_York,+1 212 555 0143,marta@example.com,10026,"
     f"1969-01-22,ACC-9100000143,45.00,USD,{due(8)},8,consumer,y,y,n\n"
+    "PAY-ESD,Ines,Vega,es,America/New_York,+1 212 555 0144,ines.vega@example.com,10027,"
+    f"1981-07-03,ACC-9100000144,38.00,USD,{due(7)},7,consumer,y,y,n\n"
 )
 
 
@@ -74,17 +78,28 @@ def link_from_conversation(product: Product, address: str, script: list[str]) ->
     raise AssertionError("no payment link in the conversation:\n" + "\n".join(transcript))
 
 
-def pay_with_card(page: Page, number: str) -> None:
-    """localstripe's Card Element is five plain inputs; real Stripe's would be an iframe."""
+LABELS = {
+    "en": ("Card number", "Expiry month (MM)", "Expiry year (YY)", "Security code", "ZIP code"),
+    "es": (
+        "Número de tarjeta",
+        "Mes de vencimiento (MM)",
+        "Año de vencimiento (AA)",
+        "Código de seguridad",
+        "Código postal",
+    ),
+}
+AUTOCOMPLETE = ("cc-number", "cc-exp-month", "cc-exp-year", "cc-csc", "postal-code")
+
+
+def pay_with_card(page: Page, number: str, lang: str = "en", year: str = "2034") -> None:
+    """localstripe's Card Element is five plain inputs, labelled by pay_sandbox_fields.js as
+    a customer reads them; real Stripe's would be an iframe."""
     card = page.locator("#card-element")
-    for field, value in (
-        ("number", number),
-        ("exp_month", "12"),
-        ("exp_year", "34"),  # the mock prefixes "20"
-        ("cvc", "123"),
-        ("postal_code", "10025"),
-    ):
-        card.locator(f'input[placeholder="{field}"]').fill(value)
+    values = (number, "12", year, "123", "10025")
+    for label, autocomplete, value in zip(LABELS[lang], AUTOCOMPLETE, values, strict=True):
+        field = card.get_by_label(label, exact=True)
+        expect(field).to_have_attribute("autocomplete", autocomplete)
+        field.fill(value)
     page.locator("#pay-button").click()
 
 
@@ -133,10 +148,25 @@ def test_a_spanish_customer_pays_from_the_link_and_gets_a_receipt(
     expect(phone.locator("html")).to_have_attribute("lang", "es")
     expect(phone.locator("#amount")).to_have_text(amount)
     expect(phone.get_by_text("Datos de la tarjeta")).to_be_visible()
+    expect(phone.get_by_text("Vencimiento (MM/AA)")).to_be_visible()
+    expect(phone.locator("#card-element")).not_to_contain_text("localstripe")
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    phone.screenshot(path=str(IMAGES / "pay-page-es.png"), full_page=True)
     expect(phone.locator("#pay-button")).to_be_enabled()
-    pay_with_card(phone, "4242424242424242")
+    pay_with_card(phone, "4242424242424242", "es", year="2034")  # four digits
     expect(phone.locator("#thanks")).to_be_visible(timeout=15_000)
     expect(phone.locator("#thanks")).to_contain_text(f"Recibimos su pago de {amount}")
+    # The receipt: amount, Stripe's reference, the card's last four and the date, in Spanish.
+    expect(phone.locator("#receipt-amount")).to_have_text(amount, timeout=15_000)
+    expect(phone.locator("#receipt-reference")).to_have_text(re.compile(r"^pi_\w+$"))
+    expect(phone.locator("#receipt-method")).to_have_text("Tarjeta terminada en 4242")
+    expect(phone.locator("#receipt-date")).to_contain_text(" de 20")  # «5 de diciembre de 2026»
+    phone.screenshot(path=str(IMAGES / "pay-receipt-es.png"), full_page=True)
+    expect(phone.get_by_role("button", name="Imprimir comprobante")).to_be_visible()
+    phone.emulate_media(media="print")  # the printed receipt: no buttons, the lines kept
+    expect(phone.get_by_role("button", name="Imprimir comprobante")).to_be_hidden()
+    expect(phone.locator("#receipt-reference")).to_be_visible()
+    phone.emulate_media(media="screen")
 
     after = eventually(
         lambda: b if (b := balance_cents(product, "ACC-9100000141")) != before else None
@@ -174,12 +204,58 @@ def test_a_declined_card_gets_a_kind_error_and_nothing_is_charged(
     failure = phone.locator("#failure")
     expect(failure).to_be_visible(timeout=15_000)
     expect(failure).to_contain_text("The payment didn't go through")
-    expect(failure).to_contain_text("declined")
+    expect(failure).to_contain_text("Your card was declined.")
     expect(phone.locator("#thanks")).to_be_hidden()
+    phone.screenshot(path=str(IMAGES / "pay-declined-en.png"), full_page=True)
     expect(phone.locator("#pay-button")).to_be_enabled()  # they can try again
 
     time.sleep(2)  # give a (wrong) webhook the time to land
     assert balance_cents(product, "ACC-9100000142") == before
+
+
+def test_a_spanish_decline_reads_in_spanish_and_the_same_link_leads_to_the_new_one(
+    product: Product, customers: None, phone: Page
+) -> None:
+    address = "+1 212 555 0144"
+    before = balance_cents(product, "ACC-9100000144")
+    url = link_from_conversation(
+        product, address, ["quiero pagar mi factura", "10027 0144", "sí", "sí"]
+    )
+
+    phone.goto(url)
+    pay_with_card(phone, "4000000000000341", "es")  # pm_card_chargeCustomerFail's number
+    failure = phone.locator("#failure")
+    expect(failure).to_be_visible(timeout=15_000)
+    expect(failure).to_contain_text("No se pudo realizar el pago")
+    expect(failure).to_contain_text("Su tarjeta fue rechazada.")
+    expect(failure).not_to_contain_text("declined")
+    expect(phone.locator("#pay-button")).to_be_enabled()
+    expect(phone.locator("#pay-button")).to_have_text("Intentar de nuevo")
+
+    # The decline's webhook texts a fresh link; the first one, opened again, points to it.
+    texted = eventually(
+        lambda: next(
+            (
+                found.group(0)
+                for text in outbound_texts(product, "ACC-9100000144")
+                if (found := LINK.search(text)) and found.group(0) != url
+            ),
+            None,
+        )
+    )
+    phone.goto(url)
+    expect(phone.locator("h1")).to_have_text("Este enlace fue reemplazado por uno más reciente")
+    expect(phone.locator("body")).not_to_contain_text("venció")
+    phone.locator("#newer-link").click()
+    expect(phone).to_have_url(texted)
+    pay_with_card(phone, "4242424242424242", "es", year="34")  # two digits work too
+    expect(phone.locator("#receipt-method")).to_have_text(
+        "Tarjeta terminada en 4242", timeout=15_000
+    )
+    eventually(lambda: True if balance_cents(product, "ACC-9100000144") == 0 else None)
+    assert before > 0
+    phone.goto(url)  # the first link now says it is paid (its debt was, with the newer one)
+    expect(phone.locator("h1")).to_have_text("Este enlace ya fue pagado")
 
 
 def test_an_unknown_link_is_a_friendly_404_in_the_browsers_language(

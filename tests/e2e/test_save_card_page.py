@@ -53,11 +53,11 @@ def type_card(page: Page, number: str) -> None:
     for field, value in (
         ("number", number),
         ("exp_month", "12"),
-        ("exp_year", "34"),  # the mock prefixes "20"
+        ("exp_year", "2034"),  # four digits: pay_sandbox_fields.js keeps them as they are
         ("cvc", "123"),
         ("postal_code", "60614"),
     ):
-        card.locator(f'input[placeholder="{field}"]').fill(value)
+        card.locator(f'input[name="{field}"]').fill(value)
     page.locator("#pay-button").click()
 
 

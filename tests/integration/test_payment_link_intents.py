@@ -38,6 +38,7 @@ SECRET = "whsec_link_intents"
 JAMES = "ACC-7700100202"  # 230.00 USD, English
 TTL = dt.timedelta(hours=72)
 EXPIRED = "This payment link has expired"
+REPLACED = "This link was replaced by a newer one"
 
 
 @pytest.fixture(scope="module")
@@ -139,9 +140,22 @@ async def test_a_replaced_links_payment_intent_is_canceled_at_stripe(
     # the payment_failed webhook replaces the link; its intent is canceled once that committed
     assert await _until_status(stripe_world, intent_id, "canceled") == "canceled"
     link = _link_row(stripe_world, token)
+    for _ in range(50):  # recorded right after Stripe answered the cancel
+        if link.intent_closed_at is not None:
+            break
+        await asyncio.sleep(0.1)
+        link = _link_row(stripe_world, token)
     assert link.status == "failed" and link.intent_closed_at is not None
     page = await asyncio.to_thread(_page, stripe_world, token)
-    assert EXPIRED in page.text and "_secret_" not in page.text
+    assert "_secret_" not in page.text
+    # not "expired": the page says it was replaced and points to the link that replaced it
+    assert REPLACED in page.text and EXPIRED not in page.text
+    fresh_id = link.replaced_by_id
+    assert fresh_id is not None
+    with stripe_world.sessions() as session:
+        fresh = session.get(PaymentLink, fresh_id)
+        assert fresh is not None and fresh.status == "open"
+        assert f'href="/p/{fresh.token}"' in page.text
 
 
 @pytest.mark.parametrize("closed_by", ["sweep", "page"])
