@@ -59,6 +59,7 @@ DIALOGUE_METHODS = {
     "pay_partial": "debt_request",
     "request_payment_plan": "debt_request",
     "request_human": "hand_off",
+    "dispute_charge": "hand_off",
     "opt_out": "opt_out",
     "wrong_party": "wrong_party",
     "out_of_scope": "out_of_scope",
