@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from abono.app import build_container
+from abono.app import build_container, create_app
 from abono.cli.operator import _report_rows
 from abono.container import Container
 from abono.conversation.turn import Inbound
@@ -356,3 +357,120 @@ async def test_a_hold_is_resolved_once(app: Container) -> None:
         assert session.scalars(
             select(AuditEvent.kind).where(AuditEvent.kind == "hold.resolved")
         ).all() == ["hold.resolved"]
+
+
+# -- the agent's actions over HTTP: the console and the desk API ------------------------------
+
+DESK_TOKEN = "desk-token-0123456789"
+
+
+@pytest.fixture
+def web(app: Container) -> Iterator[TestClient]:
+    with app.sessions.begin() as session:
+        agents.add_agent(session, "alice", "correct horse 1", "agent", "Alice", FAST)
+    with TestClient(create_app(app.settings, app), base_url="http://127.0.0.1:8000") as client:
+        yield client
+
+
+def sign_in(client: TestClient) -> str:
+    form = client.get("/console/login")
+    csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
+    done = client.post(
+        "/console/login",
+        data={"username": "alice", "password": "correct horse 1", "csrf": csrf},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303, done.text
+    return client.get("/console").text.split("const CSRF = ")[1].split(";")[0].strip('"')
+
+
+async def test_the_console_hands_back_with_a_hold_note_and_resolves_the_hold_later(
+    app: Container, web: TestClient
+) -> None:
+    await verified(app)
+    await says(app, "I don't recognize this charge")
+    case = the_case(app)
+    resolve_path = "/console/api/holds/{}/resolve"
+    assert web.post(resolve_path.format(1), json={"outcome": "rejected"}).status_code == 401
+    csrf = sign_in(web)
+    headers = {"X-CSRF-Token": csrf}
+    assert web.post(f"/console/api/cases/{case}/claim", headers=headers).is_success
+    file = web.get(f"/console/api/cases/{case}").json()
+    [hold] = file["holds"]
+    assert (hold["state"], hold["account"]) == ("dispute_open", "…0606")
+    assert "On hold: dispute open" in file["summary"]
+    handed = web.post(
+        f"/console/api/cases/{case}/hand-back",
+        headers=headers,
+        json={"hold_note": "paid by check on Nov 3, checking with the bank"},
+    )
+    assert handed.status_code == 200, handed.text
+    [kept] = open_holds(app)
+    assert kept.note == "paid by check on Nov 3, checking with the bank"
+    path = resolve_path.format(kept.id)
+    no_csrf = web.post(path, json={"outcome": "rejected"})
+    assert no_csrf.status_code == 403
+    bad = web.post(path, headers=headers, json={"outcome": "maybe"})
+    assert bad.status_code == 422
+    too_much = web.post(path, headers=headers, json={"outcome": "adjusted", "amount_cents": 7000})
+    assert too_much.status_code == 409
+    assert "below 6000 cents" in too_much.json()["message"]
+    assert len(open_holds(app)) == 1  # nothing changed by the refusals
+    done = web.post(path, headers=headers, json={"outcome": "adjusted", "amount_cents": 2500})
+    assert done.json() == {
+        "ok": True,
+        "outcome": "adjusted",
+        "balance_before_cents": 6000,
+        "balance_cents": 2500,
+    }
+    assert open_holds(app) == []
+
+
+async def test_a_hand_back_with_no_body_still_works(app: Container, web: TestClient) -> None:
+    await verified(app)
+    await says(app, "I don't recognize this charge")
+    case = the_case(app)
+    headers = {"X-CSRF-Token": sign_in(web)}
+    assert web.post(f"/console/api/cases/{case}/claim", headers=headers).is_success
+    assert web.post(f"/console/api/cases/{case}/hand-back", headers=headers).status_code == 200
+    [kept] = open_holds(app)
+    assert kept.note is None
+
+
+async def test_the_desk_api_hands_back_and_resolves_a_hold(
+    demo_database_url: str, clock: Clock
+) -> None:
+    settings = Settings(
+        database_url=demo_database_url, desk_api_token=DESK_TOKEN, worker_in_app=False
+    )
+    engine = DialogueEngine(intents={"how": "check_balance", "i": "dispute_charge"})
+    container = build_container(settings, engine=engine, clock=clock)
+    engine.attach(container)
+    bearer = {"Authorization": f"Bearer {DESK_TOKEN}"}
+    try:
+        await verified(container)
+        await says(container, "I don't recognize this charge")
+        case = the_case(container)
+        with TestClient(create_app(settings, container)) as desk:
+            handed = desk.post(
+                f"/desk/api/handoffs/{case}/hand-back",
+                headers=bearer,
+                json={"hold_note": "waiting for the bank"},
+            )
+            assert handed.status_code == 200, handed.text
+            [kept] = open_holds(container)
+            assert kept.note == "waiting for the bank"
+            path = f"/desk/api/holds/{kept.id}/resolve"
+            assert desk.post(path, json={"outcome": "upheld"}).status_code == 401
+            assert desk.post(path, headers=bearer, content=b"{").status_code == 422
+            done = desk.post(path, headers=bearer, json={"outcome": "upheld"})
+            assert done.status_code == 200 and done.json()["balance_cents"] == 0
+            again = desk.post(path, headers=bearer, json={"outcome": "upheld"})
+            assert again.status_code == 409
+        with container.sessions() as session:
+            [audited] = session.scalars(
+                select(AuditEvent).where(AuditEvent.kind == "hold.resolved")
+            ).all()
+            assert audited.data["agent"] == "desk-api" and audited.data["outcome"] == "upheld"
+    finally:
+        container.sessions.kw["bind"].dispose()
