@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.app import build_container, create_app
+from abono.audit_trail import account_trail
 from abono.cli.operator import _report_rows
 from abono.container import Container
 from abono.conversation.turn import Inbound
@@ -474,3 +475,15 @@ async def test_the_desk_api_hands_back_and_resolves_a_hold(
             assert audited.data["agent"] == "desk-api" and audited.data["outcome"] == "upheld"
     finally:
         container.sessions.kw["bind"].dispose()
+
+
+async def test_the_accounts_audit_trail_shows_the_outcome_and_who_decided(app: Container) -> None:
+    hold_id, alice = await disputed_and_handed_back(app)
+    app.handoffs.resolve_hold(hold_id, alice, "adjusted", 4500)
+    with app.sessions() as session:
+        trail = account_trail(session, DANIEL, app.clock()).entries
+    [released] = [e for e in trail if e.kind == "hold.released"]
+    assert released.detail["outcome"] == "adjusted" and released.detail["outcome_cents"] == 4500
+    assert released.detail["resolved_by"] == "alice"
+    [decided] = [e for e in trail if e.kind == "hold.resolved"]
+    assert decided.category == "agent_action" and decided.actor == "alice"
