@@ -22,11 +22,13 @@ from abono import audit
 from abono.accounts.customers import customer_today
 from abono.events import InstallmentChargeDeclined
 from abono.messaging.outbox import queue_to_conversation
+from abono.outreach.holds import HELD_BY_PERSON
 from abono.payments.links import issue_link
 from abono.plans.commitments import scheduled_installments
 from abono.store.models import (
     Account,
     Conversation,
+    Handoff,
     PaymentLink,
     PaymentPlan,
     PlanInstallment,
@@ -42,14 +44,26 @@ class FollowUpConfig:
 
 
 def follow_up(session: Session, now: dt.datetime, config: FollowUpConfig) -> Counter[str]:
-    """Everything due at ``now``; returns what was done, by kind, for the operator."""
+    """Everything due at ``now``; returns what was done, by kind, for the operator.
+
+    A customer a person holds (an open or claimed case) is left for a later run: no reminder
+    or follow-up reaches them meanwhile, and nothing is marked missed or broken behind the
+    person's back (``held_by_person`` in the counts).
+    """
     done: Counter[str] = Counter()
+    held = _held_by_person(session)
     for installment, plan, account, conversation in scheduled_installments(session):
+        if conversation.customer_id in held:
+            done[HELD_BY_PERSON] += 1
+            continue
         today = customer_today(conversation, now)
         done[
             _installment_step(session, installment, plan, account, conversation, today, now, config)
         ] += 1
     for promise, account, conversation in _pending_promises(session):
+        if conversation.customer_id in held:
+            done[HELD_BY_PERSON] += 1
+            continue
         today = customer_today(conversation, now)
         done[_promise_step(session, promise, account, conversation, today, now, config)] += 1
     done.pop("nothing", None)
@@ -182,6 +196,16 @@ def _promise_step(
         _ask_to_pay(ask, "utter_promise_reminder", owed, key, due=promise.due_date)
         return "promise_reminded"
     return "nothing"
+
+
+def _held_by_person(session: Session) -> set[int]:
+    """Customers with an open or claimed case."""
+    rows = session.scalars(
+        select(Conversation.customer_id)
+        .join(Handoff, Handoff.conversation_id == Conversation.id)
+        .where(Handoff.status != "resolved")
+    )
+    return {customer_id for customer_id in rows if customer_id is not None}
 
 
 def promise_kept_rate(session: Session) -> tuple[int, int, float | None]:
