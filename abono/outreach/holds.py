@@ -125,6 +125,27 @@ def open_holds(session: Session, customer_id: int | None) -> list[ContactHold]:
     )
 
 
+def accounts_on_hold(session: Session) -> set[int]:
+    """Accounts with a dispute or hardship hold open: nothing is asked of them or charged."""
+    return set(
+        session.scalars(
+            select(ContactHold.account_id).where(
+                ContactHold.state.in_(RESOLVABLE), ContactHold.released_at.is_(None)
+            )
+        )
+    )
+
+
+def customers_held_by_person(session: Session) -> set[int]:
+    """Customers with an open or claimed case."""
+    rows = session.scalars(
+        select(Conversation.customer_id)
+        .join(Handoff, Handoff.conversation_id == Conversation.id)
+        .where(Handoff.status != "resolved")
+    )
+    return {customer_id for customer_id in rows if customer_id is not None}
+
+
 def customer_held_by_person(session: Session, customer_id: int | None) -> bool:
     """A person holds one of the customer's conversations (an open or claimed case)."""
     if customer_id is None:
