@@ -19,6 +19,7 @@ from abono.conversation.turn import Inbound
 from abono.errors import HandoffConflictError
 from abono.handoff import agents
 from abono.handoff.agents import Actor, actor_of
+from abono.handoff.cases import open_handoff
 from abono.messaging.outbox import RecordingSender
 from abono.outreach.campaign import RunSummary, plan_run
 from abono.outreach.holds import HELD_BY_PERSON, place_hold
@@ -35,7 +36,7 @@ from abono.store.models import (
     OutboxMessage,
 )
 from tests.fakes import DialogueEngine
-from tests.unit.conftest import Clock
+from tests.unit.conftest import Clock, shipped_escalation
 
 DANIEL_PHONE = "+17875550106"  # Daniel Rivera, English, $60.00, 45 days past due
 DANIEL = "ACC-7700100606"
@@ -487,3 +488,27 @@ async def test_the_accounts_audit_trail_shows_the_outcome_and_who_decided(app: C
     assert released.detail["resolved_by"] == "alice"
     [decided] = [e for e in trail if e.kind == "hold.resolved"]
     assert decided.category == "agent_action" and decided.actor == "alice"
+
+
+async def test_a_run_two_minutes_after_a_call_was_handed_to_a_person_plans_no_call(
+    app: Container, clock: Clock
+) -> None:
+    with app.sessions.begin() as session:
+        james = session.scalars(select(Customer).where(Customer.external_id == "CUST-1002"))
+        james.one().consent_voice = True
+        conversation = session.get(Conversation, thread_of(app.sessions, "CUST-1002"))
+        assert conversation is not None
+        open_handoff(
+            session,
+            conversation,
+            "customer_request",
+            channel="voice",
+            trigger_text=None,
+            now=clock(),
+            policy=shipped_escalation(),
+        )
+    clock.advance(minutes=2)
+    summary = run(app)
+    assert decision_reason(app, summary.run_id, JAMES) == HELD_BY_PERSON
+    assert touch_of(app, JAMES) is None
+    assert "voice" not in summary.queued
