@@ -212,10 +212,23 @@ def resolve_hold(
         after = 0
     else:
         after = before
+    # Two people resolving at once: the conditional UPDATE matches only while the hold is open
+    # (the database orders them on SQLite too, where FOR UPDATE is ignored), so one wins.
+    won = session.execute(
+        update(ContactHold)
+        .where(ContactHold.id == hold.id, ContactHold.released_at.is_(None))
+        .values(
+            released_at=now,
+            outcome=outcome,
+            outcome_cents=after if outcome == "adjusted" else None,
+            resolved_by=by[:64],
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    if not int(won.rowcount or 0):  # type: ignore[attr-defined]
+        raise HoldError("this hold is already resolved")
     account.opening_balance_cents += after - before
     account.balance_cents = after
-    hold.released_at, hold.outcome, hold.resolved_by = now, outcome, by[:64]
-    hold.outcome_cents = after if outcome == "adjusted" else None
     return HoldOutcome(
         hold.id,
         hold.state,

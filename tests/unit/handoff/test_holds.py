@@ -4,6 +4,7 @@ with an outcome the customer is told."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -512,3 +513,40 @@ async def test_a_run_two_minutes_after_a_call_was_handed_to_a_person_plans_no_ca
     assert decision_reason(app, summary.run_id, JAMES) == HELD_BY_PERSON
     assert touch_of(app, JAMES) is None
     assert "voice" not in summary.queued
+
+
+async def test_two_people_resolving_at_once_one_outcome_is_kept(app: Container) -> None:
+    hold_id, alice = await disputed_and_handed_back(app)
+    bob = agent(app, "bob")
+    results: dict[str, str] = {}
+    barrier = threading.Barrier(2)
+
+    def resolve(actor: Actor, outcome: str) -> None:
+        barrier.wait()
+        try:
+            app.handoffs.resolve_hold(hold_id, actor, outcome)
+            results[actor.username] = "won"
+        except HandoffConflictError as error:
+            results[actor.username] = error.message
+
+    threads = [
+        threading.Thread(target=resolve, args=(alice, "upheld")),
+        threading.Thread(target=resolve, args=(bob, "rejected")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results.values()) == ["this hold is already resolved", "won"]
+    winner = next(name for name, result in results.items() if result == "won")
+    with app.sessions() as session:
+        hold = session.get(ContactHold, hold_id)
+        assert hold is not None and hold.resolved_by == winner
+        account_row = session.scalars(select(Account).where(Account.account_number == DANIEL)).one()
+        assert account_row.balance_cents == (0 if winner == "alice" else 6000)
+        kinds = session.scalars(select(AuditEvent.kind).where(AuditEvent.kind == "hold.resolved"))
+        assert list(kinds) == ["hold.resolved"]
+        notices = session.scalars(
+            select(OutboxMessage.key).where(OutboxMessage.key.startswith("hold_dispute_"))
+        )
+        assert len(list(notices)) == 1
