@@ -317,8 +317,16 @@ def _holds(session: Session, account: Account) -> Iterator[TrailEntry]:
         record = f"contact_holds#{hold.id}"
         yield TrailEntry(hold.created_at, "consent", "hold.placed", None, None, facts, record)
         if hold.released_at is not None:
+            released = {
+                **facts,
+                **_facts(
+                    outcome=hold.outcome,
+                    outcome_cents=hold.outcome_cents,
+                    resolved_by=hold.resolved_by,
+                ),
+            }
             yield TrailEntry(
-                hold.released_at, "consent", "hold.released", None, None, facts, record
+                hold.released_at, "consent", "hold.released", None, None, released, record
             )
 
 

@@ -99,16 +99,6 @@ class HandoffOpened(DomainEvent):
 
 
 @dataclass(frozen=True)
-class HandoffResolved(DomainEvent):
-    """A person resolved a case that was opened for these reasons."""
-
-    conversation_id: str
-    customer_id: int | None
-    reasons: tuple[str, ...]
-    at: dt.datetime
-
-
-@dataclass(frozen=True)
 class TermsApproved(DomainEvent):
     """A person approved terms beyond the bot's authority; the bot puts them to the customer."""
 

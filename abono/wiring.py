@@ -14,7 +14,6 @@ from abono.events import (
     CommitmentMade,
     Handlers,
     HandoffOpened,
-    HandoffResolved,
     InstallmentChargeDeclined,
     OptedOut,
     PaymentLinkReplaced,
@@ -39,7 +38,6 @@ HANDLERS: Handlers = {
     CommitmentMade: (holds.on_commitment_made,),
     OptedOut: (holds.on_opted_out,),
     HandoffOpened: (holds.on_handoff_opened,),
-    HandoffResolved: (holds.on_handoff_resolved,),
     TermsApproved: (approval.on_terms_approved,),
 }
 

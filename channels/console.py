@@ -60,6 +60,56 @@ class CloseBody(BaseModel):
     note: str = Field(min_length=1, max_length=2000)
 
 
+class HandBackBody(BaseModel):
+    """Optional: why a dispute or hardship hold stays open after the hand-back."""
+
+    hold_note: str | None = Field(default=None, max_length=2000)
+
+
+class ResolveHoldBody(BaseModel):
+    """The outcome of a dispute or hardship hold; an adjusted one names the new balance."""
+
+    outcome: Literal["upheld", "adjusted", "rejected"]
+    amount_cents: int | None = Field(default=None, ge=0)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+async def optional_body(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
+    """A body that may be left out altogether (then every field takes its default)."""
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw) if raw.strip() else model()
+    except ValidationError as error:
+        return JSONResponse({"error": "invalid_body", "message": error.errors()[0]["msg"]}, 422)
+
+
+async def resolve_hold(
+    container: Container, request: Request, hold_id: int, actor: Actor
+) -> JSONResponse:
+    """End a hold with its outcome (console and desk API alike): 422 for a body that is not
+    one, 409 for an outcome the hold cannot take (abono.errors.HandoffConflictError)."""
+    body = await optional_body(request, ResolveHoldBody)
+    if isinstance(body, JSONResponse):
+        return body
+    assert isinstance(body, ResolveHoldBody)
+    result = await asyncio.to_thread(
+        container.handoffs.resolve_hold,
+        hold_id,
+        actor,
+        body.outcome,
+        body.amount_cents,
+        body.note,
+    )
+    return JSONResponse(
+        {
+            "ok": True,
+            "outcome": result.outcome,
+            "balance_before_cents": result.balance_before_cents,
+            "balance_cents": result.balance_cents,
+        }
+    )
+
+
 class Console:
     def __init__(self, container: Container) -> None:
         self._c = container
@@ -320,6 +370,12 @@ def _api(console: Console, container: Container) -> APIRouter:
         actor = await asyncio.to_thread(console.actor, request)
         return await asyncio.to_thread(console.case_json, actor, handoff_id, after)
 
+    @router.post("/holds/{hold_id}/resolve")
+    async def resolve(request: Request, hold_id: int) -> JSONResponse:
+        """Any signed-in agent (the case that placed the hold may be long handed back)."""
+        actor = await asyncio.to_thread(console.actor, request, True)
+        return await resolve_hold(container, request, hold_id, actor)
+
     @router.post("/cases/{handoff_id}/{action}")
     async def act(request: Request, handoff_id: RowId, action: str) -> JSONResponse:
         """Who first (401), then the CSRF token (403), then the body (422)."""
@@ -352,7 +408,7 @@ ACTIONS: dict[str, type[BaseModel] | None] = {
     "reply": ReplyBody,
     "approve": None,
     "lift-lock": None,
-    "hand-back": None,
+    "hand-back": HandBackBody,
     "close": CloseBody,
 }
 
@@ -360,6 +416,8 @@ ACTIONS: dict[str, type[BaseModel] | None] = {
 async def _body(request: Request, model: type[BaseModel] | None) -> BaseModel | JSONResponse | None:
     if model is None:
         return None
+    if model is HandBackBody:
+        return await optional_body(request, model)
     try:
         return model.model_validate(await request.json())
     except (ValueError, ValidationError) as error:
@@ -380,7 +438,7 @@ async def _perform(
         status = 200 if outcome.approved else 403
         return JSONResponse({"ok": outcome.approved, "message": outcome.message}, status)
     if action == "hand-back":
-        await asyncio.to_thread(service.hand_back, handoff_id, actor)
+        await asyncio.to_thread(service.hand_back, handoff_id, actor, body.hold_note)
         replies = await container.pipeline.resume(handoff_id)
         return JSONResponse({"ok": True, "answered_waiting_message": bool(replies)})
     work = {

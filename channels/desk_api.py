@@ -23,6 +23,7 @@ from abono.errors import HandoffConflictError, NotSignedInError
 from abono.handoff import agents, case_file
 from abono.handoff.agents import Actor
 from abono.store.models import Handoff
+from channels.console import HandBackBody, optional_body, resolve_hold
 
 DESK_USERNAME = "desk-api"
 
@@ -104,9 +105,18 @@ def _router(container: Container, token: str) -> APIRouter:
     @router.post("/handoffs/{handoff_id}/hand-back")
     async def hand_back(request: Request, handoff_id: RowId) -> JSONResponse:
         desk = await asyncio.to_thread(actor, request)
+        body = await optional_body(request, HandBackBody)
+        if isinstance(body, JSONResponse):
+            return body
+        assert isinstance(body, HandBackBody)
         await asyncio.to_thread(holding, handoff_id, desk)
-        await asyncio.to_thread(service.hand_back, handoff_id, desk)
+        await asyncio.to_thread(service.hand_back, handoff_id, desk, body.hold_note)
         replies = await container.pipeline.resume(handoff_id)
         return JSONResponse({"ok": True, "answered_waiting_message": bool(replies)})
+
+    @router.post("/holds/{hold_id}/resolve")
+    async def resolve(request: Request, hold_id: int) -> JSONResponse:
+        desk = await asyncio.to_thread(actor, request)
+        return await resolve_hold(container, request, hold_id, desk)
 
     return router

@@ -141,6 +141,7 @@ def _report_rows(session: Any, run_id: int) -> list[dict[str, Any]]:
             CampaignDecision.scheduled_at,
             OutboxMessage.status,
             OutboxMessage.sent_at,
+            OutboxMessage.last_error,
         )
         .join(Account, Account.id == CampaignDecision.account_id)
         .join(Customer, Customer.id == CampaignDecision.customer_id)
@@ -148,7 +149,17 @@ def _report_rows(session: Any, run_id: int) -> list[dict[str, Any]]:
         .where(CampaignDecision.run_id == run_id)
         .order_by(CampaignDecision.id)
     )
-    return [dict(zip(REPORT_COLUMNS, map(_shown, r), strict=True)) for r in session.execute(query)]
+    return [_report_row(r) for r in session.execute(query)]
+
+
+def _report_row(row: Any) -> dict[str, Any]:
+    """A decision and what became of its touch; a touch cancelled at send time says why
+    (``cancelled: held_by_person``, ``cancelled: paid_since_queued``)."""
+    *shown, last_error = row
+    found = dict(zip(REPORT_COLUMNS, map(_shown, shown), strict=True))
+    if found["status"] == "cancelled" and last_error:
+        found["status"] = f"cancelled: {last_error}"
+    return found
 
 
 def _shown(value: Any) -> Any:

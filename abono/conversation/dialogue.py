@@ -33,6 +33,7 @@ from abono.conversation.plan_talk import (
 from abono.handoff.cases import handoff_notice, open_handoff
 from abono.logs import error_facts
 from abono.messaging import opt_outs
+from abono.outreach import holds
 from abono.store.models import Account, ContactPoint, Conversation
 from abono.understanding.amounts import find_amount_cents
 from abono.understanding.dates import find_date, parse_birth_date
@@ -467,6 +468,9 @@ class Dialogue:
             return self._hand_off(session, conversation, reason, conversation.last_channel, None)
         if intent in ("pay_full", "pay_partial"):
             return self._payments.offer(account, intent, amount)
+        held = [h for h in holds.open_holds(session, customer_id) if h.account_id == account.id]
+        if held:  # a dispute or hardship under review: on hold, not due
+            return on_hold_replies(account, held[0].state)
         return balance_replies(account, self._clock())
 
     # -- plans and promises --------------------------------------------------------------
@@ -590,6 +594,13 @@ def balance_replies(account: Account, now: dt.datetime) -> Outcome:
     if days_past_due(account, now) > 0:
         return Outcome().say("utter_balance_past_due", past_due_cents=account.balance_cents, **args)
     return Outcome().say("utter_balance", **args)
+
+
+def on_hold_replies(account: Account, state: str) -> Outcome:
+    """The balance while a person reviews a dispute or a hardship: on hold, never past due,
+    and nothing asked of the customer (what the agent promised when handing back)."""
+    key = f"utter_balance_on_hold_{'dispute' if state == 'dispute_open' else 'hardship'}"
+    return Outcome().say(key, balance_cents=account.balance_cents, currency=account.currency)
 
 
 def handoff_reason(intent: str) -> str:

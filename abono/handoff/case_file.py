@@ -19,6 +19,7 @@ from abono.accounts.customers import days_past_due
 from abono.errors import ForbiddenError, HandoffNotFoundError
 from abono.handoff.agents import Actor
 from abono.i18n import format_money
+from abono.outreach import holds
 from abono.store.models import (
     Account,
     Agent,
@@ -102,6 +103,7 @@ def case_file(
         "plans": _plans(session, [a.id for a in accounts]),
         "promises": _promises(session, [a.id for a in accounts]),
         "payments": _payments(session, [a.id for a in accounts]),
+        "holds": _holds(session, conversation.customer_id, accounts),
         "transcript": _transcript(session, conversation.id, after),
     }
     file["summary"] = summary(file)
@@ -136,6 +138,9 @@ def summary(file: dict[str, Any]) -> str:
         lines.append("On record: " + ", ".join(counts) + ".")
     if h["proposal"] and not h["approved_terms"]:
         lines.append(f"Waiting for approval: {describe_terms(h['proposal'])}.")
+    if file.get("holds"):
+        held = ", ".join(dict.fromkeys(h["state"].replace("_", " ") for h in file["holds"]))
+        lines.append(f"On hold: {held} (resolve with an outcome).")
     closed = [c for c, state in file["consent"].items() if state == "opted out"]
     if closed:
         lines.append("Opted out of: " + ", ".join(closed) + ".")
@@ -302,6 +307,22 @@ def _payments(session: Session, account_ids: list[int]) -> list[dict[str, Any]]:
             "at": e.created_at.isoformat(),
         }
         for e in rows
+    ]
+
+
+def _holds(session: Session, customer_id: int | None, accounts: list[Any]) -> list[dict[str, Any]]:
+    """Dispute and hardship holds still open: they outlive the case (resolved with an outcome,
+    POST /console/api/holds/{id}/resolve)."""
+    numbers = {a.id: "…" + a.account_number[-4:] for a in accounts}
+    return [
+        {
+            "id": h.id,
+            "state": h.state,
+            "account": numbers.get(h.account_id, ""),
+            "since": h.created_at.isoformat(),
+            "note": h.note,
+        }
+        for h in holds.open_holds(session, customer_id)
     ]
 
 

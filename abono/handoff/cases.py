@@ -22,11 +22,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono import audit, metrics
 from abono.accounts.customers import primary_account
 from abono.errors import ForbiddenError, HandoffConflictError, HandoffNotFoundError
-from abono.events import HandoffOpened, HandoffResolved, TermsApproved, publish
+from abono.events import HandoffOpened, TermsApproved, publish
 from abono.handoff.agents import Actor
 from abono.i18n import format_money
 from abono.messaging import opt_outs, outbox
 from abono.messaging.compose import Composer
+from abono.outreach import holds
 from abono.redaction import redact_card_numbers
 from abono.store.models import Agent, Conversation, DeskEvent, Handoff, Message
 from policies.escalation import REASONS, EscalationPolicy, approval, next_opening, priority
@@ -268,29 +269,90 @@ class HandoffService:
             self._audit(session, handoff, "verification.unlocked", actor, failures=failures)
             return failures
 
-    def hand_back(self, handoff_id: int, actor: Actor) -> None:
-        self._resolve(handoff_id, actor, "handed_back", None)
+    def hand_back(self, handoff_id: int, actor: Actor, hold_note: str | None = None) -> None:
+        """The conversation goes back to the bot. A dispute or hardship hold stays open (the
+        bot's dialogue sees it); ``hold_note`` says why it is held, for the bot and for whoever
+        resolves it later (``resolve_hold``)."""
+        self._resolve(handoff_id, actor, "handed_back", None, _optional_note(hold_note))
 
     def close(self, handoff_id: int, actor: Actor, note: str) -> None:
         note = redact_card_numbers(note.strip()).text  # agents paste what customers read out
         if not note or len(note) > MAX_NOTE:
             raise HandoffConflictError(f"closing needs a note of 1 to {MAX_NOTE} characters")
-        self._resolve(handoff_id, actor, "closed", note)
+        self._resolve(handoff_id, actor, "closed", note, None)
 
-    def _resolve(self, handoff_id: int, actor: Actor, resolution: str, note: str | None) -> None:
+    def resolve_hold(
+        self,
+        hold_id: int,
+        actor: Actor,
+        outcome: str,
+        amount_cents: int | None = None,
+        note: str | None = None,
+    ) -> holds.HoldOutcome:
+        """End a dispute or hardship hold with its outcome, audited, and tell the customer in
+        their language on the channel they last wrote from. Any agent may: the case that
+        placed the hold may be long handed back, and the trail names who decided."""
+        note = _optional_note(note)
+        with self._sessions.begin() as session:
+            try:
+                result = holds.resolve_hold(
+                    session, hold_id, outcome, amount_cents, actor.username, self._clock()
+                )
+            except holds.HoldError as error:
+                raise HandoffConflictError(str(error)) from error
+            conversation = session.scalars(
+                select(Conversation).where(Conversation.customer_id == result.customer_id)
+            ).first()
+            audit.record(
+                session,
+                "hold.resolved",
+                conversation,
+                hold_id=hold_id,
+                state=result.state,
+                outcome=outcome,
+                account_id=result.account_id,
+                balance_before_cents=result.balance_before_cents,
+                balance_cents=result.balance_cents,
+                agent=actor.username,
+                **({"note": note} if note else {}),
+            )
+            told = conversation is not None and outbox.queue_to_conversation(
+                session,
+                conversation,
+                f"hold_{result.state.split('_')[0]}_{outcome}",
+                {"balance_cents": result.balance_cents, "currency": result.currency},
+                f"hold-resolved-{hold_id}",
+            )
+            if not told:
+                audit.record(session, "hold.outcome_not_sent", conversation, hold_id=hold_id)
+            return result
+
+    def _resolve(
+        self,
+        handoff_id: int,
+        actor: Actor,
+        resolution: str,
+        note: str | None,
+        hold_note: str | None,
+    ) -> None:
         with self._sessions.begin() as session:
             handoff = self._held(session, handoff_id, actor, supervisor_may=True)
             handoff.status, handoff.resolution, handoff.note = "resolved", resolution, note
             handoff.resolved_at = self._clock()
             if resolution == "closed":
                 handoff.resumed_at = handoff.resolved_at  # nothing for the bot to answer
-            self._audit(session, handoff, f"handoff.{resolution}", actor)
-            desk_event(session, "handoff.resolved", handoff, {"resolution": resolution})
-            conversation = handoff.conversation
-            resolved = HandoffResolved(
-                conversation.id, conversation.customer_id, tuple(handoff.reasons), self._clock()
+            kept = holds.open_holds(session, handoff.conversation.customer_id)
+            for hold in kept:  # they outlive the case: the case and the reason stay on them
+                hold.handoff_id = hold.handoff_id or handoff.id
+                hold.note = hold_note or hold.note
+            self._audit(
+                session,
+                handoff,
+                f"handoff.{resolution}",
+                actor,
+                **({"holds_kept": sorted({h.state for h in kept})} if kept else {}),
             )
-            publish(session, resolved)
+            desk_event(session, "handoff.resolved", handoff, {"resolution": resolution})
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -342,6 +404,16 @@ def _last_contact(session: Session, conversation: Conversation) -> tuple[str, st
     if last is None:
         raise HandoffConflictError("the customer has not written from any address yet")
     return last.channel, last.address
+
+
+def _optional_note(note: str | None) -> str | None:
+    """An agent's note on a hold: card numbers removed, at most MAX_NOTE characters."""
+    if note is None or not note.strip():
+        return None
+    cleaned = redact_card_numbers(note.strip()).text
+    if len(cleaned) > MAX_NOTE:
+        raise HandoffConflictError(f"a note has at most {MAX_NOTE} characters")
+    return cleaned
 
 
 def _refusal(reason: str, ceiling_cents: int) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy import Row, Table, and_, func, insert, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.outreach.holds import HELD_BY_PERSON, customer_held_by_person
 from abono.store.models import (
     Account,
     CallAttempt,
@@ -33,6 +34,7 @@ from abono.store.models import (
     ContactPoint,
     Conversation,
     Customer,
+    Handoff,
     LedgerEntry,
     OptOut,
     OutboxMessage,
@@ -172,6 +174,8 @@ def recheck(
     account = session.get(Account, row.account_id) if row.account_id else None
     if account is None or account.balance_cents <= 0:
         return Recheck(cancel="nothing_owed")
+    if customer_held_by_person(session, account.customer_id):
+        return Recheck(cancel=HELD_BY_PERSON)  # the person on the case speaks for us now
     holds = _holds(session, account.id, account.id).get(account.id, frozenset())
     blocking = [s for s in policy.do_not_contact if s in holds]
     if blocking:
@@ -261,6 +265,7 @@ class _Batch:
         self.contacts = _contacts(session, scope)
         self.opted_out = _opt_outs(session, scope)
         self.holds = _holds(session, lo, hi)
+        self.held_by_person = _held_by_person(session, scope)
         self.touches = _touches(session, scope)
         self.calls = _calls(session, scope, at - dt.timedelta(days=31))
         self.last_paid = _last_payments(session, lo, hi)
@@ -304,6 +309,9 @@ class _Batch:
             return None
         channel = self._channel(step, row)
         decision = _Decision(row.id, row.customer_id, step, channel, "skipped", "")
+        if row.customer_id in self.held_by_person:  # a person holds the customer's case
+            decision.reason = HELD_BY_PERSON
+            return decision
         reason = blocked_by(step, channel, self._step_facts(row, step))
         address = self.contacts.get(row.customer_id, {}).get(_kind(channel))
         if reason is None and address is None:
@@ -442,6 +450,17 @@ def _holds(session: Session, lo: int, hi: int) -> dict[int, frozenset[str]]:
     for account_id, state in rows:
         found[account_id].add(state)
     return {k: frozenset(v) for k, v in found.items()}
+
+
+def _held_by_person(session: Session, scope: Any) -> set[int]:
+    """Customers with an open or claimed case: no reminder while a person holds them."""
+    rows = session.scalars(
+        select(Conversation.customer_id)
+        .join(Handoff, Handoff.conversation_id == Conversation.id)
+        .join(Account, Account.customer_id == Conversation.customer_id)
+        .where(scope, Handoff.status != "resolved")
+    )
+    return {customer_id for customer_id in rows if customer_id is not None}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ here cancel or hold in the same transaction.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -17,18 +18,22 @@ from sqlalchemy.orm import Session
 from abono.events import (
     CommitmentMade,
     HandoffOpened,
-    HandoffResolved,
     OptedOut,
     PaymentRecorded,
 )
-from abono.store.models import Account, ContactHold, Customer, OutboxMessage
+from abono.store.models import Account, ContactHold, Conversation, Customer, Handoff, OutboxMessage
 
 log = structlog.get_logger(__name__)
 
-# Handoff reasons that stop reminders while a person looks at the case (do-not-contact states
-# of policies/contact_rules.yml). A deceased account holder's hold outlives the case.
+# Handoff reasons that place a do-not-contact state (policies/contact_rules.yml) on the
+# customer's accounts. Each outlives the case: handing the conversation back to the bot does
+# not end it. A dispute or a hardship hold ends when a person resolves it with an outcome
+# (``resolve_hold``); a deceased account holder's hold is not resolved here.
 HANDOFF_HOLDS = {"dispute": "dispute_open", "hardship": "hardship_hold", "deceased": "deceased"}
-RELEASED_ON_RESOLUTION = frozenset({"dispute_open", "hardship_hold"})
+RESOLVABLE = frozenset({"dispute_open", "hardship_hold"})
+OUTCOMES = ("upheld", "adjusted", "rejected")
+# Why a touch was not planned or sent while a person holds the customer's case.
+HELD_BY_PERSON = "held_by_person"
 
 
 def cancel_queued(
@@ -70,7 +75,14 @@ def _cancel(session: Session, where: list[Any], reason: str, channel: str | None
 # --- do-not-contact states --------------------------------------------------------------------
 
 
-def place_hold(session: Session, account: Account, state: str, source: str) -> bool:
+def place_hold(
+    session: Session,
+    account: Account,
+    state: str,
+    source: str,
+    handoff_id: int | None = None,
+    note: str | None = None,
+) -> bool:
     """Put an account in a do-not-contact state (dispute_open, hardship_hold, bankruptcy,
     deceased, cease_and_desist) and cancel what is queued for it; False if already held."""
     held = session.scalars(
@@ -82,9 +94,151 @@ def place_hold(session: Session, account: Account, state: str, source: str) -> b
     ).first()
     if held is not None:
         return False
-    session.add(ContactHold(account_id=account.id, state=state[:32], source=source[:32]))
+    session.add(
+        ContactHold(
+            account_id=account.id,
+            state=state[:32],
+            source=source[:32],
+            handoff_id=handoff_id,
+            note=note,
+        )
+    )
     cancel_queued(session, account, f"do_not_contact:{state}")
     return True
+
+
+def open_holds(session: Session, customer_id: int | None) -> list[ContactHold]:
+    """The customer's dispute and hardship holds still open, oldest first."""
+    if customer_id is None:
+        return []
+    return list(
+        session.scalars(
+            select(ContactHold)
+            .join(Account, Account.id == ContactHold.account_id)
+            .where(
+                Account.customer_id == customer_id,
+                ContactHold.state.in_(RESOLVABLE),
+                ContactHold.released_at.is_(None),
+            )
+            .order_by(ContactHold.id)
+        )
+    )
+
+
+def accounts_on_hold(session: Session) -> set[int]:
+    """Accounts with a dispute or hardship hold open: nothing is asked of them or charged."""
+    return set(
+        session.scalars(
+            select(ContactHold.account_id).where(
+                ContactHold.state.in_(RESOLVABLE), ContactHold.released_at.is_(None)
+            )
+        )
+    )
+
+
+def customers_held_by_person(session: Session) -> set[int]:
+    """Customers with an open or claimed case."""
+    rows = session.scalars(
+        select(Conversation.customer_id)
+        .join(Handoff, Handoff.conversation_id == Conversation.id)
+        .where(Handoff.status != "resolved")
+    )
+    return {customer_id for customer_id in rows if customer_id is not None}
+
+
+def customer_held_by_person(session: Session, customer_id: int | None) -> bool:
+    """A person holds one of the customer's conversations (an open or claimed case)."""
+    if customer_id is None:
+        return False
+    found = session.scalars(
+        select(Handoff.id)
+        .join(Conversation, Conversation.id == Handoff.conversation_id)
+        .where(Conversation.customer_id == customer_id, Handoff.status != "resolved")
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+@dataclass(frozen=True)
+class HoldOutcome:
+    """What resolving a hold did: the hold, and the account's balance before and after."""
+
+    hold_id: int
+    state: str
+    outcome: str
+    account_id: int
+    customer_id: int
+    balance_before_cents: int
+    balance_cents: int
+    currency: str
+
+
+class HoldError(ValueError):
+    """A resolution the hold cannot take (unknown outcome, a bad amount, already resolved)."""
+
+
+def resolve_hold(
+    session: Session,
+    hold_id: int,
+    outcome: str,
+    amount_cents: int | None,
+    by: str,
+    now: dt.datetime,
+) -> HoldOutcome:
+    """End a dispute or hardship hold with its outcome; reminders may resume afterwards.
+
+    ``upheld``: the customer was right; for a dispute nothing of the held balance is owed any
+    more (the balance becomes zero). ``adjusted``: the balance becomes ``amount_cents`` (below
+    what it was). ``rejected``: the balance stands. A changed balance moves the opening balance
+    by the same amount, so the balance stays opening - payments + refunds (the ledger).
+    """
+    if outcome not in OUTCOMES:
+        raise HoldError(f"outcome must be one of {', '.join(OUTCOMES)}")
+    hold = session.get(ContactHold, hold_id, with_for_update=True)
+    if hold is None or hold.state not in RESOLVABLE:
+        raise HoldError(f"no dispute or hardship hold {hold_id}")
+    if hold.released_at is not None:
+        raise HoldError("this hold is already resolved")
+    account = session.get(Account, hold.account_id)
+    assert account is not None  # holds cascade with their account
+    before = account.balance_cents
+    if outcome == "adjusted":
+        if amount_cents is None or not 0 <= amount_cents < before:
+            raise HoldError(f"an adjusted balance must be at least 0 and below {before} cents")
+        after = amount_cents
+    elif amount_cents is not None:
+        raise HoldError("only an adjusted outcome takes an amount")
+    elif outcome == "upheld" and hold.state == "dispute_open":
+        after = 0
+    else:
+        after = before
+    # Two people resolving at once: the conditional UPDATE matches only while the hold is open
+    # (the database orders them on SQLite too, where FOR UPDATE is ignored), so one wins.
+    won = session.execute(
+        update(ContactHold)
+        .where(ContactHold.id == hold.id, ContactHold.released_at.is_(None))
+        .values(
+            released_at=now,
+            outcome=outcome,
+            outcome_cents=after if outcome == "adjusted" else None,
+            resolved_by=by[:64],
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    if not int(won.rowcount or 0):  # type: ignore[attr-defined]
+        raise HoldError("this hold is already resolved")
+    account.opening_balance_cents += after - before
+    account.balance_cents = after
+    return HoldOutcome(
+        hold.id,
+        hold.state,
+        outcome,
+        account.id,
+        account.customer_id,
+        before,
+        after,
+        account.currency,
+    )
 
 
 def release_hold(session: Session, account: Account, state: str, now: dt.datetime) -> bool:
@@ -125,20 +279,14 @@ def on_opted_out(session: Session, event: OptedOut) -> None:
 
 
 def on_handoff_opened(session: Session, event: HandoffOpened) -> None:
-    """A dispute, hardship or deceased holder cancels queued reminders and holds new ones."""
+    """Any case cancels the customer's queued reminders (a person holds them now); a dispute,
+    hardship or deceased holder also holds new ones beyond the case."""
     state = HANDOFF_HOLDS.get(event.reason)
-    if state is None:
-        return
-    for account in _accounts_of(session, event.customer_id):
-        place_hold(session, account, state, "handoff")
-
-
-def on_handoff_resolved(session: Session, event: HandoffResolved) -> None:
-    """Once a person resolved the case, reminders may resume (except for a deceased holder)."""
-    held = {HANDOFF_HOLDS[r] for r in event.reasons if r in HANDOFF_HOLDS}
-    for account in _accounts_of(session, event.customer_id):
-        for state in held & RELEASED_ON_RESOLUTION:
-            release_hold(session, account, state, event.at)
+    if state is not None:  # first: the lasting reason is the one a cancelled touch shows
+        for account in _accounts_of(session, event.customer_id):
+            place_hold(session, account, state, "handoff")
+    if event.customer_id is not None:
+        _cancel(session, [OutboxMessage.customer_id == event.customer_id], HELD_BY_PERSON, None)
 
 
 def _accounts_of(session: Session, customer_id: int | None) -> list[Account]:

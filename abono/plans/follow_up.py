@@ -22,6 +22,7 @@ from abono import audit
 from abono.accounts.customers import customer_today
 from abono.events import InstallmentChargeDeclined
 from abono.messaging.outbox import queue_to_conversation
+from abono.outreach import holds
 from abono.payments.links import issue_link
 from abono.plans.commitments import scheduled_installments
 from abono.store.models import (
@@ -42,14 +43,27 @@ class FollowUpConfig:
 
 
 def follow_up(session: Session, now: dt.datetime, config: FollowUpConfig) -> Counter[str]:
-    """Everything due at ``now``; returns what was done, by kind, for the operator."""
+    """Everything due at ``now``; returns what was done, by kind, for the operator.
+
+    A customer a person holds (an open or claimed case), or an account whose dispute or
+    hardship is under review, is left for a later run: no reminder or follow-up reaches them
+    meanwhile, and nothing is marked missed or broken behind the person's back
+    (``held_by_person`` / ``on_hold`` in the counts).
+    """
     done: Counter[str] = Counter()
+    held, on_hold = holds.customers_held_by_person(session), holds.accounts_on_hold(session)
     for installment, plan, account, conversation in scheduled_installments(session):
+        if waits := _waits(conversation, account, held, on_hold):
+            done[waits] += 1
+            continue
         today = customer_today(conversation, now)
         done[
             _installment_step(session, installment, plan, account, conversation, today, now, config)
         ] += 1
     for promise, account, conversation in _pending_promises(session):
+        if waits := _waits(conversation, account, held, on_hold):
+            done[waits] += 1
+            continue
         today = customer_today(conversation, now)
         done[_promise_step(session, promise, account, conversation, today, now, config)] += 1
     done.pop("nothing", None)
@@ -182,6 +196,19 @@ def _promise_step(
         _ask_to_pay(ask, "utter_promise_reminder", owed, key, due=promise.due_date)
         return "promise_reminded"
     return "nothing"
+
+
+def _waits(
+    conversation: Conversation, account: Account, held: set[int], on_hold: set[int]
+) -> str | None:
+    """Why a plan's or a promise's step waits for a later run, if it does: a person holds the
+    customer's case, or the account's dispute or hardship is under review (the person promised
+    nothing would be asked or charged meanwhile)."""
+    if conversation.customer_id in held:
+        return holds.HELD_BY_PERSON
+    if account.id in on_hold:
+        return "on_hold"
+    return None
 
 
 def promise_kept_rate(session: Session) -> tuple[int, int, float | None]:

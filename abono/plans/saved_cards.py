@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono import audit
 from abono.accounts.customers import customer_today
 from abono.errors import PaymentProviderError
+from abono.outreach import holds
 from abono.payments.links import issue_link, link_by_token
 from abono.plans.commitments import LIVE_PLANS, scheduled_installments
 from abono.ports import CardSetupRef, ChargeRef, SavedCards
@@ -279,6 +280,7 @@ def _prepare_due(
     """The link each charge will be recorded under, committed before Stripe is called."""
     charges = []
     with sessions.begin() as session:
+        held, on_hold = holds.customers_held_by_person(session), holds.accounts_on_hold(session)
         for installment, plan, account, conversation in scheduled_installments(
             session,
             PaymentPlan.method == "saved_card",
@@ -287,6 +289,8 @@ def _prepare_due(
         ):
             if installment.due_date > customer_today(conversation, now):
                 continue
+            if conversation.customer_id in held or account.id in on_hold:
+                continue  # a person holds the case or reviews a dispute: charged after, if due
             amount = min(installment.amount_cents, account.balance_cents)
             if amount <= 0:
                 continue

@@ -614,6 +614,13 @@ class ContactHold(Base):
     source: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = stamped()
     released_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # A hold a case placed (dispute, hardship) outlives the case: a person resolves it later
+    # with an outcome (abono.outreach.holds.resolve_hold); the note is why it is held.
+    handoff_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    outcome: Mapped[str | None] = mapped_column(String(12), default=None)  # upheld|adjusted|…
+    outcome_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)  # adjusted to
+    resolved_by: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class CallAttempt(Base):

@@ -6,13 +6,22 @@ import datetime as dt
 import threading
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import HandoffConflictError
 from abono.handoff import agents
 from abono.handoff.cases import HandoffService, open_handoff
-from abono.store.models import Conversation, Handoff
+from abono.store.models import (
+    Account,
+    ContactHold,
+    Conversation,
+    Customer,
+    Handoff,
+    Message,
+    OutboxMessage,
+)
 from tests.integration import test_store_databases as stores
 from tests.unit.conftest import shipped_escalation
 
@@ -132,3 +141,71 @@ def test_claim_race_has_one_winner(db: sessionmaker[Session]) -> None:
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["told", "told", "told", "won"]
+
+
+def test_a_dispute_hold_outlives_the_hand_back_and_one_resolution_wins(
+    db: sessionmaker[Session],
+) -> None:
+    stores.run_import(db, stores.demo_lines())
+    with db.begin() as session:
+        daniel = session.scalars(select(Customer).where(Customer.external_id == "CUST-1006")).one()
+        conversation = Conversation(customer_id=daniel.id, language="en", last_channel="sms")
+        session.add(conversation)
+        session.flush()
+        session.add(
+            Message(
+                conversation_id=conversation.id,
+                channel="sms",
+                direction="in",
+                address="+17875550106",
+                language="en",
+                text="I don't recognize this charge",
+            )
+        )
+        case = open_handoff(
+            session,
+            conversation,
+            "dispute",
+            channel="sms",
+            trigger_text=None,
+            now=NOW,
+            policy=shipped_escalation(),
+        ).id
+        people = [
+            agents.actor_of(agents.add_agent(session, f"agent{i}", "correct horse 1", "agent"))
+            for i in range(4)
+        ]
+    service = HandoffService(db, shipped_escalation(), lambda: NOW)
+    service.claim(case, people[0])
+    service.hand_back(case, people[0], hold_note="checking with the bank")
+    with db() as session:
+        [hold] = session.scalars(select(ContactHold).where(ContactHold.released_at.is_(None)))
+        assert (hold.state, hold.note, hold.handoff_id) == (
+            "dispute_open",
+            "checking with the bank",
+            case,
+        )
+    barrier = threading.Barrier(len(people))
+    outcomes: list[str] = []
+
+    def resolve(actor: agents.Actor) -> None:
+        barrier.wait()
+        try:
+            service.resolve_hold(hold.id, actor, "adjusted", 1000)
+            outcomes.append("won")
+        except HandoffConflictError:
+            outcomes.append("told")
+
+    threads = [threading.Thread(target=resolve, args=(p,)) for p in people]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["told", "told", "told", "won"]
+    with db() as session:
+        account = session.scalars(select(Account).where(Account.customer_id == daniel.id)).one()
+        assert (account.balance_cents, account.opening_balance_cents) == (1000, 1000)
+        notices = session.scalars(
+            select(OutboxMessage.key).where(OutboxMessage.key == "hold_dispute_adjusted")
+        )
+        assert len(list(notices)) == 1

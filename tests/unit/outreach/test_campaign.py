@@ -374,6 +374,12 @@ async def test_a_promise_or_a_dispute_cancels_queued_reminders_and_a_dispute_hol
         supervisor = service_account(session, "sue", "supervisor")
         (case,) = session.scalars(select(Handoff.id))
     container.handoffs.close(case, supervisor, "charge explained, customer agrees")
+    with container.sessions() as session:  # closing the case is not resolving the dispute
+        kept = session.scalars(select(ContactHold.id).where(ContactHold.released_at.is_(None)))
+        kept = list(kept)
+    assert len(kept) == 2  # one on each of Tom's accounts
+    for hold_id in kept:
+        container.handoffs.resolve_hold(hold_id, supervisor, "rejected")
     with container.sessions() as session:  # resolved: reminders may resume
         holds = session.scalars(select(ContactHold).where(ContactHold.released_at.is_(None)))
         assert list(holds) == []

@@ -13,9 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.app import load_policy_file
+from abono.handoff.cases import open_handoff
+from abono.outreach.holds import HELD_BY_PERSON
 from abono.payments.stripe_events import handle_stripe_event
 from abono.plans.follow_up import FollowUpConfig, follow_up, promise_kept_rate
 from abono.store.models import (
+    Conversation,
+    Handoff,
     Message,
     Offer,
     OutboxMessage,
@@ -23,7 +27,7 @@ from abono.store.models import (
     PaymentPlan,
     PromiseToPay,
 )
-from tests.unit.conftest import Clock
+from tests.unit.conftest import Clock, shipped_escalation
 from tests.unit.conversation.test_dialogue_actions import JAMES_PHONE, Chat, open_conversation
 from tests.unit.conversation.test_plan_dialogue import build_actions, verified
 
@@ -191,3 +195,33 @@ async def test_broken_promise_starts_a_follow_up_with_a_way_to_pay(
     with demo_sessions() as session:
         assert session.scalars(select(PromiseToPay)).one().status == "broken"
         assert promise_kept_rate(session) == (0, 1, 0.0)
+
+
+async def test_no_promise_reminder_while_a_person_holds_the_case_and_it_comes_after(
+    demo_sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    james = james_chat(demo_sessions, clock)
+    await verified(james, "I'll pay 100 on Friday", "promise_to_pay")
+    await james.says("yes", "affirm")
+    with demo_sessions.begin() as session:
+        conversation = session.get(Conversation, james.conversation_id)
+        assert conversation is not None
+        case = open_handoff(
+            session,
+            conversation,
+            "customer_request",
+            channel="sms",
+            trigger_text=None,
+            now=clock(),
+            policy=shipped_escalation(),
+        )
+        case_id = case.id
+    assert run(demo_sessions, at("2026-11-26")) == {HELD_BY_PERSON: 1}
+    assert queued(demo_sessions) == []
+    with demo_sessions.begin() as session:  # the person hands the conversation back
+        handoff = session.get(Handoff, case_id)
+        assert handoff is not None
+        handoff.status = "resolved"
+    assert run(demo_sessions, at("2026-11-26", 16)) == {"promise_reminded": 1}
+    [(key, _)] = queued(demo_sessions)
+    assert key == "utter_promise_reminder"

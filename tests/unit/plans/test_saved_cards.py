@@ -15,10 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.errors import PaymentProviderError
+from abono.outreach.holds import place_hold
 from abono.payments.stripe_events import handle_stripe_event
 from abono.plans.saved_cards import charge_due
 from abono.ports import CardSetupRef, ChargeRef
-from abono.store.models import PaymentLink, PaymentPlan
+from abono.store.models import Account, ContactHold, PaymentLink, PaymentPlan
 from tests.unit.conftest import Clock
 from tests.unit.plans.test_plan_follow_up import (
     agree_plan,
@@ -140,3 +141,25 @@ async def test_an_outage_is_retried_with_the_same_key_and_a_decline_is_a_missed_
         # The message's link is now the installment's: paying it by hand pays the installment.
         assert fresh is not None and fresh.token == args["url_token"]
         assert (fresh.status, charged.status) == ("open", "failed")
+
+
+async def test_no_charge_and_no_missed_follow_up_while_a_dispute_is_under_review(
+    demo_sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    await agree_plan(james_chat(demo_sessions, clock))
+    plan = saved_card_plan(demo_sessions, card=True)
+    with demo_sessions.begin() as session:  # "you won't be charged while we look into it"
+        account = session.get(Account, plan.account_id)
+        assert account is not None
+        place_hold(session, account, "dispute_open", "handoff")
+    cards = FakeCards([ChargeRef("pi_1", "succeeded", None)])
+    assert not await charge_due(demo_sessions, cards, at("2026-12-24"), TTL)
+    assert cards.charges == []
+    assert set(run(demo_sessions, at("2026-12-27"))) == {"on_hold"}  # past its grace: not missed
+    assert the_plan(demo_sessions).installments[1].status == "scheduled"
+    with demo_sessions.begin() as session:  # the dispute is resolved: rejected
+        [hold] = session.scalars(select(ContactHold)).all()
+        hold.released_at = at("2026-12-27")
+    assert await charge_due(demo_sessions, cards, at("2026-12-27", 16), TTL) == {
+        "installment_succeeded": 1
+    }
