@@ -342,7 +342,10 @@ def _pages(console: Console) -> APIRouter:
 
     @router.get("/cases/{handoff_id}/audit/{account_id}")
     async def audit_export(
-        request: Request, handoff_id: int, account_id: int, format: Literal["csv", "json"] = "csv"
+        request: Request,
+        handoff_id: RowId,
+        account_id: RowId,
+        format: Literal["csv", "json"] = "csv",
     ) -> Response:
         return await asyncio.to_thread(
             console.audit_export, request, handoff_id, account_id, format
@@ -371,7 +374,7 @@ def _api(console: Console, container: Container) -> APIRouter:
         return await asyncio.to_thread(console.case_json, actor, handoff_id, after)
 
     @router.post("/holds/{hold_id}/resolve")
-    async def resolve(request: Request, hold_id: int) -> JSONResponse:
+    async def resolve(request: Request, hold_id: RowId) -> JSONResponse:
         """Any signed-in agent (the case that placed the hold may be long handed back)."""
         actor = await asyncio.to_thread(console.actor, request, True)
         return await resolve_hold(container, request, hold_id, actor)

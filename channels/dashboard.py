@@ -56,7 +56,7 @@ class BadRequest(Exception):
 
 def install(app: FastAPI, container: Container) -> None:
     console = Console(container)
-    router = APIRouter(prefix="/console", include_in_schema=False)
+    router = APIRouter(prefix="/console", tags=["dashboard"])
 
     async def supervisor(request: Request) -> Response | tuple[Any, str]:
         found = await asyncio.to_thread(console.signed_in, request)

@@ -115,7 +115,7 @@ def _router(container: Container, token: str) -> APIRouter:
         return JSONResponse({"ok": True, "answered_waiting_message": bool(replies)})
 
     @router.post("/holds/{hold_id}/resolve")
-    async def resolve(request: Request, hold_id: int) -> JSONResponse:
+    async def resolve(request: Request, hold_id: RowId) -> JSONResponse:
         desk = await asyncio.to_thread(actor, request)
         return await resolve_hold(container, request, hold_id, desk)
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from abono.accounts.customers import find_customer_by_address, normalize_address
-from abono.api.params import AfterId
+from abono.api.params import AfterId, RowId
 from abono.container import Container
 from abono.conversation.turn import Inbound
 from abono.errors import InvalidAddressError
@@ -82,13 +82,13 @@ def install(app: FastAPI, container: Container) -> None:
         return await asyncio.to_thread(_captured, container, layout, to)
 
     @app.get("/sandbox/outbox/{message_id}/html", response_class=HTMLResponse, tags=["sandbox"])
-    async def sandbox_email_html(message_id: int) -> HTMLResponse:
+    async def sandbox_email_html(message_id: RowId) -> HTMLResponse:
         found = await asyncio.to_thread(_one_email, container, layout, message_id)
         if found is None or found.html is None:
             raise HTTPException(404, "no email with that id in the outbox")
         return HTMLResponse(found.html)
 
-    @app.get("/sandbox/emails", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/sandbox/emails", response_class=HTMLResponse, tags=["sandbox"])
     async def sandbox_email_preview() -> str:
         return preview
 

@@ -157,7 +157,7 @@ def metrics_router(
     router = APIRouter()
     registry = metrics_registry(sessions, clock)
 
-    @router.get("/metrics", include_in_schema=False)
+    @router.get("/metrics", tags=["metrics"])
     async def scrape(request: Request) -> Response:
         if token is not None and not _bearer_matches(request, token):
             return Response(
