@@ -39,6 +39,8 @@ from channels.console import COOKIE, LOGIN_COOKIE
 from tests.fakes import DialogueEngine
 from tests.unit.conftest import Clock, shipped_escalation
 
+pytestmark = pytest.mark.fuzz
+
 PUBLIC = "http://abono.example.com"
 DESK_TOKEN = "unit-test-desk-api-token-0123456789"
 JAMES = "+13125550102"  # a demo customer (docs/demo-accounts.md)

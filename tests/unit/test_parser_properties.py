@@ -24,6 +24,8 @@ from channels.email_auth import check_sender, dkim_passes, from_address
 from channels.email_text import html_to_text, reply_text
 from channels.voice_speech import number_words, speakable
 
+pytestmark = pytest.mark.fuzz
+
 TODAY = dt.date(2026, 11, 24)  # the unit tests' today (tests/unit/conftest.py)
 languages = st.sampled_from(["en", "es"])
 # Free text, and text built from the words and signs the parsers look for.

@@ -21,6 +21,8 @@ from abono.store.db import make_engine, migrate
 from abono.wiring import sessions_for
 from tests.unit.conftest import Clock
 
+pytestmark = pytest.mark.fuzz
+
 HEADER = ",".join(COLUMNS) + ",preferred_channel,days_past_due"
 GOOD = (
     "CUST-1,Ana,Morales,es,America/New_York,(212) 555-0101,ana@example.com,10027,1984-03-12,"

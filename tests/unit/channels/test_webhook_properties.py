@@ -32,6 +32,8 @@ from channels.voice import PATH as VOICE
 from tests.fakes import DialogueEngine
 from tests.unit.conftest import DEMO_NOW, Clock
 
+pytestmark = pytest.mark.fuzz
+
 PUBLIC = "http://abono.example.com"
 TWILIO_TOKEN = "unit-test-twilio-token"
 INBOUND_TOKEN = "unit-inbound-token"
