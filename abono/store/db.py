@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono.clock import Clock
 from abono.events import HANDLERS, Handlers
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+log = structlog.get_logger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -86,8 +89,28 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def migrate(engine: Engine) -> None:
+# How long a start waits for a database that does not answer yet (restarting, still booting).
+STORE_WAIT_SECONDS = 30.0
+
+
+def wait_for_store(engine: Engine, seconds: float = STORE_WAIT_SECONDS) -> None:
+    """Connect, retrying once a second while the database refuses connections: a process
+    started while the database restarts waits for it instead of dying (docs/faults.md)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with engine.connect():
+                return
+        except OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("store.unreachable.waiting")
+            time.sleep(1.0)
+
+
+def migrate(engine: Engine, wait_seconds: float = STORE_WAIT_SECONDS) -> None:
     """Bring the schema to head; safe to run on every start."""
+    wait_for_store(engine, wait_seconds)
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
