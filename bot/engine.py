@@ -1,4 +1,4 @@
-"""The engine's entry point: ``python -m bot.engine run …`` is ``rasa run …`` with seven fixes.
+"""The engine's entry point: ``python -m bot.engine run …`` is ``rasa run …`` with eight fixes.
 
 - Rasa 3.6 checks every action-server answer with ``jsonschema.validate``, which first checks
   the schema itself against the JSON Schema meta-schema, on every call: about a third of the
@@ -33,6 +33,11 @@
   run: about a tenth of the engine's CPU per turn, for the same few graphs each time.
   ``graph_order_reused`` keeps the order per graph shape (its nodes and what each needs); a
   new shape is ordered by dask as before.
+- Rasa 3.6 logs a failed message (``rest.message.received.failure``, e.g. its Redis lock store
+  unreachable) with the message's text and a traceback that carries every frame's local
+  variables: the customer's words and, in the message's metadata, their phone number or email.
+  ``engine_logs_without_personal_data`` keeps the traceback without the locals and drops the
+  text and the metadata from the log line (the leak scan found them, docs/redaction.md).
 
 The tracker store the engine uses is ``bot/tracker_store.py`` (named in ``bot/endpoints.yml``).
 
@@ -282,7 +287,30 @@ def graph_order_reused(size: int = GRAPH_ORDERS_KEPT) -> None:
     dask.local.order = order
 
 
+PERSONAL_LOG_KEYS = ("text", "metadata", "message")
+
+
+def engine_logs_without_personal_data() -> None:
+    """Rasa's JSON log lines with tracebacks but no frame locals, text or metadata."""
+    import structlog.processors
+    from structlog.tracebacks import ExceptionDictTransformer
+
+    if getattr(structlog.processors.dict_tracebacks, "abono_fast", False):
+        return
+    render = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+
+    def tracebacks(logger: Any, name: str, event: dict[str, Any]) -> Any:
+        for key in PERSONAL_LOG_KEYS:
+            if key in event:
+                event[key] = "[removed]"
+        return render(logger, name, event)
+
+    tracebacks.abono_fast = True  # type: ignore[attr-defined]
+    structlog.processors.dict_tracebacks = tracebacks  # type: ignore[assignment]
+
+
 def main() -> None:
+    engine_logs_without_personal_data()
     fast_action_validation()
     lighter_sqlite_commits()
     event_types_resolved_once()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import textwrap
 
 import pytest
@@ -273,3 +275,48 @@ def test_rasa_alone_orders_the_graph_on_every_run_and_the_engine_once_per_shape(
     assert plain_count >= 8  # the NLU graph and the policies' graph, for each of 4 messages
     assert count <= 3  # one order per graph shape: NLU, and the policies' graph
     assert said == plain_said  # the same decisions
+
+
+FAILURE_LOG = textwrap.dedent(
+    """
+    import io, sys, logging
+    import rasa.utils.log_utils as log_utils
+    log_utils.FORCE_JSON_LOGGING = True
+    if sys.argv[1] == "patched":
+        from bot.engine import engine_logs_without_personal_data
+        engine_logs_without_personal_data()
+    log_utils.configure_structlog(logging.INFO)
+    import structlog
+    def receive(text, metadata):
+        raise ConnectionError("lock store unreachable")
+    try:
+        receive("my number is +13125550102", {"address": "rosa@example.com"})
+    except ConnectionError:
+        structlog.get_logger().exception(
+            "rest.message.received.failure", text="my number is +13125550102"
+        )
+    """
+)
+
+
+def failure_log(mode: str) -> str:
+    done = subprocess.run(
+        [str(Settings().engine_python), "-c", FAILURE_LOG, mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout + done.stderr
+
+
+def test_rasa_alone_logs_a_failed_messages_text_and_its_frames_locals() -> None:
+    shown = failure_log("plain")
+    assert "+13125550102" in shown and "rosa@example.com" in shown
+
+
+def test_the_engine_logs_the_failure_and_its_traceback_without_personal_data() -> None:
+    shown = failure_log("patched")
+    assert "rest.message.received.failure" in shown and "ConnectionError" in shown
+    assert "+13125550102" not in shown and "rosa@example.com" not in shown
