@@ -29,6 +29,15 @@ CUSTOMERS = [
     ("CUST-E704", "Lucía", "es", "+15055550704", "94110", "ACC-5500000303", "1234.56"),
 ]
 ANA, DANIEL, TOM, LUCIA = (row[3] for row in CUSTOMERS)
+ANA_PROMISES = (
+    "SELECT p.id FROM promises p JOIN accounts a ON a.id = p.account_id"
+    " WHERE a.account_number = 'ACC-5500000701'"
+)
+DANIEL_DISPUTES = (
+    "SELECT h.reason FROM handoffs h JOIN conversations c ON c.id = h.conversation_id"
+    " JOIN customers u ON u.id = c.customer_id"
+    " WHERE h.reason = 'dispute' AND u.external_id = 'CUST-E702'"
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -58,7 +67,8 @@ def test_friday_the_11th_is_a_date_not_eleven_dollars(product: Product) -> None:
     told = joined(product.say(ANA, "le pago el viernes 11 sin falta"))
     assert "$11.00" not in told and "mayor" not in told, told  # no "$11 is too little"
     assert "$84.50" in told, told  # a promise of the whole balance, for the 11th
-    assert rows(product, "SELECT id FROM promises") == []  # nothing before the "sí"
+    # Nothing recorded before the "sí" (the session's other tests record promises of their own).
+    assert rows(product, ANA_PROMISES) == []
 
 
 def test_a_card_number_with_charge_it_leads_to_the_way_to_pay_not_a_dispute(
@@ -68,7 +78,7 @@ def test_a_card_number_with_charge_it_leads_to_the_way_to_pay_not_a_dispute(
     assert "don't send card numbers" in told
     assert "ZIP" in told, told  # identity first, then the payment
     assert "member of our team" not in told
-    assert rows(product, "SELECT reason FROM handoffs WHERE reason = 'dispute'") == []
+    assert rows(product, DANIEL_DISPUTES) == []
 
 
 def test_digits_said_on_a_call_verify(product: Product) -> None:
