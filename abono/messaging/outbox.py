@@ -412,7 +412,10 @@ class OutboxWorker(DurableQueueWorker):
         find_sent = getattr(sender, "find_sent", None)
         if since is not None and find_sent is not None:
             found = await find_sent(row["channel"], row["address"], text, since)
-            if found:
+            # The same words sent to the same address by another row (a reply said twice) are
+            # not this row's message: a sid already recorded belongs to that other message.
+            taken = found and await asyncio.to_thread(self._recorded, row["channel"], str(found))
+            if found and not taken:
                 log.info("outbox.message.already_sent", channel=row["channel"])
                 return str(found)
         await self._rate_limit(row["channel"])
@@ -477,7 +480,11 @@ class OutboxWorker(DurableQueueWorker):
         log.info("outbox.message.sent", key=row["key"], channel=row["channel"])
         if row["prerendered"]:  # the pipeline logged it when it decided the reply
             logged = session.get(Message, row["message_id"]) if row["message_id"] else None
-            if logged is not None and logged.provider_id is None:
+            if (
+                logged is not None
+                and logged.provider_id is None
+                and not _sid_taken(session, row["channel"], provider_ids[0])
+            ):
                 logged.provider_id = provider_ids[0]  # delivery callbacks find it by this
             return
         for text, provider_id in zip(texts, provider_ids, strict=True):
@@ -492,6 +499,10 @@ class OutboxWorker(DurableQueueWorker):
                     provider_id=provider_id,
                 )
             )
+
+    def _recorded(self, channel: str, sid: str) -> bool:
+        with self._sessions() as session:
+            return _sid_taken(session, channel, sid)
 
     def _failed(
         self,
@@ -510,6 +521,14 @@ class OutboxWorker(DurableQueueWorker):
 _QUEUED = "abono.outbox.queued"
 # A row's status after a send, as the metrics name the outcome (pending again: it is retried).
 _OUTCOMES = {"pending": "retry"}
+
+
+def _sid_taken(session: Session, channel: str, sid: str) -> bool:
+    """A provider's message id is recorded on one logged message at most (a unique key)."""
+    found = session.scalars(
+        select(Message.id).where(Message.channel == channel, Message.provider_id == sid).limit(1)
+    ).first()
+    return found is not None
 
 
 def _count_sends(settled: list[tuple[str, str]]) -> None:
