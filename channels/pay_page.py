@@ -50,6 +50,7 @@ a four-digit year. docs/payments.md has the whole page.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import secrets
@@ -72,7 +73,7 @@ import abono
 from abono.container import Container
 from abono.errors import AbonoError
 from abono.i18n import LANGUAGES, LOCALES, Catalogs, format_arguments, format_money
-from abono.payments.links import LinkView, open_link
+from abono.payments.links import LinkView, link_by_token, open_link
 from abono.plans.saved_cards import CardSetupView, card_saved, open_card_setup
 from abono.settings import Settings
 
@@ -423,10 +424,15 @@ def install(app: FastAPI, container: Container) -> None:
         return
     sandbox = LocalstripeConfirm(stripe_js.sandbox_api, settings.stripe_api_key)
 
+    def _known_link(token: str) -> bool:
+        with container.sessions() as session:
+            return link_by_token(session, token) is not None
+
     @app.post("/p/{token}/sandbox-confirm", tags=["sandbox"])
     async def sandbox_confirm(token: str, body: SandboxConfirm) -> JSONResponse:
         """localstripe only: what Stripe.js's confirmCardPayment does, minus the card data."""
-        if not TOKEN.match(token):
+        if not TOKEN.match(token) or not await asyncio.to_thread(_known_link, token):
+            # An unknown link is refused here, without asking the local Stripe server.
             return _stripe_error("This payment link can no longer be paid.", 404)
         status, result = await sandbox.confirm(token, body.client_secret, body.card)
         return JSONResponse(result, status, headers={"Cache-Control": "no-store"})

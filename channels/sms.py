@@ -332,7 +332,12 @@ class TwilioSmsSender:
         return sid
 
     async def find_sent(
-        self, channel: str, address: str, text: str, since: dt.datetime
+        self,
+        channel: str,
+        address: str,
+        text: str,
+        since: dt.datetime,
+        taken: frozenset[str] = frozenset(),
     ) -> str | None:
         """After a worker died mid-send: the sid of this text to this address, if Twilio has it.
 
@@ -345,7 +350,10 @@ class TwilioSmsSender:
             )
         except (TwilioRestException, asyncio.TimeoutError, aiohttp.ClientError, OSError) as error:
             raise SmsProviderUnavailable(type(error).__name__) from error
-        return next((str(m.sid) for m in messages if m.body == text), None)
+        # ``taken``: sids our store already gave to other messages (the same words said twice).
+        return next(
+            (str(m.sid) for m in messages if m.body == text and str(m.sid) not in taken), None
+        )
 
     async def _translate(self, error: TwilioRestException, address: str, key: str) -> Exception:
         """Twilio's error as ours; 21610 is recorded as an opt-out on the way."""

@@ -701,7 +701,12 @@ class TwilioCallSender:
         return str(call.sid)
 
     async def find_sent(
-        self, channel: str, address: str, text: str, since: dt.datetime
+        self,
+        channel: str,
+        address: str,
+        text: str,
+        since: dt.datetime,
+        taken: frozenset[str] = frozenset(),
     ) -> str | None:
         """After a worker died while placing a call: the call Twilio has to that number."""
         try:
@@ -710,7 +715,7 @@ class TwilioCallSender:
             )
         except (TwilioRestException, asyncio.TimeoutError, OSError) as error:
             raise CallProviderUnavailable(type(error).__name__) from error
-        return next((str(c.sid) for c in calls), None)
+        return next((str(c.sid) for c in calls if str(c.sid) not in taken), None)
 
 
 def install(app: FastAPI, container: Container) -> None:

@@ -411,11 +411,11 @@ class OutboxWorker(DurableQueueWorker):
         since = row["in_doubt_since"]
         find_sent = getattr(sender, "find_sent", None)
         if since is not None and find_sent is not None:
-            found = await find_sent(row["channel"], row["address"], text, since)
-            # The same words sent to the same address by another row (a reply said twice) are
+            # The same words sent to the same address for another row (a reply said twice) are
             # not this row's message: a sid already recorded belongs to that other message.
-            taken = found and await asyncio.to_thread(self._recorded, row["channel"], str(found))
-            if found and not taken:
+            taken = await asyncio.to_thread(self._recorded, row["channel"], row["address"])
+            found = await find_sent(row["channel"], row["address"], text, since, taken)
+            if found:
                 log.info("outbox.message.already_sent", channel=row["channel"])
                 return str(found)
         await self._rate_limit(row["channel"])
@@ -500,9 +500,18 @@ class OutboxWorker(DurableQueueWorker):
                 )
             )
 
-    def _recorded(self, channel: str, sid: str) -> bool:
+    def _recorded(self, channel: str, address: str) -> frozenset[str]:
+        """The provider ids already recorded on messages to this address."""
         with self._sessions() as session:
-            return _sid_taken(session, channel, sid)
+            return frozenset(
+                session.scalars(
+                    select(Message.provider_id).where(
+                        Message.channel == channel,
+                        Message.address == address,
+                        Message.provider_id.is_not(None),
+                    )
+                )
+            )
 
     def _failed(
         self,
