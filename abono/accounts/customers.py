@@ -7,6 +7,7 @@ normalizes the same way the account import does; the import reuses these normali
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 
 import phonenumbers
@@ -28,6 +29,10 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _MAX_EMAIL = 254
 
 
+# Every turn normalizes its sender's address a few times, and phonenumbers' parse is the
+# dearest step of it (docs/performance.md): the answer depends on the text alone, so the
+# addresses seen recently are remembered.
+@functools.lru_cache(maxsize=8192)
 def normalize_phone(value: str) -> str | None:
     """E.164 form of a phone written in any common format, or None if it cannot be dialled."""
     try:
@@ -92,16 +97,32 @@ def primary_account(session: Session, customer_id: int) -> Account | None:
 
 
 def find_conversation(session: Session, address: str) -> Conversation | None:
-    """The thread an address belongs to: its customer's (one for every channel) or its own."""
+    """The thread an address belongs to: its customer's (one for every channel) or its own.
+
+    Most turns come from a customer who already has a thread: one query finds it through
+    the address; the customer and the unknown address are looked up only when it does not."""
     normalized = normalize_address(address)
+    if normalized is not None:
+        kind, value = normalized
+        found = session.scalars(
+            select(Conversation)
+            .join(ContactPoint, ContactPoint.customer_id == Conversation.customer_id)
+            .where(
+                ContactPoint.kind == kind,
+                ContactPoint.value == value,
+                ContactPoint.wrong_party_at.is_(None),
+            )
+            .limit(1)
+        ).first()
+        if found is not None:
+            return found
     value = normalized[1] if normalized else address
     customer = find_customer_by_address(session, value)
-    condition = (
-        Conversation.customer_id == customer.id
-        if customer is not None
-        else Conversation.unknown_address == value
-    )
-    return session.scalars(select(Conversation).where(condition)).first()
+    if customer is not None:
+        return None  # the customer has no thread yet
+    return session.scalars(
+        select(Conversation).where(Conversation.unknown_address == value)
+    ).first()
 
 
 def customer_today(conversation: Conversation, now: dt.datetime) -> dt.date:

@@ -15,11 +15,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -130,6 +130,29 @@ class DurableQueueWorker:
             .execution_options(synchronize_session=False)
         ).rowcount
         return bool(won)
+
+    def _win_all(
+        self, session: Session, rows: Sequence[OutboxMessage | DeskEvent], now: dt.datetime
+    ) -> set[int]:
+        """``_win`` for many rows read in this transaction, in one UPDATE: the ids of those
+        still due and untouched since (their ``attempts`` as read), now leased to us."""
+        if not rows:
+            return set()
+        model = self.model
+        result = session.execute(
+            update(model)
+            .where(
+                tuple_(model.id, model.attempts).in_([(row.id, row.attempts) for row in rows]),
+                model.status.in_(("pending", "sending")),
+                model.next_attempt_at <= now,
+            )
+            .values(
+                status="sending", attempts=model.attempts + 1, next_attempt_at=now + self._lease
+            )
+            .returning(model.id)
+            .execution_options(synchronize_session=False)
+        )
+        return set(result.scalars())
 
     def _still_ours(self, row: OutboxMessage | DeskEvent | None, attempts: int) -> bool:
         """The lease this worker claimed (as the ``attempts`` it left) is still the row's.

@@ -192,6 +192,11 @@ def queue_to_conversation(
     return True
 
 
+class FoundSent(str):
+    """A provider's message id learned by asking the provider (``find_sent``, after a send in
+    doubt), not returned by a send of ours: it may already be recorded on another message."""
+
+
 class RecordingSender:
     """Sandbox sender: nothing leaves the machine; the thread's log shows what was sent."""
 
@@ -260,8 +265,8 @@ class OutboxWorker(DurableQueueWorker):
     def _claim_batch(self, limit: int) -> list[dict[str, Any]]:
         """Lease up to ``limit`` due rows in one transaction, checked again and rendered.
 
-        PostgreSQL locks them with ``FOR UPDATE SKIP LOCKED``; on SQLite a row is won by a
-        conditional UPDATE that matches only while it is due and untouched since it was read.
+        PostgreSQL locks them with ``FOR UPDATE SKIP LOCKED``; on SQLite one conditional UPDATE
+        wins the rows still due and untouched since they were read (``_win_all``).
         A row whose preparation fails backs off on its own; the others go on."""
         now = self._clock()
         claimed: list[dict[str, Any]] = []
@@ -278,11 +283,14 @@ class OutboxWorker(DurableQueueWorker):
             )
             if self._skip_locked:
                 query = query.with_for_update(skip_locked=True)
-            for row in session.scalars(query).all():
-                was, lease_ended = row.status, row.next_attempt_at
-                if self._skip_locked:
+            rows = session.scalars(query).all()
+            read = {row.id: (row.status, row.next_attempt_at) for row in rows}
+            won = None if self._skip_locked else self._win_all(session, rows, now)
+            for row in rows:
+                was, lease_ended = read[row.id]
+                if won is None:
                     self._take(row, now)
-                elif not self._win(session, row.id, now, attempts=row.attempts):
+                elif row.id not in won:
                     continue  # another worker has it
                 else:  # what the UPDATE wrote, without reading the row again
                     self._leased(row, now)
@@ -417,7 +425,7 @@ class OutboxWorker(DurableQueueWorker):
             found = await find_sent(row["channel"], row["address"], text, since, taken)
             if found:
                 log.info("outbox.message.already_sent", channel=row["channel"])
-                return str(found)
+                return FoundSent(found)
         await self._rate_limit(row["channel"])
         return await sender.send(row["channel"], row["address"], text, key)
 
@@ -480,12 +488,15 @@ class OutboxWorker(DurableQueueWorker):
         log.info("outbox.message.sent", key=row["key"], channel=row["channel"])
         if row["prerendered"]:  # the pipeline logged it when it decided the reply
             logged = session.get(Message, row["message_id"]) if row["message_id"] else None
+            sid = provider_ids[0]
+            # A sid the provider just gave is new; one found by asking it (in doubt) may be
+            # another row's message already (the same words said twice), recorded once.
             if (
                 logged is not None
                 and logged.provider_id is None
-                and not _sid_taken(session, row["channel"], provider_ids[0])
+                and not (isinstance(sid, FoundSent) and _sid_taken(session, row["channel"], sid))
             ):
-                logged.provider_id = provider_ids[0]  # delivery callbacks find it by this
+                logged.provider_id = str(sid)  # delivery callbacks find it by this
             return
         for text, provider_id in zip(texts, provider_ids, strict=True):
             session.add(
@@ -496,7 +507,7 @@ class OutboxWorker(DurableQueueWorker):
                     address=row["address"],
                     language=row["language"],
                     text=text,
-                    provider_id=provider_id,
+                    provider_id=str(provider_id),
                 )
             )
 
