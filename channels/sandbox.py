@@ -25,7 +25,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from abono.accounts.customers import find_customer_by_address, normalize_address
+from abono.accounts.customers import (
+    find_conversation,
+    find_customer_by_address,
+    normalize_address,
+)
 from abono.api.params import AfterId, RowId
 from abono.container import Container
 from abono.conversation.turn import Inbound
@@ -186,7 +190,11 @@ def _text_of(container: Container, session: Session, row: OutboxMessage) -> str 
 
 
 def _conversation_of(session: Session, address: str) -> str | None:
-    """The conversation the newest message at this (normalized) address belongs to."""
+    """The thread of this (normalized) address: its customer's, whichever address they wrote
+    from, else the one of the newest message at it."""
+    found = find_conversation(session, address)
+    if found is not None:
+        return found.id
     return session.scalars(
         select(Message.conversation_id)
         .where(Message.address == address)

@@ -126,6 +126,8 @@ def test_the_thread_keeps_each_message_in_its_own_medium(
 ) -> None:
     engine.replies = ["Hi there."]
     chat(client, "sms", "(602) 555-0105", "hola")
+    texted = client.get("/sandbox/thread", params={"address": "rosa.delgado@example.com"}).json()
+    assert [e["channel"] for e in texted] == ["sms", "sms"]  # her thread, from her other address
     chat(client, "email", "rosa.delgado@example.com", "hola")
     thread = client.get("/sandbox/thread", params={"address": "rosa.delgado@example.com"}).json()
     replies = [e for e in thread if e["direction"] == "out" and "Hi there." in e["text"]]
