@@ -51,7 +51,8 @@ class SandboxMessage(BaseModel):
 class SandboxReplies(BaseModel):
     replies: list[str]
     last_id: int = 0
-    shown: list[ThreadEntry] = []  # the replies as logged, each with its medium's view
+    # The turn as logged (the customer's message, then the replies), each with its medium's view.
+    shown: list[ThreadEntry] = []
 
 
 class SandboxOutbound(BaseModel):
@@ -226,7 +227,8 @@ def _newest_message_id(container: Container) -> int:
 def _replies_shown(
     container: Container, layout: EmailLayout, address: str, after: int
 ) -> list[ThreadEntry]:
-    """What the conversation said back since message ``after`` (this turn's replies)."""
+    """This turn as logged since message ``after``: the customer's message (as stored:
+    redacted) and what the conversation said back."""
     normalized = normalize_address(address)
     if normalized is None:
         return []
@@ -238,7 +240,6 @@ def _replies_shown(
             select(Message)
             .where(
                 Message.conversation_id == conversation_id,
-                Message.direction == "out",
                 Message.id > after,
             )
             .order_by(Message.id)

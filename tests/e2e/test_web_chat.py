@@ -161,7 +161,9 @@ def test_an_sms_shows_the_segments_the_carrier_bills(
     count = int(summary.inner_text().split()[0])
     summary.click()
     expect(reply.locator(".segments li")).to_have_count(count)
-    expect(page.locator(".msg.me.sms").last).to_contain_text("hi")
+    mine = page.locator(".msg.me.sms")
+    expect(mine).to_have_count(1)  # the typed message, replaced by the one stored
+    expect(mine.locator(".segments summary")).to_have_text("1 segment · GSM-7")
 
 
 def test_an_email_reply_is_shown_as_the_customers_mail_app_shows_it(

@@ -134,3 +134,14 @@ def test_the_thread_keeps_each_message_in_its_own_medium(
     assert [e["channel"] for e in replies] == ["sms", "email"]
     assert replies[0]["sms"] is not None and replies[0]["email"] is None
     assert replies[1]["email"] is not None and replies[1]["sms"] is None
+
+
+def test_the_customers_own_message_comes_back_as_stored_with_its_segments(
+    client: TestClient, engine: FakeEngine
+) -> None:
+    engine.replies = ["Please don't send card numbers here."]
+    body = chat(client, "sms", "312.555.0102", "my card is 4242 4242 4242 4242, ¿ok?")
+    [mine] = [s for s in body["shown"] if s["direction"] == "in"]
+    assert "4242 4242 4242 4242" not in mine["text"]  # redacted before it was stored
+    assert mine["sms"]["encoding"] == "GSM-7" and len(mine["sms"]["segments"]) == 1
+    assert body["shown"][0] == mine and {s["direction"] for s in body["shown"][1:]} == {"out"}
