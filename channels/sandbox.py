@@ -3,7 +3,10 @@
 ``POST /sandbox/chat`` runs one message through the pipeline as if it had arrived on the named
 channel from the named address. ``GET /sandbox/outbox?to=`` lists what the product sent (or
 will send) to an address on every channel, as the recording senders captured it, and
-``GET /sandbox/thread?address=`` the whole conversation across channels, for the web page.
+``GET /sandbox/thread?address=`` the whole conversation across channels, for the web page,
+each message with the view of its medium (``channels/sandbox_views.py``: SMS segments, the
+email's HTML at ``GET /sandbox/messages/{id}/html``, a call's spoken words), as the chat's
+replies come too; ``GET /sandbox/customers`` lists the loaded customers for the page's picker.
 An email in the outbox comes with its subject and its HTML as the customer's mail app gets it
 (``channels/email_layout.py``); ``GET /sandbox/emails`` previews them at a phone's width
 (375 px) and ``GET /sandbox/outbox/{id}/html`` serves one email's HTML alone.
@@ -22,7 +25,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from abono.accounts.customers import find_customer_by_address, normalize_address
+from abono.accounts.customers import (
+    find_conversation,
+    find_customer_by_address,
+    normalize_address,
+)
 from abono.api.params import AfterId, RowId
 from abono.container import Container
 from abono.conversation.turn import Inbound
@@ -30,6 +37,7 @@ from abono.errors import InvalidAddressError
 from abono.store.models import Message, OutboxMessage
 from channels.email import email_layout, unsubscribe_url
 from channels.email_layout import EmailLayout
+from channels.sandbox_views import DemoCustomer, ThreadEntry, demo_customers, email_of, entry
 
 PREVIEW = Path(__file__).resolve().parent / "templates" / "email_preview.html"
 
@@ -43,6 +51,8 @@ class SandboxMessage(BaseModel):
 class SandboxReplies(BaseModel):
     replies: list[str]
     last_id: int = 0
+    # The turn as logged (the customer's message, then the replies), each with its medium's view.
+    shown: list[ThreadEntry] = []
 
 
 class SandboxOutbound(BaseModel):
@@ -50,6 +60,7 @@ class SandboxOutbound(BaseModel):
 
     messages: list[str]
     last_id: int
+    shown: list[ThreadEntry] = []  # the same messages, each with its medium's view
 
 
 class CapturedMessage(BaseModel):
@@ -61,13 +72,6 @@ class CapturedMessage(BaseModel):
     html: str | None = None  # emails: the HTML part as sent
     created_at: dt.datetime
     status: str
-
-
-class ThreadEntry(BaseModel):
-    channel: str
-    direction: str
-    text: str
-    created_at: dt.datetime
 
 
 def install(app: FastAPI, container: Container) -> None:
@@ -92,21 +96,34 @@ def install(app: FastAPI, container: Container) -> None:
     async def sandbox_email_preview() -> str:
         return preview
 
+    @app.get("/sandbox/messages/{message_id}/html", response_class=HTMLResponse, tags=["sandbox"])
+    async def sandbox_message_html(message_id: RowId) -> HTMLResponse:
+        found = await asyncio.to_thread(_logged_email, container, layout, message_id)
+        if found is None:
+            raise HTTPException(404, "no email sent with that id")
+        return HTMLResponse(found)
+
+    @app.get("/sandbox/customers", response_model=list[DemoCustomer], tags=["sandbox"])
+    async def sandbox_customers() -> list[DemoCustomer]:
+        return await asyncio.to_thread(_customers, container)
+
     @app.get("/sandbox/thread", response_model=list[ThreadEntry], tags=["sandbox"])
     async def sandbox_thread(address: str) -> list[ThreadEntry]:
-        return await asyncio.to_thread(_thread, container, address)
+        return await asyncio.to_thread(_thread, container, layout, address)
 
     @app.post("/sandbox/chat", response_model=SandboxReplies, tags=["sandbox"])
     async def sandbox_chat(message: SandboxMessage) -> SandboxReplies:
+        before = await asyncio.to_thread(_newest_message_id, container)
         replies = await container.pipeline.handle(
             Inbound(channel=message.channel, address=message.from_, text=message.text)
         )
         last = await asyncio.to_thread(_outbound_since, container, message.from_, None)
-        return SandboxReplies(replies=replies, last_id=last.last_id)
+        shown = await asyncio.to_thread(_replies_shown, container, layout, message.from_, before)
+        return SandboxReplies(replies=replies, last_id=last.last_id, shown=shown)
 
     @app.get("/sandbox/messages", response_model=SandboxOutbound, tags=["sandbox"])
     async def sandbox_messages(address: str, after: AfterId = 0) -> SandboxOutbound:
-        return await asyncio.to_thread(_outbound_since, container, address, after)
+        return await asyncio.to_thread(_outbound_since, container, address, after, layout)
 
 
 def _captured(container: Container, layout: EmailLayout, to: str) -> list[CapturedMessage]:
@@ -173,32 +190,77 @@ def _text_of(container: Container, session: Session, row: OutboxMessage) -> str 
         return None
 
 
-def _thread(container: Container, address: str) -> list[ThreadEntry]:
+def _conversation_of(session: Session, address: str) -> str | None:
+    """The thread of this (normalized) address: its customer's, whichever address they wrote
+    from, else the one of the newest message at it."""
+    found = find_conversation(session, address)
+    if found is not None:
+        return found.id
+    return session.scalars(
+        select(Message.conversation_id)
+        .where(Message.address == address)
+        .order_by(Message.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _thread(container: Container, layout: EmailLayout, address: str) -> list[ThreadEntry]:
     """Every message of the conversation this address belongs to, on every channel."""
     normalized = normalize_address(address)
     if normalized is None:
         raise InvalidAddressError("the address is neither a phone number nor an email address")
     with container.sessions() as session:
-        conversation_id = session.scalars(
-            select(Message.conversation_id)
-            .where(Message.address == normalized[1])
-            .order_by(Message.id.desc())
-            .limit(1)
-        ).first()
+        conversation_id = _conversation_of(session, normalized[1])
         if conversation_id is None:
             return []
         rows = session.scalars(
             select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
         )
-        return [
-            ThreadEntry(
-                channel=m.channel, direction=m.direction, text=m.text, created_at=m.created_at
+        return [entry(session, layout, m) for m in rows]
+
+
+def _newest_message_id(container: Container) -> int:
+    with container.sessions() as session:
+        return session.scalars(select(Message.id).order_by(Message.id.desc()).limit(1)).first() or 0
+
+
+def _replies_shown(
+    container: Container, layout: EmailLayout, address: str, after: int
+) -> list[ThreadEntry]:
+    """This turn as logged since message ``after``: the customer's message (as stored:
+    redacted) and what the conversation said back."""
+    normalized = normalize_address(address)
+    if normalized is None:
+        return []
+    with container.sessions() as session:
+        conversation_id = _conversation_of(session, normalized[1])
+        if conversation_id is None:
+            return []
+        rows = session.scalars(
+            select(Message)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.id > after,
             )
-            for m in rows
-        ]
+            .order_by(Message.id)
+        )
+        return [entry(session, layout, m) for m in rows]
 
 
-def _outbound_since(container: Container, address: str, after: int | None) -> SandboxOutbound:
+def _logged_email(container: Container, layout: EmailLayout, message_id: int) -> str | None:
+    with container.sessions() as session:
+        found = email_of(container, layout, session, message_id)
+        return found.html if found is not None else None
+
+
+def _customers(container: Container) -> list[DemoCustomer]:
+    with container.sessions() as session:
+        return demo_customers(session)
+
+
+def _outbound_since(
+    container: Container, address: str, after: int | None, layout: EmailLayout | None = None
+) -> SandboxOutbound:
     """Outbound messages to this address sent by the outbox (not as direct replies)."""
     normalized = normalize_address(address)
     if normalized is None:
@@ -215,6 +277,7 @@ def _outbound_since(container: Container, address: str, after: int | None) -> Sa
                 )
             )
         )
+        shown = [entry(session, layout, row) for row in rows] if layout is not None else []
     return SandboxOutbound(
-        messages=[row.text for row in rows], last_id=rows[-1].id if rows else after
+        messages=[row.text for row in rows], last_id=rows[-1].id if rows else after, shown=shown
     )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +40,7 @@ from abono.errors import ProviderUnavailable, SendRefused, TurnFailedError, retr
 from abono.messaging import opt_outs
 from abono.settings import Settings
 from abono.store.models import Message
+from channels.sms_segments import segments
 
 log = structlog.get_logger(__name__)
 
@@ -51,31 +51,7 @@ OPTED_OUT_CODE = 21610
 FINAL_STATUSES = frozenset({"delivered", "failed", "undelivered"})
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
-# -- segments -------------------------------------------------------------------------------
-
-# GSM 03.38 default alphabet (ESC excluded: it only introduces the extension table).
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")  # each costs two septets (ESC + char)
-
-
-def segments(text: str) -> tuple[str, int]:
-    """``("GSM-7" | "UCS-2", segments)`` a carrier bills for this text.
-
-    One character outside GSM 03.38 (á, í, ó, ú, emoji…) turns the whole message into UCS-2:
-    70 UTF-16 units in one segment, 67 per part when concatenated; GSM-7 fits 160 / 153.
-    """
-    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
-        units = sum(2 if ch in GSM7_EXTENSION else 1 for ch in text)
-        encoding, single, part = "GSM-7", 160, 153
-    else:
-        units = len(text.encode("utf-16-le")) // 2  # astral characters take two units
-        encoding, single, part = "UCS-2", 70, 67
-    if units == 0:
-        return encoding, 0
-    return encoding, 1 if units <= single else math.ceil(units / part)
+# -- segments: channels/sms_segments.py --------------------------------------------------
 
 
 def _warn_if_long(text: str, where: str) -> None:

@@ -6,6 +6,7 @@ a production web chat will start from a signed link instead.
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -19,7 +20,9 @@ PAGE = Path(__file__).resolve().parent / "templates" / "chat.html"
 def install(app: FastAPI, container: Container) -> None:
     if not container.settings.sandbox:
         return
-    html = PAGE.read_text(encoding="utf-8").replace("{{company}}", container.settings.company_name)
+    html = PAGE.read_text(encoding="utf-8").replace(
+        "{{company}}", escape(container.settings.company_name)
+    )
 
     @app.get("/", response_class=HTMLResponse, tags=["web"])
     async def chat_page() -> str:

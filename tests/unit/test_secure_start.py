@@ -222,6 +222,8 @@ def test_the_api_pages_are_off_in_production(
     client = app_for(production(database_url=demo_database_url), clock)
     assert client.get(path).status_code == 404
     assert client.get("/sandbox/thread", params={"address": "+13125550102"}).status_code == 404
+    assert client.get("/sandbox/customers").status_code == 404  # names and addresses
+    assert client.get("/sandbox/messages/1/html").status_code == 404
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])

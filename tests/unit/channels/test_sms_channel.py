@@ -1,4 +1,4 @@
-"""SMS through Twilio at our edge: the signed webhook, the outbox, the sender and segments.
+"""SMS through Twilio at our edge: the signed webhook, the outbox and the sender.
 
 The app is the one the composition root builds (real SQLite store with the demo accounts, a
 fake dialogue engine); webhooks are signed with Twilio's own ``RequestValidator`` for the
@@ -26,7 +26,7 @@ from abono.app import build_container, create_app
 from abono.container import Container
 from abono.settings import Settings
 from abono.store.models import AuditEvent, Message, OptOut, OutboxMessage
-from channels.sms import INBOUND_PATH, STATUS_PATH, TwilioSmsSender, segments
+from channels.sms import INBOUND_PATH, STATUS_PATH, TwilioSmsSender
 from channels.twilio_fake import FakeTwilio, serving
 from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
@@ -255,34 +255,6 @@ def test_unsigned_status_callback_is_refused(client: TestClient, container: Cont
     response = post(client, status_form("delivered"), path=STATUS_PATH, token="forged")
     assert response.status_code == 403
     assert [e for e in rows(container, AuditEvent) if e.kind == "sms.status"] == []
-
-
-# -- segments --------------------------------------------------------------------------------
-
-SEGMENTS = [
-    ("empty", "", ("GSM-7", 0)),
-    ("plain", "Reply STOP to opt out.", ("GSM-7", 1)),
-    ("gsm accents ¡ ¿ ñ é ü", "¡Hola! ¿Qué tal, señor Müller?", ("GSM-7", 1)),
-    ("á turns it UCS-2", "¡Hola! ¿Cuánto debo?", ("UCS-2", 1)),
-    ("160 gsm", "a" * 160, ("GSM-7", 1)),
-    ("161 gsm", "a" * 161, ("GSM-7", 2)),
-    ("306 gsm", "a" * 306, ("GSM-7", 2)),
-    ("307 gsm", "a" * 307, ("GSM-7", 3)),
-    ("extension chars count twice", "€" * 80, ("GSM-7", 1)),
-    ("extension overflow", "€" * 81, ("GSM-7", 2)),
-    ("70 ucs2", "ó" * 70, ("UCS-2", 1)),
-    ("71 ucs2", "ó" * 71, ("UCS-2", 2)),
-    ("134 ucs2", "ó" * 134, ("UCS-2", 2)),
-    ("135 ucs2", "ó" * 135, ("UCS-2", 3)),
-    ("emoji is two units", "👍" * 35, ("UCS-2", 1)),
-    ("emoji overflow", "👍" * 36, ("UCS-2", 2)),
-    ("spanish opt-out line", "Responda BAJA para no recibir más mensajes.", ("UCS-2", 1)),
-]
-
-
-@pytest.mark.parametrize(("case", "text", "expected"), SEGMENTS, ids=[c[0] for c in SEGMENTS])
-def test_segments(case: str, text: str, expected: tuple[str, int]) -> None:
-    assert segments(text) == expected
 
 
 # -- the sender, against the fake Twilio -----------------------------------------------------
