@@ -11,6 +11,7 @@ import hmac
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -19,13 +20,16 @@ import pytest
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.app import build_container, create_app
 from abono.cli.main import main
 from abono.errors import InsecureSettingsError
 from abono.integrations.webhook_http import HttpWebhookPoster
 from abono.messaging import opt_outs
+from abono.settings import Settings
 from abono.store.models import AuditEvent, WebhookDelivery, WebhookEndpoint
 from abono.webhooks.delivery import (
     MAX_ATTEMPTS,
@@ -37,6 +41,7 @@ from abono.webhooks.delivery import (
 )
 from abono.webhooks.endpoints import EndpointRefusedError, add_endpoint, refuse_insecure_endpoints
 from channels.fake_server import serving
+from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
 
 TOLERANCE = dt.timedelta(minutes=5)
@@ -327,3 +332,22 @@ def test_the_command_adds_lists_and_replays(
     assert main(["webhooks", "replay", str(row_id), "12345"]) == 1
     assert capsys.readouterr().out.split("\n")[:2] == [f"{row_id}: not failed", "12345: not found"]
     assert the_delivery(demo_sessions).status == "pending"
+
+
+def test_the_apps_own_worker_delivers(
+    demo_database_url: str, receiver: tuple[Receiver, str], clock: Clock
+) -> None:
+    """ABONO_WORKER_IN_APP (the default): the app's process sends them, as it sends the outbox."""
+    target, url = receiver
+    settings = Settings(database_url=demo_database_url)
+    container = build_container(settings, engine=FakeEngine(replies=["hi"]), clock=clock)
+    subscribe(container.sessions, target, url)
+    with TestClient(create_app(settings, container)):
+        something_happens(container.sessions)
+        for _ in range(100):  # the worker polls every second
+            if target.applied:
+                break
+            time.sleep(0.1)
+    assert [e["type"] for e in target.applied.values()] == ["consent.opted_out"]
+    assert the_delivery(container.sessions).status == "sent"
+    container.sessions.kw["bind"].dispose()
