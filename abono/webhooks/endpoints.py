@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono import audit
 from abono.errors import AbonoError, InsecureSettingsError
 from abono.store.models import WebhookEndpoint
 
@@ -57,6 +58,7 @@ def add_endpoint(
     endpoint = WebhookEndpoint(url=url.strip(), secret=secret, enabled=True)
     session.add(endpoint)
     session.flush()
+    audit.record(session, "webhook.endpoint_added", endpoint_id=endpoint.id, url=_shown(url))
     return endpoint, secret
 
 
@@ -64,7 +66,10 @@ def set_enabled(session: Session, endpoint_id: int, enabled: bool) -> bool:
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None:
         return False
-    endpoint.enabled = enabled
+    if endpoint.enabled != enabled:
+        endpoint.enabled = enabled
+        kind = "webhook.endpoint_enabled" if enabled else "webhook.endpoint_disabled"
+        audit.record(session, kind, endpoint_id=endpoint.id, url=_shown(endpoint.url))
     return True
 
 

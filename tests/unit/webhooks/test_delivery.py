@@ -332,6 +332,19 @@ def test_the_command_adds_lists_and_replays(
     assert main(["webhooks", "replay", str(row_id), "12345"]) == 1
     assert capsys.readouterr().out.split("\n")[:2] == [f"{row_id}: not failed", "12345: not found"]
     assert the_delivery(demo_sessions).status == "pending"
+    assert main(["webhooks", "disable", "1"]) == 0
+    assert main(["webhooks", "disable", "7"]) == 2
+    with demo_sessions() as session:
+        audited = session.execute(
+            select(AuditEvent.kind, AuditEvent.data)
+            .where(AuditEvent.kind.like("webhook.endpoint_%"))
+            .order_by(AuditEvent.id)
+        ).all()
+    facts = {"endpoint_id": 1, "url": "https://billing.example/abono"}
+    assert [tuple(row) for row in audited] == [
+        ("webhook.endpoint_added", facts),
+        ("webhook.endpoint_disabled", facts),
+    ]
 
 
 def test_the_apps_own_worker_delivers(
