@@ -43,6 +43,7 @@ from abono.integrations.action_server import action_router
 from abono.integrations.desk_webhook import HttpDeskWebhook
 from abono.integrations.rasa_engine import RasaEngine
 from abono.integrations.stripe_gateway import build_gateway
+from abono.integrations.webhook_http import HttpWebhookPoster
 from abono.logs import error_facts
 from abono.messaging.compose import ComposeConfig, Composer
 from abono.messaging.outbox import OutboxWorker, RecordingSender, WorkerConfig
@@ -54,6 +55,8 @@ from abono.ports import ConversationEngine, PaymentGateway, SavedCards
 from abono.settings import Settings
 from abono.store.db import make_engine
 from abono.store.models import Account
+from abono.webhooks.delivery import WebhookWorker
+from abono.webhooks.endpoints import refuse_insecure_endpoints
 from abono.wiring import sessions_for
 from policies.cadence import Cadence
 from policies.contact_rules import ContactPolicy
@@ -69,6 +72,8 @@ ENGINE_CALLBACKS = ("/internal/actions", "/internal/nlg")
 # A tracker holds up to ENGINE_SESSION_TURNS turns' events (a few KB each) plus the slots;
 # rasa's own server takes up to 100 MB. Ample, and still a bound.
 ENGINE_CALLBACK_BYTES = 16 * 1024 * 1024
+# An operator's endpoint that has not answered by then is retried later (docs/webhooks.md).
+WEBHOOK_TIMEOUT_SECONDS = 10.0
 
 
 def load_policy_file(name: str) -> Any:
@@ -140,6 +145,7 @@ def build_container(
     )
     plan_policy = PlanPolicy.parse(load_policy_file("payment_plans.yml"))
     refuse_unserved_accounts(sessions, plan_policy)
+    refuse_insecure_endpoints(sessions, settings.sandbox)
     plans = PlanConfig(
         plan_policy,
         settings.plan_method,
@@ -197,7 +203,14 @@ def build_container(
         plans.policy.stage_for,
         saved_cards or stripe,
         campaign,
+        webhook_worker(sessions, clock),
     )
+
+
+def webhook_worker(sessions: sessionmaker[Session], clock: Clock) -> WebhookWorker:
+    """Events out to the operator's endpoints; redirects are not followed (a 3xx fails)."""
+    client = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False)
+    return WebhookWorker(sessions, HttpWebhookPoster(client), clock)
 
 
 async def _follow_up_forever(container: Container) -> None:
@@ -236,7 +249,7 @@ def create_app(
 ) -> FastAPI:
     """The public app. Refuses insecure settings (``Settings.insecure``) before anything else,
     so no entrypoint can serve without the check. ``background``: this process runs the
-    outbox, follow-up, desk and hand-back loops (one of several app processes does)."""
+    outbox, webhook, follow-up, desk and hand-back loops (one of several app processes does)."""
     settings.require_secure()
     if settings.sandbox:
         log.warning(
@@ -253,9 +266,10 @@ def create_app(
             yield
             log.info("app.lifecycle.stopped")
             return
-        worker = None
+        worker = webhooks = None
         if settings.worker_in_app:
             worker = asyncio.create_task(container.outbox.run_forever())
+            webhooks = asyncio.create_task(container.webhooks.run_forever(interval=1.0))
         follow = asyncio.create_task(_follow_up_forever(container))
         desk = _desk_worker(container)
         desk_task = asyncio.create_task(desk.run_forever()) if desk else None
@@ -265,6 +279,8 @@ def create_app(
         kept.cancel()
         if worker is not None:
             worker.cancel()
+        if webhooks is not None:
+            webhooks.cancel()
         follow.cancel()
         resumer.cancel()
         if desk_task is not None:

@@ -17,6 +17,7 @@ from abono.messaging.outbox import OutboxWorker
 from abono.outreach.campaign import CampaignConfig
 from abono.ports import ConversationEngine, PaymentGateway, SavedCards
 from abono.settings import Settings
+from abono.webhooks.delivery import WebhookWorker
 
 
 @dataclass(frozen=True)
@@ -35,3 +36,4 @@ class Container:
     stage_of: Callable[[int], str]  # the collections stage for days past due (policy)
     saved_cards: SavedCards
     campaign: CampaignConfig
+    webhooks: WebhookWorker  # events out to the operator's endpoints (docs/webhooks.md)

@@ -78,6 +78,48 @@ class CommitmentMade(DomainEvent):
 
     account_id: int
     kind: str  # "plan" or "promise"
+    commitment_id: int | None = None  # the plan's or the promise's id
+
+
+@dataclass(frozen=True)
+class PaymentRefunded(DomainEvent):
+    """Money went back to the customer (a Stripe refund): on the ledger, balance up again."""
+
+    account_id: int
+    payment_intent: str
+    amount_cents: int
+    currency: str
+    balance_cents: int
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class InstallmentMissed(DomainEvent):
+    """A plan installment was not paid in time (or its saved-card charge was declined)."""
+
+    account_id: int
+    plan_id: int
+    installment_id: int
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class PlanBroken(DomainEvent):
+    """A plan reached its allowed misses: it ends, its later installments are cancelled."""
+
+    account_id: int
+    plan_id: int
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class PromiseResolved(DomainEvent):
+    """A promise to pay was kept (the money arrived) or broken (its date passed)."""
+
+    account_id: int
+    promise_id: int
+    outcome: str  # "kept" or "broken"
+    at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -90,12 +132,32 @@ class OptedOut(DomainEvent):
 
 
 @dataclass(frozen=True)
+class OptedIn(DomainEvent):
+    """An address that had opted out of a channel opened it again (START)."""
+
+    address: str
+    channel: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
 class HandoffOpened(DomainEvent):
     """A person must take over a conversation, for this reason (one of several on a case)."""
 
     conversation_id: str
     customer_id: int | None
     reason: str
+
+
+@dataclass(frozen=True)
+class HandoffResolved(DomainEvent):
+    """A person resolved a case (handed back to the bot, or closed); its holds outlive it."""
+
+    handoff_id: int
+    conversation_id: str
+    customer_id: int | None
+    resolution: str  # "handed_back" or "closed"
+    at: dt.datetime
 
 
 @dataclass(frozen=True)

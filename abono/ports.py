@@ -76,6 +76,21 @@ class DeskWebhook(Protocol):
 
 
 @dataclass(frozen=True)
+class WebhookAnswer:
+    """What an operator's endpoint answered: its status and, if it said, when to come back."""
+
+    status: int
+    retry_after: float | None = None  # seconds
+
+
+class WebhookPoster(Protocol):
+    """An operator's webhook endpoint: POSTs our signed JSON. An endpoint that cannot be
+    reached or does not answer in time raises ``ProviderUnavailable``."""
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> WebhookAnswer: ...
+
+
+@dataclass(frozen=True)
 class CardSetupRef:
     """A SetupIntent: the page confirms it with its client secret; we read back the card."""
 

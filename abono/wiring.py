@@ -14,30 +14,45 @@ from abono.events import (
     CommitmentMade,
     Handlers,
     HandoffOpened,
+    HandoffResolved,
     InstallmentChargeDeclined,
+    InstallmentMissed,
+    OptedIn,
     OptedOut,
     PaymentLinkReplaced,
     PaymentRecorded,
+    PaymentRefunded,
+    PlanBroken,
+    PromiseResolved,
     TermsApproved,
 )
 from abono.messaging import notices
 from abono.outreach import holds
 from abono.plans import approval, commitments, follow_up
 from abono.store.db import make_sessionmaker
+from abono.webhooks import events_out
 
 # In order: a payment first stops the reminders, then queues its receipt, then pays the
-# installment and keeps the promise it covers.
+# installment and keeps the promise it covers. The webhook for the operator's systems
+# (events_out) comes last, so it says what the other handlers made of it.
 HANDLERS: Handlers = {
     PaymentRecorded: (
         holds.on_payment_recorded,
         notices.on_payment_recorded,
         commitments.on_payment_recorded,
+        events_out.on_payment_recorded,
     ),
+    PaymentRefunded: (events_out.on_payment_refunded,),
     PaymentLinkReplaced: (notices.on_payment_link_replaced,),
     InstallmentChargeDeclined: (follow_up.on_installment_charge_declined,),
-    CommitmentMade: (holds.on_commitment_made,),
-    OptedOut: (holds.on_opted_out,),
-    HandoffOpened: (holds.on_handoff_opened,),
+    InstallmentMissed: (events_out.on_installment_missed,),
+    PlanBroken: (events_out.on_plan_broken,),
+    CommitmentMade: (holds.on_commitment_made, events_out.on_commitment_made),
+    PromiseResolved: (events_out.on_promise_resolved,),
+    OptedOut: (holds.on_opted_out, events_out.on_opted_out),
+    OptedIn: (events_out.on_opted_in,),
+    HandoffOpened: (holds.on_handoff_opened, events_out.on_handoff_opened),
+    HandoffResolved: (events_out.on_handoff_resolved,),
     TermsApproved: (approval.on_terms_approved,),
 }
 

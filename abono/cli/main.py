@@ -21,6 +21,7 @@ from abono.cli.audit import add_commands as add_audit_commands
 from abono.cli.demo import add_commands as add_demo_commands
 from abono.cli.plans import add_commands as add_plan_commands
 from abono.cli.report import add_command as add_report_command
+from abono.cli.webhooks import add_commands as add_webhook_commands
 from abono.clock import system_clock
 from abono.errors import InsecureSettingsError
 from abono.settings import ROOT, Settings
@@ -143,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     add_audit_commands(commands)
     add_report_command(commands)
     add_demo_commands(commands)
+    add_webhook_commands(commands)
     return parser
 
 
@@ -160,18 +162,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level)
     engine = make_engine(settings.database_url)
     migrate(engine)
-    refused = _refused_policies(engine)
+    refused = _refused_policies(engine, settings.sandbox)
     if refused is not None:
         print(f"error: {refused}", file=sys.stderr)
         return 2
     return serve(settings)
 
 
-def _refused_policies(engine: Any) -> str | None:
+def _refused_policies(engine: Any, sandbox: bool) -> str | None:
     """Why the policy files cannot serve this store (a bad field, an imported segment left
-    without limits), said before any process starts: a clear message, no traceback."""
+    without limits, a webhook endpoint production refuses), said before any process starts: a
+    clear message, no traceback."""
     from abono.app import load_policy_file, refuse_unserved_accounts, served_by_policies
     from abono.errors import UnservedAccountsError
+    from abono.webhooks.endpoints import refuse_insecure_endpoints
     from abono.wiring import sessions_for
     from policies.disclosures import PolicyError
     from policies.payment_plans import PlanPolicy
@@ -180,7 +184,8 @@ def _refused_policies(engine: Any) -> str | None:
         served_by_policies()
         plans = PlanPolicy.parse(load_policy_file("payment_plans.yml"))
         refuse_unserved_accounts(sessions_for(engine, system_clock), plans)
-    except UnservedAccountsError as error:
+        refuse_insecure_endpoints(sessions_for(engine, system_clock), sandbox)
+    except (UnservedAccountsError, InsecureSettingsError) as error:
         return error.message
     except PolicyError as error:
         return f"refusing to start: a policy file cannot be enforced: {error}"

@@ -1,4 +1,5 @@
-"""Operator commands: the reminder run and its report, the outbound worker, progress bars.
+"""Operator commands: the reminder run and its report, the outbound worker (the outbox and the
+webhook deliveries), progress bars.
 
 Progress bars go to stderr (rich), summaries and reports to stdout, so both can be piped.
 """
@@ -175,18 +176,31 @@ def _write_csv(out: IO[str], rows: list[dict[str, Any]]) -> None:
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     """The outbound worker on its own: the app's channels register their senders, no HTTP."""
     from abono.app import create_app
+    from abono.errors import InsecureSettingsError
     from abono.logs import configure_logging
     from abono.store.db import make_engine, migrate
 
     configure_logging(settings.log_level)
     migrate(make_engine(settings.database_url))
-    container = create_app(settings).state.container
+    try:
+        container = create_app(settings).state.container
+    except InsecureSettingsError as error:  # an http:// webhook endpoint in production
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
     if args.metrics_port:  # its counters (sends by outcome); the queues are the app's to show
         from prometheus_client import start_http_server
 
         start_http_server(args.metrics_port, addr=settings.internal_host)
+
+    async def both() -> None:
+        """The outbox and the webhook deliveries (docs/webhooks.md)."""
+        await asyncio.gather(
+            container.outbox.run_forever(interval=args.interval),
+            container.webhooks.run_forever(interval=max(args.interval, 1.0)),
+        )
+
     try:
-        asyncio.run(container.outbox.run_forever(interval=args.interval))
+        asyncio.run(both())
     except KeyboardInterrupt:
         pass
     return 0

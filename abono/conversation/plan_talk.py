@@ -285,7 +285,8 @@ class PlanConversation:
             pending.status = "superseded"  # the balance moved since the read-back
             return self._options(session, ask)
         plan = self._create_plan(session, ask, pending, option, today)
-        publish(session, CommitmentMade(account.id, "plan"))  # its own reminders take over
+        session.flush()  # the plan's id, for the event
+        publish(session, CommitmentMade(account.id, "plan", plan.id))  # its reminders take over
         first = plan.installments[0]
         link = issue_link(
             session,
@@ -396,7 +397,7 @@ class PlanConversation:
         )
         session.add(promise)
         session.flush()
-        publish(session, CommitmentMade(ask.account.id, "promise"))
+        publish(session, CommitmentMade(ask.account.id, "promise", promise.id))
         audit.record(
             session,
             "promise.recorded",

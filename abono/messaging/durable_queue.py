@@ -1,7 +1,8 @@
 """A durable queue: rows written in the transaction that decided them, sent later by workers.
 
-The outbox (messages to customers) and the desk events (webhooks to an outside agent desk) are
-both such a table, and share how a row moves: due rows are found in id order; a worker wins
+The outbox (messages to customers), the desk events (webhooks to an outside agent desk) and the
+webhook deliveries (events out to the operator's systems, ``abono.webhooks``) are each such a
+table, and share how a row moves: due rows are found in id order; a worker wins
 one with a conditional UPDATE that only one worker can win, which leases it (a crashed worker's
 lease runs out and the row is due again); a failure backs off exponentially, and after too many
 attempts the row is marked failed for an operator, never dropped. The backoff has jitter (rows
@@ -23,11 +24,12 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
-from abono.store.models import DeskEvent, OutboxMessage
+from abono.store.models import DeskEvent, OutboxMessage, WebhookDelivery
 
 log = structlog.get_logger(__name__)
 
-QueueRow = type[OutboxMessage] | type[DeskEvent]
+QueueRow = type[OutboxMessage] | type[DeskEvent] | type[WebhookDelivery]
+Row = OutboxMessage | DeskEvent | WebhookDelivery
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -132,7 +134,7 @@ class DurableQueueWorker:
         return bool(won)
 
     def _win_all(
-        self, session: Session, rows: Sequence[OutboxMessage | DeskEvent], now: dt.datetime
+        self, session: Session, rows: Sequence[Row], now: dt.datetime
     ) -> set[int]:
         """``_win`` for many rows read in this transaction, in one UPDATE: the ids of those
         still due and untouched since (their ``attempts`` as read), now leased to us."""
@@ -154,7 +156,7 @@ class DurableQueueWorker:
         )
         return set(result.scalars())
 
-    def _still_ours(self, row: OutboxMessage | DeskEvent | None, attempts: int) -> bool:
+    def _still_ours(self, row: Row | None, attempts: int) -> bool:
         """The lease this worker claimed (as the ``attempts`` it left) is still the row's.
 
         A worker slower than its lease may find that another worker took the row since; it
@@ -165,20 +167,20 @@ class DurableQueueWorker:
         log.warning(f"{self.area}.row.lease_lost")
         return False
 
-    def _leased(self, row: OutboxMessage | DeskEvent, now: dt.datetime) -> None:
+    def _leased(self, row: Row, now: dt.datetime) -> None:
         """Tell the session what ``_win``'s UPDATE wrote, so the row need not be read again."""
         set_committed_value(row, "status", "sending")
         set_committed_value(row, "attempts", row.attempts + 1)
         set_committed_value(row, "next_attempt_at", now + self._lease)
 
-    def _take(self, row: OutboxMessage | DeskEvent, now: dt.datetime) -> None:
+    def _take(self, row: Row, now: dt.datetime) -> None:
         """Lease a row this transaction locked (PostgreSQL's FOR UPDATE SKIP LOCKED)."""
         row.status, row.attempts = "sending", row.attempts + 1
         row.next_attempt_at = now + self._lease
 
     def _back_off(
         self,
-        row: OutboxMessage | DeskEvent,
+        row: Row,
         reason: str,
         final: bool,
         retry_after: float | None = None,

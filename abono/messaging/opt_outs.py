@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from abono.events import OptedOut, publish
+from abono.events import OptedIn, OptedOut, publish
 from abono.store.models import OptOut
 
 
@@ -44,4 +44,5 @@ def opt_in(session: Session, address: str, channel: str, now: dt.datetime) -> bo
     if active is None:
         return False
     active.revoked_at = now
+    publish(session, OptedIn(address, channel, now))
     return True

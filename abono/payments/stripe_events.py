@@ -21,6 +21,7 @@ from abono.events import (
     InstallmentChargeDeclined,
     PaymentLinkReplaced,
     PaymentRecorded,
+    PaymentRefunded,
     publish,
 )
 from abono.payments import ledger
@@ -221,6 +222,10 @@ def _on_refunded(
         amount_cents=added,
         currency=currency,
         balance_cents=position.balance_cents,
+    )
+    publish(
+        session,
+        PaymentRefunded(account.id, intent_id, added, currency, position.balance_cents, now),
     )
     return "refund_recorded"
 

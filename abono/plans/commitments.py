@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from abono import audit
-from abono.events import PaymentRecorded
+from abono.events import PaymentRecorded, PromiseResolved, publish
 from abono.store.models import (
     Account,
     Conversation,
@@ -49,6 +49,7 @@ def payment_arrived(
         if promise.paid_cents >= promise.amount_cents:
             promise.status, promise.resolved_at = "kept", now
             _audit(session, "promise.kept", promise.conversation_id, promise_id=promise.id)
+            publish(session, PromiseResolved(account.id, promise.id, "kept", now))
 
 
 def _installment_paid(session: Session, installment: PlanInstallment, now: dt.datetime) -> None:

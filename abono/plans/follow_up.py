@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 
 from abono import audit
 from abono.accounts.customers import customer_today
-from abono.events import InstallmentChargeDeclined
+from abono.events import (
+    InstallmentChargeDeclined,
+    InstallmentMissed,
+    PlanBroken,
+    PromiseResolved,
+    publish,
+)
 from abono.messaging.outbox import queue_to_conversation
 from abono.outreach import holds
 from abono.payments.links import issue_link
@@ -150,12 +156,14 @@ def _missed(
     audit.record(
         session, "plan.installment_missed", conversation, plan_id=plan.id, seq=installment.seq
     )
+    publish(session, InstallmentMissed(account.id, plan.id, installment.id, now))
     if plan.misses >= plan.max_misses:
         plan.status, plan.ended_at = "broken", now
         for later in plan.installments:
             if later.status == "scheduled":
                 later.status = "cancelled"
         audit.record(session, "plan.broken", conversation, plan_id=plan.id, misses=plan.misses)
+        publish(session, PlanBroken(account.id, plan.id, now))
         args = {"balance_cents": account.balance_cents, "currency": account.currency}
         queue_to_conversation(
             session, conversation, "utter_plan_broken", args, f"plan-{plan.id}-broken"
@@ -187,6 +195,7 @@ def _promise_step(
     if today > promise.due_date:
         promise.status, promise.resolved_at = "broken", now
         audit.record(session, "promise.broken", conversation, promise_id=promise.id)
+        publish(session, PromiseResolved(account.id, promise.id, "broken", now))
         if owed > 0:  # the follow-up: a new conversation about it, with a way to pay
             _ask_to_pay(ask, "utter_promise_broken", owed, f"promise-{promise.id}-broken")
         return "promise_broken"

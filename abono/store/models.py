@@ -566,6 +566,41 @@ class DeskEvent(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
+class WebhookEndpoint(Base):
+    """An operator's system that gets our events (``abono webhooks add``), with the secret
+    its deliveries are signed with. Disabled rather than deleted: its deliveries keep it."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(500))
+    secret: Mapped[str] = mapped_column(String(128))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = stamped()
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint, written in the transaction that caused the event and sent
+    by a worker with retries (``abono.webhooks``). ``event_id`` is the same for every
+    endpoint and every retry or replay: the receiver deduplicates on it."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("event_id", "endpoint_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40))
+    event_type: Mapped[str] = mapped_column(String(40))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # pending | sending | sent | failed
+    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = stamped()
+    last_error: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[dt.datetime] = stamped()
+    sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
 class CampaignRun(Base):
     """One reminder run: when it planned for, under which policy versions, and its totals."""
 
