@@ -23,6 +23,7 @@ from abono.errors import HandoffConflictError, NotSignedInError
 from abono.handoff import agents, case_file
 from abono.handoff.agents import Actor
 from abono.store.models import Handoff
+from channels import billing_api
 from channels.console import HandBackBody, optional_body, resolve_hold
 
 DESK_USERNAME = "desk-api"
@@ -33,6 +34,9 @@ class DeskReply(BaseModel):
 
 
 def install(app: FastAPI, container: Container) -> None:
+    # The billing API shares this entry point (abono.channels: desk_api): both are the
+    # operator's other systems calling in, each with its own credentials.
+    billing_api.install(app, container)
     token = container.settings.desk_api_token
     if not token:
         return
