@@ -20,7 +20,14 @@ from typing import Any, Literal, TypeVar
 import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -48,15 +55,28 @@ log = structlog.get_logger(__name__)
 
 PREFIX = "/api/v1"
 BATCH_PATH = f"{PREFIX}/accounts/batch"
+MAX_CENTS = 10**12  # ten billion in the currency's unit: any bill, and far from BigInteger's end
 BATCH_BYTES = 2 * 1024 * 1024  # BATCH_SIZE records of a few hundred bytes each, with room
 Cell = str | int | float | bool | None
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-class AccountRecord(BaseModel):
-    """One customer and account, the columns of the CSV import (docs/accounts-import.md)."""
+class _Body(BaseModel):
+    """Unknown fields are refused (a typo is not silently dropped), and so is a NUL character,
+    which PostgreSQL cannot store in text (it would fail the write: a 500, not a 422)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
+
+
+class AccountRecord(_Body):
+    """One customer and account, in the columns of the CSV import (docs/billing-api.md)."""
 
     customer_id: Cell = None
     first_name: Cell = None
@@ -89,26 +109,27 @@ class AccountRecord(BaseModel):
         }
 
 
-class AccountBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AccountBatch(_Body):
     accounts: list[AccountRecord] = Field(min_length=1, max_length=BATCH_SIZE)
 
 
-class ExternalPayment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    amount_cents: int = Field(strict=True, description="Positive, in the account's currency")
+class ExternalPayment(_Body):
+    amount_cents: int = Field(
+        strict=True, le=MAX_CENTS, description="Positive, in the account's currency"
+    )
     currency: str = Field(min_length=3, max_length=3)
     reference: str = Field(min_length=1, max_length=MAX_REFERENCE, description="Billing's id")
     method: Literal["store", "bank_transfer", "ivr", "other"]
     paid_at: AwareDatetime
 
 
-class BalanceAdjustmentBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    amount_cents: int = Field(strict=True, description="A fee (positive) or a credit (negative)")
+class BalanceAdjustmentBody(_Body):
+    amount_cents: int = Field(
+        strict=True,
+        ge=-MAX_CENTS,
+        le=MAX_CENTS,
+        description="A fee (positive) or a credit (negative)",
+    )
     reference: str = Field(min_length=1, max_length=64)
     reason: str = Field(min_length=1, max_length=200)
     as_of: AwareDatetime
@@ -138,7 +159,7 @@ class Call:
     key: str | None = None
 
 
-Operation = Callable[[Session], tuple[Answer, int | None]]  # the answer and its customer
+Operation = Callable[[Session], tuple[Answer, Account | None]]  # the answer and its account
 
 
 def install(app: FastAPI, container: Container) -> None:
@@ -156,7 +177,7 @@ def _router(container: Container, served: Served) -> APIRouter:
         def operation(body: bytes) -> Operation:
             batch = _parsed(AccountBatch, body)
 
-            def run(session: Session) -> tuple[Answer, int | None]:
+            def run(session: Session) -> tuple[Answer, Account | None]:
                 records = [(r.cells(), r.balance_as_of) for r in batch.accounts]
                 outcomes = upsert_records(session, records, served)
                 results = [
@@ -182,10 +203,10 @@ def _router(container: Container, served: Served) -> APIRouter:
 
     @router.get("/accounts/{account_number}")
     async def read(request: Request, account_number: str) -> JSONResponse:
-        def run(session: Session) -> tuple[Answer, int | None]:
+        def run(session: Session) -> tuple[Answer, Account | None]:
             account = _account(session, account_number)
             state = account_state(session, account, container.clock(), container.stage_of)
-            return Answer(200, state), account.customer_id
+            return Answer(200, state), account
 
         return await api.read(request, "accounts:read", run)
 
@@ -194,7 +215,7 @@ def _router(container: Container, served: Served) -> APIRouter:
         def operation(body: bytes) -> Operation:
             paid = _parsed(ExternalPayment, body)
 
-            def run(session: Session) -> tuple[Answer, int | None]:
+            def run(session: Session) -> tuple[Answer, Account | None]:
                 account = _account(session, account_number)
                 applied = record_external_payment(
                     session,
@@ -214,7 +235,7 @@ def _router(container: Container, served: Served) -> APIRouter:
                     "balance_cents": applied.balance_cents,
                     "credit_cents": applied.credit_cents,
                 }
-                return Answer(201, answer), account.customer_id
+                return Answer(201, answer), account
 
             return run
 
@@ -228,7 +249,7 @@ def _router(container: Container, served: Served) -> APIRouter:
         def operation(body: bytes) -> Operation:
             change = _parsed(BalanceAdjustmentBody, body)
 
-            def run(session: Session) -> tuple[Answer, int | None]:
+            def run(session: Session) -> tuple[Answer, Account | None]:
                 account = _account(session, account_number)
                 applied = adjust_balance(
                     session,
@@ -248,7 +269,7 @@ def _router(container: Container, served: Served) -> APIRouter:
                     "credit_cents": applied.credit_cents,
                     "balance_as_of": change.as_of.isoformat(),
                 }
-                return Answer(201, answer), account.customer_id
+                return Answer(201, answer), account
 
             return run
 
@@ -336,10 +357,10 @@ class _Api:
             if earlier is not None:
                 _audit(session, caller, call, earlier.status, None, replayed=True)
                 return _Replied(earlier.status, earlier.body, replayed=True)
-        answer, customer_id = run(session)
+        answer, account = run(session)
         if call.key is not None and print_ is not None:
             remember(session, caller.id, call.key, print_, answer)
-        _audit(session, caller, call, answer.status, customer_id)
+        _audit(session, caller, call, answer.status, account)
         session.flush()
         return _Replied(answer.status, answer.body, replayed=False)
 
@@ -360,9 +381,13 @@ def _audit(
     caller: Caller,
     call: Call,
     status: int,
-    customer_id: int | None,
+    account: Account | None,
     **facts: Any,
 ) -> None:
+    """One ``api.call`` row: on the account's customer (and naming the account, so another
+    of their accounts' trails leaves it out) where the call was about one."""
+    if account is not None:
+        facts["account_id"] = account.id
     event = audit.record(
         session,
         "api.call",
@@ -373,14 +398,17 @@ def _audit(
         idempotency_key=call.key,
         **facts,
     )
-    event.customer_id = customer_id
+    event.customer_id = account.customer_id if account is not None else None
 
 
 def _account(session: Session, account_number: str) -> Account:
-    account = session.scalars(
-        select(Account).where(Account.account_number == account_number[:64])
-    ).first()
-    if account is None or len(account_number) > 64:
+    """By its number; one that could not be stored (too long, a NUL) is not asked for."""
+    account = None
+    if len(account_number) <= 64 and "\x00" not in account_number:
+        account = session.scalars(
+            select(Account).where(Account.account_number == account_number)
+        ).first()
+    if account is None:
         raise AccountNotFoundError("no account has that number")
     return account
 

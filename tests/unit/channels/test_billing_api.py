@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono.api.clients import create_client, revoke_client
 from abono.app import build_container, create_app
+from abono.audit_trail import account_trail
 from abono.container import Container
 from abono.outreach.campaign import plan_run
 from abono.settings import Settings
@@ -223,8 +224,11 @@ def test_malformed_or_oversized_batches_are_4xx(client: TestClient, container: C
         assert (answer.status_code, answer.json()["error"]) == (422, "invalid_request")
     extra = client.post(path, json={"accounts": [record(nickname="x")]}, headers=auth)
     assert extra.status_code == 422
+    nul = client.post(path, json={"accounts": [record(first_name="Ro\x00sa")]}, headers=auth)
+    assert nul.status_code == 422 and "NUL" in nul.json()["message"]
     too_many = {"accounts": [record(account_number=f"N-{i}") for i in range(501)]}
-    assert client.post(path, json=too_many, headers=auth).status_code in (413, 422)
+    assert client.post(path, json=too_many, headers=auth).status_code == 422
+    assert client.post(path, content=b"x" * (3 * 1024 * 1024), headers=auth).status_code == 413
 
 
 # --- payments made elsewhere and adjustments -------------------------------------------------
@@ -277,6 +281,10 @@ def test_a_payment_made_elsewhere_keeps_the_promise_and_sends_the_receipt(
     state = client.get(f"/api/v1/accounts/{JAMES}", headers=auth).json()
     assert state["promises"][0]["status"] == "kept"
     assert state["balance_cents"] == 18000
+    with container.sessions() as session:
+        trail = account_trail(session, JAMES, DEMO_NOW)
+    kinds = [entry.kind for entry in trail.entries]
+    assert {"api.call", "payment.external", "promise.kept"} <= set(kinds)
 
 
 @pytest.mark.parametrize(
@@ -286,6 +294,9 @@ def test_a_payment_made_elsewhere_keeps_the_promise_and_sends_the_receipt(
         (JAMES, payment(amount=-500), 422, "invalid_request"),
         (JAMES, payment(amount=0), 422, "invalid_request"),
         (JAMES, payment(amount=10.5), 422, "invalid_request"),
+        (JAMES, payment(amount=10**30), 422, "invalid_request"),
+        ("ACC%00X", payment(), 404, "account_not_found"),
+        ("A" * 65, payment(), 404, "account_not_found"),
         (JAMES, payment(currency="EUR"), 422, "invalid_request"),
         (JAMES, payment(method="cash"), 422, "invalid_request"),
         (JAMES, payment(paid_at="2026-11-24T15:00:00"), 422, "invalid_request"),  # no zone
