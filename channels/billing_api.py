@@ -49,6 +49,7 @@ from abono.errors import (
     NotSignedInError,
 )
 from abono.payments.external import MAX_REFERENCE, adjust_balance, record_external_payment
+from abono.store.db import retrying_a_lost_race
 from abono.store.models import Account
 
 log = structlog.get_logger(__name__)
@@ -339,15 +340,15 @@ class _Api:
         """One transaction: the earlier answer, or the operation, its answer and the audit.
         A unique clash (the same key or reference at once) is run again, and then finds the
         winner's row: its answer, or a 409."""
-        for attempt in (1, 2):
-            try:
-                with self.container.sessions.begin() as session:
-                    return self._once(session, caller, call, print_, run)
-            except IntegrityError:
-                if attempt == 2:
-                    message = "changed by another request at the same moment; send it again"
-                    raise ConcurrentChangeError(message) from None
-        raise AssertionError("unreachable")
+        try:
+            return retrying_a_lost_race(
+                self.container.sessions,
+                lambda session: self._once(session, caller, call, print_, run),
+                lambda: log.info("api.call.raced", method=call.method, path=call.path),
+            )
+        except IntegrityError:
+            message = "changed by another request at the same moment; send it again"
+            raise ConcurrentChangeError(message) from None
 
     def _once(
         self, session: Session, caller: Caller, call: Call, print_: str | None, run: Operation

@@ -5,11 +5,13 @@ balances, idempotency keys and the audit of every call."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono.api.clients import create_client, revoke_client
 from abono.app import build_container, create_app
 from abono.audit_trail import account_trail
+from abono.cli.main import main
 from abono.container import Container
 from abono.outreach.campaign import plan_run
 from abono.settings import Settings
@@ -28,6 +31,8 @@ from abono.store.models import (
     AuditEvent,
     LedgerEntry,
     OutboxMessage,
+    PaymentPlan,
+    PlanInstallment,
     PromiseToPay,
 )
 from abono.wiring import sessions_for
@@ -153,6 +158,28 @@ def test_the_token_is_shown_once_and_stored_only_as_its_hash(
     unknown = client.get("/api/v1/accounts/ACC-NOPE", headers=bearer(secret))
     assert unknown.status_code == 404
     assert [c["status"] for c in api_calls(container.sessions)] == [200, 404]
+
+
+def test_the_command_creates_lists_and_revokes_clients(
+    client: TestClient,
+    demo_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ABONO_DATABASE_URL", demo_database_url)
+    assert main(["api-clients", "create", "crm", "--scope", "accounts:read"]) == 0
+    secret = capsys.readouterr().out.splitlines()[-1]
+    assert secret.startswith("abono_")
+    path = f"/api/v1/accounts/{JAMES}"
+    assert client.get(path, headers=bearer(secret)).status_code == 200
+    assert main(["api-clients", "create", "crm", "--scope", "accounts:read"]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert main(["api-clients", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "crm\taccounts:read" in listed and "active" in listed and secret not in listed
+    assert main(["api-clients", "revoke", "crm"]) == 0
+    assert client.get(path, headers=bearer(secret)).status_code == 401
+    assert main(["api-clients", "revoke", "crm"]) == 1
 
 
 # --- the batch upsert -----------------------------------------------------------------------
@@ -287,6 +314,39 @@ def test_a_payment_made_elsewhere_keeps_the_promise_and_sends_the_receipt(
     assert {"api.call", "payment.external", "promise.kept"} <= set(kinds)
 
 
+def test_a_payment_made_elsewhere_pays_the_plans_next_installments_it_covers(
+    client: TestClient, container: Container
+) -> None:
+    with container.sessions.begin() as session:
+        james = session.scalars(select(Account).where(Account.account_number == JAMES)).one()
+        plan = PaymentPlan(
+            account_id=james.id,
+            conversation_id=converse(session, james).id,
+            policy_version=1,
+            status="active",
+            method="link",
+            total_cents=23000,
+            down_payment_cents=0,
+            currency="USD",
+            frequency="monthly",
+            max_misses=2,
+        )
+        session.add(plan)
+        session.flush()
+        for seq, amount in enumerate((8000, 8000, 7000)):
+            due = dt.date(2026, 11, 28) + dt.timedelta(days=30 * seq)
+            session.add(
+                PlanInstallment(plan_id=plan.id, seq=seq, due_date=due, amount_cents=amount)
+            )
+    auth = bearer(token(container.sessions))
+    body = payment("IVR-9", 12000, method="ivr")  # the first in full, not the second
+    assert client.post(f"/api/v1/accounts/{JAMES}/payments", json=body, headers=auth).is_success
+    state = client.get(f"/api/v1/accounts/{JAMES}", headers=auth).json()
+    [read] = state["plans"]
+    assert [i["status"] for i in read["installments"]] == ["paid", "scheduled", "scheduled"]
+    assert state["balance_cents"] == 11000
+
+
 @pytest.mark.parametrize(
     ("number", "body", "status", "error"),
     [
@@ -356,6 +416,27 @@ def test_the_same_idempotency_key_replays_the_first_answer_and_changes_nothing(
     assert balance(container.sessions, JAMES) == 17000
     replayed = [c.get("replayed", False) for c in api_calls(container.sessions)]
     assert replayed == [False, True, False]
+
+
+async def test_the_same_payment_sent_at_once_is_applied_once(container: Container) -> None:
+    secret = token(container.sessions)
+    app = create_app(container.settings, container=container, background=False)
+    path = f"/api/v1/accounts/{JAMES}/payments"
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+        same_key = await asyncio.gather(
+            *(http.post(path, json=payment(), headers=bearer(secret, "k")) for _ in range(6))
+        )
+        other_keys = await asyncio.gather(
+            *(
+                http.post(path, json=payment("STORE-2"), headers=bearer(secret, f"k{i}"))
+                for i in range(6)
+            )
+        )
+    assert [r.status_code for r in same_key] == [201] * 6
+    assert len({r.text for r in same_key}) == 1
+    assert sorted(r.status_code for r in other_keys) == [201] + [409] * 5
+    assert balance(container.sessions, JAMES) == 23000 - 2 * 6000
 
 
 def test_a_replayed_batch_changes_nothing_even_after_the_store_moved_on(
