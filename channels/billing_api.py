@@ -12,7 +12,6 @@ taken over exactly what arrived) and parsed here, so the schema is given as ``op
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -432,17 +431,22 @@ def _error(error: AbonoError) -> JSONResponse:
 
 
 def _documented(model: type[BaseModel]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    """The body's JSON schema, its nested models inlined (the app's schema has no components
+    for them), and the Idempotency-Key header."""
+    schema = model.model_json_schema()
     definitions = schema.pop("$defs", {})
-    for definition in definitions.values():  # inline the records' schema: no shared components
-        definition.pop("title", None)
-    if definitions:
-        schema = json.loads(
-            json.dumps(schema).replace(
-                '{"$ref": "#/components/schemas/AccountRecord"}',
-                json.dumps(definitions["AccountRecord"]),
-            )
-        )
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    schema = inline(schema)
     return {
         "parameters": [
             {
