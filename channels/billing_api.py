@@ -47,7 +47,12 @@ from abono.errors import (
     InvalidRequestError,
     NotSignedInError,
 )
-from abono.payments.external import MAX_REFERENCE, adjust_balance, record_external_payment
+from abono.payments.external import (
+    MAX_REFERENCE,
+    adjust_balance,
+    apply_statement,
+    record_external_payment,
+)
 from abono.store.db import retrying_a_lost_race
 from abono.store.models import Account
 
@@ -121,6 +126,13 @@ class ExternalPayment(_Body):
     reference: str = Field(min_length=1, max_length=MAX_REFERENCE, description="Billing's id")
     method: Literal["store", "bank_transfer", "ivr", "other"]
     paid_at: AwareDatetime
+
+
+class BalanceStatement(_Body):
+    balance_cents: int = Field(
+        strict=True, ge=0, le=MAX_CENTS, description="What billing says is owed at as_of"
+    )
+    as_of: AwareDatetime
 
 
 class BalanceAdjustmentBody(_Body):
@@ -240,6 +252,33 @@ def _router(container: Container, served: Served) -> APIRouter:
             return run
 
         return await api.write(request, "payments:write", operation)
+
+    @router.put("/accounts/{account_number}/balance", openapi_extra=_documented(BalanceStatement))
+    async def statement(request: Request, account_number: str) -> JSONResponse:
+        def operation(body: bytes) -> Operation:
+            stated = _parsed(BalanceStatement, body)
+
+            def run(session: Session) -> tuple[Answer, Account | None]:
+                account = _account(session, account_number)
+                applied = apply_statement(
+                    session,
+                    account,
+                    balance_cents=stated.balance_cents,
+                    as_of=stated.as_of,
+                    now=container.clock(),
+                )
+                answer = {
+                    "account_number": account.account_number,
+                    "currency": account.currency,
+                    "balance_cents": applied.balance_cents,
+                    "credit_cents": applied.credit_cents,
+                    "balance_as_of": stated.as_of.isoformat(),
+                }
+                return Answer(200, answer), account
+
+            return run
+
+        return await api.write(request, "accounts:write", operation)
 
     @router.post(
         "/accounts/{account_number}/adjustments",

@@ -152,6 +152,32 @@ def adjust_balance(
     return Applied(reference, position.balance_cents, position.credit_cents)
 
 
+def apply_statement(
+    session: Session, account: Account, *, balance_cents: int, as_of: dt.datetime, now: dt.datetime
+) -> Applied:
+    """What billing says the account owed at ``as_of``: the payments recorded by then are in
+    it, later ones are applied on top (``ledger.opening_for_statement``). Raises
+    ``InvalidRequestError`` or ``StaleBalanceError`` (older than the last balance applied)."""
+    _check_amount(balance_cents >= 0, "balance_cents must not be negative")
+    _not_in_future("as_of", as_of, now)
+    refuse_stale(account, as_of)
+    account.opening_balance_cents = ledger.opening_for_statement(
+        session, account.id, balance_cents, as_of
+    )
+    account.balance_as_of = as_of
+    position = ledger.recompute(session, account)
+    audit_payment(
+        session,
+        "balance.stated",
+        account,
+        None,
+        stated_cents=balance_cents,
+        as_of=as_of.isoformat(),
+        balance_cents=position.balance_cents,
+    )
+    return Applied("", position.balance_cents, position.credit_cents)
+
+
 def refuse_stale(account: Account, as_of: dt.datetime) -> None:
     """Raise ``StaleBalanceError`` when ``as_of`` is older than the balance last applied."""
     if account.balance_as_of is not None and as_of < account.balance_as_of:

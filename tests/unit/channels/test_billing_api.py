@@ -243,6 +243,29 @@ def test_a_statement_counts_the_payments_recorded_before_it_once(
     assert balance(container.sessions, "ACC-9001") == 10000  # not taken off twice
 
 
+def test_a_balance_statement_applies_in_order_and_refuses_a_stale_one_with_409(
+    client: TestClient, container: Container, clock: Clock
+) -> None:
+    auth = bearer(token(container.sessions))
+    path = f"/api/v1/accounts/{JAMES}/balance"
+    clock.advance(minutes=10)
+    paid = client.post(
+        f"/api/v1/accounts/{JAMES}/payments", json=payment(amount=3000), headers=auth
+    )
+    assert paid.json()["balance_cents"] == 20000
+    before_it = {"balance_cents": 25000, "as_of": NOW}  # billing had not heard of the payment
+    answer = client.put(path, json=before_it, headers=auth)
+    assert (answer.status_code, answer.json()["balance_cents"]) == (200, 22000)
+    clock.advance(minutes=10)
+    after_it = {"balance_cents": 21000, "as_of": clock.now.isoformat()}  # it has
+    assert client.put(path, json=after_it, headers=auth).json()["balance_cents"] == 21000
+    stale = client.put(path, json=before_it, headers=auth)
+    assert (stale.status_code, stale.json()["error"]) == (409, "stale_balance")
+    negative = client.put(path, json=after_it | {"balance_cents": -1}, headers=auth)
+    assert negative.status_code == 422
+    assert balance(container.sessions, JAMES) == 21000
+
+
 def test_malformed_or_oversized_batches_are_4xx(client: TestClient, container: Container) -> None:
     auth = bearer(token(container.sessions))
     path = "/api/v1/accounts/batch"
