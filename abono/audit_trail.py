@@ -63,7 +63,9 @@ _CATEGORIES = {
     "plan": "plan",
     "promise": "promise",
     "payment": "payment",
+    "balance": "payment",
     "handoff": "handoff",
+    "api": "api_call",
 }
 
 

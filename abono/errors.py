@@ -83,6 +83,41 @@ class AccountNotFoundError(AbonoError):
     status = 404
 
 
+class InvalidRequestError(AbonoError):
+    """A request to the billing API that is well-formed but cannot be applied as it is."""
+
+    code = "invalid_request"
+    status = 422
+
+
+class DuplicateReferenceError(AbonoError):
+    """A payment or adjustment whose reference was applied already: nothing is applied twice."""
+
+    code = "duplicate_reference"
+    status = 409
+
+
+class StaleBalanceError(AbonoError):
+    """A balance older than the one last applied (``as_of``): refused, so order never wins."""
+
+    code = "stale_balance"
+    status = 409
+
+
+class ConcurrentChangeError(AbonoError):
+    """Another request changed the same rows at the same moment; sending it again is safe."""
+
+    code = "concurrent_change"
+    status = 409
+
+
+class IdempotencyKeyReusedError(AbonoError):
+    """An Idempotency-Key sent again with another request: the first answer stays the answer."""
+
+    code = "idempotency_key_reused"
+    status = 422
+
+
 class HandoffConflictError(AbonoError):
     """The case moved on (claimed by someone else, resolved, already approved)."""
 

@@ -41,10 +41,12 @@ class HandlersMissing(RuntimeError):
 
 @dataclass(frozen=True)
 class PaymentRecorded(DomainEvent):
-    """Money arrived through a link and is on the ledger."""
+    """Money arrived and is on the ledger: through a link (Stripe), or paid elsewhere and
+    reported by the billing system (``link_id`` None; ``payment_intent`` is then the ledger's
+    reference for it, ``ext:<the billing system's reference>``)."""
 
     account_id: int
-    link_id: int
+    link_id: int | None
     payment_intent: str
     amount_cents: int
     currency: str

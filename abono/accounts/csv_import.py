@@ -12,7 +12,7 @@ import csv
 import datetime as dt
 import functools
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import islice
@@ -368,6 +368,7 @@ class _Batch:
     updated: int = 0
     rejected: list[RowError] = field(default_factory=list)
     account_ids: list[int] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)  # created | updated | unchanged, in order
 
 
 @dataclass
@@ -448,18 +449,31 @@ def _fill_account(account: Account, row: _AccountRow, customer: Customer) -> Non
 
 
 def _write(
-    session: Session, row: _AccountRow, written: _AccountIds, batch: _Batch, lookups: _Lookups
+    session: Session,
+    row: _AccountRow,
+    written: _AccountIds,
+    batch: _Batch,
+    lookups: _Lookups,
+    as_of: dt.datetime | None = None,
 ) -> list[str]:
-    """Upsert one validated row; returns the reasons it conflicts with the store, if any."""
+    """Upsert one validated row; returns the reasons it conflicts with the store, if any.
+
+    ``as_of`` (the billing API): when the billing system computed the balance; a statement
+    older than the last one applied is refused, and the payments recorded by then are taken
+    to be in it (``ledger.opening_for_statement``). Without it (a file) the balance is what
+    was owed before any payment abono took."""
     customer = lookups.customers.get(row.customer_id)
     account = lookups.accounts.get(row.account_number)
     reasons, new_contacts = _conflicts(row, customer, account, written, lookups)
+    if not reasons and account is not None:
+        reasons = _stale(account, as_of)
     if reasons:
         return reasons
     if customer is None:
         customer = Customer()
         session.add(customer)
     _fill_customer(customer, row)
+    changed = customer.id is None or bool(new_contacts) or session.is_modified(customer)
     if customer.id is None:
         session.flush()  # a new customer needs its id for the rows below
         lookups.customers[row.customer_id] = customer
@@ -474,7 +488,15 @@ def _write(
         batch.imported += 1
     else:
         batch.updated += 1
+    before = _stated(account)
     _fill_account(account, row, customer)
+    if as_of is not None:
+        account.balance_as_of = as_of
+        if not new:
+            account.opening_balance_cents = ledger.opening_for_statement(
+                session, account.id, row.balance_cents, as_of
+            )
+    changed = changed or new or _stated(account) != before
     session.add(account)
     if new:  # no payment can exist yet: the balance is the opening balance
         session.flush()
@@ -483,7 +505,30 @@ def _write(
         ledger.recompute(session, account)
     written.add(account.id)
     batch.account_ids.append(account.id)
+    batch.statuses.append("created" if new else "updated" if changed else "unchanged")
     return []
+
+
+def _stated(account: Account) -> tuple[object, ...]:
+    """What a row states about an account (the balance itself is the ledger's to derive)."""
+    return (
+        account.customer_id,
+        account.opening_balance_cents,
+        account.currency,
+        account.due_date,
+        account.segment,
+        account.balance_as_of,
+    )
+
+
+def _stale(account: Account, as_of: dt.datetime | None) -> list[str]:
+    last = account.balance_as_of
+    if as_of is None or last is None or as_of >= last:
+        return []
+    return [
+        f"balance_as_of: {as_of.isoformat()} is older than the balance last applied "
+        f"({last.isoformat()})"
+    ]
 
 
 def _import_rows(
@@ -546,6 +591,46 @@ def _import_batch(
         report.imported += batch.imported
         report.updated += batch.updated
         report.rejected.extend(batch.rejected)
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What one record of a batch did: created, updated, unchanged or rejected (with why)."""
+
+    status: str
+    reasons: list[str]
+
+
+def _cells(raw: Mapping[str, str]) -> dict[str | None, Any]:
+    return {name: value for name, value in raw.items()}
+
+
+def upsert_records(
+    session: Session,
+    records: list[tuple[Mapping[str, str], dt.datetime]],
+    served: Served | None,
+) -> list[RecordOutcome]:
+    """Upsert records given as the file's cells (``COLUMNS`` and the optional ones), each with
+    the time its balance was computed, in the caller's transaction: the billing API's batch.
+
+    The same validation and the same writes as a file's rows; a record equal to what is
+    stored is ``unchanged`` and writes nothing. Unique clashes with another writer raise
+    ``IntegrityError`` for the caller to roll back.
+    """
+    now = session_now(session)
+    parsed = [_parse(_cells(raw), now, served) for raw, _ in records]
+    lookups = _Lookups.load(session, [row for row, _ in parsed if row is not None])
+    written, batch, outcomes = _AccountIds(), _Batch(), []
+    with session.no_autoflush:
+        for (_, as_of), (row, reasons) in zip(records, parsed, strict=True):
+            if row is not None:
+                reasons = _write(session, row, written, batch, lookups, as_of)
+            if reasons:
+                outcomes.append(RecordOutcome("rejected", reasons))
+            else:
+                outcomes.append(RecordOutcome(batch.statuses[-1], []))
+    session.flush()
+    return outcomes
 
 
 def _check_header(reader: csv.DictReader[str]) -> None:

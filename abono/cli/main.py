@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ValidationError
 
 from abono.cli import operator as cli_operator
+from abono.cli.api_clients import add_commands as add_api_client_commands
 from abono.cli.audit import add_commands as add_audit_commands
 from abono.cli.demo import add_commands as add_demo_commands
 from abono.cli.plans import add_commands as add_plan_commands
@@ -142,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.set_defaults(handler=_chat)
     add_plan_commands(commands)
     add_audit_commands(commands)
+    add_api_client_commands(commands)
     add_report_command(commands)
     add_demo_commands(commands)
     add_webhook_commands(commands)

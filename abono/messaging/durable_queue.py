@@ -133,9 +133,7 @@ class DurableQueueWorker:
         ).rowcount
         return bool(won)
 
-    def _win_all(
-        self, session: Session, rows: Sequence[Row], now: dt.datetime
-    ) -> set[int]:
+    def _win_all(self, session: Session, rows: Sequence[Row], now: dt.datetime) -> set[int]:
         """``_win`` for many rows read in this transaction, in one UPDATE: the ids of those
         still due and untouched since (their ``attempts`` as read), now leased to us."""
         if not rows:

@@ -39,23 +39,27 @@ def on_payment_link_replaced(session: Session, event: PaymentLinkReplaced) -> No
 
 def _notify(
     session: Session,
-    link_id: int,
+    link_id: int | None,
     account_id: int,
     key: str,
     args: Mapping[str, Any],
     idempotency_key: str,
 ) -> None:
-    link, account = session.get(PaymentLink, link_id), session.get(Account, account_id)
-    assert link is not None and account is not None  # links cascade with their account
+    link = session.get(PaymentLink, link_id) if link_id is not None else None
+    account = session.get(Account, account_id)
+    assert account is not None  # links cascade with their account
     conversation = _conversation_of(session, link, account)
     if conversation is None or not queue_to_conversation(
         session, conversation, key, args, idempotency_key
     ):
-        log.warning("payments.message.unroutable", key=key, link_id=link.id)
+        log.warning("payments.message.unroutable", key=key, link_id=link_id)
 
 
-def _conversation_of(session: Session, link: PaymentLink, account: Account) -> Conversation | None:
-    if link.conversation_id is not None:
+def _conversation_of(
+    session: Session, link: PaymentLink | None, account: Account
+) -> Conversation | None:
+    """The link's conversation, else the customer's (a payment made elsewhere has no link)."""
+    if link is not None and link.conversation_id is not None:
         found = session.get(Conversation, link.conversation_id)
         if found is not None:
             return found

@@ -7,6 +7,7 @@ operator to refund rather than turning the balance negative.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -34,6 +35,21 @@ def totals(session: Session, account_id: int) -> tuple[int, int]:
     ).all()
     sums = {kind: int(total) for kind, total in rows}
     return sums.get("payment", 0), sums.get("refund", 0)
+
+
+def opening_for_statement(
+    session: Session, account_id: int, stated_cents: int, as_of: dt.datetime
+) -> int:
+    """The opening balance that makes the balance what a billing statement says it was at
+    ``as_of``: the payments and refunds recorded by then are in the statement already (the
+    billing system was told of them), and only the later ones are applied on top."""
+    rows = session.execute(
+        select(LedgerEntry.kind, func.coalesce(func.sum(LedgerEntry.amount_cents), 0))
+        .where(LedgerEntry.account_id == account_id, LedgerEntry.created_at <= as_of)
+        .group_by(LedgerEntry.kind)
+    ).all()
+    sums = {kind: int(total) for kind, total in rows}
+    return stated_cents + sums.get("payment", 0) - sums.get("refund", 0)
 
 
 def recompute(session: Session, account: Account) -> Position:

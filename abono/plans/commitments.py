@@ -26,15 +26,24 @@ from abono.store.models import (
 
 
 def on_payment_recorded(session: Session, event: PaymentRecorded) -> None:
-    link, account = session.get(PaymentLink, event.link_id), session.get(Account, event.account_id)
-    assert link is not None and account is not None
+    account = session.get(Account, event.account_id)
+    assert account is not None
+    link = session.get(PaymentLink, event.link_id) if event.link_id is not None else None
     payment_arrived(session, link, account, event.amount_cents, event.at)
 
 
 def payment_arrived(
-    session: Session, link: PaymentLink, account: Account, amount_cents: int, now: dt.datetime
+    session: Session,
+    link: PaymentLink | None,
+    account: Account,
+    amount_cents: int,
+    now: dt.datetime,
 ) -> None:
-    if link.kind == "installment":
+    """``link`` None: paid elsewhere (the billing API), so it pays the running plan's next
+    installments it covers in full, earliest first, as their links would have."""
+    if link is None:
+        _installments_paid_elsewhere(session, account, amount_cents, now)
+    elif link.kind == "installment":
         installment = session.scalars(
             select(PlanInstallment).where(PlanInstallment.payment_link_id == link.id)
         ).first()
@@ -50,6 +59,17 @@ def payment_arrived(
             promise.status, promise.resolved_at = "kept", now
             _audit(session, "promise.kept", promise.conversation_id, promise_id=promise.id)
             publish(session, PromiseResolved(account.id, promise.id, "kept", now))
+
+
+def _installments_paid_elsewhere(
+    session: Session, account: Account, amount_cents: int, now: dt.datetime
+) -> None:
+    left = amount_cents
+    for installment, *_ in scheduled_installments(session, PaymentPlan.account_id == account.id):
+        if installment.amount_cents > left:
+            return
+        left -= installment.amount_cents
+        _installment_paid(session, installment, now)
 
 
 def _installment_paid(session: Session, installment: PlanInstallment, now: dt.datetime) -> None:

@@ -173,6 +173,9 @@ class Account(Base):
     # (abono.accounts.customers.days_past_due), never stored.
     due_date: Mapped[dt.date] = mapped_column(Date)
     segment: Mapped[str] = mapped_column(String(32))
+    # When the billing system computed the last balance it sent (the billing API): an older
+    # statement or adjustment is refused, so updates applied out of order never win.
+    balance_as_of: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = stamped()
     updated_at: Mapped[dt.datetime] = stamped(on_update=True)
 
@@ -685,4 +688,49 @@ class SimulatedHistory(Base):
     customer_prefix: Mapped[str] = mapped_column(String(32), unique=True)
     simulated_from: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     simulated_to: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    created_at: Mapped[dt.datetime] = stamped()
+
+
+class BalanceAdjustment(Base):
+    """A change the billing system made to what an account owes (a fee, a credit), applied
+    once by its reference to the opening balance: the ledger keeps money that moved."""
+
+    __tablename__ = "balance_adjustments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)  # signed: + owes more, - owes less
+    reason: Mapped[str] = mapped_column(String(200))
+    as_of: Mapped[dt.datetime] = mapped_column()
+    created_at: Mapped[dt.datetime] = stamped()
+
+
+class ApiClient(Base):
+    """An operator system allowed to call the billing API; only its token's hash is kept."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256, hex
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = stamped()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class ApiRequest(Base):
+    """A write sent with an Idempotency-Key: the first answer, replayed to every retry."""
+
+    __tablename__ = "api_requests"
+    __table_args__ = (UniqueConstraint("client_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # method, path and body, hashed
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = stamped()

@@ -29,6 +29,7 @@ from schemathesis import GenerationMode
 from sqlalchemy import select
 from starlette.routing import Route
 
+from abono.api.clients import SCOPES, create_client
 from abono.app import build_container, create_app
 from abono.container import Container
 from abono.handoff import agents
@@ -62,6 +63,7 @@ def app(demo_database_url: str, clock: Clock) -> Iterator[FastAPI]:
     engine.attach(container)
     app = create_app(settings, container=container, background=False)
     app.state.agent = _open_case(app, container)
+    app.state.billing = _billing_client(container)
     yield app
     container.sessions.kw["bind"].dispose()
 
@@ -87,6 +89,13 @@ def _open_case(app: FastAPI, container: Container) -> dict[str, Any]:
         "cookies": {COOKIE: login.token},
         "headers": {"X-CSRF-Token": login.csrf_token, "Authorization": f"Bearer {DESK_TOKEN}"},
     }
+
+
+def _billing_client(container: Container) -> dict[str, Any]:
+    """A billing API client with every scope, and its bearer token."""
+    with container.sessions.begin() as session:
+        token = create_client(session, "fuzz", list(SCOPES))[1]
+    return {"headers": {"Authorization": f"Bearer {token}"}}
 
 
 def _walk(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Route]]:
@@ -119,13 +128,14 @@ def test_every_public_route_is_in_the_schema(app: FastAPI) -> None:
 
 
 # (mode, signed in, the profile's examples divided by): valid requests, invalid ones (wrong
-# types, missing fields), and valid ones from a signed-in supervisor (console) and the desk.
+# types, missing fields), and valid ones from a signed-in supervisor (console), the desk and a
+# billing API client with every scope.
 PASSES = (
     (GenerationMode.POSITIVE, False, 10),
     (GenerationMode.NEGATIVE, False, 20),
     (GenerationMode.POSITIVE, True, 10),
 )
-SIGNED_IN = ("/console", "/desk/api")
+SIGNED_IN = ("/console", "/desk/api", "/api/v1")
 
 
 def test_no_route_answers_5xx_to_fuzzed_requests(app: FastAPI) -> None:
@@ -138,6 +148,8 @@ def test_no_route_answers_5xx_to_fuzzed_requests(app: FastAPI) -> None:
                 continue
             statuses = sent.setdefault(operation.label, [])
             credentials = app.state.agent if signed_in else {}
+            if signed_in and operation.path.startswith("/api/v1"):  # the billing API's token
+                credentials = app.state.billing
             fuzz_operation(operation, mode, credentials, statuses, share)
     total = sum(len(codes) for codes in sent.values())
     print(f"fuzzed {total} requests over {len(sent)} operations")
