@@ -1,7 +1,7 @@
 """The supervisors' operations page: plans by status, broken plans, the promise kept rate.
 
 ``/console/operations`` needs a console login with the supervisor role: signed out → the login
-page, an agent → 403 with nothing shown. Read-only; numbers come from
+page, an agent → a styled 403 page saying so, with no figure on it. Read-only; numbers come from
 ``abono.plans.operations``.
 """
 
@@ -31,7 +31,13 @@ def install(app: FastAPI, container: Container) -> None:
             return RedirectResponse("/console/login", 303)
         actor, csrf = found
         if actor.role != "supervisor":
-            return Response("", 403)
+            return console.error_page(
+                403,
+                found,
+                "Supervisors only",
+                "Operations shows every customer's plans and promises, so it needs the "
+                "supervisor role.",
+            )
         data = await asyncio.to_thread(_overview, container)
         return console.page("operations.html", actor=actor, csrf=csrf, **data)
 
