@@ -39,6 +39,7 @@ from abono.handoff import agents, canned, case_file, inbox
 from abono.handoff.agents import Actor
 from abono.handoff.cases import HandoffService
 from abono.store.models import Account, Agent, Handoff
+from policies.escalation import REASONS
 
 log = structlog.get_logger(__name__)
 
@@ -384,7 +385,13 @@ def _pages(console: Console) -> APIRouter:
         found = await asyncio.to_thread(console.signed_in, request)
         if found is None:
             return RedirectResponse("/console/login", 303)
-        return console.page("console_queue.html", actor=found[0], csrf=found[1])
+        return console.page(
+            "console_queue.html",
+            actor=found[0],
+            csrf=found[1],
+            reasons=REASONS,
+            channels=inbox.CHANNELS,
+        )
 
     @router.get("/cases/{handoff_id}")
     async def case_page(request: Request, handoff_id: RowId) -> Response:

@@ -138,9 +138,7 @@ class Viewer:
         delta = when - now
         if abs(delta) < dt.timedelta(seconds=1):  # "in 0 sec." reads wrong for just now
             delta = -dt.timedelta(seconds=1)
-        ago = format_timedelta(
-            delta, add_direction=True, format="short", threshold=1.1, locale=self.locale
-        )
+        ago = format_timedelta(delta, add_direction=True, format="short", locale=self.locale)
         exact = f"{exact} {local.tzname() or ''}".strip()
         return {"at": when.isoformat(), "exact": exact, "ago": ago}
 
@@ -191,6 +189,10 @@ def inbox(
         "pages": max(1, -(-total // query.per_page)),
         "per_page": query.per_page,
         "counts": _counts(session, actor),
+        # the newest case nobody holds: the console rings when it changes
+        "newest_queued": session.scalar(
+            select(func.max(Handoff.id)).where(Handoff.status == "open")
+        ),
         "notes": list(viewer.notes),
     }
 
