@@ -246,6 +246,19 @@ def test_notes_canned_replies_and_who_said_what(
     expect(laptop.locator("body")).not_to_contain_text("James")
 
 
+def test_a_supervisor_sees_who_holds_what_and_reassigns(
+    laptop: Page, served: tuple[str, Container], cases: dict[str, int]
+) -> None:
+    sign_in(laptop, served[0], "sam", "correct horse 3")
+    laptop.get_by_role("link", name=re.compile("^Team")).click()
+    held = laptop.locator(f"tr[data-case='{cases['james']}']")  # Alice claimed it above
+    expect(held).to_contain_text("claimed by Alice")
+    held.get_by_label("Reassign to").select_option("bob")
+    held.get_by_role("button", name="Reassign").click()
+    expect(laptop.locator("#notice")).to_contain_text(f"Case #{cases['james']} reassigned.")
+    expect(held).to_contain_text("claimed by Bob")
+
+
 def test_the_inbox_and_a_case_fit_a_phone(
     phone: Page, served: tuple[str, Container], cases: dict[str, int]
 ) -> None:

@@ -259,6 +259,13 @@ async def test_an_empty_closing_note_says_what_is_needed(app: Container, web: Te
     assert closed.json()["message"] == "closing needs a note of 1 to 2000 characters"
 
 
+def test_an_unknown_case_is_a_styled_404(web: TestClient) -> None:
+    sign_in(web, "alice", "correct horse 1")
+    page = web.get("/console/cases/999")
+    assert page.status_code == 404 and "There is no case #999." in page.text
+    assert "Back to the inbox" in page.text
+
+
 # -- canned replies --------------------------------------------------------------------------
 
 
