@@ -266,6 +266,13 @@ def test_an_unknown_case_is_a_styled_404(web: TestClient) -> None:
     assert "Back to the inbox" in page.text
 
 
+def test_an_agent_opening_operations_gets_a_page_that_says_why(web: TestClient) -> None:
+    sign_in(web, "alice", "correct horse 1")
+    page = web.get("/console/operations")
+    assert page.status_code == 403 and "Supervisors only" in page.text
+    assert "<table" not in page.text  # no figure on it
+
+
 # -- canned replies --------------------------------------------------------------------------
 
 
