@@ -43,6 +43,10 @@ CHANNELS = ("sms", "email", "voice", "web")
 LANGUAGES = ("en", "es")
 PRIORITIES = ("1", "2", "3", "4")
 AGES = {"15m": 15, "1h": 60, "4h": 240, "1d": 1440}  # "waiting longer than"
+ZONE_NAME = re.compile(
+    r"^[A-Za-z][A-Za-z0-9_+-]{0,29}(/[A-Za-z0-9_+-]{1,30}){0,2}$"
+)  # "America/Chicago"
+LOCALE_NAME = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8}){0,3}$")  # "en-US", "zh-Hant-TW"
 PER_PAGE = 25
 MAX_PER_PAGE = 100
 MAX_SEARCH = 100
@@ -74,6 +78,8 @@ class InboxQuery:
         search = given.get("q")
         if search is not None and len(search) > MAX_SEARCH:
             raise InboxQueryError(f"q: at most {MAX_SEARCH} characters")
+        if search is not None and any(ord(c) < 32 or ord(c) == 127 for c in search):
+            raise InboxQueryError("q: letters, digits and punctuation only")
         return cls(
             view=view,
             reason=_one_of(given, "reason", REASONS),
@@ -119,11 +125,15 @@ class Viewer:
     def of(cls, zone: str | None, locale: str | None) -> Viewer:
         notes: list[str] = []
         try:
+            if zone and not ZONE_NAME.match(zone):
+                raise ValueError("not a zone name")
             tz = ZoneInfo(zone) if zone else ZoneInfo("UTC")
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             tz = ZoneInfo("UTC")
             notes.append("unknown time zone: times are shown in UTC")
         try:
+            if locale and not LOCALE_NAME.match(locale):
+                raise ValueError("not a locale name")
             loc = Locale.parse((locale or "en").replace("-", "_"))
         except (UnknownLocaleError, ValueError, TypeError):
             loc = Locale.parse("en")

@@ -78,6 +78,7 @@ def test_inbox_views_and_search_on_both_databases(db: sessionmaker[Session]) -> 
     assert ids(q="BECKER-PLUMBING") == [tom]
     assert ids(q="acc-7700100404") == [tom]
     assert ids(q="%") == [] and ids(q="_") == []
+    assert ids(q="Lucía") == [] and ids(q="o'brien") == []  # quoted, not interpolated
     assert ids(language="en", priority="1") == [tom]
     service = HandoffService(db, policy, lambda: DEMO_NOW)
     service.claim(james, alice)

@@ -133,6 +133,7 @@ async def test_age_filter_and_paging(app: Container, web: TestClient, clock: Clo
         ({"per_page": "100000"}, "per_page"),
         ({"language": "fr"}, "language"),
         ({"q": "x" * 101}, "q"),
+        ({"q": "ja\x00mes"}, "q"),
         ({"view": "team"}, "supervisors"),
     ],
 )
@@ -141,6 +142,21 @@ def test_a_bad_filter_is_a_clear_400(web: TestClient, params: dict[str, str], na
     answer = web.get("/console/api/inbox", params=params)
     assert answer.status_code == 400
     assert answer.json()["error"] == "bad_filter" and named in answer.json()["message"]
+
+
+@pytest.mark.parametrize("zone", ["a" * 300, "../../etc/passwd", "Mars/Olympus", "\x00"])
+def test_a_zone_the_console_cannot_read_falls_back_to_utc_and_says_so(
+    web: TestClient, zone: str
+) -> None:
+    sign_in(web, "alice", "correct horse 1")
+    answer = web.get("/console/api/inbox", params={"tz": zone, "locale": "x" * 300})
+    assert answer.status_code == 200
+    assert answer.json()["notes"] == [
+        "unknown time zone: times are shown in UTC",
+        "unknown locale: times are shown in English",
+    ]
+    case = web.get("/console/api/cases/1", params={"tz": zone})
+    assert case.status_code == 404  # no case yet: the zone is not what fails
 
 
 def test_the_query_names_the_allowed_values() -> None:
