@@ -34,11 +34,12 @@ from abono.api.body_limit import body_limits
 from abono.api.openapi import form
 from abono.api.params import AfterId, RowId
 from abono.container import Container
-from abono.errors import ForbiddenError, NotSignedInError
-from abono.handoff import agents, case_file
+from abono.errors import ForbiddenError, HandoffNotFoundError, NotSignedInError
+from abono.handoff import agents, canned, case_file, inbox
 from abono.handoff.agents import Actor
 from abono.handoff.cases import HandoffService
 from abono.store.models import Account, Agent, Handoff
+from policies.escalation import REASONS
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +58,11 @@ class TransferBody(BaseModel):
 
 
 class CloseBody(BaseModel):
-    note: str = Field(min_length=1, max_length=2000)
+    note: str = Field(max_length=2000)
+
+
+class NoteBody(BaseModel):
+    text: str = Field(max_length=2000)
 
 
 class HandBackBody(BaseModel):
@@ -120,6 +125,7 @@ class Console:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        self._canned = canned.load(container.settings.locales_dir / canned.FILE)
 
     # -- who is asking -----------------------------------------------------------------------
 
@@ -152,6 +158,21 @@ class Console:
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
+
+    def error_page(
+        self, status: int, found: tuple[Actor, str] | None, title: str, text: str
+    ) -> HTMLResponse:
+        """A styled 403 or 404 that says what happened and reveals nothing of the case."""
+        extra: dict[str, Any] = {"actor": found[0], "csrf": found[1]} if found else {}
+        return self.page("console_error.html", status, title=title, text=text, **extra)
+
+    def forbidden(self, found: tuple[Actor, str] | None) -> HTMLResponse:
+        return self.error_page(
+            403,
+            found,
+            "Not yours to open",
+            "Another agent holds this case, or it is closed and only supervisors see it.",
+        )
 
     def login_page(self, error: str | None = None, status: int = 200) -> HTMLResponse:
         token = secrets.token_urlsafe(32)
@@ -234,7 +255,9 @@ class Console:
                 case_file.record_view(session, handoff, actor)
                 accounts = _accounts_of(session, handoff)
         except ForbiddenError:
-            return Response("", 403)
+            return self.forbidden(found)
+        except HandoffNotFoundError:
+            return self.error_page(404, found, "No such case", f"There is no case #{handoff_id}.")
         return self.page(
             "console_case.html", actor=actor, csrf=csrf, handoff_id=handoff_id, accounts=accounts
         )
@@ -287,12 +310,40 @@ class Console:
             cases = case_file.queue(session, self._c.clock())
         return {"me": actor.id, "cases": cases}
 
-    def case_json(self, actor: Actor, handoff_id: int, after: int) -> dict[str, Any]:
+    def inbox_json(self, actor: Actor, params: dict[str, str]) -> dict[str, Any]:
+        query = inbox.InboxQuery.parse(params)
+        viewer = inbox.Viewer.of(params.get("tz"), params.get("locale"))
         with self._c.sessions() as session:
-            handoff = case_file.visible_case(session, handoff_id, actor)
-            data = case_file.case_file(session, handoff, self._c.clock(), self._c.stage_of, after)
+            data = inbox.inbox(
+                session, actor, query, self._c.clock(), viewer, self._c.handoffs.policy
+            )
         data["me"] = {"id": actor.id, "role": actor.role}
         return data
+
+    def case_json(
+        self, actor: Actor, handoff_id: int, after: int, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        params = params or {}
+        viewer = inbox.Viewer.of(params.get("tz"), params.get("locale"))
+        now = self._c.clock()
+        with self._c.sessions() as session:
+            handoff = case_file.visible_case(session, handoff_id, actor)
+            data = case_file.case_file(session, handoff, now, self._c.stage_of, after, viewer.stamp)
+            if handoff.status != "resolved":
+                data["handoff"]["sla"] = inbox.sla_state(
+                    self._c.handoffs.policy, handoff.priority, now - handoff.created_at
+                )
+        data["me"] = {"id": actor.id, "role": actor.role}
+        data["viewer_notes"] = list(viewer.notes)
+        return data
+
+    def canned_json(self, actor: Actor, handoff_id: int) -> list[dict[str, str]]:
+        """The canned replies in the case's language, placeholders filled from the case."""
+        with self._c.sessions() as session:
+            handoff = case_file.visible_case(session, handoff_id, actor)
+            values = canned.case_values(session, handoff, actor, self._c.settings.company_name)
+            language = handoff.conversation.language
+        return canned.filled(self._canned, language, values)
 
     def agents_json(self) -> list[dict[str, str]]:
         with self._c.sessions() as session:
@@ -334,7 +385,13 @@ def _pages(console: Console) -> APIRouter:
         found = await asyncio.to_thread(console.signed_in, request)
         if found is None:
             return RedirectResponse("/console/login", 303)
-        return console.page("console_queue.html", actor=found[0], csrf=found[1])
+        return console.page(
+            "console_queue.html",
+            actor=found[0],
+            csrf=found[1],
+            reasons=REASONS,
+            channels=inbox.CHANNELS,
+        )
 
     @router.get("/cases/{handoff_id}")
     async def case_page(request: Request, handoff_id: RowId) -> Response:
@@ -363,6 +420,20 @@ def _api(console: Console, container: Container) -> APIRouter:
         actor = await asyncio.to_thread(console.actor, request)
         return await asyncio.to_thread(console.queue_json, actor)
 
+    @router.get("/inbox")
+    async def inbox_view(request: Request) -> dict[str, Any]:
+        """view=queue|mine|waiting|resolved|team, reason, channel, language, priority, age
+        (15m, 1h, 4h, 1d: waiting longer than), q (name, phone, email, account number),
+        page, per_page; tz and locale for the times. An unknown value: 400 naming the
+        allowed ones."""
+        actor = await asyncio.to_thread(console.actor, request)
+        return await asyncio.to_thread(console.inbox_json, actor, dict(request.query_params))
+
+    @router.get("/cases/{handoff_id}/canned")
+    async def canned_replies(request: Request, handoff_id: RowId) -> list[dict[str, str]]:
+        actor = await asyncio.to_thread(console.actor, request)
+        return await asyncio.to_thread(console.canned_json, actor, handoff_id)
+
     @router.get("/agents")
     async def agent_list(request: Request) -> list[dict[str, str]]:
         await asyncio.to_thread(console.actor, request)
@@ -371,7 +442,8 @@ def _api(console: Console, container: Container) -> APIRouter:
     @router.get("/cases/{handoff_id}")
     async def case(request: Request, handoff_id: RowId, after: AfterId = 0) -> dict[str, Any]:
         actor = await asyncio.to_thread(console.actor, request)
-        return await asyncio.to_thread(console.case_json, actor, handoff_id, after)
+        params = dict(request.query_params)
+        return await asyncio.to_thread(console.case_json, actor, handoff_id, after, params)
 
     @router.post("/holds/{hold_id}/resolve")
     async def resolve(request: Request, hold_id: RowId) -> JSONResponse:
@@ -413,6 +485,7 @@ ACTIONS: dict[str, type[BaseModel] | None] = {
     "lift-lock": None,
     "hand-back": HandBackBody,
     "close": CloseBody,
+    "note": NoteBody,
 }
 
 
@@ -450,6 +523,7 @@ async def _perform(
         "transfer": lambda: service.transfer(handoff_id, actor, body.to),
         "reply": lambda: service.reply(handoff_id, actor, body.text),
         "close": lambda: service.close(handoff_id, actor, body.note),
+        "note": lambda: service.add_note(handoff_id, actor, body.text),
         "lift-lock": lambda: service.lift_verification_lock(handoff_id, actor),
     }[action]
     result = await asyncio.to_thread(work)

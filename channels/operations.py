@@ -2,8 +2,8 @@
 the webhook deliveries to the operator's systems that failed, each with a replay button.
 
 ``/console/operations`` needs a console login with the supervisor role: signed out → the login
-page, an agent → 403 with nothing shown. Numbers come from ``abono.plans.operations``; the
-only thing it changes is a failed delivery queued again (``POST
+page, an agent → a styled 403 page saying so, with no figure on it. Numbers come from
+``abono.plans.operations``; the only thing it changes is a failed delivery queued again (``POST
 /console/operations/webhooks/{id}/replay``, the page's form with its CSRF token;
 ``abono.webhooks.delivery.replay``, docs/webhooks.md).
 """
@@ -42,7 +42,13 @@ def install(app: FastAPI, container: Container) -> None:
             return RedirectResponse("/console/login", 303)
         actor, csrf = found
         if actor.role != "supervisor":
-            return Response("", 403)
+            return console.error_page(
+                403,
+                found,
+                "Supervisors only",
+                "Operations shows every customer's plans and promises, so it needs the "
+                "supervisor role.",
+            )
         data = await asyncio.to_thread(_overview, container)
         return console.page("operations.html", actor=actor, csrf=csrf, **data)
 

@@ -11,7 +11,7 @@ import datetime as dt
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,6 +34,7 @@ ROLES = ("agent", "supervisor")
 LANGUAGES = ("en", "es")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CEILING_FIELDS = {"plan": "plan_financed_cents", "promise": "promise_cents"}
+DEFAULT_SLA = {1: (5, 15), 2: (15, 60), 3: (60, 240), 4: (240, 1440)}
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class EscalationPolicy:
     misunderstood_turns: int
     ceilings: Mapping[str, Mapping[str, int]]
     patterns: tuple[tuple[str, str, re.Pattern[str]], ...]  # (reason, language, pattern)
+    # Minutes a case of each priority may wait before the console shows it amber, then red.
+    sla_minutes: Mapping[int, tuple[int, int]] = field(default_factory=lambda: dict(DEFAULT_SLA))
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> EscalationPolicy:
@@ -73,6 +76,7 @@ class EscalationPolicy:
             misunderstood_turns=_positive(data.get("misunderstood_turns"), "misunderstood_turns"),
             ceilings=_ceilings(data.get("ceilings")),
             patterns=_patterns(data.get("patterns")),
+            sla_minutes=_sla(data.get("sla_minutes")),
         )
 
 
@@ -173,6 +177,25 @@ def _priorities(value: Any) -> dict[str, int]:
             raise PolicyError(f"escalation.priorities.{reason}: missing")
         _positive(value[reason], f"priorities.{reason}")
     return {reason: int(value[reason]) for reason in REASONS}
+
+
+def _sla(value: Any) -> dict[int, tuple[int, int]]:
+    """``{priority: {amber: minutes, red: minutes}}``; left out, the defaults."""
+    if value is None:
+        return dict(DEFAULT_SLA)
+    if not isinstance(value, Mapping):
+        raise PolicyError("escalation.sla_minutes: must map a priority to amber and red minutes")
+    sla = dict(DEFAULT_SLA)
+    for priority, limits in value.items():
+        name = f"sla_minutes.{priority}"
+        if not isinstance(priority, int) or not isinstance(limits, Mapping):
+            raise PolicyError(f"escalation.{name}: a priority number mapping to amber and red")
+        amber = _positive(limits.get("amber"), f"{name}.amber")
+        red = _positive(limits.get("red"), f"{name}.red")
+        if red <= amber:
+            raise PolicyError(f"escalation.{name}: red must come after amber")
+        sla[priority] = (amber, red)
+    return sla
 
 
 def _bands(value: Any) -> tuple[AmountBand, ...]:

@@ -129,6 +129,21 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     adder.set_defaults(handler=_add_agent)
+    lister = people_commands.add_parser("list", help="every console account and its state")
+    lister.set_defaults(handler=_list_agents)
+    stopper = people_commands.add_parser(
+        "deactivate", help="no more sign-ins; open logins end, held cases go back to the queue"
+    )
+    stopper.add_argument("username")
+    stopper.set_defaults(handler=_deactivate_agent)
+    resetter = people_commands.add_parser(
+        "reset-password", help="set a new password; logins made with the old one end"
+    )
+    resetter.add_argument("username")
+    resetter.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    resetter.set_defaults(handler=_reset_password)
 
     evaluate = commands.add_parser("nlu-eval", help="classify each row of a CSV (text,lang)")
     evaluate.add_argument("input", type=Path)
@@ -274,21 +289,90 @@ def _load_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if not report.rejected else 1
 
 
+def _read_password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != password:
+        print("error: the passwords differ", file=sys.stderr)
+        return None
+    return password
+
+
+def _agent_store(settings: Settings) -> Any:
+    from abono.store.db import make_engine, migrate
+    from abono.wiring import sessions_for
+
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    return sessions_for(engine, system_clock)
+
+
+def _list_agents(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.handoff.agents import list_agents
+
+    with _agent_store(settings)() as session:
+        people = list_agents(session)
+        rows = [
+            (a.username, a.display_name, a.role, "active" if a.active else "deactivated")
+            for a in people
+        ]
+    if not rows:
+        print("no agents yet: abono agents add USERNAME")
+        return 0
+    header = ("USERNAME", "NAME", "ROLE", "STATE")
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(4)]
+    for row in (header, *rows):
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    print(f"{len(rows)} agent(s)")
+    return 0
+
+
+def _deactivate_agent(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.errors import AbonoError
+    from abono.handoff.agents import deactivate
+
+    try:
+        with _agent_store(settings).begin() as session:
+            agent, released = deactivate(session, args.username, system_clock())
+            print(
+                f"{agent.username!r} deactivated: cannot sign in; "
+                f"{released} held case(s) back in the queue"
+            )
+    except AbonoError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _reset_password(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.errors import AbonoError
+    from abono.handoff.agents import reset_password
+
+    password = _read_password(args)
+    if password is None:
+        return 2
+    try:
+        with _agent_store(settings).begin() as session:
+            agent = reset_password(session, args.username, password, system_clock())
+            print(f"{agent.username!r}: password reset; their open logins ended")
+    except AbonoError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _add_agent(args: argparse.Namespace, settings: Settings) -> int:
     from abono.errors import AbonoError
     from abono.handoff.agents import add_agent
     from abono.store.db import make_engine, migrate
     from abono.wiring import sessions_for
 
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        import getpass
-
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != password:
-            print("error: the passwords differ", file=sys.stderr)
-            return 2
+    password = _read_password(args)
+    if password is None:
+        return 2
     engine = make_engine(settings.database_url)
     migrate(engine)
     try:

@@ -23,8 +23,9 @@ from sqlalchemy import case, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono import audit
 from abono.errors import AbonoError
-from abono.store.models import Agent, AgentSession, SignInThrottle, UTCDateTime
+from abono.store.models import Agent, AgentSession, Handoff, SignInThrottle, UTCDateTime
 
 ROLES = ("agent", "supervisor")
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -158,6 +159,63 @@ def add_agent(
     session.add(agent)
     session.flush()
     return agent
+
+
+def find_agent(session: Session, username: str) -> Agent:
+    agent = session.scalars(select(Agent).where(Agent.username == username.strip().lower())).first()
+    if agent is None or agent.password_hash == "!":  # a desk's service account is not a person
+        raise AgentInputError(f"no agent named {username.strip().lower()!r}")
+    return agent
+
+
+def list_agents(session: Session) -> list[Agent]:
+    """The people who can (or could) sign in, service accounts left out."""
+    return list(
+        session.scalars(select(Agent).where(Agent.password_hash != "!").order_by(Agent.username))
+    )
+
+
+def deactivate(session: Session, username: str, now: dt.datetime) -> tuple[Agent, int]:
+    """No more sign-ins, and every open login ends now; the cases they held go back to the
+    queue (audited). Returns the agent and how many cases went back."""
+    agent = find_agent(session, username)
+    agent.active = False
+    _revoke_logins(session, agent, now)
+    held = session.scalars(
+        select(Handoff).where(Handoff.agent_id == agent.id, Handoff.status == "claimed")
+    ).all()
+    for handoff in held:
+        handoff.status, handoff.agent_id, handoff.claimed_at = "open", None, None
+        audit.record(
+            session,
+            "handoff.released",
+            handoff.conversation,
+            handoff_id=handoff.id,
+            agent=agent.username,
+            why="agent deactivated",
+        )
+    return agent, len(held)
+
+
+def reset_password(
+    session: Session, username: str, password: str, now: dt.datetime, hasher: Scrypt = OWASP
+) -> Agent:
+    """A new password; every login made with the old one ends now."""
+    if len(password) < MIN_PASSWORD:
+        raise AgentInputError(f"password: at least {MIN_PASSWORD} characters")
+    agent = find_agent(session, username)
+    agent.password_hash = hash_password(password, hasher)
+    _revoke_logins(session, agent, now)
+    return agent
+
+
+def _revoke_logins(session: Session, agent: Agent, now: dt.datetime) -> None:
+    session.execute(
+        update(AgentSession)
+        .where(AgentSession.agent_id == agent.id, AgentSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def actor_of(agent: Agent) -> Actor:

@@ -23,6 +23,7 @@ from abono.outreach import holds
 from abono.store.models import (
     Account,
     Agent,
+    AuditEvent,
     Conversation,
     Customer,
     Handoff,
@@ -35,6 +36,8 @@ from abono.store.models import (
 )
 
 StageOf = Callable[[int], str]
+Stamp = Callable[[dt.datetime | None, dt.datetime], dict[str, str] | None]
+NOTE_KIND = "handoff.note"
 TRANSCRIPT_LIMIT = 500
 
 
@@ -87,8 +90,14 @@ def record_view(session: Session, handoff: Handoff, actor: Actor) -> None:
 
 
 def case_file(
-    session: Session, handoff: Handoff, now: dt.datetime, stage_of: StageOf, after: int = 0
+    session: Session,
+    handoff: Handoff,
+    now: dt.datetime,
+    stage_of: StageOf,
+    after: int = 0,
+    stamp: Stamp | None = None,
 ) -> dict[str, Any]:
+    """``stamp`` adds each time as the agent reads it (their zone, "4 min. ago")."""
     conversation = handoff.conversation
     customer = conversation.customer
     accounts = list(customer.accounts) if customer else []
@@ -105,7 +114,14 @@ def case_file(
         "payments": _payments(session, [a.id for a in accounts]),
         "holds": _holds(session, conversation.customer_id, accounts),
         "transcript": _transcript(session, conversation.id, after),
+        "notes": notes(session, handoff),
     }
+    if stamp is not None:
+        file["handoff"]["opened"] = stamp(handoff.created_at, now)
+        for message in file["transcript"]:
+            message["when"] = stamp(dt.datetime.fromisoformat(message["at"]), now)
+        for note in file["notes"]:
+            note["when"] = stamp(dt.datetime.fromisoformat(note["at"]), now)
     file["summary"] = summary(file)
     return file
 
@@ -327,12 +343,17 @@ def _holds(session: Session, customer_id: int | None, accounts: list[Any]) -> li
 
 
 def _transcript(session: Session, conversation_id: str, after: int) -> list[dict[str, Any]]:
-    rows = session.scalars(
-        select(Message)
-        .where(Message.conversation_id == conversation_id, Message.id > after)
-        .order_by(Message.id.desc())
-        .limit(TRANSCRIPT_LIMIT)
+    """Each message with who wrote it: the customer, the bot, or an agent by name (an agent's
+    reply is the message its ``handoff.replied`` audit event names)."""
+    rows = list(
+        session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation_id, Message.id > after)
+            .order_by(Message.id.desc())
+            .limit(TRANSCRIPT_LIMIT)
+        )
     )
+    by_agent = _agent_replies(session, conversation_id) if rows else {}
     return [
         {
             "id": m.id,
@@ -340,8 +361,51 @@ def _transcript(session: Session, conversation_id: str, after: int) -> list[dict
             "channel": m.channel,
             "text": m.text,
             "at": m.created_at.isoformat(),
+            **_author(m, by_agent),
         }
-        for m in reversed(list(rows))
+        for m in reversed(rows)
+    ]
+
+
+def _agent_replies(session: Session, conversation_id: str) -> dict[int, str]:
+    usernames = {a.username: a.display_name for a in session.scalars(select(Agent))}
+    replies = session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.conversation_id == conversation_id, AuditEvent.kind == "handoff.replied"
+        )
+    )
+    return {
+        int(e.data["message_id"]): usernames.get(str(e.data.get("agent")), "an agent")
+        for e in replies
+        if e.data.get("message_id") is not None
+    }
+
+
+def _author(message: Message, by_agent: dict[int, str]) -> dict[str, str]:
+    if message.direction == "in":
+        return {"author": "customer", "author_name": "Customer"}
+    if message.id in by_agent:
+        return {"author": "agent", "author_name": by_agent[message.id]}
+    return {"author": "bot", "author_name": "Bot"}
+
+
+def notes(session: Session, handoff: Handoff) -> list[dict[str, Any]]:
+    """The case's private notes (kept only in the audit trail: nothing sends them anywhere)."""
+    rows = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.conversation_id == handoff.conversation_id, AuditEvent.kind == NOTE_KIND)
+        .order_by(AuditEvent.id)
+    )
+    usernames = {a.username: a.display_name for a in session.scalars(select(Agent))}
+    return [
+        {
+            "id": e.id,
+            "agent": usernames.get(str(e.data.get("agent")), str(e.data.get("agent"))),
+            "text": str(e.data.get("text", "")),
+            "at": e.created_at.isoformat(),
+        }
+        for e in rows
+        if e.data.get("handoff_id") == handoff.id
     ]
 
 

@@ -234,6 +234,20 @@ class HandoffService:
             self._audit(session, handoff, "handoff.replied", actor, message_id=message.id)
             return message.id
 
+    def add_note(self, handoff_id: int, actor: Actor, text: str) -> None:
+        """A private note on the case, for the people who work it: kept in the audit trail
+        (kind ``handoff.note``) and shown in the case file, never sent to the customer. Anyone
+        who can see the case may write one, a resolved case too (what happened after)."""
+        note = _optional_note(text)
+        if note is None:
+            raise HandoffConflictError(f"a note needs 1 to {MAX_NOTE} characters")
+        with self._sessions.begin() as session:
+            handoff = _get(session, handoff_id)
+            held_by_other = handoff.agent_id is not None and handoff.agent_id != actor.id
+            if held_by_other and not actor.supervisor:
+                raise ForbiddenError("another agent holds this case")
+            self._audit(session, handoff, "handoff.note", actor, text=note)
+
     def approve(self, handoff_id: int, actor: Actor) -> ApprovalOutcome:
         """Terms above the bot's authority, up to the person's role ceiling."""
         with self._sessions.begin() as session:

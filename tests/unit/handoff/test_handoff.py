@@ -372,7 +372,8 @@ async def test_another_agents_case_is_forbidden_and_shows_nothing(
     app.handoffs.claim(1, alice)
     csrf = sign_in(web, "bob", "correct horse 2")
     page = web.get("/console/cases/1")
-    assert page.status_code == 403 and page.text == ""
+    assert page.status_code == 403 and "Not yours to open" in page.text
+    assert "James" not in page.text and "go to hell" not in page.text
     api = web.get("/console/api/cases/1")
     assert api.status_code == 403 and "James" not in api.text
     reply = web.post(

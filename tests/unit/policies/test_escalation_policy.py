@@ -142,6 +142,9 @@ def broken(path: list[Any], value: Any) -> dict[str, Any]:
         (["misunderstood_turns"], 0, "escalation.misunderstood_turns"),
         (["patterns", "abusive", "es"], ["(unclosed"], "escalation.patterns.abusive.es[0]"),
         (["patterns", "deceased"], KeyError, "escalation.patterns.deceased"),
+        (["sla_minutes", 1], {"amber": 15, "red": 5}, "escalation.sla_minutes.1"),
+        (["sla_minutes", 2], {"amber": 0, "red": 5}, "escalation.sla_minutes.2.amber"),
+        (["sla_minutes"], ["5/15"], "escalation.sla_minutes"),
     ],
 )
 def test_a_bad_policy_file_is_refused_naming_the_field(
@@ -149,3 +152,10 @@ def test_a_bad_policy_file_is_refused_naming_the_field(
 ) -> None:
     with pytest.raises(PolicyError, match=named.replace("[", r"\[").replace("]", r"\]")):
         EscalationPolicy.parse(broken(path, value))
+
+
+def test_sla_minutes_per_priority_default_when_left_out() -> None:
+    assert POLICY.sla_minutes[1] == (5, 15) and POLICY.sla_minutes[4] == (240, 1440)
+    assert EscalationPolicy.parse(broken(["sla_minutes"], KeyError)).sla_minutes[2] == (15, 60)
+    mine = EscalationPolicy.parse(broken(["sla_minutes"], {3: {"amber": 30, "red": 90}}))
+    assert mine.sla_minutes[3] == (30, 90) and mine.sla_minutes[1] == (5, 15)
