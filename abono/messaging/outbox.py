@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from abono import metrics
@@ -487,16 +487,20 @@ class OutboxWorker(DurableQueueWorker):
                 attempt.provider_id = provider_ids[0]
         log.info("outbox.message.sent", key=row["key"], channel=row["channel"])
         if row["prerendered"]:  # the pipeline logged it when it decided the reply
-            logged = session.get(Message, row["message_id"]) if row["message_id"] else None
             sid = provider_ids[0]
             # A sid the provider just gave is new; one found by asking it (in doubt) may be
             # another row's message already (the same words said twice), recorded once.
-            if (
-                logged is not None
-                and logged.provider_id is None
-                and not (isinstance(sid, FoundSent) and _sid_taken(session, row["channel"], sid))
+            if row["message_id"] and not (
+                isinstance(sid, FoundSent) and _sid_taken(session, row["channel"], sid)
             ):
-                logged.provider_id = str(sid)  # delivery callbacks find it by this
+                # Delivery callbacks find the logged message by the sid; one UPDATE, without
+                # reading the message first (a reply's message is written once, here).
+                session.execute(
+                    update(Message)
+                    .where(Message.id == row["message_id"], Message.provider_id.is_(None))
+                    .values(provider_id=str(sid))
+                    .execution_options(synchronize_session=False)
+                )
             return
         for text, provider_id in zip(texts, provider_ids, strict=True):
             session.add(
