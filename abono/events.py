@@ -99,6 +99,14 @@ class HandoffOpened(DomainEvent):
 
 
 @dataclass(frozen=True)
+class HandoffResolved(DomainEvent):
+    """A person resolved a case: handed back to the bot, or closed."""
+
+    conversation_id: str
+    resolution: str  # "handed_back" or "closed"
+
+
+@dataclass(frozen=True)
 class TermsApproved(DomainEvent):
     """A person approved terms beyond the bot's authority; the bot puts them to the customer."""
 

@@ -14,13 +14,14 @@ from abono.events import (
     CommitmentMade,
     Handlers,
     HandoffOpened,
+    HandoffResolved,
     InstallmentChargeDeclined,
     OptedOut,
     PaymentLinkReplaced,
     PaymentRecorded,
     TermsApproved,
 )
-from abono.messaging import notices
+from abono.messaging import notices, surveys
 from abono.outreach import holds
 from abono.plans import approval, commitments, follow_up
 from abono.store.db import make_sessionmaker
@@ -42,6 +43,16 @@ HANDLERS: Handlers = {
 }
 
 
-def sessions_for(engine: Engine, clock: Clock) -> sessionmaker[Session]:
+# With the satisfaction survey on (ABONO_CSAT_SURVEY): a resolved conversation also queues
+# its one question, after the receipt and the commitment's own messages.
+SURVEY_HANDLERS: Handlers = {
+    **HANDLERS,
+    PaymentRecorded: (*HANDLERS[PaymentRecorded], surveys.on_payment_recorded),
+    CommitmentMade: (*HANDLERS[CommitmentMade], surveys.on_commitment_made),
+    HandoffResolved: (surveys.on_handoff_resolved,),
+}
+
+
+def sessions_for(engine: Engine, clock: Clock, csat_survey: bool = False) -> sessionmaker[Session]:
     """The product's sessions: stamped from ``clock``, with every domain event handled."""
-    return make_sessionmaker(engine, clock, HANDLERS)
+    return make_sessionmaker(engine, clock, SURVEY_HANDLERS if csat_survey else HANDLERS)

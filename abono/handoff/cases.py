@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from abono import audit, metrics
 from abono.accounts.customers import primary_account
 from abono.errors import ForbiddenError, HandoffConflictError, HandoffNotFoundError
-from abono.events import HandoffOpened, TermsApproved, publish
+from abono.events import HandoffOpened, HandoffResolved, TermsApproved, publish
 from abono.handoff.agents import Actor
 from abono.i18n import format_money
 from abono.messaging import opt_outs, outbox
@@ -353,6 +353,7 @@ class HandoffService:
                 **({"holds_kept": sorted({h.state for h in kept})} if kept else {}),
             )
             desk_event(session, "handoff.resolved", handoff, {"resolution": resolution})
+            publish(session, HandoffResolved(handoff.conversation_id, resolution))
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -47,14 +47,14 @@ def _notify(
 ) -> None:
     link, account = session.get(PaymentLink, link_id), session.get(Account, account_id)
     assert link is not None and account is not None  # links cascade with their account
-    conversation = _conversation_of(session, link, account)
+    conversation = conversation_of(session, link, account)
     if conversation is None or not queue_to_conversation(
         session, conversation, key, args, idempotency_key
     ):
         log.warning("payments.message.unroutable", key=key, link_id=link.id)
 
 
-def _conversation_of(session: Session, link: PaymentLink, account: Account) -> Conversation | None:
+def conversation_of(session: Session, link: PaymentLink, account: Account) -> Conversation | None:
     if link.conversation_id is not None:
         found = session.get(Conversation, link.conversation_id)
         if found is not None:

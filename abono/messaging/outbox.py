@@ -54,6 +54,9 @@ AWAITS_AFTER_SENDING = {
     "utter_plan_approved_down": "plan_consent",
     "utter_promise_approved": "promise_consent",
 }
+# In a row's args: a message we start ourselves that is not a reminder touch (a satisfaction
+# survey) and must keep the contact rules when it is sent (``_contact_allowed``).
+CONTACT_RULES = "contact_rules"
 LEASE = dt.timedelta(seconds=60)
 IN_DOUBT = " in doubt"  # ends a row's last_error when its last send may have gone out
 MAX_ATTEMPTS = 8
@@ -314,6 +317,8 @@ class OutboxWorker(DurableQueueWorker):
             return None
         if row.campaign_step is not None and not self._touch_applies(session, row, now):
             return None
+        if row.args.get(CONTACT_RULES) and not self._contact_allowed(session, row, now):
+            return None
         plain = {
             **_plain(row),
             "attempts": row.attempts,  # the lease this worker holds (durable_queue._still_ours)
@@ -369,6 +374,24 @@ class OutboxWorker(DurableQueueWorker):
             session.add(attempt)
             session.flush()
             row.args = {**args, "call_attempt_id": attempt.id}
+        return True
+
+    def _contact_allowed(self, session: Session, row: OutboxMessage, now: dt.datetime) -> bool:
+        """A message we start that is not a reminder (a satisfaction survey) keeps the
+        contact rules too: cancelled under a person's case or a hold, postponed to the hours."""
+        policy = self._config.contact
+        account = session.get(Account, row.account_id) if row.account_id else None
+        if policy is None or account is None:
+            return True
+        verdict = campaign.recheck_contact(session, account, now, policy)
+        if verdict.cancel:
+            row.status, row.last_error = "cancelled", verdict.cancel
+            log.info("outbox.contact.cancelled", reason=verdict.cancel, key=row.key)
+            return False
+        if verdict.later:
+            row.status, row.next_attempt_at = "pending", verdict.later
+            row.attempts -= 1  # not a failed attempt
+            return False
         return True
 
     def _render(self, session: Session, row: OutboxMessage) -> list[str]:

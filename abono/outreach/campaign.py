@@ -174,12 +174,9 @@ def recheck(
     account = session.get(Account, row.account_id) if row.account_id else None
     if account is None or account.balance_cents <= 0:
         return Recheck(cancel="nothing_owed")
-    if customer_held_by_person(session, account.customer_id):
-        return Recheck(cancel=HELD_BY_PERSON)  # the person on the case speaks for us now
-    holds = _holds(session, account.id, account.id).get(account.id, frozenset())
-    blocking = [s for s in policy.do_not_contact if s in holds]
-    if blocking:
-        return Recheck(cancel=f"do_not_contact:{blocking[0]}")
+    held = _held(session, account, policy)
+    if held.cancel:
+        return held
     conditions = set(row.args.get("conditions", ()))
     if "no_payment_since_step" in conditions and _paid_since(session, account.id, row.created_at):
         return Recheck(cancel="paid_since_queued")
@@ -187,14 +184,40 @@ def recheck(
         return Recheck(cancel="promise_pending")
     if "no_plan_active" in conditions and _plans(session, account.id, account.id):
         return Recheck(cancel="plan_active")
+    return _hours(session, account, now, policy)
+
+
+def recheck_contact(
+    session: Session, account: Account, now: dt.datetime, policy: rules.ContactPolicy
+) -> Recheck:
+    """The contact rules alone, for a message that is not a reminder but is not an answer
+    either (a satisfaction survey): a person's case or a do-not-contact hold cancels it, and
+    it waits for the contact hours in every plausible time zone of the customer. Opt-outs
+    are the outbox's own check, made for every row."""
+    held = _held(session, account, policy)
+    return held if held.cancel else _hours(session, account, now, policy)
+
+
+def _held(session: Session, account: Account, policy: rules.ContactPolicy) -> Recheck:
+    if customer_held_by_person(session, account.customer_id):
+        return Recheck(cancel=HELD_BY_PERSON)  # the person on the case speaks for us now
+    holds = _holds(session, account.id, account.id).get(account.id, frozenset())
+    blocking = [s for s in policy.do_not_contact if s in holds]
+    if blocking:
+        return Recheck(cancel=f"do_not_contact:{blocking[0]}")
+    return Recheck()
+
+
+def _hours(
+    session: Session, account: Account, now: dt.datetime, policy: rules.ContactPolicy
+) -> Recheck:
+    if policy.mode not in policy.hours_modes:
+        return Recheck()
     customer = session.get(Customer, account.customer_id)
     phone = _contacts(session, Account.id == account.id).get(account.customer_id, {}).get("phone")
     zones = _zones(customer.timezone if customer else None, phone)
-    if policy.mode in policy.hours_modes:
-        opens = rules.next_allowed(now, zones, policy.start, policy.end)
-        if opens > now:
-            return Recheck(later=opens)
-    return Recheck()
+    opens = rules.next_allowed(now, zones, policy.start, policy.end)
+    return Recheck(later=opens) if opens > now else Recheck()
 
 
 # --- one batch -------------------------------------------------------------------------------
