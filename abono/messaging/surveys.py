@@ -179,7 +179,8 @@ def take_answer(
     session: Session, conversation: Conversation, message: Message, now: dt.datetime
 ) -> int | None:
     """Record ``message`` as the survey's answer when it is one: a score, the customer's
-    first message since the question went out, within the answer window."""
+    first message since the question went out, the last thing we said, within the answer
+    window."""
     score = parse_score(message.text)
     if score is None:
         return None
@@ -191,14 +192,23 @@ def take_answer(
     ).first()
     if survey is None:
         return None
-    sent_at = session.scalars(
-        select(OutboxMessage.sent_at).where(
+    question = session.execute(
+        select(OutboxMessage.sent_at, OutboxMessage.text).where(
             OutboxMessage.idempotency_key == survey.idempotency_key,
             OutboxMessage.status == "sent",
         )
     ).first()
-    if sent_at is None or now - sent_at > ANSWER_WINDOW:
+    if question is None or question.sent_at is None or now - question.sent_at > ANSWER_WINDOW:
         return None
+    sent_at = question.sent_at
+    said_last = session.scalars(
+        select(Message.text)
+        .where(Message.conversation_id == conversation.id, Message.direction == "out")
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+    ).first()
+    if said_last != question.text:
+        return None  # we said something since (a reminder, a person's reply): not its answer
     session.flush()  # the message's id
     replied_before = session.scalars(
         select(Message.id)

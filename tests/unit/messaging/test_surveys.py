@@ -20,9 +20,9 @@ from abono.container import Container
 from abono.conversation.turn import Inbound
 from abono.events import CommitmentMade, publish
 from abono.messaging import surveys
-from abono.messaging.outbox import RecordingSender
+from abono.messaging.outbox import RecordingSender, queue_to_conversation
 from abono.settings import Settings
-from abono.store.models import Account, OutboxMessage, SatisfactionSurvey
+from abono.store.models import Account, Conversation, OutboxMessage, SatisfactionSurvey
 from tests.fakes import FakeEngine
 from tests.unit.conftest import Clock
 
@@ -160,6 +160,22 @@ async def test_anything_else_is_a_normal_turn_and_a_late_score_is_not_an_answer(
     await on.text("what do I owe?")
     await on.text("4")  # after another message: not the survey's answer
     assert on.engine.texts == ["hi", "what do I owe?", "4"]
+    assert [s.score for s in on.surveys()] == [None]
+
+
+async def test_a_number_after_we_said_something_else_is_not_an_answer(
+    on: Product, clock: Clock
+) -> None:
+    await on.text("hi")
+    on.resolve()
+    clock.advance(minutes=11)
+    await on.drain()
+    with on.c.sessions.begin() as session:  # a reminder goes out after the question
+        [conversation] = session.scalars(select(Conversation)).all()
+        assert queue_to_conversation(session, conversation, "reply_help", {}, "later-1")
+    await on.drain()
+    await on.text("1")
+    assert on.engine.texts == ["hi", "1"]
     assert [s.score for s in on.surveys()] == [None]
 
 
