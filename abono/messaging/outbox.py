@@ -281,7 +281,17 @@ class OutboxWorker(DurableQueueWorker):
             )
             if self._skip_locked:
                 query = query.with_for_update(skip_locked=True)
-            for row in session.scalars(query).all():
+            rows = session.scalars(query).all()
+            # Every row is checked against the opt-outs: one query for the batch, not one each;
+            # the conversations they are rendered in are read at once too (``_render``).
+            closed = opt_outs.opted_out_among(session, {(r.address, r.channel) for r in rows})
+            wanted = {r.conversation_id for r in rows if r.text is None}
+            threads = (  # noqa: F841 - held: the identity map keeps only what is referenced
+                session.scalars(select(Conversation).where(Conversation.id.in_(wanted))).all()
+                if wanted
+                else []
+            )
+            for row in rows:
                 was, lease_ended = row.status, row.next_attempt_at
                 if self._skip_locked:
                     self._take(row, now)
@@ -291,7 +301,7 @@ class OutboxWorker(DurableQueueWorker):
                     self._leased(row, now)
                 try:
                     with session.begin_nested():
-                        prepared = self._prepare(session, row, now, was, lease_ended)
+                        prepared = self._prepare(session, row, now, was, lease_ended, closed)
                 except Exception as error:  # one bad row must not hold back the others
                     log.exception("outbox.row.unprepared")
                     self._back_off(row, f"prepare: {type(error).__name__}", final=False)
@@ -310,9 +320,11 @@ class OutboxWorker(DurableQueueWorker):
         now: dt.datetime,
         was: str,
         lease_ended: dt.datetime,
+        closed: set[tuple[str, str]],
     ) -> dict[str, Any] | None:
-        """The claimed row, checked again and rendered; None when it is not to be sent now."""
-        if opt_outs.is_opted_out(session, row.address, row.channel):
+        """The claimed row, checked again and rendered; None when it is not to be sent now.
+        ``closed``: the batch's opted-out (address, channel) pairs, read in this transaction."""
+        if (row.address, row.channel) in closed:
             row.status = "suppressed"
             return None
         if row.campaign_step is not None and not self._touch_applies(session, row, now):
@@ -463,6 +475,14 @@ class OutboxWorker(DurableQueueWorker):
                 r.id: r
                 for r in session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)))
             }
+            # The replies the pipeline logged, read for the batch at once (``_sent`` gets them
+            # from the session's identity map instead of one query each).
+            logged_ids = [r.message_id for r in stored.values() if r.message_id is not None]
+            logged = (  # noqa: F841 - held: the identity map keeps only what is referenced
+                session.scalars(select(Message).where(Message.id.in_(logged_ids))).all()
+                if logged_ids
+                else []
+            )
             for claimed, outcome in results:
                 row = claimed["row"]
                 found = stored.get(row["id"])

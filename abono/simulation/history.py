@@ -444,12 +444,15 @@ class _Simulation:
             )
             with self.c.sessions.begin() as session:
                 self.done.update(follow_up(session, end, config))
-        await self._drain()
-        self._react_to_sent(end - HOUR)
+        if await self._drain():  # nothing went out: nothing to react to, nothing to read
+            self._react_to_sent(end - HOUR)
 
-    async def _drain(self) -> None:
-        while await self.c.outbox.run_once(limit=500):
-            pass
+    async def _drain(self) -> int:
+        """Send what is due; how many rows the worker settled (sent, failed, cancelled)."""
+        settled = 0
+        while done := await self.c.outbox.run_once(limit=500):
+            settled += done
+        return settled
 
     def _react_to_sent(self, since: dt.datetime) -> None:
         """What went out in this hour's drain: each simulated customer may act on it.
