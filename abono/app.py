@@ -125,7 +125,7 @@ def build_container(
     gateway: PaymentGateway | None = None,
     saved_cards: SavedCards | None = None,
 ) -> Container:
-    sessions = sessions_for(make_engine(settings.database_url), clock)
+    sessions = sessions_for(make_engine(settings.database_url), clock, settings.csat_survey)
     catalogs = Catalogs.load(settings.locales_dir)
     defaults = {
         "company": settings.company_name,
@@ -174,6 +174,7 @@ def build_container(
         deadline=settings.engine_reply_deadline_seconds,
         # A kept message's engine call may run the client's whole timeout: not asked twice.
         kept_lease=dt.timedelta(seconds=settings.engine_timeout_seconds + 5),
+        csat_survey=settings.csat_survey,
     )
     handoffs = HandoffService(sessions, escalation, clock, composer=composer)
     # Sandbox: every channel's sender records instead of sending (issue 5 brings real ones).

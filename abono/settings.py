@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     unit_cost_sms_cents: float = Field(default=0.79, ge=0)
     unit_cost_email_cents: float = Field(default=0.10, ge=0)
     unit_cost_call_cents: float = Field(default=1.40, ge=0)
+    # One question after a resolved conversation (paid in full, plan or promise agreed, a
+    # person's case handed back): "how satisfied, 1 to 5?" (abono/messaging/surveys.py). Off
+    # unless the operator asks for it; the answers are the dashboard's satisfaction figures.
+    csat_survey: bool = False
 
     def insecure(self) -> list[str]:
         """Why this configuration must not serve, one line per setting; empty when it may.

@@ -6,6 +6,9 @@ publishes (``abono.events``) reaches the others in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,7 +29,7 @@ from abono.events import (
     PromiseResolved,
     TermsApproved,
 )
-from abono.messaging import notices
+from abono.messaging import notices, surveys
 from abono.outreach import holds
 from abono.plans import approval, commitments, follow_up
 from abono.store.db import make_sessionmaker
@@ -57,6 +60,22 @@ HANDLERS: Handlers = {
 }
 
 
-def sessions_for(engine: Engine, clock: Clock) -> sessionmaker[Session]:
+# With the satisfaction survey on (ABONO_CSAT_SURVEY): a resolved conversation also queues
+# its one question, after the receipt and the commitment's own messages.
+# The webhooks' handler stays last (docs/architecture.md, "Events").
+def _before_webhooks(event: type[Any], handler: Callable[[Session, Any], None]) -> tuple[Any, ...]:
+    *others, webhooks = HANDLERS[event]
+    return (*others, handler, webhooks)
+
+
+SURVEY_HANDLERS: Handlers = {
+    **HANDLERS,
+    PaymentRecorded: _before_webhooks(PaymentRecorded, surveys.on_payment_recorded),
+    CommitmentMade: _before_webhooks(CommitmentMade, surveys.on_commitment_made),
+    HandoffResolved: _before_webhooks(HandoffResolved, surveys.on_handoff_resolved),
+}
+
+
+def sessions_for(engine: Engine, clock: Clock, csat_survey: bool = False) -> sessionmaker[Session]:
     """The product's sessions: stamped from ``clock``, with every domain event handled."""
-    return make_sessionmaker(engine, clock, HANDLERS)
+    return make_sessionmaker(engine, clock, SURVEY_HANDLERS if csat_survey else HANDLERS)

@@ -194,7 +194,7 @@ def _view(report: Report) -> dict[str, Any]:
         "cards": [(name, label, export.shown(name, total[name])) for name, label in CARDS],
         "dso_then": dso.get("period start", "—"),
         "dso_now": dso.get("period end or now", "—"),
-        "csat": report.csat,
+        "csat": export.csat_headline(report),
         "tables": tables,
         "daily_json": _script_json(
             {

@@ -54,6 +54,7 @@ SUBJECTS: Mapping[str, str] = {
     "utter_promise_reminder": "email_subject_promise_reminder",
     "utter_promise_broken": "email_subject_promise_missed",
     "agent_reply": "email_subject_agent_reply",  # abono/handoff/cases.py: a person's answer
+    "utter_csat_question": "email_subject_csat",  # abono/messaging/surveys.py
 }
 
 

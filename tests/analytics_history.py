@@ -31,6 +31,7 @@ from abono.store.models import (
     OptOut,
     PaymentPlan,
     PromiseToPay,
+    SatisfactionSurvey,
 )
 
 START, END = dt.date(2026, 10, 31), dt.date(2026, 11, 3)
@@ -198,7 +199,32 @@ def build_history(sessions: sessionmaker[Session]) -> dict[str, Any]:
                 CallAttempt(customer_id=c[0].id, direction="out", at=utc("2026-10-30T15:00")),
             ]
         )
+        # Satisfaction survey answers: A 5 by SMS and B 2 by email in the period (B's at 23:30
+        # EST on its last day), the unknown sender's 1 the day before it; a question not
+        # answered counts for nothing.
+        for conversation, channel, score, at in (
+            (conv_a, "sms", 5, "2026-11-01T15:00"),
+            (conv_b, "email", 2, "2026-11-03T04:30"),
+            (conv_u, "sms", 1, "2026-10-30T12:00"),
+        ):
+            s.add(_survey(conversation, channel, score, utc(at)))
         return {"conversations": [conv_a.id, conv_b.id, conv_u.id]}
+
+
+def _survey(
+    conversation: Conversation, channel: str, score: int | None, at: dt.datetime | None
+) -> SatisfactionSurvey:
+    return SatisfactionSurvey(
+        conversation_id=conversation.id,
+        customer_id=conversation.customer_id,
+        cause="paid",
+        channel=channel,
+        address="+15550000000",
+        idempotency_key=f"csat-{conversation.id}",
+        score=score,
+        answered_at=at,
+        created_at=CREATED,
+    )
 
 
 def add_customer(

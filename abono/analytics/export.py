@@ -35,7 +35,9 @@ def build_report(
     period = Period.of(start, end, settings.report_timezone)
     check_breakdown(by)
     with sessions() as session:
-        return compute(session, period, prices_of(settings), stage_of, now, by)
+        return compute(
+            session, period, prices_of(settings), stage_of, now, by, settings.csat_survey
+        )
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -77,11 +79,26 @@ def shown(column: str, value: Any) -> str:
         formatter = money
     elif column.endswith(("_rate", "_share")):
         formatter = share
+    elif column == "csat_average":
+        formatter = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
     elif column == "cost_per_dollar":
         formatter = lambda v: "—" if v is None else f"${v:.4f}"  # noqa: E731
     elif column == "unit_cents":
         formatter = lambda v: "—" if v is None else f"{v}¢"  # noqa: E731
     return formatter(value)
+
+
+def csat_headline(report: Report) -> str:
+    """The satisfaction card: "off", "no answers" yet, or the average with its answers."""
+    if report.csat == "off":
+        return "off"
+    total = report.totals
+    if not total.get("csat_responses"):
+        return "no answers"
+    return (
+        f"{total['csat_average']:.1f} / 5 ({total['csat_responses']} answers, "
+        f"{share(total['csat_satisfied_share'])} 4–5)"
+    )
 
 
 def text_table(rows: list[dict[str, Any]]) -> str:

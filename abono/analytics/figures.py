@@ -42,6 +42,7 @@ from abono.store.models import (
     OptOut,
     PaymentPlan,
     PromiseToPay,
+    SatisfactionSurvey,
 )
 
 StageOf = Callable[[int], str]
@@ -75,6 +76,9 @@ SUMS = (
     "messages_sent",
     "calls",
     "cost_cents",
+    "csat_responses",
+    "csat_points",  # the scores added up (the average's numerator)
+    "csat_satisfied",  # answers of 4 or 5
 )
 # ratio: (numerator, the sums of the denominator)
 RATIOS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -83,7 +87,10 @@ RATIOS: dict[str, tuple[str, tuple[str, ...]]] = {
     "right_party_rate": ("verified", ("reached",)),
     "kept_share": ("promises_kept", ("promises_kept", "promises_broken")),
     "cost_per_dollar": ("cost_cents", ("recovered_cents",)),
+    "csat_average": ("csat_points", ("csat_responses",)),
+    "csat_satisfied_share": ("csat_satisfied", ("csat_responses",)),
 }
+SATISFIED = 4  # a survey answer of 4 or 5 counts as satisfied
 DAILY = (
     "recovered_cents",
     "payments",
@@ -168,7 +175,7 @@ class Report:
     sends: list[dict[str, Any]]
     dso: list[dict[str, Any]]
     daily: list[dict[str, Any]]
-    csat: str = "off"  # no survey is asked (docs/analytics.md)
+    csat: str = "off"  # "on" when the survey is asked (ABONO_CSAT_SURVEY; docs/analytics.md)
     totals: dict[str, Any] = field(default_factory=dict)
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
@@ -210,8 +217,12 @@ def compute(
     stage_of: StageOf,
     now: dt.datetime,
     by: str | None = None,
+    csat_survey: bool = False,
 ) -> Report:
-    """The report of ``period`` from the store, as of ``now`` (which bounds "DSO now")."""
+    """The report of ``period`` from the store, as of ``now`` (which bounds "DSO now").
+
+    ``csat_survey`` says whether the satisfaction survey is asked; its answers are counted
+    either way (a survey turned off keeps the answers it had)."""
     check_breakdown(by)
     world = _World(session, period, stage_of, now)
     facts = list(world.facts(prices))
@@ -228,6 +239,7 @@ def compute(
         sends=_sends(facts, prices, totals),
         dso=world.dso(),
         daily=_daily(facts, period),
+        csat="on" if csat_survey else "off",
         totals=totals,
     )
 
@@ -396,6 +408,7 @@ class _World:
         yield from self._opt_outs()
         yield from self._blocked()
         yield from self._sends(prices)
+        yield from self._satisfaction()
 
     def _money(self) -> Iterable[_Fact]:
         p = self.p
@@ -603,6 +616,28 @@ class _World:
             attrs = {**attrs, "channel": "voice"}
             yield _Fact("calls", 1, attrs)
             yield _Fact("cost_cents", prices.call_cents, attrs)
+
+    def _satisfaction(self) -> Iterable[_Fact]:
+        """Survey answers given in the period, on the channel the question was asked on."""
+        p = self.p
+        rows = self.s.execute(
+            select(
+                SatisfactionSurvey.conversation_id,
+                SatisfactionSurvey.channel,
+                SatisfactionSurvey.score,
+                SatisfactionSurvey.answered_at,
+            ).where(
+                SatisfactionSurvey.answered_at >= p.since,
+                SatisfactionSurvey.answered_at < p.until,
+                SatisfactionSurvey.score.is_not(None),
+            )
+        )
+        for conversation_id, channel, score, at in rows:
+            attrs = self.conversation_attrs(conversation_id, at, channel)
+            yield _Fact("csat_responses", 1, attrs)
+            yield _Fact("csat_points", score, attrs)
+            if score >= SATISFIED:
+                yield _Fact("csat_satisfied", 1, attrs)
 
     # -- the tables of their own
 

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     period = report.period
     print(
         f"Period {period.start} to {period.end} (end day not included), days in "
-        f"{settings.report_timezone}; customer satisfaction survey: {report.csat}\n"
+        f"{settings.report_timezone}; customer satisfaction: {export.csat_headline(report)}\n"
     )
     print(export.text_transposed(report.summary, args.by or "group"))
     for name, title in TITLES.items():

@@ -38,7 +38,7 @@ from abono.handoff.cases import (
 )
 from abono.i18n import MEDIA
 from abono.logs import error_facts
-from abono.messaging import opt_outs, outbox
+from abono.messaging import opt_outs, outbox, surveys
 from abono.messaging.compose import Composer
 from abono.ports import ConversationEngine
 from abono.redaction import Redacted, may_finish_a_number, redact_card_numbers, redact_split
@@ -156,8 +156,10 @@ class Pipeline:
         escalation: EscalationPolicy,
         deadline: float = ENGINE_REPLY_DEADLINE,
         kept_lease: dt.timedelta = KEPT_LEASE,
+        csat_survey: bool = False,
     ) -> None:
         self._sessions = sessions
+        self._csat_survey = csat_survey  # a score after the survey's question is its answer
         self._engine = engine
         self._composer = composer
         self._clock = clock
@@ -258,6 +260,8 @@ class Pipeline:
         prepared.inbound = message
         prepared.misunderstood = conversation.misunderstood_turns
         self._keywords(session, conversation, prepared, inbound.channel)
+        if prepared.use_engine and self._csat_survey:
+            self._survey_answer(session, conversation, prepared, message)
         if prepared.use_engine:
             self._escalate(session, conversation, prepared, inbound.channel, message)
         _reply_via_outbox(prepared, inbound)
@@ -415,6 +419,14 @@ class Pipeline:
         elif not prepared.text:
             prepared.use_engine = False
             prepared.keys = ["reply_empty"]
+
+    def _survey_answer(
+        self, session: Session, conversation: Conversation, prepared: _Prepared, message: Message
+    ) -> None:
+        """A score answering the satisfaction survey is recorded and thanked, not a turn."""
+        if surveys.take_answer(session, conversation, message, self._clock()) is not None:
+            prepared.use_engine, prepared.keys = False, [surveys.THANKS]
+            log.info("pipeline.survey.answered", channel=message.channel)
 
     def _escalate(
         self,

@@ -48,14 +48,14 @@ def _notify(
     link = session.get(PaymentLink, link_id) if link_id is not None else None
     account = session.get(Account, account_id)
     assert account is not None  # links cascade with their account
-    conversation = _conversation_of(session, link, account)
+    conversation = conversation_of(session, link, account)
     if conversation is None or not queue_to_conversation(
         session, conversation, key, args, idempotency_key
     ):
         log.warning("payments.message.unroutable", key=key, link_id=link_id)
 
 
-def _conversation_of(
+def conversation_of(
     session: Session, link: PaymentLink | None, account: Account
 ) -> Conversation | None:
     """The link's conversation, else the customer's (a payment made elsewhere has no link)."""

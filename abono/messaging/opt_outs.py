@@ -29,6 +29,18 @@ def is_opted_out(session: Session, address: str, channel: str) -> bool:
     return found is not None
 
 
+def opted_out_among(session: Session, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (address, channel) pairs are opted out: one query for a batch."""
+    if not pairs:
+        return set()
+    rows = session.execute(
+        select(OptOut.address, OptOut.channel).where(
+            OptOut.address.in_({address for address, _ in pairs}), OptOut.revoked_at.is_(None)
+        )
+    )
+    return {(address, channel) for address, channel in rows} & pairs
+
+
 def opt_out(session: Session, address: str, channel: str, source: str) -> bool:
     """Record an opt-out (the reminders queued for it are cancelled by the ``OptedOut`` event's
     handler); returns False when one was already in force (confirm only once)."""

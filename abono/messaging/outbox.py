@@ -54,6 +54,9 @@ AWAITS_AFTER_SENDING = {
     "utter_plan_approved_down": "plan_consent",
     "utter_promise_approved": "promise_consent",
 }
+# In a row's args: a message we start ourselves that is not a reminder touch (a satisfaction
+# survey) and must keep the contact rules when it is sent (``_contact_allowed``).
+CONTACT_RULES = "contact_rules"
 LEASE = dt.timedelta(seconds=60)
 IN_DOUBT = " in doubt"  # ends a row's last_error when its last send may have gone out
 MAX_ATTEMPTS = 8
@@ -286,6 +289,15 @@ class OutboxWorker(DurableQueueWorker):
             rows = session.scalars(query).all()
             read = {row.id: (row.status, row.next_attempt_at) for row in rows}
             won = None if self._skip_locked else self._win_all(session, rows, now)
+            # Every row is checked against the opt-outs: one query for the batch, not one each;
+            # the conversations they are rendered in are read at once too (``_render``).
+            closed = opt_outs.opted_out_among(session, {(r.address, r.channel) for r in rows})
+            wanted = {r.conversation_id for r in rows if r.text is None}
+            threads = (  # noqa: F841 - held: the identity map keeps only what is referenced
+                session.scalars(select(Conversation).where(Conversation.id.in_(wanted))).all()
+                if wanted
+                else []
+            )
             for row in rows:
                 was, lease_ended = read[row.id]
                 if won is None:
@@ -296,7 +308,7 @@ class OutboxWorker(DurableQueueWorker):
                     self._leased(row, now)
                 try:
                     with session.begin_nested():
-                        prepared = self._prepare(session, row, now, was, lease_ended)
+                        prepared = self._prepare(session, row, now, was, lease_ended, closed)
                 except Exception as error:  # one bad row must not hold back the others
                     log.exception("outbox.row.unprepared")
                     self._back_off(row, f"prepare: {type(error).__name__}", final=False)
@@ -315,12 +327,16 @@ class OutboxWorker(DurableQueueWorker):
         now: dt.datetime,
         was: str,
         lease_ended: dt.datetime,
+        closed: set[tuple[str, str]],
     ) -> dict[str, Any] | None:
-        """The claimed row, checked again and rendered; None when it is not to be sent now."""
-        if opt_outs.is_opted_out(session, row.address, row.channel):
+        """The claimed row, checked again and rendered; None when it is not to be sent now.
+        ``closed``: the batch's opted-out (address, channel) pairs, read in this transaction."""
+        if (row.address, row.channel) in closed:
             row.status = "suppressed"
             return None
         if row.campaign_step is not None and not self._touch_applies(session, row, now):
+            return None
+        if row.args.get(CONTACT_RULES) and not self._contact_allowed(session, row, now):
             return None
         plain = {
             **_plain(row),
@@ -377,6 +393,24 @@ class OutboxWorker(DurableQueueWorker):
             session.add(attempt)
             session.flush()
             row.args = {**args, "call_attempt_id": attempt.id}
+        return True
+
+    def _contact_allowed(self, session: Session, row: OutboxMessage, now: dt.datetime) -> bool:
+        """A message we start that is not a reminder (a satisfaction survey) keeps the
+        contact rules too: cancelled under a person's case or a hold, postponed to the hours."""
+        policy = self._config.contact
+        account = session.get(Account, row.account_id) if row.account_id else None
+        if policy is None or account is None:
+            return True
+        verdict = campaign.recheck_contact(session, account, now, policy)
+        if verdict.cancel:
+            row.status, row.last_error = "cancelled", verdict.cancel
+            log.info("outbox.contact.cancelled", reason=verdict.cancel, key=row.key)
+            return False
+        if verdict.later:
+            row.status, row.next_attempt_at = "pending", verdict.later
+            row.attempts -= 1  # not a failed attempt
+            return False
         return True
 
     def _render(self, session: Session, row: OutboxMessage) -> list[str]:

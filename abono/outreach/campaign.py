@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Row, Table, and_, func, insert, or_, select, text
+from sqlalchemy import Row, Table, and_, exists, func, insert, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -174,27 +174,78 @@ def recheck(
     account = session.get(Account, row.account_id) if row.account_id else None
     if account is None or account.balance_cents <= 0:
         return Recheck(cancel="nothing_owed")
+    held = _held(session, account, policy)
+    if held.cancel:
+        return held
+    unmet = _unmet(session, account.id, row.created_at, set(row.args.get("conditions", ())))
+    if unmet is not None:
+        return Recheck(cancel=unmet)
+    return _hours(session, account, now, policy)
+
+
+# A touch's conditions (policies/cadence.yml) and why each cancels it when it no longer holds.
+_CONDITIONS = (
+    ("no_payment_since_step", "paid_since_queued"),
+    ("no_promise_pending", "promise_pending"),
+    ("no_plan_active", "plan_active"),
+)
+
+
+def _unmet(
+    session: Session, account_id: int, queued_at: dt.datetime, conditions: set[str]
+) -> str | None:
+    """The first of the touch's conditions that no longer holds, asked in one query."""
+    facts = {
+        "no_payment_since_step": exists().where(
+            LedgerEntry.account_id == account_id,
+            LedgerEntry.kind == "payment",
+            LedgerEntry.created_at >= queued_at,
+        ),
+        "no_promise_pending": exists().where(
+            PromiseToPay.account_id == account_id, PromiseToPay.status == "pending"
+        ),
+        "no_plan_active": exists().where(
+            PaymentPlan.account_id == account_id, PaymentPlan.status.in_(LIVE_PLANS)
+        ),
+    }
+    asked = [(reason, facts[name]) for name, reason in _CONDITIONS if name in conditions]
+    if not asked:
+        return None
+    found = session.execute(select(*(fact for _, fact in asked))).one()
+    return next((reason for (reason, _), broken in zip(asked, found, strict=True) if broken), None)
+
+
+def recheck_contact(
+    session: Session, account: Account, now: dt.datetime, policy: rules.ContactPolicy
+) -> Recheck:
+    """The contact rules alone, for a message that is not a reminder but is not an answer
+    either (a satisfaction survey): a person's case or a do-not-contact hold cancels it, and
+    it waits for the contact hours in every plausible time zone of the customer. Opt-outs
+    are the outbox's own check, made for every row."""
+    held = _held(session, account, policy)
+    return held if held.cancel else _hours(session, account, now, policy)
+
+
+def _held(session: Session, account: Account, policy: rules.ContactPolicy) -> Recheck:
     if customer_held_by_person(session, account.customer_id):
         return Recheck(cancel=HELD_BY_PERSON)  # the person on the case speaks for us now
     holds = _holds(session, account.id, account.id).get(account.id, frozenset())
     blocking = [s for s in policy.do_not_contact if s in holds]
     if blocking:
         return Recheck(cancel=f"do_not_contact:{blocking[0]}")
-    conditions = set(row.args.get("conditions", ()))
-    if "no_payment_since_step" in conditions and _paid_since(session, account.id, row.created_at):
-        return Recheck(cancel="paid_since_queued")
-    if "no_promise_pending" in conditions and _promises(session, account.id, account.id):
-        return Recheck(cancel="promise_pending")
-    if "no_plan_active" in conditions and _plans(session, account.id, account.id):
-        return Recheck(cancel="plan_active")
+    return Recheck()
+
+
+def _hours(
+    session: Session, account: Account, now: dt.datetime, policy: rules.ContactPolicy
+) -> Recheck:
+    if policy.mode not in policy.hours_modes:
+        return Recheck()
     customer = session.get(Customer, account.customer_id)
     phone = _contacts(session, Account.id == account.id).get(account.customer_id, {}).get("phone")
     zones = _zones(customer.timezone if customer else None, phone)
-    if policy.mode in policy.hours_modes:
-        opens = rules.next_allowed(now, zones, policy.start, policy.end)
-        if opens > now:
-            return Recheck(later=opens)
-    return Recheck()
+    opens = rules.next_allowed(now, zones, policy.start, policy.end)
+    return Recheck(later=opens) if opens > now else Recheck()
 
 
 # --- one batch -------------------------------------------------------------------------------
@@ -515,11 +566,6 @@ def _last_payments(session: Session, lo: int, hi: int) -> dict[int, dt.datetime]
         .group_by(LedgerEntry.account_id)
     )
     return {account_id: _utc(at) for account_id, at in rows}
-
-
-def _paid_since(session: Session, account_id: int, since: dt.datetime) -> bool:
-    last = _last_payments(session, account_id, account_id).get(account_id)
-    return last is not None and last >= since
 
 
 def _promises(session: Session, lo: int, hi: int) -> set[int]:

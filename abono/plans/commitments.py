@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from abono import audit
 from abono.events import PaymentRecorded, PromiseResolved, publish
@@ -136,5 +136,8 @@ def scheduled_installments(session: Session, *conditions: Any) -> list[Installme
             *conditions,
         )
         .order_by(PlanInstallment.due_date, PlanInstallment.id)
+        # The customer's time zone decides each installment's day: read with the rows, not
+        # once per installment (every follow-up run walks every scheduled installment).
+        .options(joinedload(Conversation.customer))
     )
-    return [(r[0], r[1], r[2], r[3]) for r in session.execute(query).all()]
+    return [(r[0], r[1], r[2], r[3]) for r in session.execute(query).unique().all()]

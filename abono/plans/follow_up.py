@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from abono import audit
 from abono.accounts.customers import customer_today
@@ -243,8 +243,9 @@ def _pending_promises(
         .join(Conversation, PromiseToPay.conversation_id == Conversation.id)
         .where(PromiseToPay.status == "pending")
         .order_by(PromiseToPay.due_date, PromiseToPay.id)
+        .options(joinedload(Conversation.customer))  # its time zone: with the rows
     )
-    for row in session.execute(query).all():
+    for row in session.execute(query).unique().all():
         yield row[0], row[1], row[2]
 
 

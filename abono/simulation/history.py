@@ -43,6 +43,7 @@ from abono.errors import HandoffConflictError
 from abono.handoff.agents import Actor, Scrypt, add_agent
 from abono.handoff.cases import active_handoff
 from abono.i18n import Catalogs, reply_renderer
+from abono.messaging import surveys
 from abono.outreach.campaign import plan_run
 from abono.payments.stripe_events import handle_stripe_event
 from abono.plans.follow_up import FollowUpConfig, follow_up
@@ -63,6 +64,7 @@ from abono.store.models import (
     PaymentLink,
     PaymentPlan,
     PromiseToPay,
+    SatisfactionSurvey,
     SimulatedHistory,
 )
 
@@ -96,6 +98,19 @@ ZONES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 FIRST = ("Ana", "James", "Maria", "David", "Lucia", "Robert", "Sofia", "Michael", "Elena", "Kevin")
 LAST = ("Garcia", "Smith", "Lopez", "Johnson", "Rivera", "Brown", "Chen", "Nguyen", "Patel", "Reed")
+# The satisfaction survey (ABONO_CSAT_SURVEY): how many answer it, and what they answer.
+SURVEY_ANSWERED = 0.45
+SCORES = {
+    "payer": (5, 5, 5, 4, 4, 3),
+    "plan_keeper": (5, 4, 4, 4, 3),
+    "promise_keeper": (5, 5, 4, 4, 3),
+    "handoff": (5, 4, 3, 2, 1),
+    "other": (5, 4, 4, 3, 2),
+}
+SCORE_WORDS = {
+    "en": ("one", "two", "three", "four", "five"),
+    "es": ("uno", "dos", "tres", "cuatro", "cinco"),
+}
 LINK_KEYS = frozenset(
     {
         "utter_installment_reminder",
@@ -429,12 +444,15 @@ class _Simulation:
             )
             with self.c.sessions.begin() as session:
                 self.done.update(follow_up(session, end, config))
-        await self._drain()
-        self._react_to_sent(end - HOUR)
+        if await self._drain():  # nothing went out: nothing to react to, nothing to read
+            self._react_to_sent(end - HOUR)
 
-    async def _drain(self) -> None:
-        while await self.c.outbox.run_once(limit=500):
-            pass
+    async def _drain(self) -> int:
+        """Send what is due; how many rows the worker settled (sent, failed, cancelled)."""
+        settled = 0
+        while done := await self.c.outbox.run_once(limit=500):
+            settled += done
+        return settled
 
     def _react_to_sent(self, since: dt.datetime) -> None:
         """What went out in this hour's drain: each simulated customer may act on it.
@@ -494,6 +512,10 @@ class _Simulation:
                     who.installments_to_pay -= 1
                 self._later(who, "pay_link", rng.uniform(1, 30), token=token)
             return
+        if key == surveys.QUESTION:
+            if rng.random() < SURVEY_ANSWERED:
+                self._later(who, "survey", rng.uniform(0.05, 8), email=channel == "email")
+            return
         if step is None:
             return
         if who.acted:
@@ -530,6 +552,8 @@ class _Simulation:
             await self._talk(who)
         elif due.what == "agent":
             await self._agent(who, due.data["handoff_id"])
+        elif due.what == "survey":
+            await self._answer_survey(who, bool(due.data.get("email")))
 
     # -- payments, as Stripe's webhook would record them -----------------------------------
 
@@ -707,6 +731,15 @@ class _Simulation:
             else:
                 return
 
+    async def _answer_survey(self, who: Persona, email: bool) -> None:
+        """A score, as a digit or a word in the customer's language (the pipeline records it
+        and the dialogue never sees it)."""
+        score = self.rng.choice(SCORES.get(who.kind, SCORES["other"]))
+        words = SCORE_WORDS["es" if who.language == "es" else "en"]
+        text = words[score - 1] if self.rng.random() < 0.2 else str(score)
+        await self._say(who, "inform", text, email=email)
+        self.done["survey.answered"] += 1
+
     # -- agents -----------------------------------------------------------------------------
 
     async def _agent(self, who: Persona, handoff_id: int) -> None:
@@ -774,4 +807,6 @@ def summary(session: Session) -> dict[str, Any]:
         "outbox": grouped(OutboxMessage.status),
         "messages": grouped(Message.direction),
         "agents": int(session.scalar(select(func.count(Agent.id))) or 0),
+        "surveys_asked": int(session.scalar(select(func.count(SatisfactionSurvey.id))) or 0),
+        "survey_scores": grouped(SatisfactionSurvey.score, SatisfactionSurvey.score.is_not(None)),
     }

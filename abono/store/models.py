@@ -734,3 +734,22 @@ class ApiRequest(Base):
     status: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = stamped()
+
+
+class SatisfactionSurvey(Base):
+    """The one question asked after a resolved conversation (abono/messaging/surveys.py,
+    ``ABONO_CSAT_SURVEY``): at most one per conversation; ``score`` 1-5 once answered."""
+
+    __tablename__ = "satisfaction_surveys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(32), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    account_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    cause: Mapped[str] = mapped_column(String(12))  # paid, plan, promise, handed_back
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str] = mapped_column(String(254))
+    idempotency_key: Mapped[str] = mapped_column(String(96))  # its outbox row
+    score: Mapped[int | None] = mapped_column(Integer, default=None)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
+    created_at: Mapped[dt.datetime] = stamped()

@@ -142,6 +142,21 @@ def test_a_period_with_no_data_is_an_empty_state(web: TestClient) -> None:
     assert "Nothing in this period." in page.text
 
 
+def test_with_the_survey_on_the_card_shows_the_answers_or_none(app: Container) -> None:
+    settings = app.settings.model_copy(update={"csat_survey": True})
+    surveyed = build_container(settings, engine=FakeEngine(), clock=lambda: NOW)
+    with TestClient(create_app(settings, surveyed), base_url="http://127.0.0.1:8000") as client:
+        sign_in(client, "sam", "correct horse 3")
+        page = client.get(f"/console/dashboard?{PERIOD}&by=channel").text
+        assert figure(page, "csat") == "3.5 / 5 (2 answers, 50.0% 4–5)"
+        assert "csat_satisfied_share" in page  # the summary's rows, by channel
+        empty = client.get("/console/dashboard?from=2025-01-01&to=2025-01-08").text
+        assert figure(empty, "csat") == "no answers"
+        csv = client.get(f"/console/dashboard.csv?table=summary&{PERIOD}&by=channel").text
+        assert "csat_average" in csv.splitlines()[0]
+    surveyed.sessions.kw["bind"].dispose()
+
+
 def test_the_default_period_is_the_last_thirty_days(web: TestClient) -> None:
     sign_in(web, "sam", "correct horse 3")
     page = web.get("/console/dashboard").text

@@ -109,6 +109,42 @@ def test_every_figure_of_the_summary(history: sessionmaker[Session]) -> None:
     assert row["cost_per_dollar"] == pytest.approx(14 / 22000, abs=1e-4)
 
 
+def test_customer_satisfaction_from_the_survey_answers(history: sessionmaker[Session]) -> None:
+    row = report(history).summary[0]
+    # A's 5 and B's 2 (at 23:30 EST on the last day); the unknown sender answered the day before.
+    assert (row["csat_responses"], row["csat_points"], row["csat_satisfied"]) == (2, 7, 1)
+    assert (row["csat_average"], row["csat_satisfied_share"]) == (3.5, 0.5)
+    by_channel = rows(report(history, "channel").summary, "channel")
+    assert (by_channel["sms"]["csat_average"], by_channel["sms"]["csat_satisfied_share"]) == (
+        5.0,
+        1.0,
+    )
+    assert (by_channel["email"]["csat_average"], by_channel["email"]["csat_responses"]) == (2.0, 1)
+    by_language = rows(report(history, "language").summary, "language")
+    assert (by_language["en"]["csat_responses"], by_language["es"]["csat_points"]) == (1, 2)
+    by_segment = rows(report(history, "segment").summary, "segment")
+    assert by_segment["small_business"]["csat_satisfied_share"] == 0.0
+    # The day before: only the unknown sender's 1.
+    before = report(history, start=dt.date(2026, 10, 30), end=START).summary[0]
+    assert (before["csat_responses"], before["csat_average"]) == (1, 1.0)
+
+
+def test_the_satisfaction_card_says_off_no_answers_or_the_score(
+    history: sessionmaker[Session],
+) -> None:
+    off = report(history)
+    assert (off.csat, export.csat_headline(off)) == ("off", "off")  # the default
+    p = Period.of(START, END, ZONE)
+    with history() as session:
+        on = compute(session, p, PRICES, STAGE_OF, NOW, None, csat_survey=True)
+        quiet = Period.of(dt.date(2026, 9, 1), dt.date(2026, 9, 2), ZONE)
+        empty = compute(session, quiet, PRICES, STAGE_OF, NOW, None, csat_survey=True)
+    assert export.csat_headline(on) == "3.5 / 5 (2 answers, 50.0% 4–5)"
+    assert export.csat_headline(empty) == "no answers"
+    assert empty.totals["csat_average"] is None
+    assert export.shown("csat_average", None) == "—"
+
+
 def test_the_tables_of_their_own(history: sessionmaker[Session]) -> None:
     result = report(history)
     handoffs = rows(result.handoffs, "reason")
