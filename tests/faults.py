@@ -662,6 +662,10 @@ def restart_postgres(stack: ChaosStack) -> str:
 
 
 def read_only_database(stack: ChaosStack) -> str:
+    # Mid-conversation, not while every first turn is still in a cold engine (then no turn
+    # touches the store for those 4 s and the fault proves nothing): an answer has gone out
+    # and a customer's message is stored while its answer is not.
+    wait_for(lambda: _replied(stack) and _turn_half_done(stack), 60, "a turn half done")
     stack.postgres.read_only(True)
     time.sleep(4.0)
     stack.postgres.read_only(False)
@@ -690,6 +694,11 @@ def _turn_half_done(stack: ChaosStack) -> bool:
             ).first()
             is not None
         )
+
+
+def _replied(stack: ChaosStack) -> bool:
+    with stack.twilio.lock:
+        return bool(stack.twilio.messages)
 
 
 def _in_flight(stack: ChaosStack) -> bool:

@@ -4,8 +4,9 @@ A request that needs the database while it cannot take a write gets ``503 Servic
 Unavailable`` with ``Retry-After`` and the stable code ``store_unavailable``, never a 500 and
 its traceback. Providers retry a 5xx (the fakes and tests/faults.py do as Twilio and SendGrid
 do), and the turn was either not stored at all (the first transaction failed) or stored without
-its answer, which the redelivery answers (abono/conversation/turn.py, ``_unfinished``). The log
-says what kind of failure it was, never the statement or its parameters.
+its answer, owed it: the redelivery answers it (abono/conversation/turn.py, ``_unfinished``), or
+without one the kept messages' loop once its lease has run out. The log says what kind of
+failure it was, never the statement or its parameters.
 """
 
 from __future__ import annotations
@@ -13,19 +14,12 @@ from __future__ import annotations
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import exc
+
+from abono.store.db import UNAVAILABLE
 
 log = structlog.get_logger(__name__)
 
 RETRY_AFTER_SECONDS = 5
-# OperationalError: connection lost or refused, SQLite's "readonly database" and "database or
-# disk is full", PostgreSQL's DiskFull; InternalError: PostgreSQL's ReadOnlySqlTransaction
-# (default_transaction_read_only, a hot standby); TimeoutError: no pooled connection came.
-UNAVAILABLE: tuple[type[Exception], ...] = (
-    exc.OperationalError,
-    exc.InternalError,
-    exc.TimeoutError,
-)
 
 
 def install_store_errors(app: FastAPI) -> None:

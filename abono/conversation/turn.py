@@ -42,7 +42,7 @@ from abono.messaging import opt_outs, outbox, surveys
 from abono.messaging.compose import Composer
 from abono.ports import ConversationEngine
 from abono.redaction import Redacted, may_finish_a_number, redact_card_numbers, redact_split
-from abono.store.db import retrying_a_lost_race
+from abono.store.db import UNAVAILABLE, retrying_a_lost_race
 from abono.store.models import Conversation, Handoff, Message, OutboxMessage
 from policies.escalation import EscalationPolicy, detect
 from policies.opt_out import Keyword, match_keyword
@@ -107,6 +107,10 @@ class _Prepared:
     inbound: Message | None = None  # the customer's message (its id once committed)
     kept_until: dt.datetime | None = None  # the engine did not answer: kept, retried from then
     late: asyncio.Future[list[str]] | None = None  # the engine's answer, still coming
+    # The message is owed its answer (``engine_retry_at`` set when it was stored, released in
+    # the transaction that stores the answer): a turn that dies or cannot store its answer is
+    # answered once by a redelivery or by the kept messages' loop, never twice.
+    owed: bool = False
 
 
 def _prepared_for(
@@ -210,6 +214,11 @@ class Pipeline:
         try:
             replies = await asyncio.to_thread(self._finish, prepared, channel, texts)
         except Exception as error:  # never silence: an apology instead (docs/architecture.md)
+            if prepared.owed and isinstance(error, UNAVAILABLE):
+                # The store cannot write now: no apology that would drop the message. It stays
+                # owed; the edge answers 503 and the redelivery or the kept loop answers it.
+                _unstored(channel, error)
+                raise
             return await asyncio.to_thread(self._failed, prepared, channel, error)
         if prepared.late is not None and prepared.inbound is not None:
             self._answer_late(prepared.late, prepared.inbound.id)
@@ -269,7 +278,17 @@ class Pipeline:
             prepared.answered = []
         elif not prepared.use_engine:  # the message, the decision and the replies at once
             prepared.answered = self._answer(session, conversation, prepared, inbound.channel)
+        elif prepared.outbox_prefix:
+            self._owe(message, prepared)
         return prepared
+
+    def _owe(self, message: Message, prepared: _Prepared) -> None:
+        """The message is owed an answer from now until the transaction that stores it: if
+        this turn dies (the process killed) or cannot store its answer (the store read-only or
+        gone), the kept messages' loop answers it once the lease has run out, whether or not
+        the provider delivers the message again (docs/faults.md)."""
+        message.engine_retry_at = self._clock() + self._kept_lease
+        prepared.inbound, prepared.owed = message, True
 
     def _resume(self, session: Session, message: Message, inbound: Inbound) -> _Prepared:
         """The provider delivered again a message whose turn never stored its answer (the
@@ -278,6 +297,7 @@ class Pipeline:
         log.warning("pipeline.turn.resumed", channel=inbound.channel)
         prepared = _stored_turn(session, message)[1]
         _reply_via_outbox(prepared, inbound)
+        self._owe(message, prepared)  # this turn's lease now: the loop does not ask meanwhile
         return prepared
 
     def _as_stranger(
@@ -523,20 +543,29 @@ class Pipeline:
         if prepared.silent:
             return []
         with self._sessions.begin() as session:
+            if not _settle(session, prepared):
+                # Another turn of this message (a redelivery, the kept messages' loop) stored
+                # its answer first: this one says nothing.
+                log.info("pipeline.turn.answered_elsewhere", channel=channel)
+                return []
             conversation = session.get(Conversation, prepared.conversation_id)
             assert conversation is not None
-            if prepared.kept_until is not None and prepared.inbound is not None:
-                _keep(session, prepared.inbound.id, prepared.kept_until)
             return self._answer(session, conversation, prepared, channel, engine_texts)
 
     def _failed(self, prepared: _Prepared, channel: str, error: Exception) -> list[str]:
-        """The replies could not be stored: an apology instead, or the edge says it."""
+        """The replies could not be stored: an apology instead, or the edge says it. A message
+        still owed its answer whose apology the store cannot take either is left owed: the
+        store's error reaches the edge (503, which the provider retries) and the redelivery or
+        the kept messages' loop answers it, rather than an apology that drops it."""
         log.error("pipeline.turn.failed", channel=channel, **error_facts(error))
         prepared.keys, prepared.key_args = ["reply_turn_failed"], {}
         prepared.kept_until = prepared.late = None
         try:
             return self._finish(prepared, channel, [])
-        except Exception as again:  # the store is down: nothing to queue the apology in
+        except Exception as again:  # nothing to queue the apology in
+            if prepared.owed and isinstance(again, UNAVAILABLE):
+                _unstored(channel, again)
+                raise
             log.error("pipeline.apology.failed", channel=channel, **error_facts(again))
             apology = self._composer.render("reply_turn_failed", prepared.language, channel)
             raise TurnFailedError(apology) from None
@@ -764,6 +793,30 @@ def _settled(call: asyncio.Future[list[str]]) -> None:
         call.exception()
 
 
+def _settle(session: Session, prepared: _Prepared) -> bool:
+    """The message's lease released (or, kept, moved to its retry) in the transaction that
+    stores its answer. False when it was owed and is no longer: another turn answered it."""
+    if prepared.inbound is None:
+        return True
+    if prepared.owed:
+        won = session.execute(  # type: ignore[attr-defined]  # CursorResult for UPDATE
+            update(Message)
+            .where(Message.id == prepared.inbound.id, Message.engine_retry_at.is_not(None))
+            .values(engine_retry_at=prepared.kept_until)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        return bool(won)
+    if prepared.kept_until is not None:
+        _keep(session, prepared.inbound.id, prepared.kept_until)
+    return True
+
+
+def _unstored(channel: str, error: Exception) -> None:
+    """The store could not take the turn's answer: the message stays owed, answered by the
+    provider's redelivery (the edge answers 503) or by the kept messages' loop."""
+    log.warning("pipeline.turn.unstored", channel=channel, **error_facts(error))
+
+
 def _keep(session: Session, message_id: int, until: dt.datetime) -> None:
     session.execute(
         update(Message)
@@ -806,6 +859,8 @@ def _unfinished(session: Session, message: Message, inbound: Inbound) -> bool:
     if not inbound.reply_via_outbox or inbound.unauthenticated is not None:
         return False
     if message.direction != "in" or message.conversation_id is None:
+        return False
+    if message.engine_retry_at is None:  # owed nothing: answered, or never meant to be
         return False
     if opt_outs.is_opted_out(session, message.address, inbound.channel):
         return False

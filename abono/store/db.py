@@ -10,7 +10,7 @@ from typing import TypeVar
 import structlog
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,6 +19,18 @@ from abono.events import HANDLERS, Handlers
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 log = structlog.get_logger(__name__)
+
+# The database cannot take a write now (it may later): OperationalError: connection lost or
+# refused, SQLite's "readonly database" and "database or disk is full", PostgreSQL's DiskFull;
+# InternalError: PostgreSQL's ReadOnlySqlTransaction (default_transaction_read_only, a hot
+# standby); TimeoutError: no pooled connection came. A request meeting one answers 503
+# (abono/api/store_errors.py); a turn meeting one while storing its answer leaves its message
+# owed an answer (abono/conversation/turn.py).
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    exc.OperationalError,
+    exc.InternalError,
+    exc.TimeoutError,
+)
 
 
 def make_engine(url: str) -> Engine:

@@ -19,15 +19,6 @@ from tests.faults import (
 
 pytestmark = pytest.mark.integration
 
-# rasa answers 200 with no messages when it fails inside a turn (its lock store unreachable, or
-# the app's action callback answered 503 while the database was read-only): the app takes that
-# for a finished turn without a reply, and the customer hears nothing (docs/faults.md, "Known
-# limits"). Until the engine says it failed, these two can lose a message.
-ENGINE_FAILURE_IS_SILENT = pytest.mark.xfail(
-    reason="rasa's empty answer after a failure inside the engine is taken as a finished turn",
-    strict=False,
-)
-
 
 def test_postgresql_restarted_loses_nothing(tmp_path: Path) -> None:
     with chaos_stack(tmp_path) as stack:
@@ -35,7 +26,6 @@ def test_postgresql_restarted_loses_nothing(tmp_path: Path) -> None:
     assert restart.messages > 0 and (restart.lost, restart.duplicated) == (0, 0), restart
 
 
-@ENGINE_FAILURE_IS_SILENT
 def test_a_read_only_database_answers_503_and_loses_nothing(tmp_path: Path) -> None:
     with chaos_stack(tmp_path) as stack:
         read_only = run_fault(stack, "read-only database", read_only_database)
@@ -44,7 +34,6 @@ def test_a_read_only_database_answers_503_and_loses_nothing(tmp_path: Path) -> N
     assert read_only.messages > 0 and (read_only.lost, read_only.duplicated) == (0, 0), read_only
 
 
-@ENGINE_FAILURE_IS_SILENT
 def test_the_lock_store_restarted_keeps_conversations_whole(tmp_path: Path) -> None:
     with chaos_stack(tmp_path, with_redis=True) as stack:
         tally = run_fault(stack, "Redis restart", restart_redis)

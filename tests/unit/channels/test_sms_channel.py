@@ -633,3 +633,48 @@ def test_a_read_only_database_answers_503_twilio_retries_and_no_turn_is_half_sto
     assert retried.status_code == 200
     assert [m.direction for m in rows(container, Message)] == ["in", "out"]
     assert len(rows(container, OutboxMessage)) == 1 and len(engine.received) == 1
+
+
+def _read_only(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA query_only=ON")  # every write: "readonly database"
+
+
+class ReadOnlyMidTurn(FakeEngine):
+    """The database turns read-only while the engine has the message (stored already)."""
+
+    store: Any = None
+
+    async def send(self, conversation_id: str, text: str, metadata: Any) -> list[str]:
+        if not self.received:
+            self.store.dispose()
+            event.listen(self.store, "connect", _read_only)
+        return await super().send(conversation_id, text, metadata)
+
+
+def test_a_database_gone_read_only_mid_turn_answers_503_and_the_retry_answers_once(
+    demo_database_url: str, clock: Clock
+) -> None:
+    """Not the apology in the TwiML (which asks the customer to write again and drops the
+    message): a 503 Twilio retries, and the retry answers the stored message, once."""
+    engine = ReadOnlyMidTurn(replies=[REPLY])
+    container = build(demo_database_url, engine, clock)
+    store = engine.store = container.sessions.kw["bind"]
+    client = TestClient(create_app(container.settings, container=container))
+
+    refused = post(client, inbound("how much do I owe?"))
+    assert refused.status_code == 503 and refused.json()["error"] == "store_unavailable"
+    assert "<Message>" not in refused.text
+    event.remove(store, "connect", _read_only)
+    store.dispose()
+    assert inbound_texts(container) == ["how much do I owe?"]  # stored, not answered
+    assert rows(container, OutboxMessage) == []
+
+    retried = post(client, inbound("how much do I owe?"))  # Twilio delivers it again
+    again = post(client, inbound("how much do I owe?"))
+
+    assert retried.status_code == 200 and again.status_code == 200
+    assert engine.texts == ["how much do I owe?"] * 2  # asked again, answered once
+    [reply] = rows(container, OutboxMessage)
+    assert reply.idempotency_key == f"sms-reply-{'SM' + '1' * 32}-0" and REPLY in reply.text
+    assert [m.direction for m in rows(container, Message)] == ["in", "out"]
+    container.sessions.kw["bind"].dispose()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from abono.app import build_container
 from abono.container import Container
@@ -247,5 +248,94 @@ async def test_an_engine_that_answers_nothing_holds_the_message_and_answers_it_l
         assert kept(app) == []
         assert engine.answered == ["how much do I owe?"]
         assert "answer to how much do I owe?" in queued(app)[-1][1]
+    finally:
+        app.sessions.kw["bind"].dispose()
+
+
+# -- a turn whose answer the store could not take (read-only, gone): owed, answered once --
+
+
+def store_refuses_once(app: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transaction that stores the turn's answer fails as a read-only database fails
+    (the message itself was stored before): an OperationalError, once."""
+    pipeline: Any = app.pipeline
+    real_answer: Callable[..., list[str]] = pipeline._answer
+    calls = {"n": 0}
+
+    def read_only(*args: Any, **kwargs: Any) -> list[str]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("UPDATE", {}, Exception("attempt to write a readonly database"))
+        return real_answer(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_answer", read_only)
+
+
+async def test_an_answer_the_store_could_not_take_is_given_later_not_dropped_for_an_apology(
+    app: Container, engine: Switchable, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No provider retry at all: the message stays owed, and the kept messages' loop answers
+    it once the turn's lease has run out (an apology saying "write again" would drop it)."""
+    store_refuses_once(app, monkeypatch)
+    with pytest.raises(OperationalError):  # the edge answers 503 (store_unavailable)
+        await app.pipeline.handle(sms("how much do I owe?", "SM-ro"))
+    assert kept(app) == ["how much do I owe?"] and queued(app) == []
+
+    assert await app.pipeline.answer_kept() == 0  # the turn's lease has not run out yet
+    clock.advance(seconds=36)
+    assert await app.pipeline.answer_kept() == 1
+    clock.advance(minutes=5)
+    assert await app.pipeline.answer_kept() == 0
+    assert await app.pipeline.handle(sms("how much do I owe?", "SM-ro")) == []  # a late retry
+
+    [(key, text)] = queued(app)
+    assert key == f"sms-kept-{kept_id(app)}-0" and "answer to how much do I owe?" in text
+    assert kept(app) == []
+
+
+async def test_the_providers_retry_of_a_turn_the_store_refused_answers_it_once(
+    app: Container, engine: Switchable, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_refuses_once(app, monkeypatch)
+    with pytest.raises(OperationalError):
+        await app.pipeline.handle(sms("balance?", "SM-ro2"))
+
+    answered = await app.pipeline.handle(sms("balance?", "SM-ro2"))  # Twilio's retry
+    again = await app.pipeline.handle(sms("balance?", "SM-ro2"))
+    clock.advance(minutes=5)
+    assert await app.pipeline.answer_kept() == 0
+
+    assert answered and "answer to balance?" in answered[-1] and again == []
+    assert [key for key, _ in queued(app)] == ["sms-reply-SM-ro2-0"]
+    assert kept(app) == []
+
+
+async def test_a_turn_answered_meanwhile_by_the_kept_loop_says_nothing_more(
+    demo_database_url: str, clock: Clock
+) -> None:
+    """Two turns of one message (a turn still running when its lease ran out, another app
+    process taking it): whichever stores its answer first answers; the other says nothing."""
+    app: Container | None = None
+
+    @dataclass
+    class Overtaken(Switchable):
+        overtaken: bool = False
+
+        async def send(
+            self, conversation_id: str, text: str, metadata: Mapping[str, Any]
+        ) -> list[str]:
+            if not self.overtaken:  # the first call: the loop answers while it runs
+                self.overtaken = True
+                clock.advance(seconds=36)
+                assert app is not None and await app.pipeline.answer_kept() == 1
+            return await super().send(conversation_id, text, metadata)
+
+    settings = Settings(database_url=demo_database_url, engine_reply_deadline_seconds=10)
+    app = build_container(settings, engine=Overtaken(), clock=clock)
+    try:
+        assert await app.pipeline.handle(sms("how much do I owe?", "SM-slow")) == []
+        [(key, text)] = queued(app)
+        assert key.startswith("sms-kept-") and "answer to how much do I owe?" in text
+        assert kept(app) == []
     finally:
         app.sessions.kw["bind"].dispose()
