@@ -40,12 +40,20 @@ from abono.i18n import MEDIA
 from abono.logs import error_facts
 from abono.messaging import opt_outs, outbox
 from abono.messaging.compose import Composer
+from abono.outreach import holds
 from abono.ports import ConversationEngine
 from abono.redaction import Redacted, may_finish_a_number, redact_card_numbers, redact_split
 from abono.store.db import retrying_a_lost_race
-from abono.store.models import Conversation, Handoff, Message, OutboxMessage
-from policies.escalation import EscalationPolicy, detect
-from policies.opt_out import Keyword, match_keyword
+from abono.store.models import (
+    AttorneyRepresentation,
+    Conversation,
+    Handoff,
+    Message,
+    OutboxMessage,
+)
+from abono.understanding.attorneys import attorney_details
+from policies.escalation import EscalationPolicy, detect, languages_matched
+from policies.opt_out import Keyword, match_cease, match_keyword
 from policies.verification import verified_where
 
 log = structlog.get_logger(__name__)
@@ -67,6 +75,8 @@ SPLIT_CARD_WINDOW = dt.timedelta(minutes=10)
 ENGINE_REPLY_DEADLINE = 10.0
 # A kept message whose engine call is still running is not sent again before this.
 KEPT_LEASE = dt.timedelta(seconds=60)
+# The 988 Suicide & Crisis Lifeline, said to a distressed customer before anything else.
+CRISIS_LINE = "reply_crisis_line"
 
 
 @dataclass(frozen=True)
@@ -259,6 +269,7 @@ class Pipeline:
         prepared.misunderstood = conversation.misunderstood_turns
         self._keywords(session, conversation, prepared, inbound.channel)
         if prepared.use_engine:
+            self._cease(session, conversation, prepared, inbound.channel)
             self._escalate(session, conversation, prepared, inbound.channel, message)
         _reply_via_outbox(prepared, inbound)
         if prepared.silent:
@@ -416,6 +427,38 @@ class Pipeline:
             prepared.use_engine = False
             prepared.keys = ["reply_empty"]
 
+    def _cease(
+        self, session: Session, conversation: Conversation, prepared: _Prepared, channel: str
+    ) -> None:
+        """A request to cease all communication ("stop contacting me", "dejen de
+        contactarme"): every channel, every debt of the customer's, at once; one confirmation
+        that says what happens next; recorded with its time (the audit row's) and source.
+
+        An address we do not know has no debts to hold: its channel is opted out instead.
+        Answered even while a person holds the conversation, like a STOP.
+        """
+        language = match_cease(prepared.text)
+        if language is None:
+            return
+        prepared.use_engine = False
+        if conversation.customer_id is not None:
+            first = holds.cease_communication(session, conversation.customer_id, source=channel)
+        else:
+            first = opt_outs.opt_out(session, prepared.address, channel, source="cease_request")
+        audit.record(
+            session,
+            "consent.cease",
+            conversation,
+            channel=channel,
+            source="free_text",
+            first=first,
+        )
+        log.info("pipeline.cease.requested", channel=channel, first=first)
+        if first:  # confirmed once
+            prepared.language = _keyword_language(language, conversation.language)
+            prepared.keys = [*prepared.keys, "reply_cease_confirmed"]
+            prepared.key_args["reply_cease_confirmed"] = {}
+
     def _escalate(
         self,
         session: Session,
@@ -424,9 +467,16 @@ class Pipeline:
         channel: str,
         message: Message,
     ) -> None:
-        """While a person holds the conversation the bot is silent; some messages need one."""
+        """While a person holds the conversation the bot is silent; some messages need one.
+
+        A distressed customer hears the 988 Suicide & Crisis Lifeline in their language first,
+        even while a person holds the conversation. An attorney or a bankruptcy is recorded
+        and stops direct contact (the hold the case places, abono/outreach/holds.py), and the
+        customer is told so before the handoff notice.
+        """
         held = active_handoff(session, conversation.id)
         found = detect(self._escalation, prepared.text)
+        keys: list[str] = []
         if found is not None:
             now = self._clock()
             open_handoff(
@@ -439,13 +489,85 @@ class Pipeline:
                 policy=self._escalation,
             )
             log.info("pipeline.handoff.triggered", reason=found.reason, channel=channel)
+            keys = self._situation(session, conversation, prepared, channel, found.reason, now)
+            if held is None:
+                key, args = handoff_notice(self._escalation, conversation, now)
+                keys.append(key)
+                prepared.key_args[key] = args
+        elif held is not None and "attorney" in held.reasons:
+            # The attorney's details given after the case opened (the notice asked for them).
+            self._record_attorney(session, conversation, prepared, channel)
         if held is not None:
             hold_message(session, held, message)
-            prepared.use_engine, prepared.silent = False, True
+            keys = [key for key in keys if key == CRISIS_LINE]  # the person speaks for us
             log.info("pipeline.message.held", channel=channel)
-        elif found is not None:
-            key, args = handoff_notice(self._escalation, conversation, now)
-            prepared.use_engine, prepared.keys, prepared.key_args = False, [key], {key: args}
+        if found is not None or held is not None:
+            prepared.use_engine = False
+            prepared.keys = [*prepared.keys, *keys]
+            prepared.silent = not prepared.keys
+
+    def _situation(
+        self,
+        session: Session,
+        conversation: Conversation,
+        prepared: _Prepared,
+        channel: str,
+        reason: str,
+        now: dt.datetime,
+    ) -> list[str]:
+        """What a pattern-detected situation says before the handoff notice, and records."""
+        if reason == "distressed":
+            matched = languages_matched(self._escalation, reason, prepared.text)
+            if len(matched) == 1:  # written in the other language: answered in it
+                prepared.language = next(iter(matched))
+            audit.record(session, "handoff.crisis_line", conversation, channel=channel)
+            return [CRISIS_LINE]
+        if reason not in ("attorney", "bankruptcy"):
+            return []
+        other = "bankruptcy" if reason == "attorney" else "attorney"
+        if languages_matched(self._escalation, other, prepared.text):  # "my bankruptcy lawyer"
+            open_handoff(
+                session,
+                conversation,
+                other,
+                channel=channel,
+                trigger_text=None,
+                now=now,
+                policy=self._escalation,
+            )
+        audit.record(session, f"contact.{reason}", conversation, channel=channel)
+        if reason == "bankruptcy":  # an attorney named too would have come first
+            return ["reply_bankruptcy_noted"]
+        given = self._record_attorney(session, conversation, prepared, channel)
+        return ["reply_attorney_noted" if given else "reply_attorney_noted_ask"]
+
+    def _record_attorney(
+        self, session: Session, conversation: Conversation, prepared: _Prepared, channel: str
+    ) -> bool:
+        """The attorney's details the message gives, recorded for the person on the case;
+        False when it gives none."""
+        details = attorney_details(prepared.text)
+        if not details.given or conversation.customer_id is None:
+            return details.given
+        session.add(
+            AttorneyRepresentation(
+                customer_id=conversation.customer_id,
+                conversation_id=conversation.id,
+                channel=channel,
+                name=details.name,
+                firm=details.firm,
+                phone=details.phone,
+                email=details.email,
+            )
+        )
+        audit.record(
+            session,
+            "contact.attorney_details",
+            conversation,
+            channel=channel,
+            fields=[f for f in ("name", "firm", "phone", "email") if getattr(details, f)],
+        )
+        return True
 
     # -- the engine ------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from abono.i18n import Catalogs
 from abono.messaging import opt_outs
 from abono.messaging.compose import Composer
 from abono.messaging.durable_queue import DurableQueueWorker
-from abono.outreach import campaign
+from abono.outreach import campaign, holds
 from abono.payments import links
 from abono.ports import MessageSender
 from abono.store.models import (
@@ -314,6 +314,12 @@ class OutboxWorker(DurableQueueWorker):
             return None
         if row.campaign_step is not None and not self._touch_applies(session, row, now):
             return None
+        if row.key in holds.FOLLOW_UP_KEYS and row.message_id is None:
+            stopped = holds.contact_stopped(session, _customer_of(session, row))
+            if stopped is not None:  # an attorney, a bankruptcy, a cease request: nothing
+                row.status, row.last_error = "cancelled", f"do_not_contact:{stopped}"
+                log.info("outbox.follow_up.cancelled", reason=row.last_error)
+                return None
         plain = {
             **_plain(row),
             "attempts": row.attempts,  # the lease this worker holds (durable_queue._still_ours)
@@ -530,6 +536,14 @@ class OutboxWorker(DurableQueueWorker):
 _QUEUED = "abono.outbox.queued"
 # A row's status after a send, as the metrics name the outcome (pending again: it is retried).
 _OUTCOMES = {"pending": "retry"}
+
+
+def _customer_of(session: Session, row: OutboxMessage) -> int | None:
+    if row.customer_id is not None:
+        return row.customer_id
+    return session.scalars(
+        select(Conversation.customer_id).where(Conversation.id == row.conversation_id)
+    ).first()
 
 
 def _sid_taken(session: Session, channel: str, sid: str) -> bool:

@@ -1,0 +1,41 @@
+"""an attorney's details as the customer gave them (Reg F 1006.6(b)(2))
+
+Revision ID: 0013_situations
+Revises: 0012_holds_hold_outcomes
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0013_situations"
+down_revision = "0012_holds_hold_outcomes"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "attorney_representations",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column(
+            "customer_id",
+            sa.Integer(),
+            sa.ForeignKey("customers.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("conversation_id", sa.String(32), nullable=False),
+        sa.Column("channel", sa.String(8), nullable=False),
+        sa.Column("name", sa.String(120)),
+        sa.Column("firm", sa.String(160)),
+        sa.Column("phone", sa.String(32)),
+        sa.Column("email", sa.String(254)),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index(
+        "ix_attorney_representations_customer_id", "attorney_representations", ["customer_id"]
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_attorney_representations_customer_id", "attorney_representations")
+    op.drop_table("attorney_representations")
