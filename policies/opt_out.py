@@ -53,8 +53,8 @@ def match_keyword(text: str) -> tuple[Keyword, str] | None:
 # A request limited to a time or a place ("don't contact me at work", "no me llamen antes de
 # las 9") is a contact preference, not a cease: the words after the request are checked.
 _LIMITED = (
-    r"(?!\s+(at|before|after|during|on|in|until|while|between|when|from|en|antes|despues|"
-    r"durante|por|a|al|los|las|el|mientras|cuando|entre|de)\b)"
+    r"(?!\s+(at|before|after|during|on|in the|until|while|between|when|from \d|en|antes|"
+    r"despues|durante|mientras|entre|cuando|al|a (mi|la|las)|por la|de (dia|noche|\d))\b)"
 )
 _CEASE_PATTERNS = (
     ("en", r"\b(stop|quit|cease|end) (all )?(contacting|communicating with) (me|us)\b" + _LIMITED),
@@ -69,7 +69,8 @@ _CEASE_PATTERNS = (
     ("es", r"\bdejen? de (contactarme|contactarnos|comunicarse conmigo)\b" + _LIMITED),
     (
         "es",
-        r"\bno (me|nos) (vuelvan a )?(contacten|contacte|contactes)\b(\s+(mas|nunca))?" + _LIMITED,
+        r"\bno (me|nos) (vuelvan a )?(contacten|contacte|contactes|contactar)\b(\s+(mas|nunca))?"
+        + _LIMITED,
     ),
     ("es", r"\b(cese|cesen|suspendan|detengan) (de )?(toda|cualquier) (comunicacion|contacto)\b"),
     ("es", r"\bno quiero (ningun|mas) (contacto|comunicacion)\b"),

@@ -40,7 +40,7 @@ from abono.i18n import MEDIA
 from abono.logs import error_facts
 from abono.messaging import opt_outs, outbox
 from abono.messaging.compose import Composer
-from abono.outreach import holds
+from abono.outreach import holds, preferences
 from abono.ports import ConversationEngine
 from abono.redaction import Redacted, may_finish_a_number, redact_card_numbers, redact_split
 from abono.store.db import retrying_a_lost_race
@@ -52,6 +52,7 @@ from abono.store.models import (
     OutboxMessage,
 )
 from abono.understanding.attorneys import attorney_details
+from abono.understanding.contact_times import contact_preference
 from policies.escalation import EscalationPolicy, detect, languages_matched
 from policies.opt_out import Keyword, match_cease, match_keyword
 from policies.verification import verified_where
@@ -77,6 +78,8 @@ ENGINE_REPLY_DEADLINE = 10.0
 KEPT_LEASE = dt.timedelta(seconds=60)
 # The 988 Suicide & Crisis Lifeline, said to a distressed customer before anything else.
 CRISIS_LINE = "reply_crisis_line"
+# A time the customer named is said back inside the hours anyone may be contacted.
+LAWFUL = (dt.time(8), dt.time(21))
 
 
 @dataclass(frozen=True)
@@ -271,6 +274,8 @@ class Pipeline:
         if prepared.use_engine:
             self._cease(session, conversation, prepared, inbound.channel)
             self._escalate(session, conversation, prepared, inbound.channel, message)
+        if prepared.use_engine:
+            self._preference(session, conversation, prepared, inbound.channel)
         _reply_via_outbox(prepared, inbound)
         if prepared.silent:
             prepared.answered = []
@@ -458,6 +463,39 @@ class Pipeline:
             prepared.language = _keyword_language(language, conversation.language)
             prepared.keys = [*prepared.keys, "reply_cease_confirmed"]
             prepared.key_args["reply_cease_confirmed"] = {}
+
+    def _preference(
+        self, session: Session, conversation: Conversation, prepared: _Prepared, channel: str
+    ) -> None:
+        """A time or place to avoid ("text me after 6 pm", "no me llamen al trabajo"): stored
+        per channel for the campaign planner and the worker, and said back as it will be kept
+        (inside the lawful hours)."""
+        named = contact_preference(prepared.text)
+        if named is None or conversation.customer_id is None:
+            return
+        preferences.record(
+            session,
+            conversation.customer_id,
+            named.windows,
+            source=channel,
+            now=self._clock(),
+            place=named.place,
+        )
+        start, end = max(named.start, LAWFUL[0]), min(named.end, LAWFUL[1])
+        audit.record(
+            session,
+            "contact.preference",
+            conversation,
+            channel=channel,
+            scope=named.scope,
+            preference=named.kind,
+            start=named.start.strftime("%H:%M"),
+            end=named.end.strftime("%H:%M"),
+        )
+        key = f"reply_preference_{named.kind}_{named.scope}"
+        prepared.use_engine = False
+        prepared.keys = [*prepared.keys, key]
+        prepared.key_args[key] = {"start": start.strftime("%H:%M"), "end": end.strftime("%H:%M")}
 
     def _escalate(
         self,

@@ -24,6 +24,7 @@ from sqlalchemy import Row, Table, and_, func, insert, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.outreach import preferences
 from abono.outreach.holds import HELD_BY_PERSON, customer_held_by_person
 from abono.store.models import (
     Account,
@@ -190,10 +191,22 @@ def recheck(
     customer = session.get(Customer, account.customer_id)
     phone = _contacts(session, Account.id == account.id).get(account.customer_id, {}).get("phone")
     zones = _zones(customer.timezone if customer else None, phone)
+    opens = now
     if policy.mode in policy.hours_modes:
         opens = rules.next_allowed(now, zones, policy.start, policy.end)
-        if opens > now:
-            return Recheck(later=opens)
+    named = [
+        w for w in preferences.windows_of(session, account.customer_id) if w.channel == row.channel
+    ]
+    if named:  # a time the customer named: the first instant both allow
+        for _ in range(8):
+            later = rules.next_preferred(opens, zones, named)
+            if policy.mode in policy.hours_modes:
+                later = rules.next_allowed(later, zones, policy.start, policy.end)
+            if later == opens:
+                break
+            opens = later
+    if opens > now:
+        return Recheck(later=opens)
     return Recheck()
 
 
@@ -265,6 +278,7 @@ class _Batch:
         self.contacts = _contacts(session, scope)
         self.opted_out = _opt_outs(session, scope)
         self.holds = _holds(session, lo, hi)
+        self.windows = preferences.windows_for(session, scope)
         self.held_by_person = _held_by_person(session, scope)
         self.touches = _touches(session, scope)
         self.calls = _calls(session, scope, at - dt.timedelta(days=31))
@@ -372,6 +386,7 @@ class _Batch:
             states=self.holds.get(row.id, frozenset()),
             recent_sends={c: tuple(v) for c, v in sends.items() if c != "voice"},
             calls=rules.CallLedger(tuple(calls)),
+            windows=self.windows.get(row.customer_id, ()),
         )
 
 

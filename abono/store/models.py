@@ -643,6 +643,28 @@ class AttorneyRepresentation(Base):
     created_at: Mapped[dt.datetime] = stamped()
 
 
+class ContactPreference(Base):
+    """A time or place the customer asked us to avoid, for one channel ("text me after 6 pm",
+    "no me llamen al trabajo"): a window (policies.contact_rules.ConsumerWindow) the campaign
+    planner and the worker honour. A later one for the same channel replaces it."""
+
+    __tablename__ = "contact_preferences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(8))  # sms | email | voice
+    start: Mapped[str] = mapped_column(String(5))  # HH:MM, the customer's local time
+    end: Mapped[str] = mapped_column(String(5))
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)  # no contact inside
+    weekdays: Mapped[bool] = mapped_column(Boolean, default=False)  # the block on weekdays only
+    place: Mapped[str | None] = mapped_column(String(16), default=None)  # work
+    source: Mapped[str] = mapped_column(String(8))  # the channel the customer said it on
+    created_at: Mapped[dt.datetime] = stamped()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
 class CallAttempt(Base):
     """The call ledger (Reg F 1006.14): every outbound attempt, and calls that reached someone."""
 

@@ -5,6 +5,7 @@ and that no reminder, follow-up or call ignores it afterwards."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +23,7 @@ from abono.store.models import (
     AttorneyRepresentation,
     AuditEvent,
     ContactHold,
+    ContactPreference,
     Conversation,
     Customer,
     Handoff,
@@ -147,9 +149,10 @@ async def test_a_spanish_cease_request_is_confirmed_in_spanish_on_email(app: Con
 
 
 async def test_a_place_or_time_limit_is_not_a_cease_request(app: Container) -> None:
-    await says(app, "don't contact me at work")
-    assert engine_calls(app) == 1
+    said = await says(app, "don't contact me at work")
+    assert "we will not contact you at work" in said and "stopped all calls" not in said
     assert holds_of(app, "CUST-1004") == {}
+    assert len(preferences_of(app, "CUST-1004")) == 3  # every channel, at work only
 
 
 async def test_a_cease_request_from_an_unknown_address_closes_that_channel(
@@ -335,3 +338,78 @@ async def test_a_spanish_bankruptcy_is_answered_in_spanish(app: Container) -> No
 def _customer_id(app: Container, external_id: str) -> int:
     with app.sessions() as session:
         return session.scalars(select(Customer.id).where(Customer.external_id == external_id)).one()
+
+
+# -- inconvenient times and places: stored per channel, honoured by the planner and the worker --
+
+
+def preferences_of(app: Container, external_id: str) -> list[tuple[str, str, str, bool, bool]]:
+    with app.sessions() as session:
+        rows = session.scalars(
+            select(ContactPreference)
+            .where(
+                ContactPreference.customer_id == _customer_id(app, external_id),
+                ContactPreference.revoked_at.is_(None),
+            )
+            .order_by(ContactPreference.id)
+        )
+        return [(r.channel, r.start, r.end, r.blocked, r.weekdays) for r in rows]
+
+
+async def test_not_at_work_is_stored_for_calls_and_said_back(app: Container) -> None:
+    said = await says(app, "please don't call me at work", JAMES)
+    assert "Noted: we will not call you at work" in said
+    assert "between 09:00 and 17:00 on weekdays" in said
+    assert engine_calls(app) == 0
+    assert preferences_of(app, "CUST-1002") == [("voice", "09:00", "17:00", True, True)]
+    assert "contact.preference" in audit_kinds(app)
+
+
+async def test_a_spanish_time_is_stored_and_said_back_in_spanish(app: Container) -> None:
+    said = await says(app, "no me llamen al trabajo", ANA)
+    assert "no le llamaremos en el trabajo" in said and "de lunes a viernes" in said
+    said = await says(app, "escríbanme después de las 6 de la tarde", ANA)
+    assert "solo le enviaremos mensajes de texto entre las 18:00 y las 21:00" in said
+    assert preferences_of(app, "CUST-1001") == [
+        ("voice", "09:00", "17:00", True, True),
+        ("sms", "18:00", "23:59", False, False),
+    ]
+
+
+async def test_a_new_time_for_a_channel_replaces_the_old_one(app: Container) -> None:
+    await says(app, "text me after 6 pm", JAMES)
+    await says(app, "actually text me after 7 pm", JAMES)
+    assert preferences_of(app, "CUST-1002") == [("sms", "19:00", "23:59", False, False)]
+
+
+async def test_the_planner_schedules_a_touch_after_the_time_the_customer_named(
+    app: Container, clock: Clock
+) -> None:
+    await says(app, "contact me only after 6 pm", TOM)  # Denver: 08:00 now
+    plan_run(app.sessions, app.campaign, clock())
+    with app.sessions() as session:
+        [touch] = session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.customer_id == _customer_id(app, "CUST-1004"),
+                OutboxMessage.campaign_step.is_not(None),
+            )
+        )
+    # 18:00 in Denver (UTC-7) is 01:00 UTC the next day.
+    assert touch.next_attempt_at == dt.datetime(2026, 11, 25, 1, 0, tzinfo=dt.timezone.utc)
+
+
+async def test_the_worker_postpones_a_touch_queued_before_the_customer_named_a_time(
+    app: Container, clock: Clock
+) -> None:
+    plan_run(app.sessions, app.campaign, clock())  # Ana's text reminder is due now
+    await says(app, "mándenme mensajes después de las 6 de la tarde por favor", ANA)
+    await app.outbox.run_once()
+    with app.sessions() as session:
+        [touch] = session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.customer_id == _customer_id(app, "CUST-1001"),
+                OutboxMessage.campaign_step.is_not(None),
+            )
+        )
+    assert touch.status == "pending"  # not sent: 10:00 in New York
+    assert touch.next_attempt_at == dt.datetime(2026, 11, 24, 23, 0, tzinfo=dt.timezone.utc)
