@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono import audit, metrics
 from abono.accounts.customers import (
+    customer_today,
     find_conversation,
     find_customer_by_address,
     normalize_address,
@@ -41,6 +42,7 @@ from abono.logs import error_facts
 from abono.messaging import opt_outs, outbox
 from abono.messaging.compose import Composer
 from abono.outreach import holds, preferences
+from abono.outreach.callbacks import schedule_callback
 from abono.ports import ConversationEngine
 from abono.redaction import Redacted, may_finish_a_number, redact_card_numbers, redact_split
 from abono.store.db import retrying_a_lost_race
@@ -52,6 +54,7 @@ from abono.store.models import (
     OutboxMessage,
 )
 from abono.understanding.attorneys import attorney_details
+from abono.understanding.callbacks import callback_request
 from abono.understanding.contact_times import contact_preference
 from policies.escalation import EscalationPolicy, detect, languages_matched
 from policies.opt_out import Keyword, match_cease, match_keyword
@@ -275,6 +278,8 @@ class Pipeline:
             self._cease(session, conversation, prepared, inbound.channel)
             self._escalate(session, conversation, prepared, inbound.channel, message)
         if prepared.use_engine:
+            self._callback(session, conversation, prepared, inbound.channel)
+        if prepared.use_engine:
             self._preference(session, conversation, prepared, inbound.channel)
         _reply_via_outbox(prepared, inbound)
         if prepared.silent:
@@ -463,6 +468,30 @@ class Pipeline:
             prepared.language = _keyword_language(language, conversation.language)
             prepared.keys = [*prepared.keys, "reply_cease_confirmed"]
             prepared.key_args["reply_cease_confirmed"] = {}
+
+    def _callback(
+        self, session: Session, conversation: Conversation, prepared: _Prepared, channel: str
+    ) -> None:
+        """ "Call me tomorrow at 5": a call queued at that time if it is lawful, else at the
+        nearest lawful time after it, which the customer is told."""
+        if conversation.customer is None:
+            return
+        now = self._clock()
+        asked = callback_request(
+            prepared.text, conversation.language, customer_today(conversation, now)
+        )
+        if asked is None:
+            return
+        call = schedule_callback(session, conversation, asked.day, asked.time, channel, now)
+        if call is None:
+            return
+        key = "reply_callback_moved" if call.moved else "reply_callback_scheduled"
+        prepared.use_engine = False
+        prepared.keys = [*prepared.keys, key]
+        prepared.key_args[key] = {
+            "call_date": call.local.date().isoformat(),
+            "call_time": call.local.strftime("%H:%M"),
+        }
 
     def _preference(
         self, session: Session, conversation: Conversation, prepared: _Prepared, channel: str

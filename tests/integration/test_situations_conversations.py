@@ -116,13 +116,14 @@ def phone(index: int) -> str:
 @pytest.fixture(scope="module")
 def customers(product: Product, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     rows = [HEADER]
-    for index, lang in enumerate([case[1] for case in CASES] + [p[0] for p in PREFERENCES]):
+    languages = [case[1] for case in CASES] + [p[0] for p in PREFERENCES] + ["en", "es"]
+    for index, lang in enumerate(languages):
         rows.append(
             f"CUST-S{index:03d},Sit{index},Tester,{lang},America/Chicago,{phone(index)},,"
             f"60614,1980-01-01,ACC-77{index:08d},432.00,USD,{due(12)},12,consumer,y,y,y"
         )
     product.import_accounts("\n".join(rows) + "\n", tmp_path_factory.mktemp("situations"))
-    return [phone(index) for index in range(len(CASES) + len(PREFERENCES))]
+    return [phone(index) for index in range(len(CASES) + len(PREFERENCES) + 2)]
 
 
 def query(database: Path, sql: str, address: str) -> list[tuple[object, ...]]:
@@ -224,3 +225,34 @@ def test_a_time_or_place_to_avoid_is_stored_and_said_back(
     )
     assert rows == [stored]
     assert product.say(address, FIRST[lang])  # the conversation goes on with the engine
+
+
+@pytest.mark.parametrize(
+    ("offset", "lang", "text", "told"),
+    [
+        (0, "en", "could you call me back tomorrow at 11 am?", "we'll call you on"),
+        (1, "es", "llámenme mañana a las 11 de la noche", "la hora más cercana en que podemos"),
+    ],
+    ids=["en", "es"],
+)
+def test_a_callback_is_scheduled_inside_the_lawful_window(
+    product: Product, customers: list[str], offset: int, lang: str, text: str, told: str
+) -> None:
+    address = customers[len(CASES) + len(PREFERENCES) + offset]
+    product.say(address, FIRST[lang])
+    said = "\n".join(product.say(address, text))
+    assert told in said, said
+    rows = query(
+        product.database,
+        "SELECT channel, key, status FROM outbox WHERE campaign_step = 'callback'"
+        f" AND customer_id = {CUSTOMER}",
+        address,
+    )
+    assert rows == [("voice", "reminder_call", "pending")]
+    (audit,) = query(
+        product.database,
+        "SELECT data FROM audit_events WHERE kind = 'consent.callback'"
+        f" AND customer_id = {CUSTOMER}",
+        address,
+    )
+    assert json.loads(str(audit[0]))["moved"] is (lang == "es")  # 23:00 is too late to call

@@ -413,3 +413,58 @@ async def test_the_worker_postpones_a_touch_queued_before_the_customer_named_a_t
         )
     assert touch.status == "pending"  # not sent: 10:00 in New York
     assert touch.next_attempt_at == dt.datetime(2026, 11, 24, 23, 0, tzinfo=dt.timezone.utc)
+
+
+# -- callbacks: at the asked time when lawful, else the nearest lawful time, said back ----------
+
+
+def callbacks_of(app: Container, external_id: str) -> list[tuple[dt.datetime, str, str]]:
+    with app.sessions() as session:
+        rows = session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.customer_id == _customer_id(app, external_id),
+                OutboxMessage.campaign_step == "callback",
+            )
+        )
+        return [(r.next_attempt_at, r.channel, r.status) for r in rows]
+
+
+async def test_a_callback_is_scheduled_at_the_asked_time(app: Container) -> None:
+    said = await says(app, "can you call me tomorrow at 5?", JAMES)  # Chicago, 09:00 now
+    assert "we'll call you on November 25, 2026 at 5:00\u202fPM, your local time" in said
+    assert engine_calls(app) == 0
+    # 17:00 in Chicago (UTC-6) on the 25th.
+    assert callbacks_of(app, "CUST-1002") == [
+        (dt.datetime(2026, 11, 25, 23, 0, tzinfo=dt.timezone.utc), "voice", "pending")
+    ]
+    with app.sessions() as session:
+        [event] = session.scalars(select(AuditEvent).where(AuditEvent.kind == "consent.callback"))
+        assert event.data["moved"] is False and event.data["channel"] == "sms"
+
+
+async def test_a_callback_outside_the_lawful_hours_moves_and_is_said_in_spanish(
+    app: Container,
+) -> None:
+    said = await says(app, "llámenme mañana a las 10 de la noche", ANA)  # 22:00 in New York
+    assert "Solo podemos llamarle entre las 08:00 y las 21:00" in said
+    assert "el 26 de noviembre de 2026 a las 8:00\u202fa.m.; le llamaremos entonces" in said
+    assert callbacks_of(app, "CUST-1001") == [
+        (dt.datetime(2026, 11, 26, 13, 0, tzinfo=dt.timezone.utc), "voice", "pending")
+    ]
+
+
+async def test_a_callback_inside_working_hours_the_customer_avoids_moves_after_them(
+    app: Container,
+) -> None:
+    await says(app, "don't call me at work", JAMES)
+    said = await says(app, "call me tomorrow at 10 am", JAMES)
+    assert "nearest time we can call is November 25, 2026 at 5:00\u202fPM" in said
+    [(at, _, _)] = callbacks_of(app, "CUST-1002")
+    assert at == dt.datetime(2026, 11, 25, 23, 0, tzinfo=dt.timezone.utc)
+
+
+async def test_a_cease_request_cancels_a_callback_already_scheduled(app: Container) -> None:
+    await says(app, "call me tomorrow at 5", JAMES)
+    await says(app, "actually, stop contacting me", JAMES)
+    [(_, _, status)] = callbacks_of(app, "CUST-1002")
+    assert status == "cancelled"
