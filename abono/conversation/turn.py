@@ -48,6 +48,7 @@ from abono.redaction import Redacted, may_finish_a_number, redact_card_numbers, 
 from abono.store.db import retrying_a_lost_race
 from abono.store.models import (
     AttorneyRepresentation,
+    ContactPoint,
     Conversation,
     Handoff,
     Message,
@@ -444,17 +445,27 @@ class Pipeline:
         contactarme"): every channel, every debt of the customer's, at once; one confirmation
         that says what happens next; recorded with its time (the audit row's) and source.
 
-        An address we do not know has no debts to hold: its channel is opted out instead.
-        Answered even while a person holds the conversation, like a STOP.
+        A ``cease_and_desist`` hold on every account stops reminders and follow-ups, and every
+        address of the customer is opted out on every channel (source ``cease_request``), so
+        the bot says nothing more either (START re-opens a channel, as after STOP; the hold
+        stays until a person releases it). An address we do not know has only its channel
+        to close. Answered even while a person holds the conversation, like a STOP.
         """
         language = match_cease(prepared.text)
         if language is None:
             return
         prepared.use_engine = False
+        first = opt_outs.opt_out(session, prepared.address, channel, source="cease_request")
         if conversation.customer_id is not None:
-            first = holds.cease_communication(session, conversation.customer_id, source=channel)
-        else:
-            first = opt_outs.opt_out(session, prepared.address, channel, source="cease_request")
+            held = holds.cease_communication(session, conversation.customer_id, source=channel)
+            closed = [
+                opt_outs.opt_out(session, point.value, medium, source="cease_request")
+                for point in session.scalars(
+                    select(ContactPoint).where(ContactPoint.customer_id == conversation.customer_id)
+                )
+                for medium in (("sms", "voice") if point.kind == "phone" else ("email",))
+            ]
+            first = held or first or any(closed)
         audit.record(
             session,
             "consent.cease",
