@@ -14,6 +14,7 @@ from sqlalchemy import select
 from abono.app import build_container
 from abono.container import Container
 from abono.conversation.turn import Inbound
+from abono.handoff.case_file import case_file
 from abono.outreach.campaign import plan_run
 from abono.outreach.holds import cease_communication
 from abono.plans.follow_up import FollowUpConfig, follow_up
@@ -290,6 +291,13 @@ async def test_an_attorneys_details_are_recorded_and_contact_stops(app: Containe
         )
     assert holds_of(app, "CUST-1002") == {"ACC-7700100202": {"attorney_represented/handoff"}}
     assert case_reasons(app) == ["attorney"]
+    with app.sessions() as session:  # what the person on the case sees
+        handoff = session.scalars(select(Handoff)).one()
+        limits = case_file(session, handoff, app.clock(), app.stage_of)["contact_limits"]
+    assert limits == [
+        ["No contact", "attorney represented"],
+        ["Attorney", "Laura Chen · Chen & Park LLP · +13125550188"],
+    ]
     summary = plan_run(app.sessions, app.campaign, app.clock())
     assert (
         summary.skipped.get("do_not_contact:attorney_represented", 0)
