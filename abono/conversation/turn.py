@@ -124,6 +124,9 @@ class _Prepared:
     inbound: Message | None = None  # the customer's message (its id once committed)
     kept_until: dt.datetime | None = None  # the engine did not answer: kept, retried from then
     late: asyncio.Future[list[str]] | None = None  # the engine's answer, still coming
+    # The replies confirm an opt-out or a cease this turn recorded: the worker sends them to
+    # the address that just closed (once), and nothing after.
+    confirms_opt_out: bool = False
 
 
 def _prepared_for(
@@ -418,6 +421,7 @@ class Pipeline:
                     )
                     prepared.language = _keyword_language(language, conversation.language)
                     prepared.keys = ["utter_opt_out_confirmed"]
+                    prepared.confirms_opt_out = True
                 return
             if keyword is Keyword.OPT_IN and opted_out:
                 opt_outs.opt_in(session, prepared.address, channel, self._clock())
@@ -478,6 +482,7 @@ class Pipeline:
         if first:  # confirmed once
             prepared.language = _keyword_language(language, conversation.language)
             prepared.keys = [*prepared.keys, "reply_cease_confirmed"]
+            prepared.confirms_opt_out = True
             prepared.key_args["reply_cease_confirmed"] = {}
 
     def _callback(
@@ -775,7 +780,8 @@ class Pipeline:
         subject = prepared.reply_subject(conversation.language) if prepared.reply_subject else None
         for index, message in enumerate(logged):
             key = f"{prepared.outbox_prefix}-{index}"
-            outbox.queue_logged(session, conversation, message, key, "reply", subject)
+            kind = outbox.OPT_OUT_CONFIRMATION if prepared.confirms_opt_out else "reply"
+            outbox.queue_logged(session, conversation, message, key, kind, subject)
 
     # -- kept while the engine was down -----------------------------------------------------
 

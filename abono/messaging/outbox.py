@@ -86,6 +86,11 @@ class TokenBucket:
         return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
 
 
+# The turn's replies that confirm the opt-out (or the cease) the same turn recorded: the one
+# message an address that just closed still gets (COMPLIANCE.md: one confirmation allowed).
+OPT_OUT_CONFIRMATION = "opt_out_confirmation"
+
+
 def queue(
     session: Session,
     conversation: Conversation,
@@ -309,7 +314,8 @@ class OutboxWorker(DurableQueueWorker):
         lease_ended: dt.datetime,
     ) -> dict[str, Any] | None:
         """The claimed row, checked again and rendered; None when it is not to be sent now."""
-        if opt_outs.is_opted_out(session, row.address, row.channel):
+        confirms = row.key == OPT_OUT_CONFIRMATION and row.message_id is not None
+        if not confirms and opt_outs.is_opted_out(session, row.address, row.channel):
             row.status = "suppressed"
             return None
         if row.campaign_step is not None and not self._touch_applies(session, row, now):

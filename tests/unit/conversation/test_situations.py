@@ -15,6 +15,7 @@ from abono.app import build_container
 from abono.container import Container
 from abono.conversation.turn import Inbound
 from abono.handoff.case_file import case_file
+from abono.messaging.outbox import RecordingSender
 from abono.outreach.campaign import plan_run
 from abono.outreach.holds import cease_communication
 from abono.plans.follow_up import FollowUpConfig, follow_up
@@ -483,3 +484,27 @@ async def test_a_cease_request_cancels_a_callback_already_scheduled(app: Contain
     await says(app, "actually, stop contacting me", JAMES)
     [(_, _, status)] = callbacks_of(app, "CUST-1002")
     assert status == "cancelled"
+
+
+async def test_the_cease_confirmation_reaches_a_texting_customer_and_nothing_after(
+    app: Container,
+) -> None:
+    sid = "SM" + "c" * 32
+    await app.pipeline.handle(
+        Inbound("sms", TOM, "please stop contacting me", sid, reply_via_outbox=True)
+    )
+    await app.pipeline.handle(Inbound("sms", TOM, "hello?", "SM" + "d" * 32, reply_via_outbox=True))
+    await app.outbox.run_once()
+    sender = app.outbox._senders["sms"]
+    assert isinstance(sender, RecordingSender)
+    sent = [text for _, to, text in sender.sent if to == TOM]
+    assert len(sent) == 1 and "stopped all calls, texts and emails" in sent[0]
+
+
+async def test_a_baja_confirmation_reaches_the_customer_too(app: Container) -> None:
+    await app.pipeline.handle(Inbound("sms", ANA, "BAJA", "SM" + "e" * 32, reply_via_outbox=True))
+    await app.outbox.run_once()
+    sender = app.outbox._senders["sms"]
+    assert isinstance(sender, RecordingSender)
+    [(_, _, text)] = [sent for sent in sender.sent if sent[1] == ANA]
+    assert "no recibirá más mensajes" in text
