@@ -60,6 +60,11 @@ class CloseBody(BaseModel):
     note: str = Field(min_length=1, max_length=2000)
 
 
+class EndContactStopBody(BaseModel):
+    state: Literal["attorney_represented", "bankruptcy", "cease_and_desist"]
+    note: str = Field(min_length=1, max_length=2000)
+
+
 class HandBackBody(BaseModel):
     """Optional: why a dispute or hardship hold stays open after the hand-back."""
 
@@ -413,6 +418,7 @@ ACTIONS: dict[str, type[BaseModel] | None] = {
     "lift-lock": None,
     "hand-back": HandBackBody,
     "close": CloseBody,
+    "end-contact-stop": EndContactStopBody,
 }
 
 
@@ -451,6 +457,9 @@ async def _perform(
         "reply": lambda: service.reply(handoff_id, actor, body.text),
         "close": lambda: service.close(handoff_id, actor, body.note),
         "lift-lock": lambda: service.lift_verification_lock(handoff_id, actor),
+        "end-contact-stop": lambda: service.end_contact_stop(
+            handoff_id, actor, body.state, body.note
+        ),
     }[action]
     result = await asyncio.to_thread(work)
     return JSONResponse({"ok": True, "result": result})
