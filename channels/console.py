@@ -65,6 +65,11 @@ class NoteBody(BaseModel):
     text: str = Field(max_length=2000)
 
 
+class EndContactStopBody(BaseModel):
+    state: Literal["attorney_represented", "bankruptcy", "cease_and_desist"]
+    note: str = Field(min_length=1, max_length=2000)
+
+
 class HandBackBody(BaseModel):
     """Optional: why a dispute or hardship hold stays open after the hand-back."""
 
@@ -486,6 +491,7 @@ ACTIONS: dict[str, type[BaseModel] | None] = {
     "hand-back": HandBackBody,
     "close": CloseBody,
     "note": NoteBody,
+    "end-contact-stop": EndContactStopBody,
 }
 
 
@@ -525,6 +531,9 @@ async def _perform(
         "close": lambda: service.close(handoff_id, actor, body.note),
         "note": lambda: service.add_note(handoff_id, actor, body.text),
         "lift-lock": lambda: service.lift_verification_lock(handoff_id, actor),
+        "end-contact-stop": lambda: service.end_contact_stop(
+            handoff_id, actor, body.state, body.note
+        ),
     }[action]
     result = await asyncio.to_thread(work)
     return JSONResponse({"ok": True, "result": result})

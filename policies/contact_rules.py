@@ -286,6 +286,22 @@ class OptOut:
 
 
 @dataclass(frozen=True)
+class ConsumerWindow:
+    """A time the consumer named for a channel (FDCPA 805(a)(1): an inconvenient time).
+
+    ``blocked`` False: contact only between ``start`` and ``end`` ("text me after 6 pm").
+    ``blocked`` True: no contact between them ("don't call me at work": working hours), on
+    weekdays only when ``weekdays`` is set. Local times, in every plausible zone.
+    """
+
+    channel: str
+    start: dt.time
+    end: dt.time
+    blocked: bool = False
+    weekdays: bool = False
+
+
+@dataclass(frozen=True)
 class ContactFacts:
     zones: frozenset[str]
     consent: frozenset[str] = frozenset()  # channels with prior express consent on record
@@ -294,6 +310,7 @@ class ContactFacts:
     states: frozenset[str] = frozenset()  # account states such as dispute_open
     recent_sends: Mapping[str, tuple[dt.datetime, ...]] = field(default_factory=dict)
     calls: CallLedger = CallLedger()
+    windows: tuple[ConsumerWindow, ...] = ()  # times the consumer named, per channel
 
     def sends(self, channel: str) -> tuple[dt.datetime, ...]:
         if channel == "voice":
@@ -350,7 +367,50 @@ def _timed_rules(
         rules.append((f"frequency_cap:{channel}", _cap_rule(facts.sends(channel), cap)))
     if policy.mode in policy.hours_modes:
         rules.append(("outside_hours", _hours_rule(policy, facts.zones)))
+    windows = tuple(w for w in facts.windows if w.channel == channel)
+    if windows:  # in every mode: the consumer said so
+        rules.append(("consumer_preference", _windows_rule(windows, facts.zones)))
     return rules
+
+
+def _windows_rule(windows: tuple[ConsumerWindow, ...], zones: frozenset[str]) -> Rule:
+    def earliest(at: dt.datetime) -> dt.datetime | None:
+        try:
+            return next_preferred(at, zones, windows)
+        except ValueError:
+            return None
+
+    return earliest
+
+
+def next_preferred(
+    now_utc: dt.datetime, zones: Iterable[str], windows: Iterable[ConsumerWindow]
+) -> dt.datetime:
+    """Earliest UTC instant at or after now that every window the consumer named allows, in
+    every zone (each window only moves time forward, as ``next_allowed``)."""
+    infos = [ZoneInfo(z) for z in sorted(frozenset(zones))]
+    named = tuple(windows)
+    candidate = _aware(now_utc)
+    for _ in range(64):
+        later = candidate
+        for window in named:
+            for zone in infos:
+                later = max(later, _window_opens(candidate, zone, window))
+        if later == candidate:
+            return candidate
+        candidate = later
+    raise ValueError("the consumer's windows leave no time to contact them")
+
+
+def _window_opens(now: dt.datetime, zone: ZoneInfo, window: ConsumerWindow) -> dt.datetime:
+    if not window.blocked:
+        return _zone_opens(now, zone, window.start, window.end)
+    local = now.astimezone(zone)
+    working_day = local.weekday() < 5 or not window.weekdays
+    if not working_day or not _inside(local, window.start, window.end):
+        return now
+    ends = dt.datetime.combine(local.date(), window.end, tzinfo=zone)
+    return max(ends.astimezone(dt.timezone.utc), now)
 
 
 def _hours_rule(policy: ContactPolicy, zones: frozenset[str]) -> Rule:

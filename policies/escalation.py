@@ -1,8 +1,9 @@
 """When a conversation goes to a person: reasons, urgency, agents' hours and approval ceilings.
 
 Pure: the caller passes the text, the time and the amounts. Fraud claims, a deceased account
-holder, abusive and distressed messages are recognised here by patterns (they are not intents
-the model is trained on: they must never be missed because a classifier was unsure).
+holder, a customer represented by an attorney or in bankruptcy, abusive and distressed
+messages are recognised here by patterns (they are not intents the model is trained on: they
+must never be missed because a classifier was unsure).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ REASONS = (
     "repeated_misunderstanding",
     "abusive",
     "distressed",
+    "attorney",  # represented by an attorney (Reg F 1006.6(b)(2)): no direct contact
+    "bankruptcy",  # filed for bankruptcy: no collection contact while a person reviews it
     "system_error",  # the bot failed mid-turn: a person picks the conversation up
 )
-PATTERN_REASONS = ("distressed", "deceased", "fraud_claim", "abusive")
+PATTERN_REASONS = ("distressed", "deceased", "attorney", "bankruptcy", "fraud_claim", "abusive")
 ROLES = ("agent", "supervisor")
 LANGUAGES = ("en", "es")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -98,12 +101,22 @@ class ApprovalDecision:
 
 
 def detect(policy: EscalationPolicy, text: str) -> Detection | None:
-    """The first reason that matches, most urgent first (distressed, deceased, fraud, abuse)."""
+    """The first reason that matches, most urgent first (``PATTERN_REASONS``'s order)."""
     folded = fold(text)
     for reason, language, pattern in policy.patterns:
         if pattern.search(folded):
             return Detection(reason, language)
     return None
+
+
+def languages_matched(policy: EscalationPolicy, reason: str, text: str) -> frozenset[str]:
+    """The languages whose patterns for ``reason`` match the text ("suicidio" matches both)."""
+    folded = fold(text)
+    return frozenset(
+        language
+        for name, language, pattern in policy.patterns
+        if name == reason and pattern.search(folded)
+    )
 
 
 def priority(policy: EscalationPolicy, reason: str, balance_cents: int | None) -> int:

@@ -45,3 +45,44 @@ def match_keyword(text: str) -> tuple[Keyword, str] | None:
     if not word or len(text.split()) > 1:
         return None
     return _KEYWORDS.get(word)
+
+
+# A request to cease all communication (Reg F 1006.6(c)): every channel, every debt of the
+# customer, not only the channel it came on ("stop texting me" is an opt-out of texts, the
+# model's opt_out intent). Matched on the text folded to lower case without accents.
+# A request limited to a time or a place ("don't contact me at work", "no me llamen antes de
+# las 9") is a contact preference, not a cease: the words after the request are checked.
+_LIMITED = (
+    r"(?!\s+(at|before|after|during|on|in the|until|while|between|when|from \d|en|antes|"
+    r"despues|durante|mientras|entre|cuando|al|a (mi|la|las)|por la|de (dia|noche|\d))\b)"
+)
+_CEASE_PATTERNS = (
+    ("en", r"\b(stop|quit|cease|end) (all )?(contacting|communicating with) (me|us)\b" + _LIMITED),
+    ("en", r"\b(do not|don'?t|never) (contact|communicate with) (me|us)\b" + _LIMITED),
+    ("en", r"\bcease (and desist|all (communications?|contact))\b"),
+    ("en", r"\b(stop|cease|end) (all|any) (communications?|contact|calls,? (and )?texts)\b"),
+    ("en", r"\bno (more|further) (communications?|contact) (from you|of any kind)\b"),
+    (
+        "en",
+        r"\b(i|we) (want|demand|request|ask) (that )?you (to )?stop (all )?(contact|communicat)",
+    ),
+    ("es", r"\bdejen? de (contactarme|contactarnos|comunicarse conmigo)\b" + _LIMITED),
+    (
+        "es",
+        r"\bno (me|nos) (vuelvan a )?(contacten|contacte|contactes|contactar)\b(\s+(mas|nunca))?"
+        + _LIMITED,
+    ),
+    ("es", r"\b(cese|cesen|suspendan|detengan) (de )?(toda|cualquier) (comunicacion|contacto)\b"),
+    ("es", r"\bno quiero (ningun|mas) (contacto|comunicacion)\b"),
+    ("es", r"\bno quiero que me (contacten|vuelvan a contactar)\b"),
+)
+_CEASE = tuple((language, re.compile(p, re.IGNORECASE)) for language, p in _CEASE_PATTERNS)
+
+
+def match_cease(text: str) -> str | None:
+    """The language of a request to cease all communication in ``text``, if it holds one."""
+    folded = _fold(text.lower()).replace("\u2019", "'")
+    for language, pattern in _CEASE:
+        if pattern.search(folded):
+            return language
+    return None

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from abono import audit, metrics
 from abono.accounts.customers import (
+    customer_today,
     find_conversation,
     find_customer_by_address,
     normalize_address,
@@ -40,12 +41,24 @@ from abono.i18n import MEDIA
 from abono.logs import error_facts
 from abono.messaging import opt_outs, outbox, surveys
 from abono.messaging.compose import Composer
+from abono.outreach import holds, preferences
+from abono.outreach.callbacks import schedule_callback
 from abono.ports import ConversationEngine
 from abono.redaction import Redacted, may_finish_a_number, redact_card_numbers, redact_split
 from abono.store.db import UNAVAILABLE, retrying_a_lost_race
-from abono.store.models import Conversation, Handoff, Message, OutboxMessage
-from policies.escalation import EscalationPolicy, detect
-from policies.opt_out import Keyword, match_keyword
+from abono.store.models import (
+    AttorneyRepresentation,
+    ContactPoint,
+    Conversation,
+    Handoff,
+    Message,
+    OutboxMessage,
+)
+from abono.understanding.attorneys import attorney_details
+from abono.understanding.callbacks import callback_request
+from abono.understanding.contact_times import contact_preference
+from policies.escalation import EscalationPolicy, detect, languages_matched
+from policies.opt_out import Keyword, match_cease, match_keyword
 from policies.verification import verified_where
 
 log = structlog.get_logger(__name__)
@@ -67,6 +80,10 @@ SPLIT_CARD_WINDOW = dt.timedelta(minutes=10)
 ENGINE_REPLY_DEADLINE = 10.0
 # A kept message whose engine call is still running is not sent again before this.
 KEPT_LEASE = dt.timedelta(seconds=60)
+# The 988 Suicide & Crisis Lifeline, said to a distressed customer before anything else.
+CRISIS_LINE = "reply_crisis_line"
+# A time the customer named is said back inside the hours anyone may be contacted.
+LAWFUL = (dt.time(8), dt.time(21))
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,9 @@ class _Prepared:
     # the transaction that stores the answer): a turn that dies or cannot store its answer is
     # answered once by a redelivery or by the kept messages' loop, never twice.
     owed: bool = False
+    # The replies confirm an opt-out or a cease this turn recorded: the worker sends them to
+    # the address that just closed (once), and nothing after.
+    confirms_opt_out: bool = False
 
 
 def _prepared_for(
@@ -272,7 +292,12 @@ class Pipeline:
         if prepared.use_engine and self._csat_survey:
             self._survey_answer(session, conversation, prepared, message)
         if prepared.use_engine:
+            self._cease(session, conversation, prepared, inbound.channel)
             self._escalate(session, conversation, prepared, inbound.channel, message)
+        if prepared.use_engine:
+            self._callback(session, conversation, prepared, inbound.channel)
+        if prepared.use_engine:
+            self._preference(session, conversation, prepared, inbound.channel)
         _reply_via_outbox(prepared, inbound)
         if prepared.silent:
             prepared.answered = []
@@ -420,6 +445,7 @@ class Pipeline:
                     )
                     prepared.language = _keyword_language(language, conversation.language)
                     prepared.keys = ["utter_opt_out_confirmed"]
+                    prepared.confirms_opt_out = True
                 return
             if keyword is Keyword.OPT_IN and opted_out:
                 opt_outs.opt_in(session, prepared.address, channel, self._clock())
@@ -448,6 +474,106 @@ class Pipeline:
             prepared.use_engine, prepared.keys = False, [surveys.THANKS]
             log.info("pipeline.survey.answered", channel=message.channel)
 
+    def _cease(
+        self, session: Session, conversation: Conversation, prepared: _Prepared, channel: str
+    ) -> None:
+        """A request to cease all communication ("stop contacting me", "dejen de
+        contactarme"): every channel, every debt of the customer's, at once; one confirmation
+        that says what happens next; recorded with its time (the audit row's) and source.
+
+        A ``cease_and_desist`` hold on every account stops reminders and follow-ups, and every
+        address of the customer is opted out on every channel (source ``cease_request``), so
+        the bot says nothing more either (START re-opens a channel, as after STOP; the hold
+        stays until a person releases it). An address we do not know has only its channel
+        to close. Answered even while a person holds the conversation, like a STOP.
+        """
+        language = match_cease(prepared.text)
+        if language is None:
+            return
+        prepared.use_engine = False
+        first = opt_outs.opt_out(session, prepared.address, channel, source="cease_request")
+        if conversation.customer_id is not None:
+            held = holds.cease_communication(session, conversation.customer_id, source=channel)
+            closed = [
+                opt_outs.opt_out(session, point.value, medium, source="cease_request")
+                for point in session.scalars(
+                    select(ContactPoint).where(ContactPoint.customer_id == conversation.customer_id)
+                )
+                for medium in (("sms", "voice") if point.kind == "phone" else ("email",))
+            ]
+            first = held or first or any(closed)
+        audit.record(
+            session,
+            "consent.cease",
+            conversation,
+            channel=channel,
+            source="free_text",
+            first=first,
+        )
+        log.info("pipeline.cease.requested", channel=channel, first=first)
+        if first:  # confirmed once
+            prepared.language = _keyword_language(language, conversation.language)
+            prepared.keys = [*prepared.keys, "reply_cease_confirmed"]
+            prepared.confirms_opt_out = True
+            prepared.key_args["reply_cease_confirmed"] = {}
+
+    def _callback(
+        self, session: Session, conversation: Conversation, prepared: _Prepared, channel: str
+    ) -> None:
+        """ "Call me tomorrow at 5": a call queued at that time if it is lawful, else at the
+        nearest lawful time after it, which the customer is told."""
+        if conversation.customer is None:
+            return
+        now = self._clock()
+        asked = callback_request(
+            prepared.text, conversation.language, customer_today(conversation, now)
+        )
+        if asked is None:
+            return
+        call = schedule_callback(session, conversation, asked.day, asked.time, channel, now)
+        if call is None:
+            return
+        key = "reply_callback_moved" if call.moved else "reply_callback_scheduled"
+        prepared.use_engine = False
+        prepared.keys = [*prepared.keys, key]
+        prepared.key_args[key] = {
+            "call_date": call.local.date().isoformat(),
+            "call_time": call.local.strftime("%H:%M"),
+        }
+
+    def _preference(
+        self, session: Session, conversation: Conversation, prepared: _Prepared, channel: str
+    ) -> None:
+        """A time or place to avoid ("text me after 6 pm", "no me llamen al trabajo"): stored
+        per channel for the campaign planner and the worker, and said back as it will be kept
+        (inside the lawful hours)."""
+        named = contact_preference(prepared.text)
+        if named is None or conversation.customer_id is None:
+            return
+        preferences.record(
+            session,
+            conversation.customer_id,
+            named.windows,
+            source=channel,
+            now=self._clock(),
+            place=named.place,
+        )
+        start, end = max(named.start, LAWFUL[0]), min(named.end, LAWFUL[1])
+        audit.record(
+            session,
+            "contact.preference",
+            conversation,
+            channel=channel,
+            scope=named.scope,
+            preference=named.kind,
+            start=named.start.strftime("%H:%M"),
+            end=named.end.strftime("%H:%M"),
+        )
+        key = f"reply_preference_{named.kind}_{named.scope}"
+        prepared.use_engine = False
+        prepared.keys = [*prepared.keys, key]
+        prepared.key_args[key] = {"start": start.strftime("%H:%M"), "end": end.strftime("%H:%M")}
+
     def _escalate(
         self,
         session: Session,
@@ -456,9 +582,16 @@ class Pipeline:
         channel: str,
         message: Message,
     ) -> None:
-        """While a person holds the conversation the bot is silent; some messages need one."""
+        """While a person holds the conversation the bot is silent; some messages need one.
+
+        A distressed customer hears the 988 Suicide & Crisis Lifeline in their language first,
+        even while a person holds the conversation. An attorney or a bankruptcy is recorded
+        and stops direct contact (the hold the case places, abono/outreach/holds.py), and the
+        customer is told so before the handoff notice.
+        """
         held = active_handoff(session, conversation.id)
         found = detect(self._escalation, prepared.text)
+        keys: list[str] = []
         if found is not None:
             now = self._clock()
             open_handoff(
@@ -471,13 +604,85 @@ class Pipeline:
                 policy=self._escalation,
             )
             log.info("pipeline.handoff.triggered", reason=found.reason, channel=channel)
+            keys = self._situation(session, conversation, prepared, channel, found.reason, now)
+            if held is None:
+                key, args = handoff_notice(self._escalation, conversation, now)
+                keys.append(key)
+                prepared.key_args[key] = args
+        elif held is not None and "attorney" in held.reasons:
+            # The attorney's details given after the case opened (the notice asked for them).
+            self._record_attorney(session, conversation, prepared, channel)
         if held is not None:
             hold_message(session, held, message)
-            prepared.use_engine, prepared.silent = False, True
+            keys = [key for key in keys if key == CRISIS_LINE]  # the person speaks for us
             log.info("pipeline.message.held", channel=channel)
-        elif found is not None:
-            key, args = handoff_notice(self._escalation, conversation, now)
-            prepared.use_engine, prepared.keys, prepared.key_args = False, [key], {key: args}
+        if found is not None or held is not None:
+            prepared.use_engine = False
+            prepared.keys = [*prepared.keys, *keys]
+            prepared.silent = not prepared.keys
+
+    def _situation(
+        self,
+        session: Session,
+        conversation: Conversation,
+        prepared: _Prepared,
+        channel: str,
+        reason: str,
+        now: dt.datetime,
+    ) -> list[str]:
+        """What a pattern-detected situation says before the handoff notice, and records."""
+        if reason == "distressed":
+            matched = languages_matched(self._escalation, reason, prepared.text)
+            if len(matched) == 1:  # written in the other language: answered in it
+                prepared.language = next(iter(matched))
+            audit.record(session, "handoff.crisis_line", conversation, channel=channel)
+            return [CRISIS_LINE]
+        if reason not in ("attorney", "bankruptcy"):
+            return []
+        other = "bankruptcy" if reason == "attorney" else "attorney"
+        if languages_matched(self._escalation, other, prepared.text):  # "my bankruptcy lawyer"
+            open_handoff(
+                session,
+                conversation,
+                other,
+                channel=channel,
+                trigger_text=None,
+                now=now,
+                policy=self._escalation,
+            )
+        audit.record(session, f"contact.{reason}", conversation, channel=channel)
+        if reason == "bankruptcy":  # an attorney named too would have come first
+            return ["reply_bankruptcy_noted"]
+        given = self._record_attorney(session, conversation, prepared, channel)
+        return ["reply_attorney_noted" if given else "reply_attorney_noted_ask"]
+
+    def _record_attorney(
+        self, session: Session, conversation: Conversation, prepared: _Prepared, channel: str
+    ) -> bool:
+        """The attorney's details the message gives, recorded for the person on the case;
+        False when it gives none."""
+        details = attorney_details(prepared.text)
+        if not details.given or conversation.customer_id is None:
+            return details.given
+        session.add(
+            AttorneyRepresentation(
+                customer_id=conversation.customer_id,
+                conversation_id=conversation.id,
+                channel=channel,
+                name=details.name,
+                firm=details.firm,
+                phone=details.phone,
+                email=details.email,
+            )
+        )
+        audit.record(
+            session,
+            "contact.attorney_details",
+            conversation,
+            channel=channel,
+            fields=[f for f in ("name", "firm", "phone", "email") if getattr(details, f)],
+        )
+        return True
 
     # -- the engine ------------------------------------------------------------------------
 
@@ -616,7 +821,8 @@ class Pipeline:
         subject = prepared.reply_subject(conversation.language) if prepared.reply_subject else None
         for index, message in enumerate(logged):
             key = f"{prepared.outbox_prefix}-{index}"
-            outbox.queue_logged(session, conversation, message, key, "reply", subject)
+            kind = outbox.OPT_OUT_CONFIRMATION if prepared.confirms_opt_out else "reply"
+            outbox.queue_logged(session, conversation, message, key, kind, subject)
 
     # -- kept while the engine was down -----------------------------------------------------
 

@@ -23,7 +23,9 @@ from abono.outreach import holds
 from abono.store.models import (
     Account,
     Agent,
+    AttorneyRepresentation,
     AuditEvent,
+    ContactPreference,
     Conversation,
     Customer,
     Handoff,
@@ -113,6 +115,7 @@ def case_file(
         "promises": _promises(session, [a.id for a in accounts]),
         "payments": _payments(session, [a.id for a in accounts]),
         "holds": _holds(session, conversation.customer_id, accounts),
+        "contact_limits": _contact_limits(session, conversation.customer_id),
         "transcript": _transcript(session, conversation.id, after),
         "notes": notes(session, handoff),
     }
@@ -340,6 +343,35 @@ def _holds(session: Session, customer_id: int | None, accounts: list[Any]) -> li
         }
         for h in holds.open_holds(session, customer_id)
     ]
+
+
+def _contact_limits(session: Session, customer_id: int | None) -> list[list[str]]:
+    """What stops or limits contact with the customer: states that stop all of it (attorney,
+    bankruptcy, cease, deceased), the attorney's details as given, the times and places the
+    customer asked us to avoid (docs/understanding.md, "Situations read before the engine")."""
+    if customer_id is None:
+        return []
+    limits: list[list[str]] = []
+    stopped = holds.contact_stopped(session, customer_id)
+    if stopped is not None:
+        limits.append(["No contact", stopped.replace("_", " ")])
+    for row in session.scalars(
+        select(AttorneyRepresentation)
+        .where(AttorneyRepresentation.customer_id == customer_id)
+        .order_by(AttorneyRepresentation.id)
+    ):
+        given = [v for v in (row.name, row.firm, row.phone, row.email) if v]
+        limits.append(["Attorney", " · ".join(given)])
+    for window in session.scalars(
+        select(ContactPreference).where(
+            ContactPreference.customer_id == customer_id, ContactPreference.revoked_at.is_(None)
+        )
+    ):
+        how = "not" if window.blocked else "only"
+        days = " on weekdays" if window.weekdays else ""
+        place = f" (at {window.place})" if window.place else ""
+        limits.append([window.channel, f"{how} {window.start}–{window.end}{days}{place}"])
+    return limits
 
 
 def _transcript(session: Session, conversation_id: str, after: int) -> list[dict[str, Any]]:

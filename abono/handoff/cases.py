@@ -29,7 +29,7 @@ from abono.messaging import opt_outs, outbox
 from abono.messaging.compose import Composer
 from abono.outreach import holds
 from abono.redaction import redact_card_numbers
-from abono.store.models import Agent, Conversation, DeskEvent, Handoff, Message
+from abono.store.models import Account, Agent, Conversation, DeskEvent, Handoff, Message
 from policies.escalation import REASONS, EscalationPolicy, approval, next_opening, priority
 
 MAX_REPLY = 1600
@@ -282,6 +282,27 @@ class HandoffService:
             conversation.awaiting, conversation.zip_answer = None, None
             self._audit(session, handoff, "verification.unlocked", actor, failures=failures)
             return failures
+
+    def end_contact_stop(self, handoff_id: int, actor: Actor, state: str, note: str) -> int:
+        """The person on the case ends a state that stops all contact with the customer (the
+        attorney withdrew or consented, the bankruptcy was dismissed, the customer withdrew a
+        cease request) on every account it holds; how many. Audited with the reason."""
+        note = redact_card_numbers(note.strip()).text
+        if state not in holds.STOPS_ALL - {"deceased"}:
+            raise HandoffConflictError(f"{state!r} is not a contact stop a person may end here")
+        if not note or len(note) > MAX_NOTE:
+            raise HandoffConflictError(f"ending a contact stop needs a note of 1 to {MAX_NOTE}")
+        with self._sessions.begin() as session:
+            handoff = self._held(session, handoff_id, actor, supervisor_may=True)
+            customer_id = handoff.conversation.customer_id
+            accounts = session.scalars(
+                select(Account).where(Account.customer_id == (customer_id or 0))
+            ).all()
+            ended = sum(holds.release_hold(session, a, state, self._clock()) for a in accounts)
+            if not ended:
+                raise HandoffConflictError(f"no {state.replace('_', ' ')} hold is open")
+            self._audit(session, handoff, "hold.released", actor, state=state, note=note)
+            return ended
 
     def hand_back(self, handoff_id: int, actor: Actor, hold_note: str | None = None) -> None:
         """The conversation goes back to the bot. A dispute or hardship hold stays open (the

@@ -32,7 +32,7 @@ from abono.i18n import Catalogs
 from abono.messaging import opt_outs
 from abono.messaging.compose import Composer
 from abono.messaging.durable_queue import DurableQueueWorker
-from abono.outreach import campaign
+from abono.outreach import campaign, holds
 from abono.payments import links
 from abono.ports import MessageSender
 from abono.store.models import (
@@ -87,6 +87,11 @@ class TokenBucket:
         self._at = now
         self._tokens -= 1
         return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
+
+# The turn's replies that confirm the opt-out (or the cease) the same turn recorded: the one
+# message an address that just closed still gets (COMPLIANCE.md: one confirmation allowed).
+OPT_OUT_CONFIRMATION = "opt_out_confirmation"
 
 
 def queue(
@@ -330,14 +335,22 @@ class OutboxWorker(DurableQueueWorker):
         closed: set[tuple[str, str]],
     ) -> dict[str, Any] | None:
         """The claimed row, checked again and rendered; None when it is not to be sent now.
-        ``closed``: the batch's opted-out (address, channel) pairs, read in this transaction."""
-        if (row.address, row.channel) in closed:
+        ``closed``: the batch's opted-out (address, channel) pairs, read in this transaction;
+        the one confirmation of an opt-out or a cease goes to the address it just closed."""
+        confirms = row.key == OPT_OUT_CONFIRMATION and row.message_id is not None
+        if not confirms and (row.address, row.channel) in closed:
             row.status = "suppressed"
             return None
         if row.campaign_step is not None and not self._touch_applies(session, row, now):
             return None
         if row.args.get(CONTACT_RULES) and not self._contact_allowed(session, row, now):
             return None
+        if row.key in holds.FOLLOW_UP_KEYS and row.message_id is None:
+            stopped = holds.contact_stopped(session, _customer_of(session, row))
+            if stopped is not None:  # an attorney, a bankruptcy, a cease request: nothing
+                row.status, row.last_error = "cancelled", f"do_not_contact:{stopped}"
+                log.info("outbox.follow_up.cancelled", reason=row.last_error)
+                return None
         plain = {
             **_plain(row),
             "attempts": row.attempts,  # the lease this worker holds (durable_queue._still_ours)
@@ -402,7 +415,7 @@ class OutboxWorker(DurableQueueWorker):
         account = session.get(Account, row.account_id) if row.account_id else None
         if policy is None or account is None:
             return True
-        verdict = campaign.recheck_contact(session, account, now, policy)
+        verdict = campaign.recheck_contact(session, account, now, policy, row.channel)
         if verdict.cancel:
             row.status, row.last_error = "cancelled", verdict.cancel
             log.info("outbox.contact.cancelled", reason=verdict.cancel, key=row.key)
@@ -579,6 +592,14 @@ class OutboxWorker(DurableQueueWorker):
 _QUEUED = "abono.outbox.queued"
 # A row's status after a send, as the metrics name the outcome (pending again: it is retried).
 _OUTCOMES = {"pending": "retry"}
+
+
+def _customer_of(session: Session, row: OutboxMessage) -> int | None:
+    if row.customer_id is not None:
+        return row.customer_id
+    return session.scalars(
+        select(Conversation.customer_id).where(Conversation.id == row.conversation_id)
+    ).first()
 
 
 def _sid_taken(session: Session, channel: str, sid: str) -> bool:

@@ -24,6 +24,7 @@ from sqlalchemy import Row, Table, and_, exists, func, insert, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from abono.outreach import preferences
 from abono.outreach.holds import HELD_BY_PERSON, customer_held_by_person
 from abono.store.models import (
     Account,
@@ -180,7 +181,7 @@ def recheck(
     unmet = _unmet(session, account.id, row.created_at, set(row.args.get("conditions", ())))
     if unmet is not None:
         return Recheck(cancel=unmet)
-    return _hours(session, account, now, policy)
+    return _hours(session, account, now, policy, row.channel)
 
 
 # A touch's conditions (policies/cadence.yml) and why each cancels it when it no longer holds.
@@ -216,14 +217,18 @@ def _unmet(
 
 
 def recheck_contact(
-    session: Session, account: Account, now: dt.datetime, policy: rules.ContactPolicy
+    session: Session,
+    account: Account,
+    now: dt.datetime,
+    policy: rules.ContactPolicy,
+    channel: str,
 ) -> Recheck:
     """The contact rules alone, for a message that is not a reminder but is not an answer
     either (a satisfaction survey): a person's case or a do-not-contact hold cancels it, and
     it waits for the contact hours in every plausible time zone of the customer. Opt-outs
     are the outbox's own check, made for every row."""
     held = _held(session, account, policy)
-    return held if held.cancel else _hours(session, account, now, policy)
+    return held if held.cancel else _hours(session, account, now, policy, channel)
 
 
 def _held(session: Session, account: Account, policy: rules.ContactPolicy) -> Recheck:
@@ -237,14 +242,31 @@ def _held(session: Session, account: Account, policy: rules.ContactPolicy) -> Re
 
 
 def _hours(
-    session: Session, account: Account, now: dt.datetime, policy: rules.ContactPolicy
+    session: Session,
+    account: Account,
+    now: dt.datetime,
+    policy: rules.ContactPolicy,
+    channel: str,
 ) -> Recheck:
-    if policy.mode not in policy.hours_modes:
-        return Recheck()
+    """The contact hours (when the policy's mode keeps them) and the times the customer named
+    for this channel: the first instant both allow, in every plausible zone of theirs."""
     customer = session.get(Customer, account.customer_id)
     phone = _contacts(session, Account.id == account.id).get(account.customer_id, {}).get("phone")
     zones = _zones(customer.timezone if customer else None, phone)
-    opens = rules.next_allowed(now, zones, policy.start, policy.end)
+    opens = now
+    if policy.mode in policy.hours_modes:
+        opens = rules.next_allowed(now, zones, policy.start, policy.end)
+    named = [
+        w for w in preferences.windows_of(session, account.customer_id) if w.channel == channel
+    ]
+    if named:  # a time the customer named: the first instant both allow
+        for _ in range(8):
+            later = rules.next_preferred(opens, zones, named)
+            if policy.mode in policy.hours_modes:
+                later = rules.next_allowed(later, zones, policy.start, policy.end)
+            if later == opens:
+                break
+            opens = later
     return Recheck(later=opens) if opens > now else Recheck()
 
 
@@ -316,6 +338,7 @@ class _Batch:
         self.contacts = _contacts(session, scope)
         self.opted_out = _opt_outs(session, scope)
         self.holds = _holds(session, lo, hi)
+        self.windows = preferences.windows_for(session, scope)
         self.held_by_person = _held_by_person(session, scope)
         self.touches = _touches(session, scope)
         self.calls = _calls(session, scope, at - dt.timedelta(days=31))
@@ -423,6 +446,7 @@ class _Batch:
             states=self.holds.get(row.id, frozenset()),
             recent_sends={c: tuple(v) for c, v in sends.items() if c != "voice"},
             calls=rules.CallLedger(tuple(calls)),
+            windows=self.windows.get(row.customer_id, ()),
         )
 
 

@@ -29,8 +29,31 @@ log = structlog.get_logger(__name__)
 # customer's accounts. Each outlives the case: handing the conversation back to the bot does
 # not end it. A dispute or a hardship hold ends when a person resolves it with an outcome
 # (``resolve_hold``); a deceased account holder's hold is not resolved here.
-HANDOFF_HOLDS = {"dispute": "dispute_open", "hardship": "hardship_hold", "deceased": "deceased"}
+HANDOFF_HOLDS = {
+    "dispute": "dispute_open",
+    "hardship": "hardship_hold",
+    "deceased": "deceased",
+    "attorney": "attorney_represented",  # Reg F 1006.6(b)(2): the attorney, not the customer
+    "bankruptcy": "bankruptcy",
+}
 RESOLVABLE = frozenset({"dispute_open", "hardship_hold"})
+# States that stop every reminder and follow-up of the customer's, whatever the contact
+# rules' file lists (a plan's or a promise's reminders too): only a person ends them
+# (``release_hold``). A cease request is one of them (``cease_communication``).
+STOPS_ALL = frozenset({"attorney_represented", "bankruptcy", "cease_and_desist", "deceased"})
+# Follow-ups queued on a conversation for a plan or a promise (abono/plans/follow_up.py):
+# the worker sends none while one of the states above holds the customer.
+FOLLOW_UP_KEYS = frozenset(
+    {
+        "utter_installment_reminder",
+        "utter_installment_charge_reminder",
+        "utter_installment_charge_failed",
+        "utter_installment_missed",
+        "utter_plan_broken",
+        "utter_promise_reminder",
+        "utter_promise_broken",
+    }
+)
 OUTCOMES = ("upheld", "adjusted", "rejected")
 # Why a touch was not planned or sent while a person holds the customer's case.
 HELD_BY_PERSON = "held_by_person"
@@ -105,6 +128,75 @@ def place_hold(
     )
     cancel_queued(session, account, f"do_not_contact:{state}")
     return True
+
+
+def cease_communication(
+    session: Session, customer_id: int, source: str, note: str | None = None
+) -> bool:
+    """Stop every channel for every debt of the customer (a cease request, Reg F 1006.6(c)):
+    a ``cease_and_desist`` hold on each account, and every touch and follow-up still queued
+    for the customer cancelled. False when one was already in force on every account."""
+    placed = False
+    for account in _accounts_of(session, customer_id):
+        placed = place_hold(session, account, "cease_and_desist", source, note=note) or placed
+    _cancel_follow_ups(session, customer_id, "do_not_contact:cease_and_desist")
+    _cancel(
+        session,
+        [OutboxMessage.customer_id == customer_id],
+        "do_not_contact:cease_and_desist",
+        None,
+    )
+    return placed
+
+
+def contact_stopped(session: Session, customer_id: int | None) -> str | None:
+    """The state that stops all contact with the customer (attorney, bankruptcy, cease,
+    deceased), if one holds any of their accounts."""
+    if customer_id is None:
+        return None
+    return session.scalars(
+        select(ContactHold.state)
+        .join(Account, Account.id == ContactHold.account_id)
+        .where(
+            Account.customer_id == customer_id,
+            ContactHold.state.in_(STOPS_ALL),
+            ContactHold.released_at.is_(None),
+        )
+        .order_by(ContactHold.id)
+        .limit(1)
+    ).first()
+
+
+# No saved card is charged while these hold (a bankruptcy's automatic stay; an estate).
+STOPS_CHARGES = frozenset({"bankruptcy", "deceased"})
+
+
+def accounts_stopped(session: Session, states: frozenset[str] = STOPS_ALL) -> set[int]:
+    """Accounts in a state that stops all contact: no reminder or follow-up."""
+    return set(
+        session.scalars(
+            select(ContactHold.account_id).where(
+                ContactHold.state.in_(states), ContactHold.released_at.is_(None)
+            )
+        )
+    )
+
+
+def _cancel_follow_ups(session: Session, customer_id: int, reason: str) -> int:
+    """A plan's or a promise's reminders already queued on the customer's conversations."""
+    conversations = select(Conversation.id).where(Conversation.customer_id == customer_id)
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.conversation_id.in_(conversations),
+            OutboxMessage.key.in_(FOLLOW_UP_KEYS),
+            OutboxMessage.message_id.is_(None),
+            OutboxMessage.status == "pending",
+        )
+        .values(status="cancelled", last_error=reason[:200])
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def open_holds(session: Session, customer_id: int | None) -> list[ContactHold]:
@@ -285,6 +377,8 @@ def on_handoff_opened(session: Session, event: HandoffOpened) -> None:
     if state is not None:  # first: the lasting reason is the one a cancelled touch shows
         for account in _accounts_of(session, event.customer_id):
             place_hold(session, account, state, "handoff")
+        if state in STOPS_ALL and event.customer_id is not None:
+            _cancel_follow_ups(session, event.customer_id, f"do_not_contact:{state}")
     if event.customer_id is not None:
         _cancel(session, [OutboxMessage.customer_id == event.customer_id], HELD_BY_PERSON, None)
 

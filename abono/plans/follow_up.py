@@ -54,12 +54,15 @@ def follow_up(session: Session, now: dt.datetime, config: FollowUpConfig) -> Cou
     A customer a person holds (an open or claimed case), or an account whose dispute or
     hardship is under review, is left for a later run: no reminder or follow-up reaches them
     meanwhile, and nothing is marked missed or broken behind the person's back
-    (``held_by_person`` / ``on_hold`` in the counts).
+    (``held_by_person`` / ``on_hold`` in the counts). An account represented by an attorney,
+    in bankruptcy, whose customer asked to cease communication or who died gets nothing
+    either (``do_not_contact``) until a person releases the hold.
     """
     done: Counter[str] = Counter()
     held, on_hold = holds.customers_held_by_person(session), holds.accounts_on_hold(session)
+    stopped = holds.accounts_stopped(session)
     for installment, plan, account, conversation in scheduled_installments(session):
-        if waits := _waits(conversation, account, held, on_hold):
+        if waits := _waits(conversation, account, held, on_hold, stopped):
             done[waits] += 1
             continue
         today = customer_today(conversation, now)
@@ -67,7 +70,7 @@ def follow_up(session: Session, now: dt.datetime, config: FollowUpConfig) -> Cou
             _installment_step(session, installment, plan, account, conversation, today, now, config)
         ] += 1
     for promise, account, conversation in _pending_promises(session):
-        if waits := _waits(conversation, account, held, on_hold):
+        if waits := _waits(conversation, account, held, on_hold, stopped):
             done[waits] += 1
             continue
         today = customer_today(conversation, now)
@@ -208,11 +211,17 @@ def _promise_step(
 
 
 def _waits(
-    conversation: Conversation, account: Account, held: set[int], on_hold: set[int]
+    conversation: Conversation,
+    account: Account,
+    held: set[int],
+    on_hold: set[int],
+    stopped: set[int],
 ) -> str | None:
     """Why a plan's or a promise's step waits for a later run, if it does: a person holds the
     customer's case, or the account's dispute or hardship is under review (the person promised
     nothing would be asked or charged meanwhile)."""
+    if account.id in stopped:
+        return "do_not_contact"
     if conversation.customer_id in held:
         return holds.HELD_BY_PERSON
     if account.id in on_hold:

@@ -281,6 +281,7 @@ def _prepare_due(
     charges = []
     with sessions.begin() as session:
         held, on_hold = holds.customers_held_by_person(session), holds.accounts_on_hold(session)
+        on_hold |= holds.accounts_stopped(session, holds.STOPS_CHARGES)
         for installment, plan, account, conversation in scheduled_installments(
             session,
             PaymentPlan.method == "saved_card",
@@ -290,7 +291,7 @@ def _prepare_due(
             if installment.due_date > customer_today(conversation, now):
                 continue
             if conversation.customer_id in held or account.id in on_hold:
-                continue  # a person holds the case or reviews a dispute: charged after, if due
+                continue  # a person holds the case, a dispute or a bankruptcy
             amount = min(installment.amount_cents, account.balance_cents)
             if amount <= 0:
                 continue

@@ -661,6 +661,48 @@ class ContactHold(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
+class AttorneyRepresentation(Base):
+    """A customer said an attorney represents them (Reg F 1006.6(b)(2)): the attorney's
+    details as given (any may be missing), where and when it was said. Direct contact stops
+    by the ``attorney_represented`` hold on the customer's accounts."""
+
+    __tablename__ = "attorney_representations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    conversation_id: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str | None] = mapped_column(String(120), default=None)
+    firm: Mapped[str | None] = mapped_column(String(160), default=None)
+    phone: Mapped[str | None] = mapped_column(String(32), default=None)
+    email: Mapped[str | None] = mapped_column(String(254), default=None)
+    created_at: Mapped[dt.datetime] = stamped()
+
+
+class ContactPreference(Base):
+    """A time or place the customer asked us to avoid, for one channel ("text me after 6 pm",
+    "no me llamen al trabajo"): a window (policies.contact_rules.ConsumerWindow) the campaign
+    planner and the worker honour. A later one for the same channel replaces it."""
+
+    __tablename__ = "contact_preferences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(8))  # sms | email | voice
+    start: Mapped[str] = mapped_column(String(5))  # HH:MM, the customer's local time
+    end: Mapped[str] = mapped_column(String(5))
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)  # no contact inside
+    weekdays: Mapped[bool] = mapped_column(Boolean, default=False)  # the block on weekdays only
+    place: Mapped[str | None] = mapped_column(String(16), default=None)  # work
+    source: Mapped[str] = mapped_column(String(8))  # the channel the customer said it on
+    created_at: Mapped[dt.datetime] = stamped()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
 class CallAttempt(Base):
     """The call ledger (Reg F 1006.14): every outbound attempt, and calls that reached someone."""
 

@@ -26,6 +26,7 @@ from abono.settings import Settings
 from abono.store.models import (
     Agent,
     AuditEvent,
+    ContactHold,
     Conversation,
     Customer,
     Handoff,
@@ -729,3 +730,28 @@ async def test_an_old_cost_hash_verifies_and_is_rewritten_at_owasps_cost(app: Co
 def stored_hash(app: Container, username: str) -> str:
     with app.sessions() as session:
         return session.scalars(select(Agent.password_hash).where(Agent.username == username)).one()
+
+
+async def test_the_person_on_a_bankruptcy_case_ends_the_contact_stop_with_a_reason(
+    dialogue_app: Container, dialogue_web: TestClient
+) -> None:
+    await send(dialogue_app, "we filed for bankruptcy last month")
+    with dialogue_app.sessions() as session:
+        case = session.scalars(select(Handoff.id)).one()
+    url = f"/console/api/cases/{case}/end-contact-stop"
+    body = {"state": "bankruptcy", "note": "the case was dismissed (docket 24-10233)"}
+    csrf = sign_in(dialogue_web, "alice", "correct horse 1")
+    headers = {"X-CSRF-Token": csrf}
+    assert dialogue_web.post(url, headers=headers, json=body).status_code == 409  # claim first
+    assert dialogue_web.post(f"/console/api/cases/{case}/claim", headers=headers).is_success
+    page = dialogue_web.get(f"/console/api/cases/{case}").json()
+    assert ["No contact", "bankruptcy"] in page["contact_limits"]
+    bad = dialogue_web.post(url, headers=headers, json={"state": "deceased", "note": "x"})
+    assert bad.status_code == 422
+    ended = dialogue_web.post(url, headers=headers, json=body)
+    assert ended.status_code == 200 and ended.json()["result"] == 1
+    assert count(dialogue_app, ContactHold, state="bankruptcy", released_at=None) == 0
+    with dialogue_app.sessions() as session:
+        [row] = session.scalars(select(AuditEvent).where(AuditEvent.kind == "hold.released"))
+        assert row.data["agent"] == "alice" and row.data["state"] == "bankruptcy"
+    assert dialogue_web.post(url, headers=headers, json=body).status_code == 409  # none left

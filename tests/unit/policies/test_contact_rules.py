@@ -71,7 +71,7 @@ def calls(*hours_ago: float, conversation_hours_ago: float | None = None) -> Cal
 
 
 def test_shipped_policy_holds_the_regulatory_numbers() -> None:
-    assert POLICY.version == 1
+    assert POLICY.version == 2
     assert (POLICY.start, POLICY.end) == (dt.time(8), dt.time(21))
     assert (POLICY.call_cap.max, POLICY.call_cap.days, POLICY.quiet_days) == (7, 7, 7)
     assert POLICY.call_cap_modes == frozenset({"third_party"})
@@ -83,6 +83,7 @@ def test_shipped_policy_holds_the_regulatory_numbers() -> None:
         "bankruptcy",
         "deceased",
         "cease_and_desist",
+        "attorney_represented",
     }
 
 
