@@ -359,26 +359,31 @@ def stripe_sandbox(
     container = build_container(settings, engine=FakeEngine(), clock=clock)
     load_demo(container.sessions, DEMO, clock())
     localstripe = start_localstripe(stripe_port, work / "localstripe.log")
-    server = uvicorn.Server(  # no log config: the test's process keeps its logging as it is
+    try:
+        asyncio.run(wait_localstripe(api_base, localstripe))
+        with served_in_thread(create_app(settings, container=container), app_port):
+            register_webhook(api_base, f"{settings.public_url}/webhooks/stripe", webhook_secret)
+            yield StripeSandbox(settings, container, clock)
+    finally:
+        localstripe.terminate()
+        localstripe.wait(10)
+        engine.dispose()
+
+
+@contextmanager
+def served_in_thread(app: Any, port: int) -> Iterator[None]:
+    """``app`` served by uvicorn on 127.0.0.1:``port`` in a thread of this process, until the
+    block ends (no log config: the test's process keeps its logging as it is)."""
+    server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, container=container),
-            host="127.0.0.1",
-            port=app_port,
-            log_config=None,
-            access_log=False,
-            ws="none",
+            app, host="127.0.0.1", port=port, log_config=None, access_log=False, ws="none"
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        asyncio.run(wait_localstripe(api_base, localstripe))
         wait_until(lambda: server.started, "app")
-        register_webhook(api_base, f"{settings.public_url}/webhooks/stripe", webhook_secret)
-        yield StripeSandbox(settings, container, clock)
+        yield
     finally:
         server.should_exit = True
         thread.join(10)
-        localstripe.terminate()
-        localstripe.wait(10)
-        engine.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import select
@@ -74,15 +75,19 @@ def find_customer_by_address(session: Session, address: str) -> Customer | None:
     normalized = normalize_address(address)
     if normalized is None:
         return None
-    kind, value = normalized
     return session.scalar(
         select(Customer)
         .join(ContactPoint, ContactPoint.customer_id == Customer.id)
-        .where(
-            ContactPoint.kind == kind,
-            ContactPoint.value == value,
-            ContactPoint.wrong_party_at.is_(None),
-        )
+        .where(*_reaches(*normalized))
+    )
+
+
+def _reaches(kind: str, value: str) -> tuple[Any, ...]:
+    """The contact point of this normalized address, unless someone said it is not theirs."""
+    return (
+        ContactPoint.kind == kind,
+        ContactPoint.value == value,
+        ContactPoint.wrong_party_at.is_(None),
     )
 
 
@@ -103,15 +108,10 @@ def find_conversation(session: Session, address: str) -> Conversation | None:
     the address; the customer and the unknown address are looked up only when it does not."""
     normalized = normalize_address(address)
     if normalized is not None:
-        kind, value = normalized
         found = session.scalars(
             select(Conversation)
             .join(ContactPoint, ContactPoint.customer_id == Conversation.customer_id)
-            .where(
-                ContactPoint.kind == kind,
-                ContactPoint.value == value,
-                ContactPoint.wrong_party_at.is_(None),
-            )
+            .where(*_reaches(*normalized))
             .limit(1)
         ).first()
         if found is not None:

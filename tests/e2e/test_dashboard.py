@@ -8,12 +8,10 @@ customer, so the real engine is not needed.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect
 
 from abono.analytics import export
@@ -25,7 +23,7 @@ from abono.store.db import make_engine, migrate
 from abono.wiring import sessions_for
 from tests.analytics_history import END, NOW, START, ZONE, build_history
 from tests.fakes import FakeEngine
-from tests.support import free_port, wait_until
+from tests.support import free_port, served_in_thread
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboard.png"
 FAST = agents.Scrypt(n=2**10)
@@ -52,24 +50,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Cont
     with container.sessions.begin() as session:
         agents.add_agent(session, "sam", "correct horse 3", "supervisor", "Sam Super", FAST)
         agents.add_agent(session, "alice", "correct horse 1", "agent", "Alice", FAST)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, container=container),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-            ws="none",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        wait_until(lambda: server.started, "app")
-        yield settings.public_url, container
+        with served_in_thread(create_app(settings, container=container), port):
+            yield settings.public_url, container
     finally:
-        server.should_exit = True
-        thread.join(10)
         container.sessions.kw["bind"].dispose()
 
 

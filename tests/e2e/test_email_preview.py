@@ -9,13 +9,11 @@ the emails are queued in the outbox and sent by the recording sender, as reminde
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect
 
 from abono.accounts.customers import find_customer_by_address
@@ -28,7 +26,7 @@ from abono.store.db import make_engine, migrate
 from abono.store.models import Conversation
 from abono.wiring import sessions_for
 from tests.fakes import FakeEngine
-from tests.support import free_port, wait_until
+from tests.support import free_port, served_in_thread
 from tests.unit.conftest import DEMO_ACCOUNTS, DEMO_NOW
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "email-preview.png"
@@ -57,27 +55,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Cont
         worker_in_app=False,
     )
     container = build_container(settings, engine=FakeEngine(), clock=lambda: NOW)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, container=container),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-            ws="none",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        wait_until(lambda: server.started, "app")
-        queue(container, JAMES, "reminder_past_due_options", {"first_name": "James"})
-        queue(container, ANA, "reminder_pay_by", {"first_name": "Ana"})
-        asyncio.run(container.outbox.run_once())
-        yield settings.public_url, container
+        with served_in_thread(create_app(settings, container=container), port):
+            queue(container, JAMES, "reminder_past_due_options", {"first_name": "James"})
+            queue(container, ANA, "reminder_pay_by", {"first_name": "Ana"})
+            asyncio.run(container.outbox.run_once())
+            yield settings.public_url, container
     finally:
-        server.should_exit = True
-        thread.join(10)
         container.sessions.kw["bind"].dispose()
 
 

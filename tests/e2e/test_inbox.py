@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 from sqlalchemy import select
 
@@ -30,7 +28,7 @@ from abono.store.db import make_engine, migrate
 from abono.store.models import Conversation, Customer, Message
 from abono.wiring import sessions_for
 from tests.fakes import FakeEngine
-from tests.support import free_port, wait_until
+from tests.support import free_port, served_in_thread
 from tests.unit.conftest import DEMO_ACCOUNTS, DEMO_NOW, Clock
 
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
@@ -65,24 +63,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Cont
         agents.add_agent(session, "alice", "correct horse 1", "agent", "Alice", FAST)
         agents.add_agent(session, "bob", "correct horse 2", "agent", "Bob", FAST)
         agents.add_agent(session, "sam", "correct horse 3", "supervisor", "Sam", FAST)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, container=container),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-            ws="none",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        wait_until(lambda: server.started, "app")
-        yield settings.public_url, container
+        with served_in_thread(create_app(settings, container=container), port):
+            yield settings.public_url, container
     finally:
-        server.should_exit = True
-        thread.join(10)
         container.sessions.kw["bind"].dispose()
 
 
