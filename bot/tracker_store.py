@@ -28,7 +28,7 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
-from rasa.core.tracker_store import SQLTrackerStore
+from rasa.core.tracker_store import SQLTrackerStore, create_engine_kwargs
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
 
@@ -42,15 +42,18 @@ class LeanSQLTrackerStore(SQLTrackerStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         url = self.engine.url
+        # A failed write's error names its statement's parameters: the events, with the
+        # customer's address and words. rasa logs that error when it falls back to memory
+        # (a read-only database, docs/faults.md), so the engine is made again without them.
+        options: dict[str, Any] = {**create_engine_kwargs(url), "hide_parameters": True}
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             # One connection kept open, not one opened and closed per read and per write.
             # rasa calls the store from its event loop only; the flag lets the pool hand the
             # connection to whichever thread asks, as SQLAlchemy 2 does for SQLite files.
-            self.engine.dispose()
-            self.engine = sa.create_engine(
-                url, poolclass=sa.pool.QueuePool, connect_args={"check_same_thread": False}
-            )
-            self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
+            options.update(poolclass=sa.pool.QueuePool, connect_args={"check_same_thread": False})
+        self.engine.dispose()
+        self.engine = sa.create_engine(url, **options)
+        self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
 
     async def _retrieve(
         self, sender_id: str, fetch_events_from_all_sessions: bool

@@ -514,6 +514,10 @@ class Tally:
 Inject = Callable[[ChaosStack], str]
 
 
+# When a fault waits for its own moment (a turn half done, a send in flight): from the start.
+AT_ONCE = 0.1
+
+
 def run_fault(
     stack: ChaosStack,
     fault: str,
@@ -876,18 +880,22 @@ class Scenario:
     inject: Inject
     with_redis: bool = False  # needs the private Redis lock store
     payments: bool = False  # customers pay links (run_payments), not SMS turns (run_fault)
+    # Seconds into the conversations before ``inject`` looks for its moment; a fault that
+    # needs a turn or a send under way looks at once (on a fast machine 12 conversations can
+    # be over in two seconds, and the fault would find nothing to break).
+    inject_after: float = 1.5
 
     def run(self, stack: ChaosStack, name: str, customers: int = 12) -> Tally:
         if self.payments:
             return run_payments(stack, name, self.inject, customers=max(customers // 2, 1))
-        return run_fault(stack, name, self.inject, customers=customers)
+        return run_fault(stack, name, self.inject, customers, self.inject_after)
 
 
 FAULTS: dict[str, Scenario] = {
     "twilio 5xx/429/timeouts": Scenario(twilio_errors),
     "stripe 5xx/timeouts": Scenario(stripe_errors, payments=True),
-    "worker SIGKILL": Scenario(kill_worker),
-    "app SIGKILL": Scenario(kill_app),
+    "worker SIGKILL": Scenario(kill_worker, inject_after=AT_ONCE),
+    "app SIGKILL": Scenario(kill_app, inject_after=AT_ONCE),
     "PostgreSQL restart": Scenario(restart_postgres),
     "read-only database": Scenario(read_only_database),
     "Redis restart": Scenario(restart_redis, with_redis=True),

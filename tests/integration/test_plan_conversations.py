@@ -70,6 +70,13 @@ def thread_texts(product: Product, address: str) -> list[str]:
     return [entry["text"] for entry in response.json() if entry["direction"] == "out"]
 
 
+def sent_texts(product: Product, address: str) -> list[str]:
+    """What the outbox has sent to the address (a provider's id recorded), oldest first."""
+    response = product.client.get("/sandbox/messages", params={"address": address, "after": 0})
+    assert response.status_code == 200
+    return list(response.json()["messages"])
+
+
 def test_english_proposal_inside_the_limits_is_read_back_agreed_and_linked(
     negotiating: Product,
 ) -> None:
@@ -208,8 +215,10 @@ def test_terms_beyond_the_limits_go_to_an_agent_whose_approval_the_bot_carries_o
     assert approved.status_code == 200, approved.text
     assert agent.act(case_id, "hand-back").status_code == 200
 
-    deadline = time.monotonic() + 20  # the approved terms reach the customer via the outbox
-    while not any("our team approved your plan" in t for t in thread_texts(negotiating, OLIVIA)):
+    # The approved terms reach the customer through the outbox; the bot awaits the answer once
+    # they are sent (logged in the thread is earlier: a "yes" then would answer nothing yet).
+    deadline = time.monotonic() + 20
+    while not any("our team approved your plan" in t for t in sent_texts(negotiating, OLIVIA)):
         assert time.monotonic() < deadline, thread_texts(negotiating, OLIVIA)
         time.sleep(0.2)
     offer = next(t for t in thread_texts(negotiating, OLIVIA) if "approved your plan" in t)
