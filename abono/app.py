@@ -294,8 +294,10 @@ def create_app(
         title="abono",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        # Swagger UI at /docs comes from the sandbox channel, served from the app's own files
+        # (FastAPI's page loads it from a CDN); ReDoc, which would too, is off.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.container = container

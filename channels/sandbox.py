@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,6 +41,14 @@ from channels.email_layout import EmailLayout
 from channels.sandbox_views import DemoCustomer, ThreadEntry, demo_customers, email_of, entry
 
 PREVIEW = Path(__file__).resolve().parent / "templates" / "email_preview.html"
+# Swagger UI from the app's own files (npm's swagger-ui-dist, VERSION and LICENSE beside it):
+# FastAPI's default page loads it from a CDN, a blank page on a machine without internet.
+SWAGGER_UI = Path(__file__).resolve().parent / "static" / "swagger-ui"
+SWAGGER_FILES = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon-32x32.png": "image/png",
+}
 
 
 class SandboxMessage(BaseModel):
@@ -80,6 +89,27 @@ def install(app: FastAPI, container: Container) -> None:
 
     layout = email_layout(container)
     preview = PREVIEW.read_text(encoding="utf-8")
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs() -> HTMLResponse:
+        """The HTTP API's page, every asset served from here (offline)."""
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="abono API (sandbox)",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
+
+    @app.get("/docs/static/{name}", tags=["sandbox"], response_class=FileResponse)
+    async def api_docs_asset(name: str) -> FileResponse:
+        """A file of the API page (Swagger UI): only the three it loads."""
+        media = SWAGGER_FILES.get(name)
+        if media is None:  # only the files listed: no path from the request reaches the disk
+            raise HTTPException(404, "not found")
+        return FileResponse(
+            SWAGGER_UI / name, media_type=media, headers={"Cache-Control": "max-age=86400"}
+        )
 
     @app.get("/sandbox/outbox", response_model=list[CapturedMessage], tags=["sandbox"])
     async def sandbox_outbox(to: str) -> list[CapturedMessage]:
