@@ -98,6 +98,12 @@ def _guard_library_loggers() -> None:
     logging.getLogger("twilio").setLevel(logging.WARNING)
 
 
+def command_log_level(level: str, chosen: bool) -> str:
+    """A one-shot command's level: quiet (warnings and errors) unless the operator chose one
+    (``ABONO_LOG_LEVEL``); its output is its report, not the info lines a service logs."""
+    return level if chosen else "WARNING"
+
+
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", level=level.upper())
     structlog.configure(

@@ -49,7 +49,10 @@ def up(settings: Settings, demo_file: Path | None, history: bool = False) -> int
         load_history(settings)
     if demo_file is not None:
         report = load_demo(sessions_for(engine, system_clock), demo_file, system_clock())
-        print(f"demo accounts, dated today: {report.imported} new, {report.updated} updated")
+        print(
+            f"demo accounts, dated today: {report.imported} new, {report.updated} updated, "
+            f"{report.unchanged} unchanged"
+        )
     logs = ROOT / "var" / "log"
     logs.mkdir(parents=True, exist_ok=True)
     engine_port = int(settings.engine_url.rsplit(":", 1)[1].split("/")[0])

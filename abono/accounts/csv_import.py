@@ -61,10 +61,11 @@ class ImportReport:
     imported: int
     updated: int
     rejected: list[RowError]
+    unchanged: int = 0  # rows that matched what the store held: nothing written
 
     @property
     def total(self) -> int:
-        return self.imported + self.updated + len(self.rejected)
+        return self.imported + self.updated + self.unchanged + len(self.rejected)
 
 
 @dataclass(frozen=True)
@@ -366,6 +367,7 @@ class _Batch:
 
     imported: int = 0
     updated: int = 0
+    unchanged: int = 0
     rejected: list[RowError] = field(default_factory=list)
     account_ids: list[int] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)  # created | updated | unchanged, in order
@@ -485,9 +487,6 @@ def _write(
     new = account is None
     if account is None:
         account = Account()
-        batch.imported += 1
-    else:
-        batch.updated += 1
     before = _stated(account)
     _fill_account(account, row, customer)
     if as_of is not None:
@@ -497,6 +496,12 @@ def _write(
                 session, account.id, row.balance_cents, as_of
             )
     changed = changed or new or _stated(account) != before
+    if new:
+        batch.imported += 1
+    elif changed:
+        batch.updated += 1
+    else:
+        batch.unchanged += 1
     session.add(account)
     if new:  # no payment can exist yet: the balance is the opening balance
         session.flush()
@@ -590,6 +595,7 @@ def _import_batch(
     for batch in batches:
         report.imported += batch.imported
         report.updated += batch.updated
+        report.unchanged += batch.unchanged
         report.rejected.extend(batch.rejected)
 
 

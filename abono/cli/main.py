@@ -254,7 +254,7 @@ def _import_accounts(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     _print_rejections(report)
     print(
-        f"{report.imported} imported, {report.updated} updated, "
+        f"{report.imported} imported, {report.updated} updated, {report.unchanged} unchanged, "
         f"{len(report.rejected)} rejected, {report.total} rows"
     )
     return 0 if not report.rejected else 1
@@ -285,7 +285,10 @@ def _load_demo(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     _print_rejections(report)
     dated = now.date().isoformat()
-    print(f"demo accounts dated {dated}: {report.imported} new, {report.updated} updated")
+    print(
+        f"demo accounts dated {dated}: {report.imported} new, {report.updated} updated, "
+        f"{report.unchanged} unchanged"
+    )
     return 0 if not report.rejected else 1
 
 

@@ -64,13 +64,15 @@ def parse_instant(value: str) -> dt.datetime:
 def campaign_run(args: argparse.Namespace, settings: Settings) -> int:
     from abono.app import campaign_config
     from abono.i18n import Catalogs
-    from abono.logs import configure_logging
+    from abono.logs import command_log_level, configure_logging
     from abono.outreach.campaign import count_accounts, plan_run
     from abono.store.db import make_engine, migrate
     from abono.wiring import sessions_for
     from policies.disclosures import PolicyError
 
-    configure_logging(settings.log_level)
+    configure_logging(
+        command_log_level(settings.log_level, "log_level" in settings.model_fields_set)
+    )
     try:
         config = campaign_config(Catalogs.load(settings.locales_dir))
     except PolicyError as error:
@@ -84,8 +86,9 @@ def campaign_run(args: argparse.Namespace, settings: Settings) -> int:
         summary = plan_run(sessions, config, at, dry_run=args.dry_run, progress=advance)
     head = "dry run, nothing written" if args.dry_run else f"run {summary.run_id}"
     print(f"{head}: planned for {at.isoformat()}, {summary.accounts} accounts with a balance")
-    print(f"contacted: {_counts(summary.queued)}")
-    print(f"skipped: {_counts(summary.skipped)}")
+    # A dry run queued nothing: it says what a run would do.
+    print(f"{'would contact' if args.dry_run else 'contacted'}: {_counts(summary.queued)}")
+    print(f"{'would skip' if args.dry_run else 'skipped'}: {_counts(summary.skipped)}")
     print(f"no step due: {summary.not_due}")
     return 0
 
@@ -98,6 +101,7 @@ def _counts(counts: Any) -> str:
 
 
 def campaign_report(args: argparse.Namespace, settings: Settings) -> int:
+    from abono.analytics.export import text_table
     from abono.store.db import make_engine, migrate
     from abono.store.models import CampaignRun
     from abono.wiring import sessions_for
@@ -122,9 +126,8 @@ def campaign_report(args: argparse.Namespace, settings: Settings) -> int:
         _write_csv(sys.stdout, rows)
     else:
         print(header)
-        print("  ".join(REPORT_COLUMNS))
-        for row in rows:
-            print("  ".join(str(row[c] or "-") for c in REPORT_COLUMNS))
+        # Aligned columns, as the other reports print them (an empty cell reads "—").
+        print(text_table([{c: row[c] or None for c in REPORT_COLUMNS} for row in rows]), end="")
     return 0
 
 

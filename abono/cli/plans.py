@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 from abono.clock import system_clock
+from abono.plans.commitments import PLAN_STATUSES
 from abono.settings import Settings
 
 
@@ -22,7 +23,9 @@ def add_commands(commands: Any) -> None:
     follow.add_argument("--at", type=_timestamp, default=None, help="ISO time (default: now)")
     follow.set_defaults(handler=_follow_up)
     listing = actions.add_parser("list", help="plans by status")
-    listing.add_argument("--status", default=None, help="pending|active|completed|broken")
+    listing.add_argument(
+        "--status", default=None, choices=PLAN_STATUSES, help="only the plans in this status"
+    )
     listing.set_defaults(handler=_list_plans)
 
     promises = commands.add_parser("promises", help="promises to pay")

@@ -119,6 +119,8 @@ def open_commitments(
 
 
 LIVE_PLANS = ("pending", "active")
+# Every status a payment plan can have: live, then paid off or broken.
+PLAN_STATUSES = (*LIVE_PLANS, "completed", "broken")
 InstallmentRow = tuple[PlanInstallment, PaymentPlan, Account, Conversation]
 
 

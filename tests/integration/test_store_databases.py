@@ -94,13 +94,16 @@ def db(engine: Engine) -> sessionmaker[Session]:
     return sessions_for(engine, Clock())
 
 
-def run_import(db: sessionmaker[Session], path: Path | list[str]) -> tuple[int, int, list[int]]:
+def run_import(
+    db: sessionmaker[Session], path: Path | list[str]
+) -> tuple[int, int, int, list[int]]:
     if isinstance(path, list):
         report = import_accounts(db, path)
     else:
         with path.open(newline="", encoding="utf-8") as file:
             report = import_accounts(db, file)
-    return report.imported, report.updated, [error.line for error in report.rejected]
+    lines = [error.line for error in report.rejected]
+    return report.imported, report.updated, report.unchanged, lines
 
 
 def test_migration_builds_the_schema_and_is_safe_to_rerun(engine: Engine) -> None:
@@ -127,8 +130,8 @@ def test_migrations_match_the_models(engine: Engine) -> None:
 
 
 def test_demo_import_reimport_and_lookup(db: sessionmaker[Session]) -> None:
-    assert run_import(db, demo_lines()) == (7, 0, [])
-    assert run_import(db, demo_lines()) == (0, 7, [])
+    assert run_import(db, demo_lines()) == (7, 0, 0, [])
+    assert run_import(db, demo_lines()) == (0, 0, 7, [])  # the same file again: unchanged
 
     with db() as session:
         assert session.scalar(select(func.count()).select_from(Customer)) == 6
@@ -143,7 +146,7 @@ def test_demo_import_reimport_and_lookup(db: sessionmaker[Session]) -> None:
 
 
 def test_bad_file_rejects_the_same_lines(db: sessionmaker[Session]) -> None:
-    assert run_import(db, BAD) == (2, 0, [3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+    assert run_import(db, BAD) == (2, 0, 0, [3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
 
 
 def test_too_long_values_are_rejected_rows_not_a_failed_batch(db: sessionmaker[Session]) -> None:

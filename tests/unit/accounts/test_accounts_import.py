@@ -110,7 +110,7 @@ def test_importing_the_demo_twice_changes_nothing(db: sessionmaker[Session]) -> 
 
     report = run_import(db, demo_lines())
 
-    assert report == ImportReport(imported=0, updated=7, rejected=[])
+    assert report == ImportReport(imported=0, updated=0, rejected=[], unchanged=7)
     assert counts(db) == (6, 7, 12)
     with db() as session:
         assert session.execute(select(Account.id, Account.updated_at)).all() == before
@@ -170,7 +170,8 @@ def test_changed_balance_is_updated_on_reimport(db: sessionmaker[Session]) -> No
 
     report = import_accounts(db, io.StringIO(changed, newline=""))
 
-    assert (report.imported, report.updated, report.rejected) == (0, 7, [])
+    # Only the changed row counts as updated; the rest are reported unchanged.
+    assert (report.imported, report.updated, report.unchanged, report.rejected) == (0, 1, 6, [])
     with db() as session:
         balance = session.scalar(
             select(Account.balance_cents).where(Account.account_number == "ACC-7700100303")
