@@ -80,6 +80,7 @@ def _follow_up(args: argparse.Namespace, settings: Settings) -> int:
 def _list_plans(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
 
+    from abono.analytics.export import text_table
     from abono.i18n import format_money
     from abono.store.models import Account, PaymentPlan
 
@@ -88,15 +89,22 @@ def _list_plans(args: argparse.Namespace, settings: Settings) -> int:
         query = query.where(PaymentPlan.status == args.status)
     with _sessions(settings)() as session:
         rows = session.execute(query.order_by(PaymentPlan.id)).all()
-        for plan, account in rows:
-            paid = sum(1 for i in plan.installments if i.status == "paid")
-            print(
-                f"plan {plan.id}  account {account.account_number}  {plan.status:<9}  "
-                f"{format_money(plan.total_cents, plan.currency, 'en')}  "
-                f"{paid}/{len(plan.installments)} paid  misses {plan.misses}/{plan.max_misses}  "
-                f"by {plan.method}  "
-                f"policy v{plan.policy_version}"
-            )
+        table = [
+            {
+                "plan": plan.id,
+                "account": account.account_number,
+                "status": plan.status,
+                "total": format_money(plan.total_cents, plan.currency, "en"),
+                "paid": f"{sum(1 for i in plan.installments if i.status == 'paid')}"
+                f"/{len(plan.installments)}",
+                "misses": f"{plan.misses}/{plan.max_misses}",
+                "by": plan.method,
+                "policy": f"v{plan.policy_version}",
+            }
+            for plan, account in rows
+        ]
+    if table:  # aligned columns, as the other reports
+        print(text_table(table), end="")
     print(f"{len(rows)} plan(s)")
     return 0
 
