@@ -1033,7 +1033,10 @@ def _keep(session: Session, message_id: int, until: dt.datetime) -> None:
 
 
 def _unanswered(session: Session, handoff: Handoff) -> Message | None:
-    """The latest message held for a person and written after anything said to the customer."""
+    """The latest message held for a person and written after anything said to the customer,
+    or queued to be said: the terms a person approved go out through the outbox after the
+    hand-back, and a held "ok thanks" answered after they went out would read as consent to
+    terms the customer had not seen when writing it."""
     if not handoff.held_message_ids:
         return None
     last_out = session.scalars(
@@ -1045,7 +1048,19 @@ def _unanswered(session: Session, handoff: Handoff) -> Message | None:
     newest = max(handoff.held_message_ids)
     if last_out is not None and last_out > newest:
         return None
-    return session.get(Message, newest)
+    message = session.get(Message, newest)
+    if message is None:
+        return None
+    queued_since = session.scalars(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.conversation_id == handoff.conversation_id,
+            OutboxMessage.created_at > message.created_at,
+            OutboxMessage.status.in_(("pending", "sending", "sent")),
+        )
+        .limit(1)
+    ).first()
+    return None if queued_since is not None else message
 
 
 def _seen(session: Session, channel: str, provider_id: str) -> Message | None:

@@ -121,9 +121,24 @@ def wait_for_store(engine: Engine, seconds: float = STORE_WAIT_SECONDS) -> None:
 
 
 def migrate(engine: Engine, wait_seconds: float = STORE_WAIT_SECONDS) -> None:
-    """Bring the schema to head; safe to run on every start."""
-    wait_for_store(engine, wait_seconds)
+    """Bring the schema to head; safe to run on every start.
+
+    A database that restarts while a process starts may close the connection in the middle
+    of the migration (PostgreSQL's "terminating connection due to administrator command"):
+    the migration's transaction is rolled back, so it is run again once the database answers,
+    within the same wait, instead of the process dying (docs/faults.md)."""
+    deadline = time.monotonic() + wait_seconds
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+    while True:
+        wait_for_store(engine, max(deadline - time.monotonic(), 0.0))
+        try:
+            with engine.begin() as connection:
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, "head")
+            return
+        except OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("store.migrate.retrying")
+            engine.dispose()  # the pool's connections died with the server's
+            time.sleep(1.0)

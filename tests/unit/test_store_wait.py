@@ -30,3 +30,26 @@ def test_a_database_that_never_answers_is_an_error_after_the_wait(tmp_path: Path
     engine = create_engine(f"sqlite:///{tmp_path / 'missing' / 'abono.db'}")
     with pytest.raises(OperationalError):
         wait_for_store(engine, seconds=1.0)
+
+
+def test_a_migration_cut_off_by_a_restarting_database_is_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database closes the connection in the middle of the migration (a PostgreSQL
+    restart while the process starts): the start runs it again instead of dying."""
+    from abono.store import db
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'abono.db'}")
+    upgrade = db.command.upgrade
+    calls: list[int] = []
+
+    def cut_off_once(cfg: object, revision: str) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("COMMIT", {}, Exception("terminating connection"))
+        upgrade(cfg, revision)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(db.command, "upgrade", cut_off_once)
+    monkeypatch.setattr(db.time, "sleep", lambda seconds: None)
+    migrate(engine, wait_seconds=20)
+    assert len(calls) == 2 and "messages" in inspect(engine).get_table_names()
