@@ -387,3 +387,17 @@ def served_in_thread(app: Any, port: int) -> Iterator[None]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def in_thread_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for an app served in a thread of the test (``served_in_thread``): spare
+    loopback ports, its own public URL, no outbox worker of its own (the test drives it)."""
+    port = free_port()
+    return Settings(
+        database_url=database_url,
+        port=port,
+        internal_port=free_port(),
+        public_url=f"http://127.0.0.1:{port}",
+        worker_in_app=False,
+        **overrides,
+    )

@@ -18,12 +18,11 @@ from abono.analytics import export
 from abono.app import build_container, create_app
 from abono.container import Container
 from abono.handoff import agents
-from abono.settings import Settings
 from abono.store.db import make_engine, migrate
 from abono.wiring import sessions_for
 from tests.analytics_history import END, NOW, START, ZONE, build_history
 from tests.fakes import FakeEngine
-from tests.support import free_port, served_in_thread
+from tests.support import in_thread_settings, served_in_thread
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboard.png"
 FAST = agents.Scrypt(n=2**10)
@@ -37,21 +36,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Cont
     migrate(engine)
     build_history(sessions_for(engine, lambda: NOW))
     engine.dispose()
-    port = free_port()
-    settings = Settings(
-        database_url=url,
-        port=port,
-        internal_port=free_port(),
-        public_url=f"http://127.0.0.1:{port}",
+    settings = in_thread_settings(
+        url,
         report_timezone=ZONE,
-        worker_in_app=False,
     )
     container = build_container(settings, engine=FakeEngine(), clock=lambda: NOW)
     with container.sessions.begin() as session:
         agents.add_agent(session, "sam", "correct horse 3", "supervisor", "Sam Super", FAST)
         agents.add_agent(session, "alice", "correct horse 1", "agent", "Alice", FAST)
     try:
-        with served_in_thread(create_app(settings, container=container), port):
+        with served_in_thread(create_app(settings, container=container), settings.port):
             yield settings.public_url, container
     finally:
         container.sessions.kw["bind"].dispose()

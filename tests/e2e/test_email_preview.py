@@ -21,12 +21,11 @@ from abono.accounts.demo import load_demo
 from abono.app import build_container, create_app
 from abono.container import Container
 from abono.messaging import outbox
-from abono.settings import Settings
 from abono.store.db import make_engine, migrate
 from abono.store.models import Conversation
 from abono.wiring import sessions_for
 from tests.fakes import FakeEngine
-from tests.support import free_port, served_in_thread
+from tests.support import in_thread_settings, served_in_thread
 from tests.unit.conftest import DEMO_ACCOUNTS, DEMO_NOW
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "email-preview.png"
@@ -44,19 +43,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Cont
     migrate(engine)
     assert not load_demo(sessions_for(engine, lambda: NOW), DEMO_ACCOUNTS, NOW).rejected
     engine.dispose()
-    port = free_port()
-    settings = Settings(
-        database_url=url,
-        port=port,
-        internal_port=free_port(),
-        public_url=f"http://127.0.0.1:{port}",
+    settings = in_thread_settings(
+        url,
         sandbox=True,
         collector_mode="third_party",  # the footer carries the disclosure
-        worker_in_app=False,
     )
     container = build_container(settings, engine=FakeEngine(), clock=lambda: NOW)
     try:
-        with served_in_thread(create_app(settings, container=container), port):
+        with served_in_thread(create_app(settings, container=container), settings.port):
             queue(container, JAMES, "reminder_past_due_options", {"first_name": "James"})
             queue(container, ANA, "reminder_pay_by", {"first_name": "Ana"})
             asyncio.run(container.outbox.run_once())

@@ -23,12 +23,11 @@ from abono.app import build_container, create_app
 from abono.container import Container
 from abono.handoff import agents
 from abono.handoff.cases import open_handoff
-from abono.settings import Settings
 from abono.store.db import make_engine, migrate
 from abono.store.models import Conversation, Customer, Message
 from abono.wiring import sessions_for
 from tests.fakes import FakeEngine
-from tests.support import free_port, served_in_thread
+from tests.support import in_thread_settings, served_in_thread
 from tests.unit.conftest import DEMO_ACCOUNTS, DEMO_NOW, Clock
 
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
@@ -50,21 +49,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Cont
     migrate(engine)
     assert not load_demo(sessions_for(engine, Clock()), DEMO_ACCOUNTS, DEMO_NOW).rejected
     engine.dispose()
-    port = free_port()
-    settings = Settings(
-        database_url=url,
-        port=port,
-        internal_port=free_port(),
-        public_url=f"http://127.0.0.1:{port}",
-        worker_in_app=False,
-    )
+    settings = in_thread_settings(url)
     container = build_container(settings, engine=FakeEngine(), clock=Clock(DEMO_NOW))
     with container.sessions.begin() as session:
         agents.add_agent(session, "alice", "correct horse 1", "agent", "Alice", FAST)
         agents.add_agent(session, "bob", "correct horse 2", "agent", "Bob", FAST)
         agents.add_agent(session, "sam", "correct horse 3", "supervisor", "Sam", FAST)
     try:
-        with served_in_thread(create_app(settings, container=container), port):
+        with served_in_thread(create_app(settings, container=container), settings.port):
             yield settings.public_url, container
     finally:
         container.sessions.kw["bind"].dispose()
